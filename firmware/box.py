@@ -1,0 +1,291 @@
+"""The box: devices, show, generation, compositor and lights wired together. One `step()` per
+projector frame; everything it calls either returns at once or reads a latest value.
+
+    presence --reading--> filter --present--> show machine --Cue--> compositor --frame--> display/recorder
+    camera --latest frame----------------------------^   |              ^
+    generation worker <--- visitor / drift jobs ---------+              | (predictions, step by step)
+                      ------------------------------------------------- +
+    Cue --> lights (patch) --universe--> DMX sender (own thread, fixed rate)
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from firmware.config import Config
+from firmware.devices.camera import NoCamera, open_camera
+from firmware.devices.display import open_display
+from firmware.devices.dmx import open_dmx
+from firmware.devices.presence import open_presence
+from firmware.generate.manifest import ModelError, ModelInfo, load_model_dir
+from firmware.generate.worker import DriftJob, GenerationWorker, VisitorJob, seeded_sigmas, slerp
+from firmware.render import noise as nz
+from firmware.render.compositor import Compositor
+from firmware.render.footage import FootageError, FootagePlayer, load_footage
+from firmware.show.lights import light_level, render_universe, safe_universe
+from firmware.show.machine import ShowState, Timings, step_show
+from firmware.show.presence import PresenceParams, PresenceState, update_presence
+
+log = logging.getLogger("humus.box")
+
+DRIFT_FPS = 8.0   # drift images per second requested while idle (the walk is slow; 8 looks fluid)
+
+
+@dataclass
+class Trace:
+    """What happened, for the preview, tests and the field tech: state changes and DMX frames."""
+    states: list[tuple[float, str, int]] = field(default_factory=list)
+    faults: list[tuple[float, str]] = field(default_factory=list)
+
+
+class Box:
+    def __init__(self, config: Config, clock, *, threaded: bool = True, engine=None,
+                 model: ModelInfo | None = None, footage_frames: list[np.ndarray] | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.threaded = threaded
+        self.trace = Trace()
+        self.started_at = clock.now()
+        show = config.show
+        self.timings = Timings.from_config(show)
+        self.presence_params = PresenceParams(show.trigger_m, show.release_m, show.dwell_s,
+                                              show.leave_grace_s, config.presence.stale_after_s)
+        self.show_state = ShowState(since=clock.now())
+        self.presence_state = PresenceState()
+        self.cue = None
+
+        self.display = open_display(config.display, clock)
+        self.width, self.height = config.display.width, config.display.height
+        self.camera = self._open_or_none("camera", lambda: open_camera(config.camera, clock), NoCamera)
+        self.presence = open_presence(config.presence, clock)
+        self.dmx = open_dmx(config.dmx, clock)
+        if threaded:
+            self.dmx.start()
+
+        self.model, self.engine = model, engine
+        if self.engine is None:
+            self.model, self.engine = self._open_model()
+        self.net = self.model.network(config.model.network) if self.model else None
+        self.sigmas = self.net.sigmas(config.model.steps) if self.net else ()
+        self.model_side = self.model.resolution[1] if self.model else 64
+        self.worker = GenerationWorker(self.engine, threaded=threaded)
+        self.compositor = Compositor(self.width, self.height, show.layout, self.model_side)
+
+        self.footage = None
+        frames = footage_frames
+        if frames is None and show.footage is not None:
+            try:
+                frames = load_footage(show.footage)
+            except FootageError as exc:
+                self._fault(f"footage: {exc}")
+        if frames:
+            self.footage = FootagePlayer(frames, show.footage_fps)
+
+        self._prep = ThreadPoolExecutor(1, thread_name_prefix="visitor-prep") if threaded else None
+        self._noise_future: Future | None = None
+        self._noise: nz.VisitorNoise | None = None
+        self._noise_visitor = -1
+        self._job_visitor = -1
+        self._cam_key = None
+        self._cam_display: np.ndarray | None = None
+        self._drift_requested_at = -math.inf
+        self._prev_state = "idle"
+        self.frames = 0
+        self.frame_times: list[float] = []
+        self.recorder = None
+
+    # ------------------------------------------------------------------ set-up
+    def _open_or_none(self, what, opener, fallback):
+        try:
+            return opener()
+        except Exception as exc:  # any backend failure: run on without the device
+            self._fault(f"{what}: cannot open ({exc}); running without it")
+            return fallback(None, self.clock)
+
+    def _open_model(self):
+        from firmware.generate.engines import EngineError, open_engine
+        cfg = self.config.model
+        try:
+            model = load_model_dir(cfg.dir)
+            engine = open_engine(model, cfg.network, cfg.engine, cache_dir=cfg.engine_cache,
+                                 threads=cfg.threads)
+            log.info("model %s: %s on %s", model.name, cfg.network, engine.describe())
+            return model, engine
+        except (ModelError, EngineError, OSError) as exc:
+            self._fault(f"model: {exc}; showing footage only")
+            return None, None
+
+    def _fault(self, text: str) -> None:
+        log.warning("%s", text)
+        self.trace.faults.append((self.clock.now(), text))
+
+    def warm_up(self) -> None:
+        """Run the model once before READY, so the first visitor does not pay for lazy init."""
+        if self.engine is not None and self.net is not None:
+            x = np.zeros(self.net.inputs["x"], np.float32)
+            self.engine.denoise(x, self.sigmas[0], self.config.show.decay)
+
+    # ------------------------------------------------------------------ the frame
+    def step(self) -> np.ndarray:
+        now = self.clock.now()
+        reading = self.presence.latest()
+        self.presence_state = update_presence(
+            self.presence_params, self.presence_state,
+            reading.distance_m if reading else None, reading.t if reading else None, now)
+        if self.presence_state.stale:
+            self.presence.fault("stale sensor: no reading for "
+                                f"{self.config.presence.stale_after_s:g} s")
+        elif reading is not None:
+            self.presence.recover()
+        self.show_state, cue = step_show(self.timings, self.show_state, self.presence_state.present, now)
+        self.cue = cue
+        if cue.state != self._prev_state:
+            self.trace.states.append((now, cue.state, cue.visitor))
+            log.info("state %s -> %s (visitor %d)", self._prev_state, cue.state, cue.visitor)
+        self._visitor_work(cue, now)
+        self._drift_work(now)
+        if not self.threaded:
+            self.worker.process_pending()
+
+        camera = self._camera_picture()
+        idle = self._idle_picture(now)
+        vres = self.worker.visitor_result.get()
+        generated, gen_key = None, None
+        if vres is not None and vres.visitor == cue.visitor and vres.preds and vres.failed is None:
+            k = self._shown_step(cue, len(vres.sigmas), len(vres.preds))
+            generated = [nz.to_u8(img) for img in vres.preds[k]]
+            gen_key = (cue.visitor, k)
+        eps = self._noise.screen_u8 if self._noise is not None and self._noise_visitor == cue.visitor else None
+        frame = self.compositor.compose(cue, idle, camera, eps, generated, gen_key)
+        self.display.present(frame)
+        if self.recorder is not None:
+            self.recorder.write(frame)
+        self._lights(cue, now)
+        self._prev_state = cue.state
+        self.frames += 1
+        return frame
+
+    @staticmethod
+    def _shown_step(cue, n_steps: int, n_done: int) -> int:
+        """Which prediction the emergence shows: reveal walks through the steps; never one not done."""
+        want = n_steps - 1 if cue.state != "emergence" else min(n_steps - 1, int(cue.reveal * n_steps))
+        return min(want, n_done - 1)
+
+    def _camera_picture(self) -> np.ndarray | None:
+        frame = self.camera.latest()
+        if frame is None:
+            return None
+        if self._cam_key != frame.seq:
+            img = frame.image[:, ::-1] if getattr(self.config.camera, "mirror", False) else frame.image
+            self._cam_display = nz.cover(img, self.width, self.height)
+            self._cam_key = frame.seq
+        return self._cam_display
+
+    def _idle_picture(self, now: float) -> np.ndarray:
+        t = now - self.started_at
+        foot, foot_key = None, None
+        if self.footage is not None:
+            foot_key = self.footage.index_at(t)
+            foot = self.footage.frames[foot_key]
+        dres = self.worker.drift_result.get()
+        drift = [nz.to_u8(img) for img in dres.images] if dres is not None else None
+        return self.compositor.idle_picture(t, foot, foot_key, drift, dres.key if dres else None)
+
+    # ------------------------------------------------------------------ generation requests
+    def _visitor_work(self, cue, now: float) -> None:
+        if cue.state == "idle" or self.model is None:
+            return
+        # 1. Each new visitor gets one noise field, at display and model resolution.
+        if self._noise_visitor != cue.visitor and (self._noise_future is None or
+                                                   self._noise_future.done()):
+            if self._noise_future is not None and self._noise_future.done():
+                noise, visitor = self._noise_future.result()
+                self._noise_future = None
+                if visitor == cue.visitor:
+                    self._noise, self._noise_visitor = noise, visitor
+            if self._noise_visitor != cue.visitor:
+                make = (lambda v=cue.visitor: (self._make_noise(v), v))
+                if self._prep is not None:
+                    self._noise_future = self._prep.submit(make)
+                else:
+                    self._noise, self._noise_visitor = make()
+        # 2. Once the visitor is immersed, grow their images from that noise (off this thread).
+        if (cue.state in ("immersion", "emergence") and self._job_visitor != cue.visitor and
+                self._noise_visitor == cue.visitor and self.worker.available):
+            self._job_visitor = cue.visitor
+            self.worker.submit_visitor(self._visitor_job(cue))
+
+    def _make_noise(self, visitor: int) -> nz.VisitorNoise:
+        return nz.make_visitor_noise(visitor * 1_000_003 + 17, self.compositor.tiles, self.width,
+                                     self.height, self.model.resolution)
+
+    def _visitor_job(self, cue) -> VisitorJob:
+        show = self.config.show
+        seed = None
+        sigmas = self.sigmas
+        if show.seed_strength > 0 and self._cam_display is not None:
+            side = self.model_side
+            seed = np.stack([nz.from_u8(nz.resize(self._cam_display[t.y:t.y + t.h, t.x:t.x + t.w],
+                                                   side, side, smooth=False))
+                             for t in self.compositor.tiles])
+            sigmas = seeded_sigmas(self.sigmas, show.seed_strength, self.model.sigma_max)
+        return VisitorJob(visitor=cue.visitor, eps=self._noise.model_eps, sigmas=sigmas,
+                          sampler=self.net.sampler, decay=show.decay, seed_image=seed,
+                          strength=show.seed_strength)
+
+    def _drift_work(self, now: float) -> None:
+        if self.model is None or self.show_state.state not in ("idle", "release", "approach"):
+            return
+        if now - self._drift_requested_at < 1.0 / DRIFT_FPS or self.worker.busy:
+            return
+        self._drift_requested_at = now
+        t = (now - self.started_at) / self.config.show.drift_period_s
+        j, p = int(math.floor(t)), t - math.floor(t)
+        n = len(self.compositor.tiles)
+        shape = (n, self.model.channels, *self.model.resolution)
+        a = np.random.default_rng(j).standard_normal(shape, dtype=np.float32)
+        b = np.random.default_rng(j + 1).standard_normal(shape, dtype=np.float32)
+        sigmas = self.net.sigmas(min(self.net.steps)) if self.net.sampler == "consistency" else self.sigmas
+        self.worker.submit_drift(DriftJob(key=t, noise=slerp(a, b, p) * sigmas[0] / sigmas[0],
+                                          sigmas=sigmas, sampler=self.net.sampler,
+                                          decay=self.config.show.decay))
+
+    # ------------------------------------------------------------------ lights
+    def _lights(self, cue, now: float) -> None:
+        looks = self.config.lights.looks
+        since = now - self.show_state.since
+        prev = self.trace.states[-2][1] if len(self.trace.states) >= 2 else "idle"
+        level = light_level(looks, cue.state, prev, since, self.config.lights.fade_s, cue.noise_level)
+        self.dmx.set_universe(render_universe(self.config.lights.fixtures, level, self.dmx.channels))
+        if not self.threaded:
+            self.dmx.pump()
+
+    # ------------------------------------------------------------------ lifecycle
+    def devices_health(self) -> dict:
+        devs = {"camera": self.camera, "presence": self.presence, "dmx": self.dmx,
+                "display": self.display, "generator": self.worker}
+        return {k: {"ok": d.health.ok, "detail": d.health.detail} for k, d in devs.items()}
+
+    def close(self) -> None:
+        try:
+            self.dmx.send_final(safe_universe(self.config.lights, self.config.dmx.safe_look
+                                              if hasattr(self.config.dmx, "safe_look") else "blackout",
+                                              self.dmx.channels))
+        except Exception as exc:  # shutting down: report, never raise
+            log.warning("could not send the safe look: %s", exc)
+        for dev in (self.worker, self.camera, self.presence, self.dmx, self.display):
+            try:
+                dev.close()
+            except Exception as exc:
+                log.warning("closing %s: %s", dev.name, exc)
+        if self._prep is not None:
+            self._prep.shutdown(wait=False, cancel_futures=True)
+        if self.recorder is not None:
+            self.recorder.close()

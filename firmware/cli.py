@@ -1,0 +1,199 @@
+"""`humus`: the box's runtime and the field tech's tools.
+
+    humus run [--sim] [--headless] [--record FILE.mp4] [--duration S] [--config FILE]
+    humus check-config [PATH]       print the merged config, or the errors (exit 2)
+    humus bench [--json FILE]       per-stage latency, images/s, display fps, DMX jitter
+    humus safe                      the safe look: calm lights, a still image (systemd safe mode)
+    plus the appliance tools (update, rollback, releases, status, doctor, logs) and calibrate.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from firmware import __version__
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_MELON = REPO.parent / "shared" / "data" / "decay" / "melon" / "decaying_melon.webp"
+
+
+def _load(args):
+    from firmware.config import ConfigError, load_config
+    try:
+        return load_config(getattr(args, "config", None))
+    except ConfigError as exc:
+        print(f"humus: {exc}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def cmd_check_config(args) -> int:
+    from firmware.config import ConfigError, dump_config, load_config
+    try:
+        config = load_config(args.path, search=args.path is None)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(dump_config(config))
+    return 0
+
+
+def sim_config(config, headless: bool):
+    """--sim: every device simulated (the display too unless a window can be shown)."""
+    from firmware.config import CameraSim, DisplayHeadless, DisplayPygame, DmxSim, PresenceSim
+    display = config.display
+    if headless or display.type != "pygame":
+        display = DisplayHeadless(width=display.width, height=display.height, fps=display.fps)
+    update = {"camera": CameraSim(), "presence": PresenceSim(), "dmx": DmxSim(), "display": display}
+    show = config.show
+    if show.footage is None and SHARED_MELON.is_file():
+        show = show.model_copy(update={"footage": SHARED_MELON})  # dev convenience only
+    update["show"] = show
+    return config.model_copy(update=update)
+
+
+def cmd_run(args) -> int:
+    from firmware.box import Box
+    from firmware.clock import FakeClock, RealClock
+    from firmware.runner import Stopper, run_offline, run_realtime, write_traces
+
+    config = _load(args)
+    if args.sim:
+        config = sim_config(config, args.headless)
+        if not args.headless and _can_show_window():
+            from firmware.config import DisplayPygame
+            d = config.display
+            config = config.model_copy(update={"display": DisplayPygame(
+                type="pygame", width=d.width, height=d.height, fps=d.fps, fullscreen=False)})
+    if args.width or args.height or args.fps:
+        d = config.display
+        config = config.model_copy(update={"display": d.model_copy(update={
+            "width": args.width or d.width, "height": args.height or d.height, "fps": args.fps or d.fps})})
+    offline = args.sim and config.display.type == "headless" and not args.realtime
+    clock = FakeClock() if offline else RealClock()
+    duration = args.duration if args.duration is not None else (45.0 if args.sim else None)
+    box = Box(config, clock, threaded=not offline)
+    notifier = status = None
+    if not args.sim:
+        notifier, status = _appliance_hooks(config)
+    if args.record:
+        from firmware.render.recorder import Recorder
+        box.recorder = Recorder(args.record, config.display.width, config.display.height,
+                                config.display.fps, scale=args.record_scale)
+    try:
+        if offline:
+            stats = run_offline(box, duration)
+        else:
+            stats = run_realtime(box, duration, notifier, status, Stopper().install())
+    finally:
+        box.close()
+    prefix = Path(args.record) if args.record else Path("humus-run")
+    written = write_traces(box, prefix) if (args.record or args.sim) else []
+    print(f"humus: {stats['frames']} frames in {stats['seconds']:.1f} s "
+          f"({stats['fps']:.1f} fps, {stats['missed']} missed); states: "
+          + " -> ".join(s for _, s, _ in box.trace.states))
+    if box.net is not None:
+        print(f"humus: model {box.model.name}/{box.net.name} on {box.engine.describe()}, "
+              f"{box.worker.images_done} images generated")
+    for p in ([Path(args.record)] if args.record else []) + written:
+        print(f"humus: wrote {p}")
+    return 0
+
+
+def _can_show_window() -> bool:
+    import os
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _appliance_hooks(config):
+    """sd_notify and the status file, when the appliance modules are present."""
+    try:
+        from firmware.appliance.sdnotify import Notifier
+        from firmware.appliance.statusfile import StatusWriter
+    except ImportError:
+        return None, None
+    notifier = Notifier()
+    try:
+        writer = StatusWriter(config.status.path, None)
+    except Exception:  # a status file must never stop the show
+        return notifier, None
+
+    def status(box):
+        cue = box.cue
+        writer.update(state=cue.state if cue else "starting",
+                      fps=(len(box.frame_times) and 1.0 / max(1e-6, sum(box.frame_times[-60:]) /
+                                                         len(box.frame_times[-60:]))),
+                      engine=box.engine.describe() if box.engine else None,
+                      devices=box.devices_health(),
+                      model={"name": box.model.name, "network": box.net.name} if box.model else None,
+                      faults=[t for _, t in box.trace.faults[-10:]])
+    return notifier, status
+
+
+def cmd_safe(args) -> int:
+    from firmware.safe import run_safe
+    return run_safe(_load(args), args.duration)
+
+
+def cmd_bench(args) -> int:
+    from firmware.bench import run_bench
+    return run_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="humus", description="humus: decomposition and creation, on a box")
+    p.add_argument("--version", action="version", version=f"humus {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run the show")
+    r.add_argument("--config", help="config file (default: /etc/humus/humus.toml, else built-in)")
+    r.add_argument("--sim", action="store_true", help="simulate every device (scripted visitor)")
+    r.add_argument("--headless", action="store_true", help="no window (with --sim)")
+    r.add_argument("--realtime", action="store_true", help="with --sim --headless: real clock")
+    r.add_argument("--record", metavar="FILE.mp4", help="record the projector output")
+    r.add_argument("--record-scale", type=float, default=0.5, help="recording size / display size")
+    r.add_argument("--duration", type=float, help="seconds to run (default: 45 with --sim, else forever)")
+    r.add_argument("--width", type=int)
+    r.add_argument("--height", type=int)
+    r.add_argument("--fps", type=float)
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check-config", help="validate a config file and print the merged result")
+    c.add_argument("path", nargs="?")
+    c.set_defaults(func=cmd_check_config)
+
+    b = sub.add_parser("bench", help="measure every stage and print the figures")
+    b.add_argument("--config")
+    b.add_argument("--json", metavar="FILE")
+    b.add_argument("--seconds", type=float, default=5.0, help="per measurement")
+    b.add_argument("--no-torch", action="store_true", help="skip the torch eager comparison")
+    b.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("safe", help="safe mode: calm lights and a still image")
+    s.add_argument("--config")
+    s.add_argument("--duration", type=float)
+    s.set_defaults(func=cmd_safe)
+
+    for module in ("firmware.appliance.commands", "firmware.devices.calibrate"):
+        try:
+            __import__(module, fromlist=["register"]).register(sub)
+        except ImportError as exc:
+            logging.getLogger("humus").debug("%s not available: %s", module, exc)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Cameras: the interface, the backend table, and the simulated camera.
+
+A camera publishes only its newest frame; the show reads `latest()` and never waits. Real backends
+(argus, v4l2, picamera2, file) live in their own modules and import their vendor library lazily.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from firmware.devices.base import Device
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # H x W x 3, uint8, RGB
+    t: float           # capture time on the box clock
+    seq: int           # increases with every new frame
+
+
+class Camera(Device):
+    name = "camera"
+
+    def latest(self) -> Frame | None:
+        """The newest frame, or None when there is none (no camera, stalled, not started)."""
+        raise NotImplementedError
+
+
+class NoCamera(Camera):
+    """No camera configured: the show runs on without the visitor's image."""
+
+    def __init__(self, cfg=None, clock=None) -> None:
+        super().__init__()
+        self.health.detail = "no camera configured"
+
+    def latest(self) -> Frame | None:
+        return None
+
+
+class SimCamera(Camera):
+    """A moving figure against a textured wall, rendered on demand at the clock's time.
+
+    Deterministic for a given time, so tests with a fake clock see exactly reproducible frames.
+    `stall()` / `unplug()` / `freeze()` inject the field failures a real camera has.
+    """
+
+    name = "camera[sim]"
+
+    def __init__(self, cfg, clock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.width, self.height, self.fps = cfg.width, cfg.height, cfg.fps
+        yy, xx = np.mgrid[0:self.height, 0:self.width].astype(np.float32)
+        self._yy, self._xx = yy / self.height, xx / self.width
+        wall = 0.35 + 0.1 * np.sin(self._xx * 23.0) * np.cos(self._yy * 17.0)
+        self._wall = np.stack([wall * 1.0, wall * 0.9, wall * 0.8], axis=-1)
+        self._mode = "ok"
+        self._frozen: Frame | None = None
+        self._t0 = clock.now()
+
+    # -- fault injection (soak tests) --
+    def stall(self) -> None:
+        self._mode = "stalled"
+
+    def unplug(self) -> None:
+        self._mode = "unplugged"
+
+    def freeze(self) -> None:
+        self._mode = "frozen"
+        self._frozen = None
+
+    def heal(self) -> None:
+        self._mode = "ok"
+
+    def render(self, t: float) -> np.ndarray:
+        """A person-like figure (head + body) swaying in front of a wall."""
+        cx = 0.5 + 0.12 * math.sin(t * 0.7)
+        head = ((self._xx - cx) / 0.07) ** 2 + ((self._yy - 0.3) / 0.09) ** 2 < 1.0
+        body = (np.abs(self._xx - cx - 0.02 * np.sin(self._yy * 9 + t)) < 0.13 - 0.05 * (1 - self._yy)) & \
+               (self._yy > 0.38)
+        img = self._wall.copy()
+        skin = np.array([0.85, 0.65, 0.5], np.float32)
+        coat = np.array([0.2, 0.3, 0.55], np.float32) * (0.8 + 0.2 * np.sin(self._yy * 30.0))[..., None]
+        img[head] = skin
+        img[body] = coat[body]
+        return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+    def latest(self) -> Frame | None:
+        if self.closed or self._mode in ("stalled", "unplugged"):
+            return None if self._mode == "unplugged" else self._frozen
+        t = self.clock.now()
+        seq = int((t - self._t0) * self.fps)
+        if self._mode == "frozen":
+            if self._frozen is None:
+                self._frozen = Frame(self.render(t), t, seq)
+            return self._frozen
+        frame = Frame(self.render(seq / self.fps), t, seq)
+        self._frozen = frame
+        return frame
+
+
+def _file_camera(cfg, clock) -> Camera:
+    from firmware.devices.camera_file import FileCamera
+    return FileCamera(cfg, clock)
+
+
+def _v4l2_camera(cfg, clock) -> Camera:
+    from firmware.devices.camera_opencv import OpenCVCamera
+    return OpenCVCamera.v4l2(cfg, clock)
+
+
+def _argus_camera(cfg, clock) -> Camera:
+    from firmware.devices.camera_opencv import OpenCVCamera
+    return OpenCVCamera.argus(cfg, clock)
+
+
+def _picamera2_camera(cfg, clock) -> Camera:
+    from firmware.devices.camera_picamera2 import Picamera2Camera
+    return Picamera2Camera(cfg, clock)
+
+
+# The explicit backend table: config `type` -> constructor. No registries, no import side effects.
+BACKENDS: dict[str, Callable[..., Camera]] = {
+    "sim": SimCamera,
+    "none": NoCamera,
+    "file": _file_camera,
+    "v4l2": _v4l2_camera,
+    "argus": _argus_camera,
+    "picamera2": _picamera2_camera,
+}
+
+
+def open_camera(cfg, clock) -> Camera:
+    return BACKENDS[cfg.type](cfg, clock)

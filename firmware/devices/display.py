@@ -1,0 +1,63 @@
+"""Displays: the projector. `present(frame)` shows one RGB frame; it must never block for long.
+
+`headless` keeps the last frame and counts what it was shown (tests, recording, benchmarks);
+`pygame` is the fullscreen kiosk (X11 or KMSDRM), in display_pygame.py.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from firmware.devices.base import Device
+
+
+class Display(Device):
+    name = "display"
+    width: int
+    height: int
+
+    def present(self, frame: np.ndarray) -> None:
+        """Show an H x W x 3 uint8 RGB frame of exactly (height, width)."""
+        raise NotImplementedError
+
+    def poll_quit(self) -> bool:
+        """True when the operator asked to quit (a window closed). Kiosks never do."""
+        return False
+
+
+class HeadlessDisplay(Display):
+    name = "display[headless]"
+
+    def __init__(self, cfg, clock=None) -> None:
+        super().__init__()
+        self.width, self.height = cfg.width, cfg.height
+        self.frames_shown = 0
+        self.last: np.ndarray | None = None
+        self.gone = False  # soak: the projector went away
+
+    def present(self, frame: np.ndarray) -> None:
+        if frame.shape != (self.height, self.width, 3):
+            raise ValueError(f"frame {frame.shape} does not match display {(self.height, self.width, 3)}")
+        if self.gone:
+            self.fault("no projector")
+            return
+        self.recover()
+        self.frames_shown += 1
+        self.last = frame
+
+
+def _pygame(cfg, clock) -> Display:
+    from firmware.devices.display_pygame import PygameDisplay
+    return PygameDisplay(cfg, clock)
+
+
+BACKENDS: dict[str, Callable[..., Display]] = {
+    "headless": HeadlessDisplay,
+    "sim": HeadlessDisplay,
+    "pygame": _pygame,
+}
+
+
+def open_display(cfg, clock) -> Display:
+    return BACKENDS[cfg.type](cfg, clock)

@@ -1,0 +1,213 @@
+"""DMX output: a transport per interface kind, and one fixed-rate sender for all of them.
+
+The show hands the sender a universe whenever a cue changes; the sender keeps re-sending the newest
+universe at `rate_hz` on its own thread (fixtures treat a gap of ~1 s as signal loss). A transport
+that fails (a USB widget unplugged) is reopened with backoff by the sender; the show never notices.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from firmware.devices.base import Device, Latest
+
+log = logging.getLogger("humus.dmx")
+
+
+class DmxTransport:
+    """Puts one universe on the wire. `send` raises OSError when the interface is gone."""
+
+    name = "dmx"
+
+    def open(self) -> None:
+        pass
+
+    def send(self, universe: bytes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class SentFrame:
+    t: float
+    data: bytes
+
+
+class SimDmxTransport(DmxTransport):
+    """Records every universe sent (time, bytes). `unplug()` makes sends fail like a vanished port."""
+
+    name = "dmx[sim]"
+
+    def __init__(self, cfg=None, clock=None, max_frames: int = 100_000) -> None:
+        self.clock = clock
+        self.frames: list[SentFrame] = []
+        self.max_frames = max_frames
+        self.unplugged = False
+        self.opens = 0
+
+    def open(self) -> None:
+        if self.unplugged:
+            raise OSError("sim DMX interface unplugged")
+        self.opens += 1
+
+    def send(self, universe: bytes) -> None:
+        if self.unplugged:
+            raise OSError("sim DMX interface unplugged")
+        if len(self.frames) >= self.max_frames:  # bounded: a long soak must not grow memory
+            del self.frames[: self.max_frames // 2]
+        self.frames.append(SentFrame(self.clock.now() if self.clock else 0.0, bytes(universe)))
+
+
+class NullTransport(DmxTransport):
+    name = "dmx[none]"
+
+    def send(self, universe: bytes) -> None:
+        pass
+
+
+def _enttec(cfg, clock):
+    from firmware.devices.dmx_serial import EnttecProTransport
+    return EnttecProTransport(cfg)
+
+
+def _open_dmx(cfg, clock):
+    from firmware.devices.dmx_serial import OpenDmxTransport
+    return OpenDmxTransport(cfg)
+
+
+def _artnet(cfg, clock):
+    from firmware.devices.dmx_net import ArtNetTransport
+    return ArtNetTransport(cfg)
+
+
+def _sacn(cfg, clock):
+    from firmware.devices.dmx_net import SacnTransport
+    return SacnTransport(cfg)
+
+
+BACKENDS: dict[str, Callable[..., DmxTransport]] = {
+    "sim": SimDmxTransport,
+    "none": lambda cfg, clock: NullTransport(),
+    "enttec-pro": _enttec,
+    "open-dmx": _open_dmx,
+    "artnet": _artnet,
+    "sacn": _sacn,
+}
+
+
+class DmxSender(Device):
+    """Sends the newest universe at a fixed rate; reopens a failed transport with backoff.
+
+    Drive it with `start()` (own thread, real clock) or `pump()` (tests with a fake clock).
+    """
+
+    def __init__(self, transport: DmxTransport, clock, rate_hz: float = 40.0, channels: int = 512,
+                 backoff_s: tuple[float, float] = (0.25, 5.0)) -> None:
+        super().__init__()
+        self.name = transport.name
+        self.transport = transport
+        self.clock = clock
+        self.period = 1.0 / rate_hz
+        self.channels = channels
+        self._universe: Latest[bytes] = Latest()
+        self._universe.put(bytes(channels))
+        self._next_send = clock.now()
+        self._open = False
+        self._retry_at = 0.0
+        self._backoff = backoff_s[0]
+        self._backoff_range = backoff_s
+        self.sent = 0
+        self.send_times: list[float] = []  # bounded ring for jitter figures
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def set_universe(self, universe: bytes) -> None:
+        if len(universe) != self.channels:
+            universe = bytes(universe[: self.channels]).ljust(self.channels, b"\0")
+        self._universe.put(bytes(universe))
+
+    def pump(self) -> bool:
+        """Send one frame if it is due. Returns True when a frame went out."""
+        now = self.clock.now()
+        if now < self._next_send:
+            return False
+        # Keep a fixed cadence; after a long stall skip ahead instead of bursting to catch up.
+        self._next_send = max(self._next_send + self.period, now)
+        return self._send_now(now)
+
+    def _send_now(self, now: float) -> bool:
+        if not self._open:
+            if now < self._retry_at:
+                return False
+            try:
+                self.transport.open()
+                self._open = True
+                self._backoff = self._backoff_range[0]
+                self.recover("sending")
+            except OSError as exc:
+                self._schedule_retry(now, f"cannot open: {exc}")
+                return False
+        try:
+            self.transport.send(self._universe.get())
+        except OSError as exc:
+            self._open = False
+            try:
+                self.transport.close()
+            except OSError:
+                pass
+            self._schedule_retry(now, f"send failed: {exc}")
+            return False
+        self.sent += 1
+        self.send_times.append(now)
+        if len(self.send_times) > 4096:
+            del self.send_times[:2048]
+        return True
+
+    def _schedule_retry(self, now: float, detail: str) -> None:
+        self.fault(detail)
+        self._retry_at = now + self._backoff
+        self._backoff = min(self._backoff * 2, self._backoff_range[1])
+
+    # -- real-time thread --
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="dmx-sender", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.pump()
+            delay = self._next_send - self.clock.now()
+            if delay > 0:
+                self._stop.wait(delay)
+
+    def send_final(self, universe: bytes, repeats: int = 3) -> None:
+        """Shutdown: stop the thread, then send the safe look a few times so fixtures latch it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+            self._thread = None
+        self.set_universe(universe)
+        for _ in range(repeats):
+            self._send_now(self.clock.now())
+
+    def _close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+        try:
+            self.transport.close()
+        except OSError:
+            pass
+
+
+def open_dmx(cfg, clock) -> DmxSender:
+    transport = BACKENDS[cfg.type](cfg, clock)
+    channels = getattr(cfg, "channels", 512)
+    rate = getattr(cfg, "rate_hz", 40.0)
+    return DmxSender(transport, clock, rate_hz=rate, channels=channels)

@@ -1,0 +1,113 @@
+"""Presence sensors: the interface, the backend table and the scripted (simulated) visitor.
+
+A sensor publishes its newest reading: the distance of the nearest person in metres, or None when it
+sees nobody. The pure filter in firmware.show.presence turns readings into present/absent with
+dwell, grace and cooldown, the same for every sensor kind.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from firmware.devices.base import Device
+
+
+@dataclass(frozen=True)
+class Reading:
+    distance_m: float | None  # nearest person, None = nobody seen
+    t: float                  # when it was read (box clock)
+
+
+class PresenceSensor(Device):
+    name = "presence"
+
+    def latest(self) -> Reading | None:
+        """Newest reading; None if the sensor has produced nothing yet."""
+        raise NotImplementedError
+
+
+class SimPresence(PresenceSensor):
+    """A scripted visitor: distance over time from (seconds, metres) points, linearly interpolated.
+
+    `silence()` stops readings (a dead sensor), `garbage()` makes it report nonsense distances.
+    """
+
+    name = "presence[sim]"
+
+    def __init__(self, cfg, clock) -> None:
+        super().__init__()
+        self.clock = clock
+        pts = sorted(cfg.script)
+        self._ts = np.array([p[0] for p in pts], dtype=np.float64)
+        self._ds = np.array([p[1] for p in pts], dtype=np.float64)
+        self.loop = cfg.loop
+        self.period = 1.0 / cfg.rate_hz
+        self._t0 = clock.now()
+        self._silent_since: float | None = None
+        self._last: Reading | None = None
+        self._garbage = False
+
+    def distance_at(self, t: float) -> float:
+        span = self._ts[-1] if len(self._ts) else 0.0
+        if self.loop and span > 0:
+            t = t % span
+        return float(np.interp(t, self._ts, self._ds))
+
+    def silence(self) -> None:
+        self._silent_since = self.clock.now()
+
+    def garbage(self, on: bool = True) -> None:
+        self._garbage = on
+
+    def heal(self) -> None:
+        self._silent_since = None
+        self._garbage = False
+
+    def latest(self) -> Reading | None:
+        if self.closed:
+            return None
+        now = self.clock.now()
+        if self._silent_since is not None:
+            return self._last
+        # Readings arrive at the sensor's rate: quantise time so repeated polls see the same reading.
+        t = int((now - self._t0) / self.period) * self.period
+        d = self.distance_at(t)
+        if self._garbage:
+            d = float(np.random.default_rng(int(t * 1000)).uniform(-5, 500))
+        self._last = Reading(distance_m=d if d < 50 else None, t=self._t0 + t)
+        return self._last
+
+
+def _ld2410(cfg, clock) -> PresenceSensor:
+    from firmware.devices.presence_serial import LD2410Sensor
+    return LD2410Sensor(cfg, clock)
+
+
+def _tfmini(cfg, clock) -> PresenceSensor:
+    from firmware.devices.presence_serial import TFminiSensor
+    return TFminiSensor(cfg, clock)
+
+
+def _distance(cfg, clock) -> PresenceSensor:
+    from firmware.devices.presence_gpio import DistanceSensorBackend
+    return DistanceSensorBackend(cfg, clock)
+
+
+def _motion(cfg, clock) -> PresenceSensor:
+    from firmware.devices.presence_gpio import MotionSensorBackend
+    return MotionSensorBackend(cfg, clock)
+
+
+BACKENDS: dict[str, Callable[..., PresenceSensor]] = {
+    "sim": SimPresence,
+    "ld2410": _ld2410,
+    "tfmini": _tfmini,
+    "distance": _distance,
+    "motion": _motion,
+}
+
+
+def open_presence(cfg, clock) -> PresenceSensor:
+    return BACKENDS[cfg.type](cfg, clock)

@@ -1,0 +1,181 @@
+"""Engines run one network of a model directory: `denoise(x, sigma, decay) -> x0_hat`.
+
+Backends, tried in this order by `engine = "auto"`:
+  tensorrt     native TensorRT engine built on the box from the ONNX (firmware.generate.trt)
+  onnxruntime  providers TensorrtExecutionProvider -> CUDAExecutionProvider -> CPUExecutionProvider
+What actually runs is read back from the session, logged, and reported by `humus status`.
+Vendor modules are imported here lazily, inside the backend that needs them.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from firmware.generate.manifest import ModelError, ModelInfo, NetworkInfo
+
+log = logging.getLogger("humus.engine")
+
+ORT_PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+class EngineError(Exception):
+    """An engine that cannot run (missing library, failed build, failed fp16 guard)."""
+
+
+class Engine:
+    """Runs a static-batch denoiser. Inputs larger than the batch are split; smaller are padded."""
+
+    kind = "engine"
+    providers: tuple[str, ...] = ()
+
+    def __init__(self, net: NetworkInfo) -> None:
+        self.net = net
+        self.batch = net.batch
+        self.shape = net.inputs["x"]
+
+    def _run(self, x: np.ndarray, sigma: np.ndarray, decay: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def denoise(self, x: np.ndarray, sigma, decay) -> np.ndarray:
+        n = x.shape[0]
+        sigma = np.broadcast_to(np.asarray(sigma, np.float32), (n,))
+        decay = np.broadcast_to(np.asarray(decay, np.float32), (n,))
+        if n == self.batch:
+            return self._run(np.ascontiguousarray(x, np.float32), np.ascontiguousarray(sigma),
+                             np.ascontiguousarray(decay))
+        out = np.empty_like(x, dtype=np.float32)
+        for i in range(0, n, self.batch):
+            j = min(i + self.batch, n)
+            xb = np.zeros(self.shape, np.float32)
+            sb = np.ones(self.batch, np.float32)
+            db = np.zeros(self.batch, np.float32)
+            xb[: j - i], sb[: j - i], db[: j - i] = x[i:j], sigma[i:j], decay[i:j]
+            out[i:j] = self._run(xb, sb, db)[: j - i]
+        return out
+
+    def describe(self) -> str:
+        return f"{self.kind} ({', '.join(self.providers) or 'default'})"
+
+    def close(self) -> None:
+        pass
+
+
+class OnnxRuntimeEngine(Engine):
+    kind = "onnxruntime"
+
+    def __init__(self, net: NetworkInfo, providers: tuple[str, ...] | None = None, threads: int = 0,
+                 cache_dir: Path | None = None) -> None:
+        super().__init__(net)
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise EngineError(f"onnxruntime is not installed: {exc}") from None
+        available = ort.get_available_providers()
+        wanted = providers or ORT_PROVIDER_ORDER
+        chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        provider_args = [self._provider_options(p, cache_dir) for p in chosen]
+        try:
+            self.session = ort.InferenceSession(str(net.path), sess_options=opts, providers=chosen,
+                                                provider_options=provider_args)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise EngineError(f"{net.path}: onnxruntime could not load it: {exc}") from None
+        # What actually runs, not what we asked for.
+        self.providers = tuple(self.session.get_providers())
+        log.info("onnxruntime engine for %s runs on %s", net.path.name, ", ".join(self.providers))
+        self._binding = self.session.io_binding()
+        self._out = np.empty(net.outputs["denoised"], np.float32)
+
+    @staticmethod
+    def _provider_options(provider: str, cache_dir: Path | None) -> dict:
+        if provider == "TensorrtExecutionProvider" and cache_dir is not None:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            return {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": str(cache_dir), "trt_timing_cache_enable": True}
+        return {}
+
+    def _run(self, x, sigma, decay):
+        # IO binding into a preallocated output: no per-call allocation of the result.
+        b = self._binding
+        b.bind_cpu_input("x", x)
+        b.bind_cpu_input("sigma", sigma)
+        b.bind_cpu_input("decay", decay)
+        b.bind_output("denoised", "cpu", element_type=np.float32, shape=self._out.shape,
+                      buffer_ptr=self._out.ctypes.data)
+        self.session.run_with_iobinding(b)
+        return self._out.copy()
+
+
+def _open_tensorrt(net: NetworkInfo, cache_dir: Path | None, threads: int) -> Engine:
+    from firmware.generate.trt import TensorRTEngine  # imports tensorrt lazily
+    return TensorRTEngine(net, cache_dir=cache_dir)
+
+
+def _open_ort(net: NetworkInfo, cache_dir: Path | None, threads: int) -> Engine:
+    return OnnxRuntimeEngine(net, threads=threads, cache_dir=cache_dir)
+
+
+def _open_ort_cpu(net: NetworkInfo, cache_dir: Path | None, threads: int) -> Engine:
+    return OnnxRuntimeEngine(net, providers=("CPUExecutionProvider",), threads=threads)
+
+
+# Explicit backend table: engine kind -> constructors to try, in order.
+BACKENDS = {
+    "tensorrt": (_open_tensorrt,),
+    "onnxruntime": (_open_ort,),
+    "auto": (_open_tensorrt, _open_ort),
+}
+
+
+def open_engine(model: ModelInfo, network: str = "student", kind: str = "auto",
+                cache_dir: Path | None = None, threads: int = 0, guard: bool = True) -> Engine:
+    """Open the first backend of `kind` that loads and passes the reference check."""
+    net = model.network(network)
+    errors = []
+    for opener in BACKENDS[kind]:
+        try:
+            engine = opener(net, cache_dir, threads)
+        except EngineError as exc:
+            errors.append(str(exc))
+            log.info("engine fallback: %s", exc)
+            continue
+        if guard:
+            problem = check_reference(engine, net)
+            if problem:
+                errors.append(f"{engine.describe()}: {problem}")
+                log.warning("engine %s failed its reference check (%s); trying the next one",
+                            engine.describe(), problem)
+                engine.close()
+                continue
+        return engine
+    raise EngineError(f"no engine could run {net.path}: " + "; ".join(errors))
+
+
+def check_reference(engine: Engine, net: NetworkInfo) -> str | None:
+    """Compare the engine with the fp32 reference pair shipped in the manifest. None = fine."""
+    ref = net.reference or {}
+    path = net.path.parent / ref.get("output", "reference.npz")
+    if not ref or not path.is_file():
+        return None  # nothing to compare with (e.g. a test model); the sha256 still vouches for it
+    data = np.load(path)
+    got = engine.denoise(data["x"], data["sigma"], data["decay"])
+    if not np.all(np.isfinite(got)):
+        return "output has NaN/Inf"
+    if float(np.abs(got).max()) < 1e-6:
+        return "output is all zero (black)"
+    err = float(np.abs(got - data["denoised"]).max())
+    tol = float(ref.get("atol", 2e-2))
+    if err > tol:
+        return f"max abs difference {err:.4g} from the fp32 reference exceeds {tol:g}"
+    return None
+
+
+def thread_count_hint() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -1,0 +1,71 @@
+"""Samplers: pure loops over a callable denoiser D(x, sigma) -> x0_hat and a list of noise levels.
+
+One noise field `eps` per request: the generation starts from `sigmas[0] * eps` (or from a seed image
+plus that noise), exactly the forward process the show used to dissolve the visitor. Every step's
+prediction is returned, so the show can let the picture emerge step by step.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+Denoise = Callable[[np.ndarray, float], np.ndarray]
+
+
+def sample(denoise: Denoise, sigmas, eps: np.ndarray, sampler: str = "consistency",
+           rng: np.random.Generator | None = None, x_start: np.ndarray | None = None
+           ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Run a sampler. Returns (final x0, [prediction after each step]).
+
+    sigmas: decreasing noise levels (sigma = 0 after the last is implied).
+    eps: the noise field, shape of one batch of images; the start is x_start + sigmas[0] * eps
+         (x_start = 0 for pure generation, the visitor's image for a seeded one).
+    rng: fresh noise for consistency re-noising; None derives it from eps (deterministic per visitor).
+    """
+    sigmas = [float(s) for s in sigmas]
+    if not sigmas:
+        raise ValueError("need at least one noise level")
+    base = np.zeros_like(eps) if x_start is None else x_start
+    x = (base + sigmas[0] * eps).astype(np.float32)
+    if sampler == "consistency":
+        return _consistency(denoise, sigmas, x, eps, rng)
+    if sampler in ("heun", "euler"):
+        return _ode(denoise, sigmas, x, heun=sampler == "heun")
+    raise ValueError(f"unknown sampler '{sampler}'")
+
+
+def _consistency(denoise, sigmas, x, eps, rng):
+    """Multistep consistency sampling (Song et al. 2023, Alg. 1)."""
+    preds = []
+    # 1. Jump from the first noise level straight to a clean estimate.
+    x0 = denoise(x, sigmas[0])
+    preds.append(x0)
+    for i, s in enumerate(sigmas[1:], start=1):
+        # 2. Re-noise the estimate to the next (lower) level with fresh noise...
+        z = rng.standard_normal(eps.shape).astype(np.float32) if rng is not None else \
+            np.roll(eps, shift=7 * i, axis=-1) * (1 if i % 2 else -1)
+        # 3. ...and jump to a clean estimate again.
+        x0 = denoise((x0 + s * z).astype(np.float32), s)
+        preds.append(x0)
+    return x0, preds
+
+
+def _ode(denoise, sigmas, x, heun: bool):
+    """EDM deterministic sampler (Karras et al. 2022, Alg. 1) over sigmas followed by 0."""
+    preds = []
+    levels = list(sigmas) + [0.0]
+    for i, (s, s_next) in enumerate(zip(levels[:-1], levels[1:])):
+        # 1. Evaluate dx/dsigma at the current level.
+        x0 = denoise(x, s)
+        d = (x - x0) / s
+        # 2. Euler step to the next level.
+        x_next = x + (s_next - s) * d
+        # 3. Heun's correction, except on the final step to sigma = 0.
+        if heun and s_next > 0:
+            x0_next = denoise(x_next.astype(np.float32), s_next)
+            d_next = (x_next - x0_next) / s_next
+            x_next = x + (s_next - s) * 0.5 * (d + d_next)
+        x = x_next.astype(np.float32)
+        preds.append(x0)
+    return x, preds

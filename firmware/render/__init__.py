@@ -1,0 +1,1 @@
+"""Rendering: noise fields, the dissolve, upscaling, the compositor, footage and recording."""
