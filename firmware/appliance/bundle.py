@@ -1,0 +1,472 @@
+"""Signed update bundles: one tar that carries the app and/or a model to a box.
+
+Layout of the tar, in this order:
+  bundle.json  the manifest: {format, version, created, kind, files: {path: {sha256, size, mode}}}
+  bundle.sig   {format, alg: "ed25519", key_id, signer, signature}: detached signature
+               over the exact bytes of bundle.json
+  app/...      the `firmware` package (kind "app" or "both")
+  models/...   model files (kind "model" or "both")
+
+`open_bundle` checks everything -- size limit, signature, manifest schema, every
+member's type, path and sha256 -- by reading the tar once WITHOUT writing a byte.
+Only then may `extract_verified` write files, and it re-hashes as it writes, so a
+bundle swapped between the two passes is still caught.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Iterator
+
+FORMAT = "humus-bundle/1"
+SIG_FORMAT = "humus-sig/1"
+MANIFEST_NAME = "bundle.json"
+SIGNATURE_NAME = "bundle.sig"
+KINDS = {"app": ("app",), "model": ("models",), "both": ("app", "models")}
+DEFAULT_MAX_BYTES = 2 * 1024**3
+MAX_META_BYTES = 16 * 1024**2          # bundle.json / bundle.sig: never read more than this
+CHUNK = 1 << 20
+VERSION_RE = re.compile(r"^\d+(\.\d+){0,3}([-+][0-9A-Za-z]+([.][0-9A-Za-z]+)*)?$")
+PUB_PREFIX = "humus-ed25519"
+KEY_PREFIX = "humus-ed25519-private"
+SKIP_NAMES = {"__pycache__", ".DS_Store"}
+
+
+class BundleError(Exception):
+    """A bundle (or key) was rejected; the message names the file, member or field."""
+
+
+# --- versions --------------------------------------------------------------------------------
+
+def check_version(version: str) -> str:
+    if not isinstance(version, str) or not VERSION_RE.match(version):
+        raise BundleError(f"version {version!r} is not like 1.2.0, 1.2.0-rc1 or 1.2.0+local")
+    return version
+
+
+def version_key(version: str) -> tuple:
+    """Order versions: numbers first, then a '-pre' release sorts before the plain one."""
+    check_version(version)
+    m = re.match(r"^([\d.]+)(?:([-+])(.*))?$", version)
+    nums = tuple(int(x) for x in m.group(1).split("."))
+    nums = nums + (0,) * (4 - len(nums))
+    sep, suffix = m.group(2), m.group(3) or ""
+    return nums, (0 if sep == "-" else 1), suffix
+
+
+# --- keys ------------------------------------------------------------------------------------
+
+def _nacl():
+    try:
+        import nacl.exceptions
+        import nacl.signing
+    except ImportError as exc:  # pragma: no cover - PyNaCl is a base dependency
+        raise BundleError("PyNaCl is not installed: pip install pynacl") from exc
+    return nacl.signing, nacl.exceptions
+
+
+def key_id(public_key: bytes) -> str:
+    """Short, stable name of a public key: the first 16 hex digits of its sha256."""
+    return hashlib.sha256(public_key).hexdigest()[:16]
+
+
+def generate_keypair(name: str) -> tuple[str, str]:
+    """(private key file text, public key file text) for a new ed25519 signing key."""
+    if not re.match(r"^[A-Za-z0-9_.-]+$", name):
+        raise BundleError(f"key name {name!r}: use letters, digits, '_', '.', '-'")
+    signing, _ = _nacl()
+    sk = signing.SigningKey.generate()
+    seed = base64.b64encode(bytes(sk)).decode()
+    pub = base64.b64encode(bytes(sk.verify_key)).decode()
+    private = (f"# humus release signing key {name!r} (key id {key_id(bytes(sk.verify_key))}).\n"
+               f"# Keep it secret: anyone holding it can update every box that trusts {name}.pub.\n"
+               f"{KEY_PREFIX} {seed} {name}\n")
+    return private, f"{PUB_PREFIX} {pub} {name}\n"
+
+
+def _key_line(path: Path, prefix: str) -> tuple[bytes, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BundleError(f"cannot read key {path}: {exc.strerror}") from exc
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0] == prefix and len(parts) >= 2:
+            try:
+                raw = base64.b64decode(parts[1], validate=True)
+            except ValueError as exc:
+                raise BundleError(f"key {path}: base64 is corrupt") from exc
+            if len(raw) != 32:
+                raise BundleError(f"key {path}: expected 32 key bytes, found {len(raw)}")
+            return raw, (parts[2] if len(parts) > 2 else path.stem)
+    raise BundleError(f"key {path}: no line starting with {prefix!r} (is this a humus key?)")
+
+
+def load_signing_key(path: str | os.PathLike):
+    signing, _ = _nacl()
+    raw, name = _key_line(Path(path), KEY_PREFIX)
+    return signing.SigningKey(raw), name
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    key_id: str
+    name: str
+    path: Path
+    public: bytes
+
+
+def load_trusted_keys(keys_dir: str | os.PathLike) -> dict[str, TrustedKey]:
+    """Every `*.pub` in keys_dir, by key id. A corrupt key file is an error, not a skip."""
+    keys: dict[str, TrustedKey] = {}
+    d = Path(keys_dir)
+    for path in sorted(d.glob("*.pub")) if d.is_dir() else []:
+        raw, name = _key_line(path, PUB_PREFIX)
+        keys[key_id(raw)] = TrustedKey(key_id(raw), name, path, raw)
+    return keys
+
+
+# --- manifest --------------------------------------------------------------------------------
+
+def check_member_path(name: str) -> str:
+    """A path inside a bundle: relative, normalised, no '..', printable. Returns it normalised."""
+    if not name or "\0" in name or "\\" in name:
+        raise BundleError(f"member {name!r}: empty name, NUL or backslash in path")
+    if name.startswith("/"):
+        raise BundleError(f"member {name!r}: absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise BundleError(f"member {name!r}: '..' in path")
+    if any(not p.isprintable() for p in parts):
+        raise BundleError(f"member {name!r}: unprintable character in path")
+    return "/".join(parts)
+
+
+def _check_manifest(data: object, max_bytes: int) -> dict:
+    if not isinstance(data, dict):
+        raise BundleError(f"{MANIFEST_NAME}: expected an object")
+    if data.get("format") != FORMAT:
+        raise BundleError(f"{MANIFEST_NAME}: format {data.get('format')!r}, this box reads {FORMAT!r}")
+    check_version(data.get("version"))
+    kind = data.get("kind")
+    if kind not in KINDS:
+        raise BundleError(f"{MANIFEST_NAME}: kind {kind!r} is not one of {sorted(KINDS)}")
+    files = data.get("files")
+    if not isinstance(files, dict) or not files:
+        raise BundleError(f"{MANIFEST_NAME}: 'files' must be a non-empty object")
+    total = 0
+    tops = set()
+    for path, entry in files.items():
+        if check_member_path(path) != path or path in (MANIFEST_NAME, SIGNATURE_NAME):
+            raise BundleError(f"{MANIFEST_NAME}: file path {path!r} is not a normalised payload path")
+        top = path.split("/")[0]
+        if top not in KINDS[kind] or "/" not in path:
+            raise BundleError(f"{MANIFEST_NAME}: file {path!r} is outside {'/, '.join(KINDS[kind])}/ "
+                              f"(kind {kind!r})")
+        tops.add(top)
+        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+                and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])
+                and isinstance(entry.get("size"), int) and entry["size"] >= 0
+                and isinstance(entry.get("mode"), int) and entry["mode"] & ~0o777 == 0):
+            raise BundleError(f"{MANIFEST_NAME}: file {path!r} needs sha256 (64 hex), size >= 0, "
+                              f"mode without setuid/sticky bits; got {entry!r}")
+        total += entry["size"]
+    if total > max_bytes:
+        raise BundleError(f"{MANIFEST_NAME}: payload of {total} bytes is over the limit of {max_bytes}")
+    if tops != set(KINDS[kind]):
+        raise BundleError(f"{MANIFEST_NAME}: kind {kind!r} but files only under {sorted(tops)}")
+    return data
+
+
+# --- build -----------------------------------------------------------------------------------
+
+def _walk_files(base: Path, prefix: str) -> Iterator[tuple[str, Path]]:
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_NAMES and not d.startswith("."))
+        for d in dirnames:
+            if os.path.islink(os.path.join(dirpath, d)):
+                raise BundleError(f"{os.path.join(dirpath, d)}: symlinks cannot go into a bundle")
+        for f in sorted(filenames):
+            full = Path(dirpath, f)
+            if f in SKIP_NAMES or f.startswith(".") or f.endswith((".pyc", ".pyo")):
+                continue
+            if full.is_symlink() or not full.is_file():
+                raise BundleError(f"{full}: only regular files can go into a bundle")
+            rel = full.relative_to(base).as_posix()
+            yield f"{prefix}/{rel}", full
+
+
+def collect_sources(src: str | os.PathLike, kind: str | None = None) -> tuple[str, dict[str, Path]]:
+    """Map bundle paths to files from SRC.
+
+    SRC may be a checkout (`firmware/` becomes app/firmware/, `models/` becomes models/)
+    or a release-shaped folder (`app/`, `models/`). `kind` picks the parts; by default
+    every part SRC has.
+    """
+    src = Path(src)
+    parts: dict[str, list[tuple[str, Path]]] = {}
+    if (src / "firmware" / "__init__.py").is_file():
+        parts["app"] = list(_walk_files(src / "firmware", "app/firmware"))
+    elif (src / "app").is_dir():
+        parts["app"] = list(_walk_files(src / "app", "app"))
+    if (src / "models").is_dir():
+        models = list(_walk_files(src / "models", "models"))
+        if models:
+            parts["models"] = models
+    if kind is None:
+        kind = "both" if len(parts) == 2 else ("app" if "app" in parts else "model")
+    if kind not in KINDS:
+        raise BundleError(f"kind {kind!r} is not one of {sorted(KINDS)}")
+    missing = [p for p in KINDS[kind] if p not in parts]
+    if missing:
+        raise BundleError(f"{src}: kind {kind!r} needs {', '.join(m + '/' for m in missing)} "
+                          f"(app: a checkout with firmware/ or an app/ folder; model: a models/ folder)")
+    files = {name: path for top in KINDS[kind] for name, path in parts[top]}
+    return kind, files
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_bundle(src: str | os.PathLike, key_path: str | os.PathLike, version: str,
+                 out: str | os.PathLike, kind: str | None = None, created: float | None = None) -> dict:
+    """Write a signed bundle to `out` (atomically) and return its manifest."""
+    from .atomic import fsync_dir
+
+    check_version(version)
+    sk, signer = load_signing_key(key_path)
+    kind, files = collect_sources(src, kind)
+    created = time.time() if created is None else created
+    manifest = {
+        "format": FORMAT, "version": version, "kind": kind,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
+        "files": {name: {"sha256": _sha256_file(p), "size": p.stat().st_size,
+                         "mode": 0o755 if os.access(p, os.X_OK) else 0o644}
+                  for name, p in sorted(files.items())},
+    }
+    manifest_bytes = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    sig = {"format": SIG_FORMAT, "alg": "ed25519", "key_id": key_id(bytes(sk.verify_key)),
+           "signer": signer, "signature": base64.b64encode(sk.sign(manifest_bytes).signature).decode()}
+    sig_bytes = (json.dumps(sig, indent=1, sort_keys=True) + "\n").encode()
+
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            for name, data in ((MANIFEST_NAME, manifest_bytes), (SIGNATURE_NAME, sig_bytes)):
+                tar.addfile(_tarinfo(name, len(data), 0o644, created), io.BytesIO(data))
+            for name, path in sorted(files.items()):
+                entry = manifest["files"][name]
+                with open(path, "rb") as f:
+                    tar.addfile(_tarinfo(name, entry["size"], entry["mode"], created), f)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+        fsync_dir(out.parent if str(out.parent) else ".")
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return manifest
+
+
+def _tarinfo(name: str, size: int, mode: int, mtime: float) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mode, ti.mtime = size, mode, int(mtime)
+    ti.uid = ti.gid = 0
+    ti.uname = ti.gname = "root"
+    return ti
+
+
+# --- verify ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class VerifiedBundle:
+    path: Path
+    manifest: dict
+    manifest_bytes: bytes
+    signature_bytes: bytes
+    key: TrustedKey
+    max_bytes: int
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def digest(self) -> str:
+        """Identity of the bundle's content: sha256 of the signed manifest."""
+        return hashlib.sha256(self.manifest_bytes).hexdigest()
+
+
+def _read_meta(tar: tarfile.TarFile, member: tarfile.TarInfo | None, expected: str, path: Path) -> bytes:
+    if member is None or member.name != expected:
+        got = "nothing" if member is None else repr(member.name)
+        raise BundleError(f"{path}: expected {expected} as the {'first' if expected == MANIFEST_NAME else 'second'} "
+                          f"member, found {got} (not a humus bundle?)")
+    if not member.isreg() or member.size > MAX_META_BYTES:
+        raise BundleError(f"{path}: {expected} must be a regular file under {MAX_META_BYTES} bytes")
+    data = tar.extractfile(member).read()
+    if len(data) != member.size:
+        raise BundleError(f"{path}: {expected} is truncated ({len(data)} of {member.size} bytes)")
+    return data
+
+
+def _check_member_type(m: tarfile.TarInfo) -> None:
+    if m.issym() or m.islnk():
+        target = m.linkname
+        kind = "symlink" if m.issym() else "hard link"
+        outside = (target.startswith("/") or ".." in target.split("/"))
+        raise BundleError(f"member {m.name!r}: {kind} to {target!r}"
+                          f"{' points outside the bundle' if outside else ''}; bundles carry no links")
+    if m.ischr() or m.isblk():
+        raise BundleError(f"member {m.name!r}: device file ({'char' if m.ischr() else 'block'} "
+                          f"{m.devmajor}:{m.devminor}); bundles carry regular files only")
+    if m.isfifo():
+        raise BundleError(f"member {m.name!r}: FIFO; bundles carry regular files only")
+    if not (m.isreg() or m.isdir()):
+        raise BundleError(f"member {m.name!r}: unsupported tar member type {m.type!r}")
+
+
+def _payload(tar: tarfile.TarFile, manifest: dict, path: Path) -> Iterator[tuple[str, tarfile.TarInfo]]:
+    """Yield (name, member) for each payload file, after checking its path, type and listing."""
+    files = manifest["files"]
+    seen: set[str] = set()
+    try:
+        for index, m in enumerate(tar):   # iterates from the first member, even after next()
+            if index < 2:
+                continue                  # bundle.json and bundle.sig, checked by _read_meta
+            name = check_member_path(m.name)
+            _check_member_type(m)
+            if m.isdir():
+                continue
+            if name in seen:
+                raise BundleError(f"member {name!r}: appears twice in {path}")
+            seen.add(name)
+            if name not in files:
+                raise BundleError(f"member {name!r}: not listed in {MANIFEST_NAME} (added after signing?)")
+            if m.size != files[name]["size"]:
+                raise BundleError(f"member {name!r}: {m.size} bytes, {MANIFEST_NAME} says {files[name]['size']}")
+            yield name, m
+        # tarfile stops quietly at end of file; a complete tar ends in two zero blocks.
+        tar.fileobj.seek(tar.offset)
+        end = tar.fileobj.read(2 * tarfile.BLOCKSIZE)
+        if len(end) != 2 * tarfile.BLOCKSIZE or end.count(0) != len(end):
+            raise BundleError(f"{path}: truncated (no end-of-archive marker after byte {tar.offset})")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise BundleError(f"{path}: truncated or corrupt tar ({exc})") from exc
+    missing = sorted(set(files) - seen)
+    if missing:
+        raise BundleError(f"{path}: file {missing[0]!r} listed in {MANIFEST_NAME} is missing from the bundle"
+                          f"{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; truncated bundle?")
+
+
+def _copy_hashed(src, dst, name: str, expected: dict) -> None:
+    h = hashlib.sha256()
+    n = 0
+    try:
+        while chunk := src.read(CHUNK):
+            h.update(chunk)
+            n += len(chunk)
+            if dst is not None:
+                dst.write(chunk)
+    except (tarfile.TarError, EOFError) as exc:
+        raise BundleError(f"member {name!r}: truncated ({exc})") from exc
+    if n != expected["size"]:
+        raise BundleError(f"member {name!r}: truncated, read {n} of {expected['size']} bytes")
+    if h.hexdigest() != expected["sha256"]:
+        raise BundleError(f"member {name!r}: sha256 {h.hexdigest()} does not match the signed manifest "
+                          f"({expected['sha256']}): tampered or corrupt")
+
+
+def open_bundle(path: str | os.PathLike, trusted: dict[str, TrustedKey],
+                max_bytes: int = DEFAULT_MAX_BYTES) -> VerifiedBundle:
+    """Verify a bundle completely without writing anything. Raises BundleError naming the problem."""
+    _, exceptions = _nacl()
+    signing, _ = _nacl()
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise BundleError(f"cannot read bundle {path}: {exc.strerror}") from exc
+    if size > max_bytes:
+        raise BundleError(f"{path}: {size} bytes, over the bundle size limit of {max_bytes}")
+    if not trusted:
+        raise BundleError("no trusted public keys (etc/humus/keys/*.pub): cannot verify any bundle")
+    try:
+        tar = tarfile.open(path, "r:*")
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise BundleError(f"{path}: not a readable tar ({exc}); truncated download?") from exc
+    with tar:
+        try:
+            manifest_bytes = _read_meta(tar, tar.next(), MANIFEST_NAME, path)
+            sig_bytes = _read_meta(tar, tar.next(), SIGNATURE_NAME, path)
+        except (tarfile.TarError, EOFError) as exc:
+            raise BundleError(f"{path}: truncated or corrupt tar ({exc})") from exc
+        try:
+            sig = json.loads(sig_bytes)
+            kid, raw_sig = sig["key_id"], base64.b64decode(sig["signature"], validate=True)
+            if sig.get("format") != SIG_FORMAT or sig.get("alg") != "ed25519":
+                raise ValueError("unsupported format/alg")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BundleError(f"{path}: {SIGNATURE_NAME} is malformed ({exc})") from exc
+        key = trusted.get(kid)
+        if key is None:
+            raise BundleError(f"{path}: signed by unknown key {kid} ({sig.get('signer', '?')}); this box trusts "
+                              f"{', '.join(f'{k.key_id} ({k.name})' for k in trusted.values())}")
+        try:
+            signing.VerifyKey(key.public).verify(manifest_bytes, raw_sig)
+        except (exceptions.BadSignatureError, ValueError) as exc:
+            raise BundleError(f"{path}: bad signature: {MANIFEST_NAME} was not signed by key "
+                              f"{kid} ({key.name}) or was modified after signing") from exc
+        try:
+            manifest = _check_manifest(json.loads(manifest_bytes), max_bytes)
+        except json.JSONDecodeError as exc:
+            raise BundleError(f"{path}: {MANIFEST_NAME} is not JSON ({exc})") from exc
+        for name, member in _payload(tar, manifest, path):
+            try:
+                _copy_hashed(tar.extractfile(member), None, name, manifest["files"][name])
+            except (tarfile.TarError, EOFError, OSError) as exc:
+                raise BundleError(f"member {name!r}: truncated ({exc})") from exc
+    return VerifiedBundle(path, manifest, manifest_bytes, sig_bytes, key, max_bytes)
+
+
+def extract_verified(bundle: VerifiedBundle, dest: str | os.PathLike, on_file=None) -> list[str]:
+    """Write the payload of a verified bundle under `dest` (which must be empty), fsyncing each file.
+
+    Re-hashes while writing: the file on disk could have changed since `open_bundle`.
+    `on_file(name)` is called after each file (the updater's crash-test hook).
+    """
+    dest = Path(dest)
+    written: list[str] = []
+    with tarfile.open(bundle.path, "r:*") as tar:
+        for name, member in _payload(tar, bundle.manifest, bundle.path):
+            entry = bundle.manifest["files"][name]
+            target = dest.joinpath(*PurePosixPath(name).parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                _copy_hashed(tar.extractfile(member), out, name, entry)
+                out.flush()
+                os.fchmod(out.fileno(), entry["mode"])
+                os.fsync(out.fileno())
+            written.append(name)
+            if on_file:
+                on_file(name)
+    return written

@@ -1,0 +1,274 @@
+"""The field-tech subcommands of `humus`: update, rollback, releases, status, doctor, logs.
+
+`register(subparsers)` adds them to the `humus` argparse CLI; each sets func(args) -> exit code.
+Exit codes: 0 fine, 1 refused or unhealthy (nothing changed by a refused update),
+3 update installed but unhealthy and rolled back.
+
+`--root DIR` works on a directory tree instead of the box ("/"): the service is
+then not restarted unless `--restart` is given, so an update can be rehearsed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import bundle as bundlemod
+from . import doctor as doctormod
+from . import releases as rel
+from . import updater
+from .health import StatusHealth
+from .service import SAFE_SERVICE, SERVICE, Systemctl
+from .statusfile import read_status
+
+
+def _common(p, status_file: bool = False) -> None:
+    p.add_argument("--root", default="/", help="operate on this directory tree instead of the box (default /)")
+    if status_file:
+        p.add_argument("--status-file", help="default: ROOT/run/humus/status.json")
+
+
+def _restart_flags(p) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--restart", dest="restart", action="store_true", default=None,
+                   help="restart humus.service afterwards (default on the box, off with --root)")
+    g.add_argument("--no-restart", dest="restart", action="store_false")
+
+
+def _wants_restart(args) -> bool:
+    return args.restart if args.restart is not None else Path(args.root).resolve() == Path("/")
+
+
+def _status_path(args) -> Path:
+    return Path(args.status_file) if getattr(args, "status_file", None) else rel.Layout.at(args.root).status_file
+
+
+def _err(msg: str) -> None:
+    print(f"humus: {msg}", file=sys.stderr)
+
+
+# --- update / rollback / releases -------------------------------------------------------------
+
+def cmd_update(args) -> int:
+    layout = rel.Layout.at(args.root)
+    restart = health = None
+    if _wants_restart(args):
+        ctl = Systemctl()
+        restart = ctl.restart
+        health = StatusHealth(_status_path(args), timeout=args.health_timeout, settle=args.settle,
+                              is_active=ctl.is_active)
+    try:
+        report = updater.update(layout, args.file, force=args.force, max_bytes=args.max_bytes, restart=restart,
+                                health=health, keep=args.keep, say=print)
+    except (bundlemod.BundleError, rel.ReleaseError) as exc:
+        _err(f"update refused, nothing changed: {exc}")
+        return 1
+    except updater.UpdateFailed as exc:
+        _err(str(exc))
+        return 3
+    if not report.restarted:
+        print(f"updated to {report.version}; service not restarted"
+              + (" (--root rehearsal; add --restart to restart)" if not _wants_restart(args) else ""))
+    return 0
+
+
+def cmd_rollback(args) -> int:
+    layout = rel.Layout.at(args.root)
+    restart = Systemctl().restart if _wants_restart(args) else None
+    try:
+        updater.rollback(layout, to=args.to, restart=restart, say=print)
+    except rel.ReleaseError as exc:
+        _err(f"rollback refused: {exc}")
+        return 1
+    return 0
+
+
+def cmd_releases(args) -> int:
+    layout = rel.Layout.at(args.root)
+    cur, prev = rel.current_version(layout), rel.previous_version(layout)
+    failed = rel.read_state(layout)["failed"]
+    rows = []
+    for v in reversed(rel.installed_versions(layout)):
+        try:
+            rec = rel.read_release(layout.release_dir(v))
+        except rel.ReleaseError as exc:
+            rec = {"error": str(exc)}
+        problems = rel.verify_release(layout.release_dir(v), hashes=args.verify)
+        rows.append({"version": v, "current": v == cur, "previous": v == prev, "kind": rec.get("kind"),
+                     "created": rec.get("created"), "signer": rec.get("bundle", {}).get("signer"),
+                     "bytes": sum(f["size"] for f in rec.get("files", {}).values()),
+                     "failed": failed.get(v, {}).get("reason"), "problems": problems})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no releases under {layout.releases}")
+        return 1
+    for r in rows:
+        mark = "*" if r["current"] else ("<" if r["previous"] else " ")
+        notes = ([f"FAILED: {r['failed']}"] if r["failed"] else []) + [f"DAMAGED: {p}" for p in r["problems"][:1]]
+        print(f"{mark} {r['version']:<14} {r['kind'] or '?':<6} {r['created'] or '?':<21} "
+              f"{r['bytes'] / 2**20:8.1f} MiB  {r['signer'] or '?'}" + ("  " + "; ".join(notes) if notes else ""))
+    print("* current   < previous (humus rollback goes there)")
+    return 0
+
+
+# --- status / doctor / logs -------------------------------------------------------------------
+
+def _ago(seconds: float) -> str:
+    s = int(max(0, seconds))
+    return f"{s // 86400}d{s % 86400 // 3600}h" if s >= 86400 else (
+        f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s")
+
+
+def render_status(status: dict | None, now: float, current: str | None, previous: str | None,
+                  service: str | None = None) -> tuple[str, bool]:
+    """(text for a tech, healthy?) -- pure, so it is tested without a box."""
+    lines = []
+    if service is not None:
+        lines.append(f"service   {service}")
+    if status is None:
+        lines.append("state     no status file: the show has not run since boot")
+        lines.append(f"release   {current or 'none'}")
+        return "\n".join(lines), False
+    age = now - status.get("updated_at", 0)
+    stale = age > 5
+    state = status.get("state", "?")
+    lines.append(f"state     {state}" + (f"  (STALE: last update {_ago(age)} ago; is the service running?)" if stale else ""))
+    lines.append(f"uptime    {_ago(status.get('uptime_s', 0))}   fps {status.get('fps', 0):.1f}   "
+                 f"engine {status.get('engine') or '?'}")
+    model = status.get("model") or {}
+    lines.append(f"model     {model.get('name', '?')} ({(model.get('sha256') or '?')[:12]})")
+    lines.append(f"release   running {status.get('release') or '?'}, current {current or 'none'}"
+                 + (f", previous {previous}" if previous else ""))
+    devices = status.get("devices") or {}
+    for name, d in sorted(devices.items()):
+        lines.append(f"device    {name:<10} {'ok  ' if d.get('ok') else 'FAIL'} {d.get('detail', '')}")
+    faults = status.get("faults") or []
+    if faults:
+        lines.append("recent faults:")
+        for f in faults[-5:]:
+            lines.append(f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(f.get('t', 0)))}  {f.get('text')}")
+    healthy = (not stale and state in ("running", "degraded") and all(d.get("ok") for d in devices.values())
+               and service in (None, "active"))
+    return "\n".join(lines), healthy
+
+
+def cmd_status(args) -> int:
+    layout = rel.Layout.at(args.root)
+    try:
+        status = read_status(_status_path(args))
+    except ValueError as exc:
+        _err(str(exc))
+        return 1
+    service = None
+    if Path(args.root).resolve() == Path("/") and shutil.which(Systemctl().binary):
+        service = Systemctl().is_active()
+        if Systemctl(service=SAFE_SERVICE).is_active() == "active":
+            service = f"{service} (SAFE MODE is active)"
+    text, healthy = render_status(status, time.time(), rel.current_version(layout), rel.previous_version(layout), service)
+    if args.json:
+        print(json.dumps({"status": status, "healthy": healthy, "service": service,
+                          "current": rel.current_version(layout)}, indent=2))
+    else:
+        print(text)
+    return 0 if healthy else 1
+
+
+def cmd_doctor(args) -> int:
+    on_box = Path(args.root).resolve() == Path("/")
+    ctx = doctormod.Context(root=Path(args.root), config_path=Path(args.config) if args.config else None, on_box=on_box)
+    results = doctormod.run_checks(ctx)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in results], indent=2))
+    else:
+        for r in results:
+            mark = {True: "ok  ", False: "FAIL", None: "skip"}[r.ok]
+            print(f"[{mark}] {r.name:<16} {r.detail}")
+            if r.ok is False and r.fix_hint:
+                print(f"       fix: {r.fix_hint}")
+        failed = sum(r.ok is False for r in results)
+        print(f"{failed} problem(s)" if failed else "all checks passed")
+    return 1 if any(r.ok is False for r in results) else 0
+
+
+def cmd_logs(args) -> int:
+    journalctl = os.environ.get("HUMUS_JOURNALCTL", "journalctl")
+    cmd = [journalctl, "-u", SERVICE, "-u", SAFE_SERVICE, "-o", "short-iso", "--no-pager", "-n", str(args.lines)]
+    if Path(args.root).resolve() != Path("/"):
+        cmd.insert(1, f"--root={args.root}")
+    if args.follow:
+        cmd.append("--follow")
+    if args.boot is not None:
+        cmd += ["-b", str(args.boot)]
+    if args.since:
+        cmd += ["--since", args.since]
+    if shutil.which(journalctl) is None:
+        _err(f"{journalctl} not found; on the box logs are in the journal: {' '.join(cmd)}")
+        return 1
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("update", help="install a signed bundle, restart, roll back if unhealthy")
+    p.add_argument("file")
+    _common(p, status_file=True)
+    _restart_flags(p)
+    p.add_argument("--force", action="store_true", help="allow a downgrade / replace a same-version release")
+    p.add_argument("--health-timeout", type=float, default=180.0, help="seconds to become healthy (default 180)")
+    p.add_argument("--settle", type=float, default=10.0, help="seconds it must stay healthy (default 10)")
+    p.add_argument("--keep", type=int, default=rel.DEFAULT_KEEP, help="releases to keep (default 3)")
+    p.add_argument("--max-bytes", type=int, default=bundlemod.DEFAULT_MAX_BYTES, help="bundle size limit")
+    p.set_defaults(func=cmd_update)
+
+    p = subparsers.add_parser("rollback", help="go back to the previous release")
+    _common(p)
+    _restart_flags(p)
+    p.add_argument("--to", help="a specific installed version")
+    p.set_defaults(func=cmd_rollback)
+
+    p = subparsers.add_parser("releases", help="list installed releases")
+    _common(p)
+    p.add_argument("--verify", action="store_true", help="re-hash every file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_releases)
+
+    p = subparsers.add_parser("status", help="what the box is doing now")
+    _common(p, status_file=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = subparsers.add_parser("doctor", help="check devices, engine, config; say what to fix")
+    _common(p)
+    p.add_argument("--config", help="default: ROOT/etc/humus/humus.toml")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_doctor)
+
+    p = subparsers.add_parser("logs", help="the show's journal (humus + safe mode)")
+    _common(p)
+    p.add_argument("-f", "--follow", action="store_true")
+    p.add_argument("-n", "--lines", type=int, default=200)
+    p.add_argument("-b", "--boot", nargs="?", const=0, type=int, help="this boot (or -b -1: the one before)")
+    p.add_argument("--since", help='e.g. "1 hour ago"')
+    p.set_defaults(func=cmd_logs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (python -m firmware.appliance.commands) until firmware.cli wires register()."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="humus")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

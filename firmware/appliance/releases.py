@@ -1,0 +1,380 @@
+"""Releases on a box: install a verified bundle, swap `current`, roll back, prune.
+
+Layout under a root ("/" on a box, any folder for rehearsals and tests):
+
+  etc/humus/keys/*.pub            public keys this box trusts
+  opt/humus/releases/<version>/   one complete release: app/, models/, release.json,
+                                  plus bundle.json + bundle.sig as delivered
+  opt/humus/current  -> releases/<version>   the active release (relative symlink)
+  opt/humus/previous -> releases/<version>   where `humus rollback` goes
+  opt/humus/state.json            failed releases and a short history
+  opt/humus/.staging-*            a release being unpacked (removed if found later)
+
+Power can fail at any instant, so every step leaves a state the next boot can run:
+a release directory only gets its final name once every file and release.json are
+fsynced; `current` is only ever replaced by rename(2). A half-unpacked staging
+directory is never pointed at and is swept up by the next update.
+
+A release is always complete: a model-only bundle takes the app from the current
+release, an app-only bundle takes the models (hard links: release files are never
+modified in place, so sharing inodes is safe).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from . import bundle as bundlemod
+from .atomic import fsync_dir, symlink_atomic, write_json_atomic
+
+RELEASE_FILE = "release.json"
+PARTS = ("app", "models")
+DEFAULT_KEEP = 3
+CRASH_ENV = "HUMUS_TEST_CRASH_AT"   # test hook: SIGKILL ourselves at the named step
+
+
+class ReleaseError(Exception):
+    pass
+
+
+def crashpoint(step: str) -> None:
+    """Die like a power cut at `step` when $HUMUS_TEST_CRASH_AT names it (crash tests only)."""
+    if os.environ.get(CRASH_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @classmethod
+    def at(cls, root: str | os.PathLike = "/") -> "Layout":
+        return cls(Path(root))
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "etc/humus/keys"
+
+    @property
+    def base(self) -> Path:
+        return self.root / "opt/humus"
+
+    @property
+    def releases(self) -> Path:
+        return self.base / "releases"
+
+    @property
+    def current(self) -> Path:
+        return self.base / "current"
+
+    @property
+    def previous(self) -> Path:
+        return self.base / "previous"
+
+    @property
+    def state_file(self) -> Path:
+        return self.base / "state.json"
+
+    @property
+    def status_file(self) -> Path:
+        return self.root / "run/humus/status.json"
+
+    def release_dir(self, version: str) -> Path:
+        return self.releases / bundlemod.check_version(version)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def _link_version(link: Path) -> str | None:
+    try:
+        target = os.readlink(link)
+    except (FileNotFoundError, OSError):
+        return None
+    name = Path(target).name
+    return name if (link.parent / target).is_dir() else None
+
+
+def current_version(layout: Layout) -> str | None:
+    return _link_version(layout.current)
+
+
+def previous_version(layout: Layout) -> str | None:
+    return _link_version(layout.previous)
+
+
+def read_release(path: str | os.PathLike) -> dict:
+    p = Path(path) / RELEASE_FILE
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ReleaseError(f"{p}: unreadable release record ({exc})") from exc
+
+
+def installed_versions(layout: Layout) -> list[str]:
+    """Finished releases (directories with a release.json), oldest version first."""
+    out = []
+    if layout.releases.is_dir():
+        for d in layout.releases.iterdir():
+            try:
+                bundlemod.check_version(d.name)
+            except bundlemod.BundleError:
+                continue
+            if (d / RELEASE_FILE).is_file():
+                out.append(d.name)
+    return sorted(out, key=bundlemod.version_key)
+
+
+def verify_release(path: str | os.PathLike, hashes: bool = True) -> list[str]:
+    """Problems with a release directory; [] when every listed file is there and intact."""
+    path = Path(path)
+    try:
+        rec = read_release(path)
+    except ReleaseError as exc:
+        return [str(exc)]
+    problems = []
+    for name, entry in sorted(rec.get("files", {}).items()):
+        f = path / name
+        try:
+            st = f.stat()
+        except OSError:
+            problems.append(f"{f}: missing")
+            continue
+        if st.st_size != entry["size"]:
+            problems.append(f"{f}: {st.st_size} bytes, expected {entry['size']}")
+        elif hashes and bundlemod._sha256_file(f) != entry["sha256"]:
+            problems.append(f"{f}: sha256 mismatch")
+    if not rec.get("files"):
+        problems.append(f"{path / RELEASE_FILE}: lists no files")
+    return problems
+
+
+def running_release(start: str | os.PathLike | None = None) -> str | None:
+    """Version of the release this code runs from (for the status file), or None in a checkout."""
+    p = Path(start or __file__).resolve()
+    for parent in p.parents:
+        rec = parent / RELEASE_FILE
+        if rec.is_file() and parent.parent.name == "releases":
+            try:
+                return json.loads(rec.read_text())["version"]
+            except (OSError, ValueError, KeyError):
+                return None
+    return None
+
+
+# --- state -----------------------------------------------------------------------------------
+
+def read_state(layout: Layout) -> dict:
+    try:
+        state = json.loads(layout.state_file.read_text())
+    except (OSError, ValueError):
+        state = {}
+    state.setdefault("failed", {})
+    state.setdefault("history", [])
+    return state
+
+
+def _record(layout: Layout, action: str, **info) -> None:
+    state = read_state(layout)
+    state["history"] = (state["history"] + [{"at": round(time.time(), 3), "action": action, **info}])[-50:]
+    if action == "failed":
+        state["failed"][info["version"]] = {"at": round(time.time(), 3), "reason": info.get("reason", "")}
+    elif action == "installed":
+        state["failed"].pop(info["version"], None)
+    write_json_atomic(layout.state_file, state)
+
+
+@contextmanager
+def locked(layout: Layout) -> Iterator[None]:
+    """One updater at a time per box; the kernel drops the lock if we are killed."""
+    layout.releases.mkdir(parents=True, exist_ok=True)
+    fd = os.open(layout.base / ".update.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ReleaseError(f"another update is running ({layout.base / '.update.lock'} is locked)") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def sweep(layout: Layout) -> list[str]:
+    """Remove debris of interrupted updates and prunes (never a finished release)."""
+    removed = []
+    for d in list(layout.base.glob(".staging-*")) + list(layout.base.glob(".trash-*")):
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d.name)
+    for tmp in layout.base.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp.name)
+    return removed
+
+
+# --- install ---------------------------------------------------------------------------------
+
+@dataclass
+class InstallResult:
+    version: str
+    path: Path
+    already_installed: bool = False
+    inherited: dict = field(default_factory=dict)
+
+
+def _fsync_tree(path: Path) -> None:
+    for dirpath, _, filenames in os.walk(path):
+        for f in filenames:
+            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(dirpath)
+
+
+def _inherit(src_release: Path, part: str, dest: Path) -> dict:
+    """Take `part` (app or models) of an installed release into `dest`; return its file records."""
+    rec = read_release(src_release)
+    taken = {}
+    for name, entry in rec["files"].items():
+        if name.split("/")[0] != part:
+            continue
+        src, dst = src_release / name, dest / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+        taken[name] = entry
+    return taken
+
+
+def install(layout: Layout, verified: bundlemod.VerifiedBundle, force: bool = False) -> InstallResult:
+    """Unpack a verified bundle into releases/<version> (does not activate it). Caller holds the lock."""
+    version = verified.version
+    final = layout.release_dir(version)
+    cur = current_version(layout)
+    if cur is not None and not force and bundlemod.version_key(version) < bundlemod.version_key(cur):
+        raise ReleaseError(f"bundle version {version} is older than the running {cur}; "
+                           f"use --force to downgrade (or `humus rollback` to go back)")
+    if final.exists():
+        try:
+            same = read_release(final).get("bundle", {}).get("digest") == verified.digest
+        except ReleaseError:
+            same = False
+        if same and not verify_release(final, hashes=False):
+            return InstallResult(version, final, already_installed=True)
+        if version == cur:
+            raise ReleaseError(f"version {version} is running with different content; bump the version")
+        if not force:
+            raise ReleaseError(f"version {version} is already installed with different content; bump the "
+                               f"version or use --force to replace it")
+        trash = layout.base / f".trash-{version}-{os.getpid()}"
+        os.rename(final, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    staging = layout.base / f".staging-{version}-{os.getpid()}"
+    staging.mkdir(mode=0o755)
+    crashpoint("staging")
+    first = [True]
+
+    def on_file(name: str) -> None:
+        if first[0]:
+            first[0] = False
+            crashpoint("extracting")
+
+    bundlemod.extract_verified(verified, staging, on_file=on_file)
+    crashpoint("extracted")
+
+    files = dict(verified.manifest["files"])
+    inherited = {}
+    missing_parts = [p for p in PARTS if p not in bundlemod.KINDS[verified.kind]]
+    for part in missing_parts:
+        if cur is None:
+            if part == "app":
+                raise ReleaseError(f"bundle {version} is model-only and no release is installed to take "
+                                   f"the app from; install an app bundle first")
+            continue
+        taken = _inherit(layout.release_dir(cur), part, staging)
+        files.update(taken)
+        inherited[part] = cur
+    crashpoint("inherited")
+
+    (staging / bundlemod.MANIFEST_NAME).write_bytes(verified.manifest_bytes)
+    (staging / bundlemod.SIGNATURE_NAME).write_bytes(verified.signature_bytes)
+    record = {
+        "version": version, "kind": verified.kind, "created": verified.manifest["created"],
+        "installed_at": round(time.time(), 3), "inherited": inherited,
+        "bundle": {"digest": verified.digest, "key_id": verified.key.key_id, "signer": verified.key.name},
+        "files": dict(sorted(files.items())),
+    }
+    write_json_atomic(staging / RELEASE_FILE, record)
+    _fsync_tree(staging)
+    crashpoint("sealed")
+    os.rename(staging, final)
+    fsync_dir(layout.releases)
+    crashpoint("renamed")
+    _record(layout, "installed", version=version, digest=verified.digest)
+    return InstallResult(version, final, inherited=inherited)
+
+
+def activate(layout: Layout, version: str) -> str | None:
+    """Make `version` current; the release it replaces becomes `previous`. Returns that one."""
+    target = layout.release_dir(version)
+    problems = verify_release(target, hashes=False)
+    if problems:
+        raise ReleaseError(f"refusing to activate {version}: {problems[0]}")
+    old = current_version(layout)
+    if old == version:
+        return None
+    if old is not None:
+        symlink_atomic(f"releases/{old}", layout.previous)
+    crashpoint("previous-linked")
+    symlink_atomic(f"releases/{version}", layout.current)
+    crashpoint("swapped")
+    _record(layout, "activated", version=version, previous=old)
+    return old
+
+
+def rollback_target(layout: Layout, to: str | None = None) -> str:
+    cur = current_version(layout)
+    if to is not None:
+        if not (layout.release_dir(to) / RELEASE_FILE).is_file():
+            raise ReleaseError(f"release {to} is not installed; installed: {', '.join(installed_versions(layout)) or 'none'}")
+        return to
+    prev = previous_version(layout)
+    if prev and prev != cur and (layout.release_dir(prev) / RELEASE_FILE).is_file():
+        return prev
+    failed = read_state(layout)["failed"]
+    older = [v for v in installed_versions(layout)
+             if v != cur and v not in failed and (cur is None or bundlemod.version_key(v) < bundlemod.version_key(cur))]
+    if not older:
+        raise ReleaseError(f"nothing to roll back to: current is {cur}, no previous release installed")
+    return older[-1]
+
+
+def mark_failed(layout: Layout, version: str, reason: str) -> None:
+    _record(layout, "failed", version=version, reason=reason)
+
+
+def prune(layout: Layout, keep: int = DEFAULT_KEEP) -> list[str]:
+    """Delete old releases beyond the newest `keep`; never current or previous."""
+    protected = {current_version(layout), previous_version(layout)}
+    versions = installed_versions(layout)
+    doomed = [v for v in versions[:-keep] if v not in protected] if keep > 0 else []
+    for v in doomed:
+        # rename first, so a power cut mid-delete leaves only a .trash-* for sweep()
+        trash = layout.base / f".trash-{v}-{os.getpid()}"
+        os.rename(layout.release_dir(v), trash)
+        fsync_dir(layout.releases)
+        shutil.rmtree(trash, ignore_errors=True)
+    crashpoint("pruned")
+    return doomed
+
