@@ -1,0 +1,1 @@
+"""Device emulators for the device tests: serial devices on pseudo-terminals, UDP receivers."""
