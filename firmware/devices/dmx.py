@@ -124,6 +124,7 @@ class DmxSender(Device):
         self.send_times: list[float] = []  # bounded ring for jitter figures
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self.priority = "not started"   # what the sender thread got: SCHED_FIFO, nice, or normal
 
     def set_universe(self, universe: bytes) -> None:
         if len(universe) != self.channels:
@@ -180,6 +181,7 @@ class DmxSender(Device):
         self._thread.start()
 
     def _run(self) -> None:
+        self.priority = raise_thread_priority()
         while not self._stop.is_set():
             self.pump()
             delay = self._next_send - self.clock.now()
@@ -204,6 +206,26 @@ class DmxSender(Device):
             self.transport.close()
         except OSError:
             pass
+
+
+def raise_thread_priority(rt_priority: int = 10, nice: int = -10) -> str:
+    """Ask for a real-time slot for the calling thread (the DMX cadence), else a better nice value.
+
+    Needs root or CAP_SYS_NICE (systemd: AmbientCapabilities=CAP_SYS_NICE); without them the thread
+    keeps its normal priority and the refresh gets more jitter under load, nothing worse. The
+    thread only ever sleeps or writes a few hundred bytes, so it cannot starve the box.
+    """
+    import os
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(rt_priority))  # 0 = this thread
+        return f"SCHED_FIFO {rt_priority}"
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        return f"nice {nice}"
+    except (AttributeError, OSError):
+        return "normal"
 
 
 def open_dmx(cfg, clock) -> DmxSender:
