@@ -173,6 +173,8 @@ class DmxSacn(_DmxCommon):
     priority: int = Field(100, ge=0, le=200)
     source_name: str = Field("humus", max_length=63)
     cid: str | None = Field(None, description="16-byte UUID; derived from the machine id when unset")
+    interface: str | None = Field(None, description="local IPv4 address to send multicast from; "
+                                  "needed when the lighting network has no default route")
 
 
 class DmxNone(Section):
