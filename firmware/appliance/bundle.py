@@ -53,13 +53,14 @@ def check_version(version: str) -> str:
 
 
 def version_key(version: str) -> tuple:
-    """Order versions: numbers first, then a '-pre' release sorts before the plain one."""
+    """Order versions: numbers first, then a '-pre' release sorts before the plain one.
+    '+build' metadata is ignored (1.2.0+local == 1.2.0), as in semver."""
     check_version(version)
     m = re.match(r"^([\d.]+)(?:([-+])(.*))?$", version)
     nums = tuple(int(x) for x in m.group(1).split("."))
     nums = nums + (0,) * (4 - len(nums))
     sep, suffix = m.group(2), m.group(3) or ""
-    return nums, (0 if sep == "-" else 1), suffix
+    return nums, (0, suffix) if sep == "-" else (1, "")
 
 
 # --- keys ------------------------------------------------------------------------------------

@@ -280,6 +280,10 @@ def install(layout: Layout, verified: bundlemod.VerifiedBundle, force: bool = Fa
         os.rename(final, trash)
         shutil.rmtree(trash, ignore_errors=True)
 
+    missing_parts = [p for p in PARTS if p not in bundlemod.KINDS[verified.kind]]
+    if cur is None and "app" in missing_parts:
+        raise ReleaseError(f"bundle {version} is model-only and no release is installed to take "
+                           f"the app from; install an app bundle first")
     staging = layout.base / f".staging-{version}-{os.getpid()}"
     staging.mkdir(mode=0o755)
     crashpoint("staging")
@@ -295,13 +299,9 @@ def install(layout: Layout, verified: bundlemod.VerifiedBundle, force: bool = Fa
 
     files = dict(verified.manifest["files"])
     inherited = {}
-    missing_parts = [p for p in PARTS if p not in bundlemod.KINDS[verified.kind]]
     for part in missing_parts:
         if cur is None:
-            if part == "app":
-                raise ReleaseError(f"bundle {version} is model-only and no release is installed to take "
-                                   f"the app from; install an app bundle first")
-            continue
+            continue                      # first release, app-only: no models yet
         taken = _inherit(layout.release_dir(cur), part, staging)
         files.update(taken)
         inherited[part] = cur
@@ -309,20 +309,49 @@ def install(layout: Layout, verified: bundlemod.VerifiedBundle, force: bool = Fa
 
     (staging / bundlemod.MANIFEST_NAME).write_bytes(verified.manifest_bytes)
     (staging / bundlemod.SIGNATURE_NAME).write_bytes(verified.signature_bytes)
-    record = {
+    _seal(layout, staging, final, {
         "version": version, "kind": verified.kind, "created": verified.manifest["created"],
-        "installed_at": round(time.time(), 3), "inherited": inherited,
+        "inherited": inherited,
         "bundle": {"digest": verified.digest, "key_id": verified.key.key_id, "signer": verified.key.name},
-        "files": dict(sorted(files.items())),
-    }
+        "files": files,
+    })
+    _record(layout, "installed", version=version, digest=verified.digest)
+    return InstallResult(version, final, inherited=inherited)
+
+
+def _seal(layout: Layout, staging: Path, final: Path, record: dict) -> None:
+    """Write release.json, fsync everything, and give the release its final name."""
+    record = {**record, "installed_at": round(time.time(), 3), "files": dict(sorted(record["files"].items()))}
     write_json_atomic(staging / RELEASE_FILE, record)
     _fsync_tree(staging)
     crashpoint("sealed")
     os.rename(staging, final)
     fsync_dir(layout.releases)
     crashpoint("renamed")
-    _record(layout, "installed", version=version, digest=verified.digest)
-    return InstallResult(version, final, inherited=inherited)
+
+
+def install_local(layout: Layout, files: dict[str, Path], version: str, kind: str) -> InstallResult:
+    """Install files from a checkout as a release (install.sh's first release; no signature:
+    whoever runs install.sh is root on the box already). Caller holds the lock."""
+    final = layout.release_dir(version)
+    if final.exists():
+        raise ReleaseError(f"release {version} already exists at {final}")
+    staging = layout.base / f".staging-{version}-{os.getpid()}"
+    staging.mkdir(mode=0o755)
+    records = {}
+    for name, src in sorted(files.items()):
+        dst = staging / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        mode = 0o755 if os.access(src, os.X_OK) else 0o644
+        dst.chmod(mode)
+        records[name] = {"sha256": bundlemod._sha256_file(dst), "size": dst.stat().st_size, "mode": mode}
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    _seal(layout, staging, final, {"version": version, "kind": kind, "created": created, "inherited": {},
+                                   "bundle": {"digest": None, "key_id": None, "signer": "install.sh (local)"},
+                                   "files": records})
+    _record(layout, "installed", version=version, digest=None)
+    return InstallResult(version, final)
 
 
 def activate(layout: Layout, version: str) -> str | None:
