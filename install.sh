@@ -181,7 +181,7 @@ step_user() {
       if [ -f "$group" ]; then root_group_member "$group" "$g" humus
       else printf '    would add humus to group %s\n' "$g"; fi
     done
-    skipped "useradd/usermod on the host (wrote $ROOT/etc/passwd and $ROOT/etc/group instead)"
+    skipped "useradd/usermod on the host (this step edits $ROOT/etc/passwd and $ROOT/etc/group instead)"
     return
   fi
   for g in $GROUPS_NEEDED; do
