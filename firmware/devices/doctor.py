@@ -1,0 +1,239 @@
+"""Live device checks for `humus doctor`: talk to each configured device and say what is wrong.
+
+Each check takes the loaded Config and returns `DeviceCheck(name, ok, detail, fix_hint)` rows
+(`ok=None`: not applicable, e.g. a simulated device). They open real ports, so run them with the show
+stopped (`systemctl stop humus`) or expect "busy" answers. `live_checks(ctx)` adapts them to
+firmware.appliance.doctor's CHECKS list.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+from firmware.clock import RealClock
+
+SERIAL_HINT = ("check the USB cable and `ls -l /dev/humus-*`; the udev rule in /etc/udev/rules.d/99-humus.rules "
+               "must match the adapter (`lsusb`); the user needs the dialout group")
+
+
+class DeviceCheck(NamedTuple):
+    name: str
+    ok: bool | None
+    detail: str
+    fix_hint: str = ""
+
+
+def _port_missing(name: str, port: str) -> DeviceCheck | None:
+    if "://" in port or Path(port).exists():
+        return None
+    return DeviceCheck(name, False, f"{port} does not exist", SERIAL_HINT)
+
+
+# ------------------------------------------------------------------------------------------ DMX
+def check_dmx(config, timeout: float = 1.0) -> DeviceCheck:
+    cfg = config.dmx
+    name = f"dmx {cfg.type}"
+    if cfg.type in ("sim", "none"):
+        return DeviceCheck(name, None, "no DMX interface configured")
+    if cfg.type == "enttec-pro":
+        missing = _port_missing(name, cfg.port)
+        if missing:
+            return missing
+        from firmware.devices.dmx_serial import EnttecProTransport
+        t = EnttecProTransport(cfg)
+        try:
+            t.open()
+            serial_no = t.serial_number(timeout)
+            p = t.parameters(timeout)
+        except TimeoutError as exc:
+            return DeviceCheck(name, False, f"{cfg.port} opens but {exc}",
+                               "not a DMX USB Pro? A plain FTDI cable is type = \"open-dmx\"; "
+                               "otherwise unplug and replug the widget")
+        except (OSError, ValueError) as exc:
+            return DeviceCheck(name, False, f"{cfg.port}: {exc}", SERIAL_HINT)
+        finally:
+            t.close()
+        return DeviceCheck(name, True, f"Enttec widget serial {serial_no}, firmware "
+                           f"{p.firmware >> 8}.{p.firmware & 0xFF:02d}, break {p.break_us:.0f} us, "
+                           f"MAB {p.mab_us:.0f} us, {p.rate_hz} Hz")
+    if cfg.type == "open-dmx":
+        missing = _port_missing(name, cfg.port)
+        if missing:
+            return missing
+        from firmware.devices.dmx_serial import OpenDmxTransport
+        t = OpenDmxTransport(cfg)
+        try:
+            t.open()
+        except OSError as exc:
+            return DeviceCheck(name, False, f"{cfg.port}: {exc}", SERIAL_HINT)
+        finally:
+            t.close()
+        return DeviceCheck(name, True, f"{cfg.port} opens at 250000 8N2 (Open DMX timing is best-effort; "
+                           "a Pro-style widget or Art-Net/sACN node flickers less)")
+    # Network: does the kernel have a route to where we send? (connect() on UDP sends nothing.)
+    if cfg.type == "artnet":
+        dest = cfg.host
+    else:
+        from firmware.devices.protocols import sacn
+        dest = cfg.host or sacn.multicast_group(cfg.universe)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+        if cfg.type == "sacn" and cfg.host is None and getattr(cfg, "interface", None):
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(cfg.interface))
+        s.connect((dest, cfg.port))
+        src = s.getsockname()[0]
+    except OSError as exc:
+        hint = ("give the box an address on the lighting network (e.g. 2.0.0.10/8 for Art-Net) "
+                + ("and set [dmx] interface to it" if cfg.type == "sacn" else "or use the subnet's broadcast "
+                   "address (e.g. 2.255.255.255) as host"))
+        return DeviceCheck(name, False, f"no route to {dest}: {exc.strerror or exc}", hint)
+    finally:
+        s.close()
+    return DeviceCheck(name, True, f"sending to {dest}:{cfg.port} from {src}")
+
+
+# ------------------------------------------------------------------------------------- presence
+def check_presence(config, timeout: float = 1.5) -> DeviceCheck:
+    cfg = config.presence
+    name = f"presence {cfg.type}"
+    if cfg.type == "sim":
+        return DeviceCheck(name, None, "simulated visitor")
+    port = getattr(cfg, "port", None)
+    if port:
+        missing = _port_missing(name, port)
+        if missing:
+            return missing
+    from firmware.devices.presence import open_presence
+    try:
+        sensor = open_presence(cfg, RealClock())
+    except Exception as exc:  # GPIO libraries raise their own types
+        hint = ("on a Jetson install Jetson.GPIO (pip install humus[jetson]) and add the user to the gpio group"
+                if cfg.type in ("distance", "motion") else SERIAL_HINT)
+        return DeviceCheck(name, False, f"cannot open: {exc}", hint)
+    try:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and sensor.latest() is None:
+            time.sleep(0.05)
+        r = sensor.latest()
+        parser = getattr(sensor, "parser", None)
+        rejected = f", {parser.rejected} bad frames" if parser is not None and parser.rejected else ""
+    finally:
+        sensor.close()
+    if r is None:
+        hint = {"ld2410": "the radar talks at 256000 baud; check TX/RX are crossed and it has 5 V",
+                "tfmini": "the TFmini talks at 115200 baud; check TX/RX and the 5 V supply",
+                "distance": "check echo/trigger pins (echo needs a 5 V -> 3.3 V divider)",
+                }.get(cfg.type, "check the wiring")
+        return DeviceCheck(name, False, f"no valid reading within {timeout:g} s{rejected}", hint)
+    what = "nobody in range" if r.distance_m is None else f"target at {r.distance_m:.2f} m"
+    return DeviceCheck(name, True, f"reading: {what}{rejected}")
+
+
+# --------------------------------------------------------------------------------------- camera
+def _service_active(unit: str) -> bool | None:
+    try:
+        out = subprocess.run(["systemctl", "is-active", unit], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() == "active"
+
+
+def check_camera(config) -> list[DeviceCheck]:
+    cfg = config.camera
+    name = f"camera {cfg.type}"
+    if cfg.type in ("sim", "none"):
+        return [DeviceCheck(name, None, "no camera configured" if cfg.type == "none" else "simulated camera")]
+    if cfg.type == "file":
+        ok = Path(cfg.path).exists()
+        return [DeviceCheck(name, ok, f"{cfg.path} {'exists' if ok else 'is missing'}",
+                            "" if ok else "set [camera] path to a video file or an image folder")]
+    if cfg.type == "picamera2":
+        try:
+            import picamera2  # noqa: F401
+        except ImportError as exc:
+            return [DeviceCheck(name, False, f"picamera2 not importable: {exc}",
+                                "picamera2 exists only on Raspberry Pi OS (apt install python3-picamera2)")]
+        return [DeviceCheck(name, True, "picamera2 available")]
+    out = []
+    if cfg.type == "argus":
+        try:
+            import cv2
+            from firmware.devices.camera_opencv import opencv_has_gstreamer
+            gst = opencv_has_gstreamer(cv2)
+        except ImportError:
+            gst = False
+        out.append(DeviceCheck("camera opencv", gst, "OpenCV with GStreamer" if gst else
+                               "this OpenCV has no GStreamer (pip's opencv never does)",
+                               "" if gst else "use JetPack's python3-opencv: recreate the venv with "
+                               "--system-site-packages and uninstall opencv-python-headless from it"))
+        active = _service_active("nvargus-daemon")
+        out.append(DeviceCheck("camera nvargus-daemon", active,
+                               {True: "running", False: "not running", None: "cannot ask systemd"}[active],
+                               "" if active else "sudo systemctl restart nvargus-daemon"))
+    else:
+        exists = Path(cfg.device).exists()
+        out.append(DeviceCheck(name, exists, f"{cfg.device} " + (f"-> {os.path.realpath(cfg.device)}" if exists
+                                                                 else "does not exist"),
+                               "" if exists else "plug the USB camera in; the udev rule names it "
+                               "/dev/humus-camera (or use /dev/v4l/by-path/...)"))
+    return out
+
+
+# -------------------------------------------------------------------------------------- display
+def projector_connectors(sysfs: str = "/sys/class/drm") -> dict[str, str]:
+    """DRM connector -> 'connected' / 'disconnected' (HDMI-A-1 etc.), from sysfs."""
+    out = {}
+    for status in sorted(glob.glob(f"{sysfs}/card*-*/status")):
+        try:
+            out[Path(status).parent.name.split("-", 1)[1]] = Path(status).read_text().strip()
+        except OSError:
+            continue
+    return out
+
+
+def check_display(config, sysfs: str = "/sys/class/drm") -> DeviceCheck:
+    cfg = config.display
+    if cfg.type != "pygame":
+        return DeviceCheck("display", None, f"{cfg.type}: no projector used")
+    conns = projector_connectors(sysfs)
+    if not conns:
+        return DeviceCheck("projector", False, "no DRM connectors found", "is the display driver loaded? (nvidia-drm)")
+    on = [c for c, s in conns.items() if s == "connected"]
+    if not on:
+        return DeviceCheck("projector", False, "nothing connected on " + ", ".join(conns),
+                           "switch the projector on and check the HDMI cable; the show picks it up by itself")
+    return DeviceCheck("projector", True, f"connected on {', '.join(on)}")
+
+
+CHECKS: list[Callable] = [check_dmx, check_presence, check_camera, check_display]
+
+
+def run_device_checks(config, checks: list[Callable] | None = None) -> list[DeviceCheck]:
+    """Every check, in order; a check that raises becomes a failed row (the doctor never crashes)."""
+    rows: list[DeviceCheck] = []
+    for check in CHECKS if checks is None else checks:
+        try:
+            res = check(config)
+        except Exception as exc:
+            res = DeviceCheck(check.__name__.removeprefix("check_"), False, f"check crashed: {exc!r}")
+        rows.extend(res if isinstance(res, list) else [res])
+    return rows
+
+
+def live_checks(ctx) -> list:
+    """Adapter for firmware.appliance.doctor.CHECKS: loads the box config, runs the device checks."""
+    from firmware.appliance.doctor import CheckResult
+    from firmware.config import ConfigError, load_config
+    if not getattr(ctx, "on_box", True):
+        return [CheckResult("devices (live)", None, "not checked in a --root rehearsal")]
+    try:
+        config = load_config(ctx.config if Path(ctx.config).is_file() else None, search=False)
+    except ConfigError as exc:
+        return [CheckResult("devices (live)", None, f"config does not load: {exc}")]
+    return [CheckResult(*row) for row in run_device_checks(config)]
