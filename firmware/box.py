@@ -46,11 +46,15 @@ class Trace:
 
 
 class Box:
-    def __init__(self, config: Config, clock, *, threaded: bool = True, engine=None,
-                 model: ModelInfo | None = None, footage_frames: list[np.ndarray] | None = None) -> None:
+    def __init__(self, config: Config, clock, *, threaded: bool = True, threaded_dmx: bool | None = None,
+                 engine=None, model: ModelInfo | None = None,
+                 footage_frames: list[np.ndarray] | None = None) -> None:
+        """threaded: generation (and, unless threaded_dmx says otherwise, DMX) on their own threads;
+        False runs them inline from step() - exact and repeatable with a FakeClock."""
         self.config = config
         self.clock = clock
         self.threaded = threaded
+        self.threaded_dmx = threaded if threaded_dmx is None else threaded_dmx
         self.trace = Trace()
         self.started_at = clock.now()
         show = config.show
@@ -66,7 +70,7 @@ class Box:
         self.camera = self._open_or_none("camera", lambda: open_camera(config.camera, clock), NoCamera)
         self.presence = open_presence(config.presence, clock)
         self.dmx = open_dmx(config.dmx, clock)
-        if threaded:
+        if self.threaded_dmx:
             self.dmx.start()
 
         self.model, self.engine = model, engine
@@ -264,8 +268,8 @@ class Box:
         prev = self.trace.states[-2][1] if len(self.trace.states) >= 2 else "idle"
         level = light_level(looks, cue.state, prev, since, self.config.lights.fade_s, cue.noise_level)
         self.dmx.set_universe(render_universe(self.config.lights.fixtures, level, self.dmx.channels))
-        if not self.threaded:
-            self.dmx.pump()
+        if not self.threaded_dmx:
+            self.dmx.catch_up()
 
     # ------------------------------------------------------------------ lifecycle
     def devices_health(self) -> dict:

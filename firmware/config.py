@@ -228,7 +228,6 @@ class ShowConfig(Section):
                                  "visitor's image seeds the generation at this strength")
     sigma_peak: float = Field(80.0, gt=0, description="noise level at the end of the immersion")
     decay: float = Field(0.6, ge=0, le=1, description="decay condition for generated matter")
-    images: int = Field(4, ge=1, le=16, description="images grown per visitor (one per tile)")
 
     @model_validator(mode="after")
     def _hysteresis(self):

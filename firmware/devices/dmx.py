@@ -140,6 +140,16 @@ class DmxSender(Device):
         self._next_send = max(self._next_send + self.period, now)
         return self._send_now(now)
 
+    def catch_up(self) -> int:
+        """Inline mode (fake clock, no thread): send every frame that fell due since the last call,
+        so the universe count matches the fixed rate whatever the caller's step. Returns frames sent."""
+        now = self.clock.now()
+        sent = 0
+        while self._next_send <= now:
+            self._next_send += self.period
+            sent += self._send_now(now)
+        return sent
+
     def _send_now(self, now: float) -> bool:
         if not self._open:
             if now < self._retry_at:

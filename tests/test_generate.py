@@ -1,0 +1,120 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from firmware.generate.engines import EngineError, open_engine
+from firmware.generate.manifest import ModelError, load_model_dir
+from firmware.generate.sampler import sample
+from firmware.generate.worker import GenerationWorker, VisitorJob, seeded_sigmas, slerp
+
+
+def test_manifest_loads_and_checks_sha(tiny_model, tmp_path):
+    m = load_model_dir(tiny_model)
+    assert m.resolution == (32, 32) and m.network("student").sigmas(2) == (80.0, 0.8)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    with open(broken / "student.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelError, match=r"networks.student.sha256: student.onnx has sha256"):
+        load_model_dir(broken)
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda m: m.pop("format"), "missing key 'format'"),
+    (lambda m: m["networks"]["student"].update(sampler="ddim"), "unknown sampler 'ddim'"),
+    (lambda m: m["networks"]["student"]["steps"].update({"2": [0.8, 80.0]}), "steps.2: expected 2 positive, strictly decreasing"),
+    (lambda m: m["networks"]["student"].update(default_steps=3), "default_steps: 3"),
+    (lambda m: m["networks"]["student"]["inputs"].pop("decay"), "missing input 'decay'"),
+])
+def test_manifest_errors_name_the_key(tiny_model, tmp_path, edit, match):
+    d = tmp_path / "m"
+    shutil.copytree(tiny_model, d)
+    raw = json.loads((d / "manifest.json").read_text())
+    edit(raw)
+    (d / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelError, match=match):
+        load_model_dir(d)
+
+
+def test_sampler_uses_exactly_the_manifest_sigmas(tiny_model):
+    m = load_model_dir(tiny_model)
+    net = m.network("student")
+    engine = open_engine(m, "student", "onnxruntime")
+    for steps in (1, 2, 4):
+        seen = []
+        def denoise(x, s):
+            seen.append(s)
+            return engine.denoise(x, s, 0.5)
+        eps = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+        final, preds = sample(denoise, net.sigmas(steps), eps, net.sampler)
+        assert tuple(seen) == net.sigmas(steps)
+        assert len(preds) == steps and final.shape == (1, 3, 32, 32)
+
+
+def test_heun_sampler_matches_hand_computation():
+    # D(x, s) = x / (1 + s^2) is the exact denoiser for x0 ~ N(0, 1): the ODE has a closed form.
+    denoise = lambda x, s: x / (1.0 + s * s)
+    eps = np.ones((1, 1, 2, 2), np.float32)
+    sig = np.geomspace(80, 0.01, 60)
+    final, _ = sample(denoise, sig, eps, "heun")
+    # x(sigma) = x(s0) * sqrt(1 + sigma^2) / sqrt(1 + s0^2); at sigma=0: 80 / sqrt(6401)
+    assert final[0, 0, 0, 0] == pytest.approx(80 / np.sqrt(1 + 80 ** 2), rel=2e-2)
+
+
+def test_engine_reference_guard_rejects_a_nan_model(tmp_path):
+    from modelmaker import make_model_dir
+    d = make_model_dir(tmp_path / "nan", nan=True)
+    m = load_model_dir(d)
+    engine = open_engine(m, "student", "onnxruntime")  # no reference pair: loads
+    out = engine.denoise(np.zeros((1, 3, 32, 32), np.float32), 1.0, 0.5)
+    assert np.isnan(out).all()
+    # With a reference pair that the engine cannot reproduce, the engine is refused.
+    good = make_model_dir(tmp_path / "good")
+    ref = np.load(good / "reference.npz")
+    np.savez(d / "reference.npz", **{k: ref[k] for k in ref.files})
+    raw = json.loads((d / "manifest.json").read_text())
+    raw["networks"]["student"]["reference"] = {"output": "reference.npz", "atol": 1e-3}
+    (d / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(EngineError, match="NaN"):
+        open_engine(load_model_dir(d), "student", "onnxruntime")
+
+
+def test_engine_auto_falls_back_to_onnxruntime_without_tensorrt(tiny_model):
+    engine = open_engine(load_model_dir(tiny_model), "student", "auto")
+    assert engine.kind == "onnxruntime" and "CPUExecutionProvider" in engine.providers
+    with pytest.raises(EngineError, match="TensorRT is not available"):
+        open_engine(load_model_dir(tiny_model), "student", "tensorrt")
+
+
+def test_worker_publishes_every_step_and_survives_a_failing_engine(tiny_model):
+    m = load_model_dir(tiny_model)
+    engine = open_engine(m, "student", "onnxruntime")
+    w = GenerationWorker(engine, threaded=False)
+    eps = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    w.submit_visitor(VisitorJob(1, eps, (80.0, 2.0, 0.8, 0.3), "consistency", 0.5))
+    w.process_pending()
+    r = w.visitor_result.get()
+    assert r.done and r.failed is None and len(r.preds) == 4 and w.images_done == 2
+    assert not np.allclose(r.preds[0], r.preds[-1])
+
+    class Broken:
+        def denoise(self, *a):
+            raise RuntimeError("CUDA error: an illegal memory access")
+        def close(self):
+            pass
+    w2 = GenerationWorker(Broken(), threaded=False)
+    w2.submit_visitor(VisitorJob(2, eps, (80.0,), "consistency", 0.5))
+    w2.process_pending()
+    assert w2.visitor_result.get().failed and not w2.health.ok
+
+
+def test_seeded_sigmas_and_slerp():
+    assert seeded_sigmas((80.0, 0.8), 0.0, 80.0) == (80.0, 0.8)
+    s = seeded_sigmas((80.0, 2.0, 0.8, 0.3), 0.6, 80.0)
+    assert s[0] < 80.0 and list(s) == sorted(s, reverse=True)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(4096), rng.standard_normal(4096)
+    mid = slerp(a, b, 0.5)
+    assert np.linalg.norm(mid) == pytest.approx(np.linalg.norm(a), rel=0.05)

@@ -1,0 +1,39 @@
+import pytest
+
+from firmware.config import Fixture, LightsConfig, Look
+from firmware.show.lights import LightLevel, light_level, render_universe, safe_universe
+
+
+def test_8_and_16_bit_patch_bytes():
+    fixtures = [Fixture(name="rgbw", address=1, channels=["dimmer", "red", "green", "blue", "white"]),
+                Fixture(name="fine", address=10, channels=["dimmer16", "strobe", "fixed"], fixed_value=42)]
+    u = render_universe(fixtures, LightLevel(0.5, (1.0, 0.5, 0.0), 0.25), 512)
+    assert len(u) == 512
+    assert list(u[0:5]) == [128, 255, 128, 0, 0]      # dimmer 0.5, colour at full, white = min(rgb)
+    v16 = round(0.5 * 65535)
+    assert list(u[9:13]) == [v16 >> 8, v16 & 0xFF, 64, 42]  # coarse, fine, strobe, fixed
+    assert not any(u[13:])
+
+
+def test_fixture_without_dimmer_scales_colour():
+    u = render_universe([Fixture(name="rgb", address=3, channels=["red", "green", "blue"])],
+                        LightLevel(0.5, (1.0, 1.0, 0.0), 0.0), 24)
+    assert list(u[2:5]) == [128, 128, 0]
+
+
+def test_intensity_follows_noise_and_crossfades():
+    looks = LightsConfig().looks
+    calm = light_level(looks, "immersion", "immersion", 10.0, 1.0, noise_level=0.0)
+    storm = light_level(looks, "immersion", "immersion", 10.0, 1.0, noise_level=1.0)
+    assert storm.intensity == pytest.approx(looks["immersion"].intensity)
+    assert calm.intensity == pytest.approx(0.25 * looks["immersion"].intensity)
+    mid = light_level(looks, "hold", "emergence", 0.5, 1.0, noise_level=0.0)
+    assert looks["hold"].color[0] <= mid.color[0] <= looks["emergence"].color[0] or \
+        looks["emergence"].color[0] <= mid.color[0] <= looks["hold"].color[0]
+
+
+def test_safe_look_and_blackout():
+    cfg = LightsConfig()
+    assert safe_universe(cfg, "blackout") == bytes(512)
+    calm = safe_universe(cfg, "calm")
+    assert calm[0] == round(cfg.looks["safe"].intensity * 255)
