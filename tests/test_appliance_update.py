@@ -165,8 +165,11 @@ def test_healthy_release_stays(box):
 def test_judge_decisions():
     base = {"state": "running", "updated_at": 100.0, "release": "2.0.0", "fps": 12}
     assert judge(base, "2.0.0", since=99, now=101)[0] == "ok"
-    assert judge({**base, "state": "degraded"}, "2.0.0", 99, 101)[0] == "ok"
+    assert judge({**base, "state": "idle"}, "2.0.0", 99, 101)[0] == "ok"          # a show state
+    assert judge({**base, "state": "immersion"}, "2.0.0", 99, 101)[0] == "ok"
     assert judge({**base, "state": "fault"}, "2.0.0", 99, 101)[0] == "bad"
+    assert judge({**base, "state": "fault", "faults": ["dmx: gone"]}, "2.0.0", 99, 101) == \
+        ("bad", "release 2.0.0 reports state 'fault': dmx: gone")
     assert judge({**base, "state": "safe"}, "2.0.0", 99, 101)[0] == "bad"
     assert judge({**base, "state": "starting"}, "2.0.0", 99, 101)[0] == "wait"
     assert judge(base, "2.0.0", since=100.5, now=101)[0] == "wait"        # snapshot from before the restart
@@ -305,7 +308,7 @@ def test_status_command_renders_snapshot(box):
     r = run_cli("status", "--root", str(box["root"]))
     assert r.returncode == 1                                   # a device is failing
     assert "state     running" in r.stdout and "fps 11.8" in r.stdout and "engine tensorrt" in r.stdout
-    assert "decay-v3 (abcdef012345)" in r.stdout and "current 1.0.0" in r.stdout
+    assert "decay-v3 sha256 abcdef012345" in r.stdout and "current 1.0.0" in r.stdout
     assert "camera     FAIL no frame for 2.0 s" in r.stdout and "recent faults:" in r.stdout
     text, healthy = commands.render_status(json.loads((box["root"] / "run/humus/status.json").read_text()),
                                            time.time() + 60, "1.0.0", None)

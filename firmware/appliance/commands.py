@@ -21,7 +21,7 @@ from . import bundle as bundlemod
 from . import doctor as doctormod
 from . import releases as rel
 from . import updater
-from .health import StatusHealth
+from .health import FATAL_STATES, WAIT_STATES, StatusHealth, fault_text
 from .service import SAFE_SERVICE, SERVICE, Systemctl
 from .statusfile import read_status
 
@@ -139,10 +139,10 @@ def render_status(status: dict | None, now: float, current: str | None, previous
     stale = age > 5
     state = status.get("state", "?")
     lines.append(f"state     {state}" + (f"  (STALE: last update {_ago(age)} ago; is the service running?)" if stale else ""))
-    lines.append(f"uptime    {_ago(status.get('uptime_s', 0))}   fps {status.get('fps', 0):.1f}   "
+    lines.append(f"uptime    {_ago(status.get('uptime_s') or 0)}   fps {float(status.get('fps') or 0):.1f}   "
                  f"engine {status.get('engine') or '?'}")
     model = status.get("model") or {}
-    lines.append(f"model     {model.get('name', '?')} ({(model.get('sha256') or '?')[:12]})")
+    lines.append(f"model     {model.get('name', '?')}" + "".join(f" {k} {str(v)[:12]}" for k, v in model.items() if k != "name"))
     lines.append(f"release   running {status.get('release') or '?'}, current {current or 'none'}"
                  + (f", previous {previous}" if previous else ""))
     devices = status.get("devices") or {}
@@ -152,8 +152,9 @@ def render_status(status: dict | None, now: float, current: str | None, previous
     if faults:
         lines.append("recent faults:")
         for f in faults[-5:]:
-            lines.append(f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(f.get('t', 0)))}  {f.get('text')}")
-    healthy = (not stale and state in ("running", "degraded") and all(d.get("ok") for d in devices.values())
+            when = time.strftime("%Y-%m-%d %H:%M:%S  ", time.localtime(f["t"])) if isinstance(f, dict) and "t" in f else ""
+            lines.append(f"  {when}{fault_text(f)}")
+    healthy = (not stale and state not in FATAL_STATES + WAIT_STATES and all(d.get("ok") for d in devices.values())
                and service in (None, "active"))
     return "\n".join(lines), healthy
 

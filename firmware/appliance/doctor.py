@@ -132,10 +132,10 @@ def check_status(ctx: Context) -> CheckResult:
         return CheckResult("status", False, f"last status {age:.0f} s ago (state {status.get('state')})",
                            "the main loop is stuck or stopped: `humus logs`")
     bad = {n: d for n, d in (status.get("devices") or {}).items() if not d.get("ok")}
-    if status.get("state") not in ("running",) or bad:
+    if status.get("state") in ("fault", "safe", "starting", "stopping") or bad:
         detail = f"state {status.get('state')}" + "".join(f"; {n}: {d.get('detail')}" for n, d in bad.items())
         return CheckResult("status", False, detail, "check the devices named above; `humus logs` has details")
-    return CheckResult("status", True, f"running, {status.get('fps')} fps on {status.get('engine')}")
+    return CheckResult("status", True, f"{status.get('state')}, {status.get('fps')} fps on {status.get('engine')}")
 
 
 def check_devices(ctx: Context) -> list[CheckResult]:

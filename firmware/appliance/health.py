@@ -13,8 +13,15 @@ from typing import Callable
 
 from .statusfile import read_status
 
-HEALTHY_STATES = ("running", "degraded")   # degraded: a device is missing, not the release's fault
+# Any show state (idle, approach, immersion, ...) means the main loop runs: healthy. A missing
+# device shows in `devices`, not here -- an unplugged DMX cable is not the release's fault.
 FATAL_STATES = ("fault", "safe")
+WAIT_STATES = ("starting", "stopping")
+
+
+def fault_text(fault) -> str:
+    """Faults are {"t", "text"} dicts from StatusWriter.fault(), or plain strings."""
+    return str(fault.get("text")) if isinstance(fault, dict) else str(fault)
 
 
 @dataclass(frozen=True)
@@ -45,9 +52,9 @@ def judge(status: dict | None, expected: str, since: float, now: float, stale_af
     state = status.get("state")
     if state in FATAL_STATES:
         faults = status.get("faults") or []
-        last = f": {faults[-1].get('text')}" if faults else ""
+        last = f": {fault_text(faults[-1])}" if faults else ""
         return "bad", f"release {expected} reports state {state!r}{last}"
-    if state not in HEALTHY_STATES:
+    if not state or state in WAIT_STATES:
         return "wait", f"state is {state!r}"
     return "ok", f"release {expected} {state}, {status.get('fps', 0)} fps on {status.get('engine')}"
 

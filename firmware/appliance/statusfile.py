@@ -1,22 +1,24 @@
 """The status snapshot a running box publishes, for `humus status` and update health checks.
 
-The runtime keeps one `StatusWriter`, calls `update(...)` as things change and
-`flush()` from its main loop; a write happens at most every `min_interval`
-seconds, atomically, so readers never see half a snapshot. Keys:
+The runtime keeps one `StatusWriter` and calls `update(...)` from its main loop;
+update() flushes, but a write happens at most every `min_interval` seconds,
+atomically, so readers never see half a snapshot. Keys:
 
-  state       "starting" | "running" | "degraded" | "safe" | "fault" | "stopping"
+  state       the show's state ("idle", "approach", ... from firmware.show), or one of the
+              lifecycle states "starting" | "safe" | "fault" | "stopping"
   started_at  wall-clock seconds when the process started
   updated_at  wall-clock seconds of this snapshot (the heartbeat health checks read)
   uptime_s    seconds since start
   fps, engine ("tensorrt" | "onnxruntime-cuda" | "onnxruntime-cpu" | ...),
   devices     {name: {"ok": bool, "detail": str}}
   model       {"name": str, "sha256": str}
-  release     version string of the running release
-  faults      most recent last: [{"t": seconds, "text": str}], at most MAX_FAULTS
+  release     version of the running release (filled in automatically from release.json)
+  faults      most recent last: [{"t": seconds, "text": str}] (or plain strings), at most MAX_FAULTS
   pid
 
-A full or read-only disk must not take the show down: write errors are logged
-once and the writer carries on (the next successful write logs the recovery).
+A status file must never stop the show: nothing here raises. Write errors (full or
+read-only disk) are logged once and the writer carries on (the next successful
+write logs the recovery); unexpected fields are written as they are.
 """
 from __future__ import annotations
 
@@ -27,25 +29,31 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .atomic import write_json_atomic
+from .atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PATH = "/run/humus/status.json"
 MAX_FAULTS = 20
-STATES = ("starting", "running", "degraded", "safe", "fault", "stopping")
+LIFECYCLE_STATES = ("starting", "safe", "fault", "stopping")
 
 
 class StatusWriter:
-    def __init__(self, path: str | os.PathLike = DEFAULT_PATH, clock: Callable[[], float] = time.time,
-                 min_interval: float = 1.0):
+    def __init__(self, path: str | os.PathLike = DEFAULT_PATH, clock: Callable[[], float] | None = None,
+                 min_interval: float = 1.0, autoflush: bool = True):
+        from .releases import running_release
+
         self.path = Path(path)
-        self.clock = clock
+        self.clock = clock or time.time
         self.min_interval = min_interval
+        self.autoflush = autoflush
+        clock = self.clock
         now = clock()
         self._data: dict[str, Any] = {
             "state": "starting", "started_at": now, "updated_at": now, "uptime_s": 0.0,
-            "fps": 0.0, "engine": None, "devices": {}, "model": None, "release": None,
+            "show": None, "fps": 0.0, "engine": None, "devices": {}, "model": None,
+            # resolved now, at start: `current` may be swapped under a running process
+            "release": running_release(),
             "faults": [], "pid": os.getpid(),
         }
         self._last_write: float | None = None
@@ -53,17 +61,13 @@ class StatusWriter:
 
     @property
     def snapshot(self) -> dict[str, Any]:
-        return json.loads(json.dumps(self._data))
+        return json.loads(json.dumps(self._data, default=str))
 
     def update(self, **fields: Any) -> None:
-        """Merge fields into the snapshot (written on the next flush)."""
-        state = fields.get("state")
-        if state is not None and state not in STATES:
-            raise ValueError(f"status state {state!r} is not one of {STATES}")
-        unknown = set(fields) - set(self._data)
-        if unknown:
-            raise KeyError(f"unknown status field(s) {sorted(unknown)}; known: {sorted(self._data)}")
+        """Merge fields into the snapshot; with autoflush, write it if min_interval has passed."""
         self._data.update(fields)
+        if self.autoflush:
+            self.flush()
 
     def device(self, name: str, ok: bool, detail: str = "") -> None:
         self._data["devices"][name] = {"ok": bool(ok), "detail": detail}
@@ -83,8 +87,9 @@ class StatusWriter:
         self._data["uptime_s"] = round(now - self._data["started_at"], 3)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic(self.path, self._data)
-        except OSError as exc:
+            # default=str: a Path or enum in a device detail must not cost the whole snapshot
+            write_atomic(self.path, json.dumps(self._data, indent=1, sort_keys=True, default=str) + "\n")
+        except (OSError, TypeError, ValueError) as exc:   # TypeError/ValueError: not JSON-able
             if not self._failing:
                 log.warning("cannot write status file %s: %s (will keep trying, silently)", self.path, exc)
                 self._failing = True
