@@ -181,3 +181,33 @@ def test_jetson_requirements_cover_pyproject_dependencies():
     for dep in deps:
         name = re.match(r"[A-Za-z0-9_.-]+", dep).group(0).lower()
         assert re.search(rf"^{re.escape(name)}\b", listed, re.M), f"{name} missing from requirements-jetson.txt"
+
+
+def test_doctor_on_the_installed_tree(installed):
+    root, _ = installed
+    r = subprocess.run([sys.executable, "-m", "firmware.appliance.commands", "doctor", "--root", str(root), "--json"],
+                       cwd=REPO, capture_output=True, text=True, timeout=60)
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert rows["release"]["ok"] is True and rows["update keys"]["ok"] is True and "studio" in rows["update keys"]["detail"]
+    assert rows["user"]["ok"] is True and rows["display"]["ok"] is True
+    assert rows["service"]["ok"] is None                      # no systemd in a rehearsal
+    if EXAMPLE.exists():
+        assert rows["config"]["ok"] in (True, None), rows["config"]
+
+
+def test_doctor_says_what_to_fix_and_survives_a_crashing_check(tmp_path):
+    from firmware.appliance import doctor
+    ctx = doctor.Context(root=tmp_path, on_box=False)
+
+    def boom(ctx):
+        raise RuntimeError("sensor exploded")
+
+    results = doctor.run_checks(ctx, [doctor.check_release, doctor.check_keys, boom])
+    by = {r.name: r for r in results}
+    assert by["release"].ok is False and "humus update" in by["release"].fix_hint
+    assert by["update keys"].ok is False and "--key" in by["update keys"].fix_hint
+    assert by["boom"].ok is False and "sensor exploded" in by["boom"].detail
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/group").write_text("video:x:44:humus\ndialout:x:20:\n")
+    r = doctor.check_user(ctx)
+    assert r.ok is False and "dialout, gpio, render" in r.detail and "usermod -aG dialout,gpio,render humus" in r.fix_hint

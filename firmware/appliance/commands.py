@@ -183,7 +183,12 @@ def cmd_status(args) -> int:
 def cmd_doctor(args) -> int:
     on_box = Path(args.root).resolve() == Path("/")
     ctx = doctormod.Context(root=Path(args.root), config_path=Path(args.config) if args.config else None, on_box=on_box)
-    results = doctormod.run_checks(ctx)
+    # Live device checks open the serial ports and the camera, which the running show holds.
+    live = on_box and (args.live or ctx.systemctl.is_active() != "active")
+    results = doctormod.run_checks(ctx, doctormod.CHECKS + (doctormod.live_device_checks() if live else []))
+    if on_box and not live:
+        results.append(doctormod.CheckResult("devices (live)", None, "skipped while the show runs (it holds the "
+                                             "ports); stop it (sudo systemctl stop humus) or use --live"))
     if args.json:
         print(json.dumps([r.__dict__ for r in results], indent=2))
     else:
@@ -249,6 +254,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("doctor", help="check devices, engine, config; say what to fix")
     _common(p)
     p.add_argument("--config", help="default: ROOT/etc/humus/humus.toml")
+    p.add_argument("--live", action="store_true", help="open each device even while the show runs")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_doctor)
 

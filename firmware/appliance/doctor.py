@@ -231,6 +231,16 @@ CHECKS: list[Callable[[Context], CheckResult | list[CheckResult]]] = [
 ]
 
 
+def live_device_checks() -> list[Callable[[Context], list[CheckResult]]]:
+    """The device team's checks that open the real ports (firmware.devices.doctor), if present.
+    They are run only with the show stopped (it holds the ports) or on request: see cmd_doctor."""
+    try:
+        from firmware.devices.doctor import live_checks
+    except ImportError:
+        return []
+    return [live_checks]
+
+
 def run_checks(ctx: Context, checks=None) -> list[CheckResult]:
     results: list[CheckResult] = []
     for check in CHECKS if checks is None else checks:
