@@ -1,0 +1,1 @@
+"""humus studio pipeline: footage -> train -> distill -> ONNX -> engine. Needs torch."""

@@ -1,0 +1,217 @@
+"""`humus-export`: footage -> train -> distill -> onnx -> evaluate -> sample (and `all`)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _footage(a):
+    from .footage import FootageConfig, build_cache
+
+    cfg = FootageConfig(resolution=a.resolution, video_fps=a.fps, dedup_threshold=a.dedup,
+                        holdout=a.holdout, seed=a.seed)
+    s = build_cache(a.inputs, a.cache, cfg)
+    print(json.dumps(s, indent=1))
+
+
+def _train(a):
+    import torch
+
+    from .train import TrainConfig, train
+
+    torch.set_num_threads(a.threads) if a.threads else None
+    cfg = TrainConfig(preset=a.preset, batch=a.batch, lr=a.lr, steps=a.steps, minutes=a.minutes,
+                      ema=a.ema, decay_cond=not a.no_decay, ckpt_every=a.ckpt_every, seed=a.seed,
+                      device=a.device, threads=a.threads)
+    print(train(a.cache, a.run, cfg, resume=not a.no_resume))
+
+
+def _distill(a):
+    from .distill import DistillConfig, distill
+
+    cfg = DistillConfig(batch=a.batch, lr=a.lr, steps=a.steps, minutes=a.minutes, stages=a.stages,
+                        ema=a.ema, dropout=a.dropout, ckpt_every=a.ckpt_every, seed=a.seed,
+                        device=a.device, threads=a.threads)
+    print(distill(a.cache, a.teacher or Path(a.run) / "teacher.pt", a.run, cfg, resume=not a.no_resume))
+
+
+def _onnx(a):
+    from .onnx import build_model_dir
+
+    student = None if a.no_student else (a.student or Path(a.run) / "student.pt")
+    steps = None
+    if a.student_steps:
+        try:
+            steps = {int(k): v for k, v in json.loads(Path(a.student_steps).read_text())["steps"].items()}
+        except (OSError, KeyError, ValueError) as e:
+            raise ValueError(f"{a.student_steps}: expected JSON with key 'steps' {{\"2\": [80.0, 0.8], ...}} ({e})")
+    m = build_model_dir(a.name, a.teacher or Path(a.run) / "teacher.pt", student, a.out or f"models/{a.name}",
+                        student_steps=steps, measure_latency=not a.no_latency)
+    print(json.dumps({k: {kk: m["networks"][k][kk] for kk in ("parity_max_abs_diff", "latency_ms_ort_cpu")
+                          if kk in m["networks"][k]} for k in m["networks"]}, indent=1))
+
+
+def _evaluate(a):
+    from .evaluate import evaluate
+
+    m = evaluate(a.model, a.cache, featnet=a.featnet, n=a.n, teacher_steps=a.teacher_steps,
+                 walks=a.walks, featnet_steps=a.featnet_steps)
+    print(json.dumps({"kid": m["kid"], "fid": m["fid"], "walks": m["walk_mean_frame_distance"]}, indent=1))
+
+
+def _tune(a):
+    from .evaluate import train_featnet, tune_student_sigmas
+
+    fn = Path(a.featnet)
+    if not fn.exists():
+        train_featnet(a.cache, fn)
+    r = tune_student_sigmas(a.student or Path(a.run) / "student.pt", a.cache, fn, n=a.n)
+    Path(a.out).write_text(json.dumps(r, indent=1))
+    print(json.dumps(r, indent=1))
+
+
+def _sample(a):
+    from .sample import sample_to_folder
+
+    paths = sample_to_folder(a.model, a.steps, a.n, a.out, network=a.network, decay=a.decay, seed=a.seed)
+    print(f"wrote {len(paths)} images to {a.out}")
+
+
+def _all(a):
+    """Laptop-CPU defaults end to end."""
+    run, name = Path(a.run), a.name
+    common = ["--cache", a.cache]
+    tuned = run / "student_sigmas.json"
+    chain = [["footage", *a.inputs, *common],
+             ["train", *common, "--run", str(run), "--preset", a.preset, "--minutes", str(a.train_minutes)],
+             ["distill", *common, "--run", str(run), "--minutes", str(a.distill_minutes)],
+             ["tune", *common, "--run", str(run), "--featnet", str(run / "kid_features.pt"), "--out", str(tuned)],
+             ["onnx", "--run", str(run), "--name", name, "--student-steps", str(tuned)],
+             ["evaluate", "--model", f"models/{name}", *common, "--featnet", str(run / "kid_features.pt")]]
+    for argv in chain:
+        print(f"== humus-export {' '.join(argv)}", flush=True)
+        if main(argv) != 0:
+            raise ValueError(f"step `{argv[0]}` failed; fix it and rerun (train/distill resume)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="humus-export", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    f = sub.add_parser("footage", help="ingest videos/image folders into a compact cache")
+    f.add_argument("inputs", nargs="+", help="video files and/or folders")
+    f.add_argument("--cache", default="cache/footage64.npz")
+    f.add_argument("--resolution", type=int, default=64)
+    f.add_argument("--fps", type=float, default=2.0, help="frames sampled per second of video")
+    f.add_argument("--dedup", type=float, default=2.0, help="near-duplicate threshold (0..255 MAE of 16x16 thumbs)")
+    f.add_argument("--holdout", type=float, default=0.1)
+    f.add_argument("--seed", type=int, default=0)
+    f.set_defaults(fn=_footage)
+
+    t = sub.add_parser("train", help="train the EDM teacher (torchrun-ready)")
+    t.add_argument("--cache", default="cache/footage64.npz")
+    t.add_argument("--workdir", "--run", dest="run", default="runs/default", help="output folder (checkpoints, grids, curves)")
+    t.add_argument("--preset", default="cpu")
+    t.add_argument("--batch", type=int, default=32)
+    t.add_argument("--lr", type=float, default=4e-4)
+    t.add_argument("--steps", type=int, default=100_000)
+    t.add_argument("--minutes", type=float, default=60.0, help="wall-time budget (0 = none)")
+    t.add_argument("--ema", type=float, default=0.999)
+    t.add_argument("--no-decay", action="store_true", help="unconditional model")
+    t.add_argument("--ckpt-every", type=float, default=180.0, help="seconds")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="cpu")
+    t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--no-resume", action="store_true")
+    t.set_defaults(fn=_train)
+
+    d = sub.add_parser("distill", help="ECT few-step student from the teacher (torchrun-ready)")
+    d.add_argument("--cache", default="cache/footage64.npz")
+    d.add_argument("--workdir", "--run", dest="run", default="runs/default")
+    d.add_argument("--teacher", help="teacher checkpoint (default RUN/teacher.pt)")
+    d.add_argument("--batch", type=int, default=32)
+    d.add_argument("--lr", type=float, default=1e-4)
+    d.add_argument("--steps", type=int, default=100_000)
+    d.add_argument("--minutes", type=float, default=40.0)
+    d.add_argument("--stages", type=int, default=4)
+    d.add_argument("--ema", type=float, default=0.999)
+    d.add_argument("--dropout", type=float, default=0.0)
+    d.add_argument("--ckpt-every", type=float, default=180.0)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--device", default="cpu")
+    d.add_argument("--threads", type=int, default=0)
+    d.add_argument("--no-resume", action="store_true")
+    d.set_defaults(fn=_distill)
+
+    u = sub.add_parser("tune", help="choose the student's 2/4-step sigmas on the training split")
+    u.add_argument("--cache", default="cache/footage64.npz")
+    u.add_argument("--workdir", "--run", dest="run", default="runs/default")
+    u.add_argument("--student")
+    u.add_argument("--featnet", default="runs/default/kid_features.pt")
+    u.add_argument("--n", type=int, default=256)
+    u.add_argument("--out", default="runs/default/student_sigmas.json")
+    u.set_defaults(fn=_tune)
+
+    o = sub.add_parser("onnx", help="export ONNX + manifest + reference + NOTICE to models/NAME")
+    o.add_argument("--workdir", "--run", dest="run", default="runs/default")
+    o.add_argument("--name", default="default")
+    o.add_argument("--out", help="model folder (default models/NAME)")
+    o.add_argument("--teacher")
+    o.add_argument("--student")
+    o.add_argument("--no-student", action="store_true", help="export the teacher only")
+    o.add_argument("--student-steps", help="JSON from `tune` with the student's sigmas per step count")
+    o.add_argument("--no-latency", action="store_true")
+    o.set_defaults(fn=_onnx)
+
+    e = sub.add_parser("evaluate", help="KID/FID, grids and walk smoothness; writes manifest metrics")
+    e.add_argument("--model", default="models/default")
+    e.add_argument("--cache", default="cache/footage64.npz")
+    e.add_argument("--featnet", help="feature network weights (trained on the cache if missing)")
+    e.add_argument("--featnet-steps", type=int, default=1500)
+    e.add_argument("--n", type=int, default=0, help="samples per model (0 = size of the held-out split)")
+    e.add_argument("--teacher-steps", type=int, default=35)
+    e.add_argument("--walks", type=int, default=4)
+    e.set_defaults(fn=_evaluate)
+
+    s = sub.add_parser("sample", help="write N PNGs from a model directory via the firmware runtime")
+    s.add_argument("--model", default="models/default")
+    s.add_argument("--steps", type=int, default=None, help="step count listed in the manifest (default: its default)")
+    s.add_argument("--n", type=int, default=16)
+    s.add_argument("--out", required=True)
+    s.add_argument("--network", default="student")
+    s.add_argument("--decay", type=float, default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(fn=_sample)
+
+    al = sub.add_parser("all", help="footage -> train -> distill -> tune -> onnx -> evaluate (CPU defaults)")
+    al.add_argument("inputs", nargs="+")
+    al.add_argument("--cache", default="cache/footage64.npz")
+    al.add_argument("--workdir", "--run", dest="run", default="runs/default")
+    al.add_argument("--name", default="default")
+    al.add_argument("--preset", default="cpu")
+    al.add_argument("--train-minutes", type=float, default=60.0)
+    al.add_argument("--distill-minutes", type=float, default=40.0)
+    al.set_defaults(fn=_all)
+    return p
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    try:
+        a.fn(a)
+    except Exception as e:  # noqa: BLE001 - every known failure becomes one clear line
+        from firmware.generate.manifest import ModelError
+
+        from .footage import FootageError
+
+        if not isinstance(e, (ValueError, FileNotFoundError, KeyError, FootageError, ModelError)):
+            raise
+        print(f"humus-export {a.cmd}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Few-step student: Easy Consistency Tuning (ECT, Geng et al. 2024) from the teacher.
+
+Method. The student starts as an exact copy of the teacher (same UNet, same EDM
+preconditioning, whose c_skip(sigma_min) ~ 1 and c_out(sigma_min) ~ 0.002 already give the
+consistency boundary condition f(x, sigma_min) ~ x). It is then trained so that two points on
+the same noising path agree:
+
+    x_t = x0 + t n,   x_r = x0 + r n,   r = t - t / q**stage * (1 + k sigmoid(-t))  (clamped >= 0)
+    loss = w(t, r) * pseudo_huber(f(x_t, t) - stopgrad f(x_r, r)),  w = 1 / (t - r)
+
+with the gap t - r halving at every stage (q = 2), t log-normal (P_mean -1.1, P_std 2.0).
+Stage 0 (r = 0) would be the teacher's own denoising loss, so tuning starts at stage 1.
+
+Why ECT rather than the alternatives, on a 2-core CPU studio budget:
+
+* Consistency *distillation* (CD) needs a teacher Heun step per sample: three network
+  evaluations per sample instead of ECT's two, i.e. ~1.5x fewer updates in the same wall time,
+  and it inherits the teacher's ODE discretisation error. ECT needs no ODE solve at all.
+* Progressive distillation needs log2(35/2) ~ 5 sequential rounds, each a full training run
+  with 2-step teacher targets (3 evaluations per sample): several times our budget.
+* ECT gives 1-, 2- and 4-step sampling from one network (multistep consistency sampling),
+  which the box needs (1, 2 and 4 must all work).
+
+Measured on the shipped model (2-core CPU, figures in models/default/manifest.json
+"training.distill" and "metrics"): see ``DISTILL_NOTES`` filled in by the CLI run.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from .footage import load_cache
+from .train import _dist_setup, _eta, decay_values, ema_update, load_denoiser, preview, save_loss_curve, to_tensor
+
+
+@dataclass
+class DistillConfig:
+    """ECT settings.
+
+    Args:
+        batch: images per step per process.
+        lr: Adam learning rate (constant; the teacher is already a good initialisation).
+        steps / minutes: stop at whichever comes first (minutes 0 = no limit).
+        stages: number of times the gap t - r halves over the run (q = 2).
+        first_stage: stage the run starts in (1 = gap t/2 * n(t)).
+        p_mean, p_std: log-normal distribution of t (ECT values).
+        k: strength of the n(t) = 1 + k * sigmoid(-t) gap enlargement at small t.
+        huber_c: pseudo-Huber constant per image, in units of sqrt(pixels) (iCT: 0.00054).
+        ema: EMA decay of the student weights that get exported.
+        dropout: dropout in the residual blocks during tuning (0 = off).
+        ckpt_every: seconds between checkpoints (also writes grid and loss curve).
+        seed, device, threads: as in TrainConfig.
+    """
+
+    batch: int = 32
+    lr: float = 1e-4
+    steps: int = 100_000
+    minutes: float = 0.0
+    stages: int = 4
+    first_stage: int = 1
+    p_mean: float = -1.1
+    p_std: float = 2.0
+    k: float = 8.0
+    huber_c: float = 0.00054
+    ema: float = 0.999
+    dropout: float = 0.0
+    ckpt_every: float = 180.0
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 0
+
+
+def r_of_t(t: torch.Tensor, stage: int, k: float, q: float = 2.0) -> torch.Tensor:
+    """ECT mapping from t to the nearer point r on the same path (>= 0)."""
+    gap = t / q**stage * (1 + k * torch.sigmoid(-t))
+    return (t - gap).clamp(min=0.0)
+
+
+def pseudo_huber(diff: torch.Tensor, c: float) -> torch.Tensor:
+    """sqrt(||d||^2 + c^2) - c per batch item (Song & Dhariwal 2023)."""
+    return (diff.flatten(1).pow(2).sum(1) + c * c).sqrt() - c
+
+
+def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: DistillConfig,
+            resume: bool = True, progress: bool = True) -> Path:
+    """Tune a consistency student from ``teacher_ckpt``; returns ``out``/student.pt."""
+    out = Path(out)
+    rank, world, device = _dist_setup(cfg.device)
+    if cfg.threads and device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    ds = load_cache(cache).split(heldout=False)
+    teacher_state = torch.load(teacher_ckpt, map_location="cpu", weights_only=False)
+    ckpt_path = out / "student.pt"
+    model = load_denoiser(teacher_ckpt, "ema").requires_grad_(True).train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = cfg.dropout
+    model = model.to(device)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+    step, history, elapsed = 0, [], 0.0
+    if resume and ckpt_path.exists():
+        st = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(st["model"])
+        ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["opt"])
+        step, history, elapsed = st["step"], st["history"], st.get("elapsed", 0.0)
+    ddp = DDP(model) if world > 1 else model
+    images = to_tensor(ds.images)
+    decay = torch.from_numpy(decay_values(ds))
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank + step + 7)
+    budget = cfg.minutes * 60 if cfg.minutes > 0 else float("inf")
+    # The stage schedule is laid over whichever limit is known: steps, or the time budget.
+    c = cfg.huber_c * math.sqrt(images[0].numel())
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps if budget == float("inf") else None, initial=step, mininterval=5)
+    t0, last = time.time(), time.time()
+    start_elapsed, start_step = elapsed, step
+
+    def frac():
+        f_steps = step / cfg.steps
+        f_time = elapsed / budget if budget != float("inf") else 0.0
+        return min(1.0, max(f_steps, f_time))
+
+    def checkpoint():
+        if rank != 0:
+            return
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                    "step": step, "history": history, "elapsed": elapsed, "net": teacher_state["net"],
+                    "distill": asdict(cfg), "method": "ECT", "teacher": str(teacher_ckpt),
+                    "teacher_step": teacher_state["step"], "data": teacher_state.get("data"),
+                    "train": teacher_state.get("train"), "resolution": teacher_state.get("resolution", 64),
+                    "consistency": False}, tmp)
+        os.replace(tmp, ckpt_path)
+        ema.resolution = model.resolution = teacher_state.get("resolution", 64)
+        save_loss_curve(history, out / "student_loss.png", f"ECT student (step {step})")
+        _student_grid(ema, out / "student_grid.png")
+
+    while step < cfg.steps and elapsed < budget:
+        stage = cfg.first_stage + min(cfg.stages - 1, int(frac() * cfg.stages))
+        idx = torch.randint(len(images), (cfg.batch,), generator=gen)
+        x0 = images[idx]
+        flip = torch.rand(cfg.batch, generator=gen) < 0.5
+        x0 = torch.where(flip[:, None, None, None], x0.flip(3), x0).to(device)
+        dec = decay[idx].to(device)
+        t = (torch.randn(cfg.batch, generator=gen) * cfg.p_std + cfg.p_mean).exp().clamp(0.002, 80.0).to(device)
+        r = r_of_t(t, stage, cfg.k)
+        n = torch.randn(x0.shape, generator=gen).to(device)
+        b = lambda v: v[:, None, None, None]  # noqa: E731
+        with torch.no_grad():
+            # r == 0 means the target is the clean image itself (the boundary condition).
+            target = torch.where(b(r) > 0, model(x0 + b(r) * n, r.clamp(min=0.002), dec), x0)
+        pred = ddp(x0 + b(t) * n, t, dec)
+        loss = (pseudo_huber(pred - target, c) / (t - r)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        ema_update(ema, model, cfg.ema)
+        step += 1
+        lv = float(loss.detach())
+        if not math.isfinite(lv):
+            raise FloatingPointError(f"distill loss became {lv} at step {step}; lower --lr")
+        history.append((step, lv))
+        elapsed = start_elapsed + time.time() - t0
+        if world > 1:
+            tt = torch.tensor([elapsed], device=device)
+            dist.broadcast(tt, 0)
+            elapsed = float(tt)
+        if bar is not None:
+            bar.update(1)
+            if step % 10 == 0:
+                bar.set_postfix(loss=f"{np.mean([h[1] for h in history[-100:]]):.4f}",
+                                eta=_eta(step, cfg.steps, elapsed - start_elapsed, step - start_step, budget - elapsed), stage=stage, refresh=False)
+        if time.time() - last > cfg.ckpt_every:
+            checkpoint()
+            last = time.time()
+    checkpoint()
+    if bar is not None:
+        bar.close()
+    if world > 1:
+        dist.barrier()
+    return ckpt_path
+
+
+def _student_grid(model, path: Path):
+    """Rows: 1, 2 and 4 consistency steps from the same noise (decay 0 .. 1 across columns)."""
+    from .schedule import consistency
+    from .train import save_grid, to_uint8
+
+    res = int(getattr(model, "resolution", 64))
+    g = torch.Generator().manual_seed(0)
+    eps = torch.randn(8, model.net.cfg.channels, res, res, generator=g)
+    dec = torch.linspace(0, 1, 8)
+    rows = [consistency(model, s, eps, dec, generator=torch.Generator().manual_seed(1))
+            for s in (DEFAULT_STEPS[1], DEFAULT_STEPS[2], DEFAULT_STEPS[4])]
+    save_grid(to_uint8(torch.cat(rows)), path, cols=8)
+
+
+# Default student noise levels per step count; `onnx` may replace the intermediate ones with
+# values chosen on the training data (see choose_sigmas), and the manifest holds the truth.
+DEFAULT_STEPS = {1: [80.0], 2: [80.0, 0.821], 4: [80.0, 1.526, 0.5, 0.2]}
+
+
+def notes(student_ckpt: str | Path) -> dict:
+    """Summary of the tuning run for the manifest."""
+    st = torch.load(student_ckpt, map_location="cpu", weights_only=False)
+    h = st["history"]
+    tail = [v for _, v in h[-200:]]
+    return {"method": "ECT (easy consistency tuning from the teacher)", "steps": st["step"],
+            "wall_seconds": round(st.get("elapsed", 0.0)), "final_loss": float(np.mean(tail)) if tail else None,
+            "config": st["distill"], "teacher_step": st.get("teacher_step")}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(json.dumps(notes(os.sys.argv[1]), indent=1))

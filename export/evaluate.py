@@ -1,0 +1,307 @@
+"""Offline quality metrics: KID (and FID) in a feature space trained here, sample grids, and the
+smoothness of noise-slerp walks.
+
+Features. No pretrained network may be fetched at run time and no installed package ships
+Inception weights, so the pipeline trains its own feature network on the *training* split
+(a small CNN that predicts the source and the decay value of a frame, with flips and shifts as
+augmentation) and stores it next to the model (``kid_features.pt``, sha256 in the manifest).
+Features are the globally pooled activations of its last three stages (64+128+256 = 448
+dimensions), so they see colour/texture statistics as well as the object. KID/FID computed
+here are therefore NOT comparable with Inception-based numbers in papers; they compare models
+trained on the same data, which is what the manifest uses them for.
+
+Generated images come from the shipped model directory through the firmware's runtime (ONNX +
+manifest, see sample.py), so what is measured is what the box shows. Each generated image is
+conditioned on the decay value of one held-out image, so both sets share the decay mix.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .footage import load_cache
+from .train import decay_values, save_grid, to_tensor
+
+FEAT_DIM = 448
+
+
+class FeatureNet(nn.Module):
+    """Small CNN: 64x64 RGB in [-1, 1] -> pooled multi-stage features; heads for training."""
+
+    def __init__(self, n_sources: int):
+        super().__init__()
+        chans = [32, 64, 128, 256]
+        layers, c = [], 3
+        for i, ch in enumerate(chans):
+            layers.append(nn.Sequential(nn.Conv2d(c, ch, 3, stride=1 if i == 0 else 2, padding=1),
+                                        nn.GroupNorm(8, ch), nn.SiLU(),
+                                        nn.Conv2d(ch, ch, 3, padding=1), nn.GroupNorm(8, ch), nn.SiLU()))
+            c = ch
+        self.stages = nn.ModuleList(layers)
+        self.src = nn.Linear(FEAT_DIM, n_sources)
+        self.dec = nn.Linear(FEAT_DIM, 1)
+
+    def features(self, x):
+        feats = []
+        for i, st in enumerate(self.stages):
+            x = st(x)
+            if i >= 1:
+                feats.append(x.mean(dim=(2, 3)))
+        return torch.cat(feats, 1)
+
+    def forward(self, x):
+        f = self.features(x)
+        return self.src(f), self.dec(f).squeeze(1)
+
+
+def train_featnet(cache: str | Path, out: str | Path, steps: int = 1500, batch: int = 64, seed: int = 0,
+                  progress: bool = True) -> Path:
+    """Train the feature network on the training split only; save to ``out``."""
+    ds = load_cache(cache).split(heldout=False)
+    sources = sorted(set(ds.source.tolist()))
+    y_src = torch.tensor([sources.index(s) for s in ds.source])
+    dec = torch.from_numpy(decay_values(ds))
+    known = torch.from_numpy(np.isfinite(ds.decay))
+    x_all = to_tensor(ds.images)
+    torch.manual_seed(seed)
+    net = FeatureNet(len(sources))
+    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+    g = torch.Generator().manual_seed(seed)
+    it = range(steps)
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc="feature net", mininterval=5)
+    for _ in it:
+        idx = torch.randint(len(x_all), (batch,), generator=g)
+        x = x_all[idx]
+        if torch.rand(1, generator=g) < 0.5:
+            x = x.flip(3)
+        dx, dy = torch.randint(-4, 5, (2,), generator=g).tolist()
+        x = torch.roll(x, (dy, dx), dims=(2, 3))
+        ls, ld = net(x)
+        loss = F.cross_entropy(ls, y_src[idx]) + 4 * ((ld - dec[idx]) ** 2 * known[idx]).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state": net.state_dict(), "sources": sources, "steps": steps, "loss": float(loss.detach())}, out)
+    return out
+
+
+def load_featnet(path: str | Path) -> FeatureNet:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: feature network not found (run `humus-export evaluate` with --featnet-train)")
+    st = torch.load(path, map_location="cpu", weights_only=False)
+    net = FeatureNet(len(st["sources"]))
+    net.load_state_dict(st["state"])
+    return net.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def features(net: FeatureNet, images: np.ndarray, batch: int = 256) -> np.ndarray:
+    """uint8 N x H x W x 3 -> N x FEAT_DIM float64."""
+    out = [net.features(to_tensor(images[i:i + batch])).double().numpy() for i in range(0, len(images), batch)]
+    return np.concatenate(out)
+
+
+def kid(f1: np.ndarray, f2: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0):
+    """Kernel Inception Distance (Binkowski et al. 2018): unbiased MMD^2 with the cubic
+    polynomial kernel, mean and std over random subsets."""
+    g = np.random.default_rng(seed)
+    m = min(len(f1), len(f2), subset_size)
+    d = f1.shape[1]
+    vals = []
+    for _ in range(subsets):
+        x = f1[g.choice(len(f1), m, replace=False)]
+        y = f2[g.choice(len(f2), m, replace=False)]
+        kxx = (x @ x.T / d + 1) ** 3
+        kyy = (y @ y.T / d + 1) ** 3
+        kxy = (x @ y.T / d + 1) ** 3
+        a = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+        b = (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+        vals.append(a + b - 2 * kxy.mean())
+    return float(np.mean(vals)), float(np.std(vals))
+
+
+def fid(f1: np.ndarray, f2: np.ndarray) -> float:
+    """Frechet distance between Gaussian fits; Tr sqrt(S1 S2) from the eigenvalues of S1 S2
+    (real, non-negative in exact arithmetic)."""
+    mu1, mu2 = f1.mean(0), f2.mean(0)
+    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
+    ev = np.linalg.eigvals(s1 @ s2)
+    tr = np.sqrt(np.clip(ev.real, 0, None)).sum()
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr)
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    """Spherical interpolation between two noise fields (keeps their norm ~ Gaussian)."""
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    om = math.acos(float(np.clip((a * b).sum() / (na * nb), -1, 1)))
+    if om < 1e-6:
+        return a
+    return (math.sin((1 - t) * om) * a + math.sin(t * om) * b) / math.sin(om)
+
+
+def walk(model_dir: str | Path, network: str, steps: int, frames: int = 16, walks: int = 4, seed: int = 0,
+         decay: float = 0.5) -> tuple[np.ndarray, float]:
+    """Noise-slerp walks through the shipped model. Returns (frames uint8 [walks, frames, H, W, 3],
+    mean frame-to-frame distance = mean |difference| of consecutive frames, pixels in [0, 1])."""
+    from .sample import Generator
+
+    gen = Generator(model_dir, network)
+    g = np.random.default_rng(seed)
+    out = []
+    for _ in range(walks):
+        a, b = g.standard_normal((2, 1, 3, *gen.resolution)).astype(np.float32)
+        out.append(np.concatenate([gen.generate(slerp(a, b, t / (frames - 1)).astype(np.float32), steps, decay)
+                                   for t in range(frames)]))
+    arr = np.stack(out)
+    dist = float(np.abs(np.diff(arr.astype(np.float32) / 255.0, axis=1)).mean())
+    return arr, dist
+
+
+def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | None = None, n: int = 0,
+             teacher_steps: int = 35, student_steps=(1, 2, 4), walks: int = 4, seed: int = 0,
+             update_manifest: bool = True, featnet_steps: int = 1500) -> dict:
+    """KID/FID for teacher and student against the held-out split; grids and walk figure in
+    ``model_dir``/eval/; figures written into manifest.json ``metrics``."""
+    import shutil
+
+    from .onnx import read_manifest, sha256_file, write_manifest
+    from .sample import Generator
+
+    model_dir = Path(model_dir)
+    ev = model_dir / "eval"
+    ev.mkdir(parents=True, exist_ok=True)
+    featnet = Path(featnet) if featnet else model_dir / "kid_features.pt"
+    if not featnet.exists():
+        train_featnet(cache, featnet, steps=featnet_steps, seed=seed)
+    net = load_featnet(featnet)
+    full = load_cache(cache)
+    held = full.split(heldout=True)
+    if len(held) < 2:
+        raise ValueError(f"{cache}: held-out split has {len(held)} images; need at least 2 for KID")
+    n = min(n or len(held), len(held))
+    f_held = features(net, held.images)
+    dec = decay_values(held)
+    g = np.random.default_rng(seed)
+    order = g.permutation(len(held))[:n]
+    res = {}
+    runs = [("teacher", teacher_steps)] + [("student", k) for k in student_steps]
+    mf = read_manifest(model_dir)
+    for network, k in runs:
+        if network not in mf["networks"]:
+            continue
+        gen = Generator(model_dir, network)
+        imgs = gen.generate_many(n, k, decay=dec[order], seed=seed + 1)
+        f = features(net, imgs)
+        m, s = kid(f, f_held, seed=seed)
+        key = f"{network}_{k}"
+        res[key] = {"kid": m, "kid_std": s, "fid": fid(f, f_held) if n > 20 else None, "n": int(n)}
+        save_grid(imgs[:64], ev / f"grid_{key}.png")
+        print(f"{key}: KID {m:.5f} +- {s:.5f}  FID {res[key]['fid']}", flush=True)
+    # Reference: the held-out set against the training set (the floor these numbers can reach).
+    tr = full.split(heldout=False)
+    sub = tr.images[g.permutation(len(tr))[: max(n, 2)]]
+    m, s = kid(features(net, sub), f_held, seed=seed)
+    res["train_vs_heldout"] = {"kid": m, "kid_std": s, "fid": fid(features(net, sub), f_held), "n": int(len(sub))}
+    save_grid(held.images[order[:64]], ev / "grid_heldout.png")
+    # Smoothness of noise-slerp walks (what the show does between visitors).
+    smooth, strips = {}, []
+    for network, k in runs:
+        if network not in mf["networks"] or walks <= 0:
+            continue
+        frames, dist = walk(model_dir, network, k, walks=walks, seed=seed)
+        smooth[f"{network}_{k}"] = dist
+        strips.append((f"{network}_{k}", frames[0]))
+    if strips:
+        _walk_figure(strips, smooth, ev / "walks.png")
+    metrics = {
+        "kid": {k: v["kid"] for k, v in res.items()},
+        "kid_std": {k: v["kid_std"] for k, v in res.items()},
+        "fid": {k: v["fid"] for k, v in res.items()},
+        "samples": int(n),
+        "reference_set": f"held-out split of the footage cache ({len(held)} images)",
+        "features": {"kind": "FeatureNet (trained here; NOT Inception)", "dim": FEAT_DIM,
+                     "file": featnet.name if featnet.parent == model_dir else str(featnet),
+                     "sha256": sha256_file(featnet),
+                     "trained_on": "training split: source classification + decay regression"},
+        "walk_mean_frame_distance": smooth,
+        "walk_note": "mean |frame[t+1] - frame[t]| over 16-frame slerp walks of the noise, pixels in [0, 1]",
+    }
+    if "teacher_35" in metrics["kid"] and "student_2" in metrics["kid"]:
+        metrics["kid_ratio_student2_teacher"] = metrics["kid"]["student_2"] / max(metrics["kid"]["teacher_35"], 1e-12)
+    if update_manifest:
+        mf = read_manifest(model_dir)
+        mf["metrics"] = metrics
+        write_manifest(model_dir, mf)
+    (ev / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if featnet.parent != model_dir:
+        shutil.copy(featnet, model_dir / featnet.name)
+    return metrics
+
+
+def _walk_figure(strips, smooth, path: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(strips) + 1, 1, figsize=(12, 1.1 * len(strips) + 2.5))
+    for ax, (name, fr) in zip(axes, strips):
+        ax.imshow(np.concatenate(list(fr), axis=1))
+        ax.set_axis_off()
+        ax.set_title(name, fontsize=8, loc="left")
+    ax = axes[-1]
+    ax.bar(list(smooth), list(smooth.values()))
+    ax.set_ylabel("mean frame-to-frame |diff|")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: str | Path, n: int = 256,
+                        candidates=(0.3, 0.5, 0.821, 1.2, 2.0, 3.0), seed: int = 0) -> dict:
+    """Pick the intermediate noise levels of the 2- and 4-step student by KID against the
+    *training* split (never the held-out one that the reported figures use)."""
+    from .distill import DEFAULT_STEPS
+    from .schedule import consistency, f32
+    from .train import load_denoiser, to_uint8
+
+    model = load_denoiser(student_ckpt, "ema")
+    net = load_featnet(featnet)
+    tr = load_cache(cache).split(heldout=False)
+    g = np.random.default_rng(seed + 5)
+    idx = g.permutation(len(tr))[:n]
+    f_ref = features(net, tr.images[idx])
+    dec = torch.from_numpy(decay_values(tr)[idx])
+    eps = torch.randn(n, 3, tr.images.shape[1], tr.images.shape[2], generator=torch.Generator().manual_seed(seed))
+
+    def score(sig):
+        out = torch.cat([consistency(model, sig, eps[i:i + 64], dec[i:i + 64],
+                                     generator=torch.Generator().manual_seed(i)) for i in range(0, n, 64)])
+        return kid(features(net, to_uint8(out)), f_ref, subsets=50, seed=seed)[0]
+
+    table2 = {c: score([80.0, c]) for c in candidates}
+    best2 = min(table2, key=table2.get)
+    # 4 steps: geometric ladders below the best 2-step level.
+    ladders = {f"{hi}": [80.0, hi, f32(hi * 0.45), f32(hi * 0.2)] for hi in (best2, f32(best2 * 1.8))}
+    table4 = {k: score(v) for k, v in ladders.items()}
+    best4 = ladders[min(table4, key=table4.get)]
+    if score(DEFAULT_STEPS[4]) < min(table4.values()):
+        best4 = DEFAULT_STEPS[4]
+    return {"steps": {1: [80.0], 2: [80.0, f32(best2)], 4: [f32(s) for s in best4]},
+            "search": {"2": {str(k): v for k, v in table2.items()}, "4": table4, "n": n,
+                       "against": "training split (held-out split untouched)"}}

@@ -1,0 +1,291 @@
+"""Footage ingestion: video files and image folders -> one compact uint8 cache.
+
+Every source becomes square RGB frames at the training resolution plus a decay value in
+[0, 1] (NaN where the source carries none), a source tag and a train/held-out split. The
+cache is a single ``.npz`` (a few MB at 64x64) so training starts in a second instead of
+re-decoding 5,000 JPEGs.
+
+Decay labels understood (see ../shared/data/decay/README.md):
+
+* videos / animated images (mp4, mov, webm, webp, gif): frame time / clip duration;
+* a folder called ``gradeN`` (tomatoes, N = 0..9): N / max grade found among siblings;
+* banana file names ``<id>_<F|B>_<date>_<time>_<U|R|V|O>.jpg``: stage letter U=0, R=1/3,
+  V=2/3, O=1.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageSequence
+
+VIDEO_EXT = {".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".webp", ".gif"}
+IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+BANANA_STAGE = {"U": 0.0, "R": 1.0 / 3.0, "V": 2.0 / 3.0, "O": 1.0}
+_BANANA_RE = re.compile(r"^(?P<id>[^_]+)_[FB]_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}_(?P<stage>[URVO])$")
+_GRADE_RE = re.compile(r"^grade(\d+)$", re.IGNORECASE)
+
+
+class FootageError(ValueError):
+    """Bad or unreadable input; the message names the offending file or key."""
+
+
+@dataclass
+class FootageConfig:
+    """How frames are taken from the sources.
+
+    Args:
+        resolution: side of the square output frames in pixels.
+        video_fps: frames sampled per second of video (animated images: every frame is a
+            candidate, then de-duplicated).
+        max_frames_per_video: cap per clip so one long clip cannot swamp the data set.
+        dedup_threshold: two frames of the same source whose 16x16 thumbnails differ by less
+            than this mean absolute value (0..255 scale) count as duplicates; one is dropped.
+        holdout: fraction of *groups* (one banana, one clip segment, one tomato photo) held
+            out for evaluation; groups keep near-identical shots of one object on one side.
+        seed: makes the split reproducible.
+    """
+
+    resolution: int = 64
+    video_fps: float = 2.0
+    max_frames_per_video: int = 2000
+    dedup_threshold: float = 2.0
+    holdout: float = 0.1
+    seed: int = 0
+
+
+@dataclass
+class Frames:
+    """What ingestion produced (before the split)."""
+
+    images: list = field(default_factory=list)  # HxWx3 uint8
+    decay: list = field(default_factory=list)  # float, NaN = unknown
+    source: list = field(default_factory=list)  # str tag (e.g. "tomatoes", "melon")
+    group: list = field(default_factory=list)  # str, split unit
+
+    def add(self, img, decay, source, group):
+        self.images.append(img)
+        self.decay.append(float("nan") if decay is None else float(decay))
+        self.source.append(source)
+        self.group.append(group)
+
+
+def center_square(img: Image.Image, size: int) -> np.ndarray:
+    """Centre-crop to a square and resize with a good filter (area-like downsampling)."""
+    img = img.convert("RGB")
+    w, h = img.size
+    s = min(w, h)
+    left, top = (w - s) // 2, (h - s) // 2
+    img = img.crop((left, top, left + s, top + s))
+    if s != size:
+        img = img.resize((size, size), Image.Resampling.LANCZOS if s < size else Image.Resampling.BOX)
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def _thumb(a: np.ndarray) -> np.ndarray:
+    return np.asarray(Image.fromarray(a).resize((16, 16), Image.Resampling.BOX), np.float32).ravel()
+
+
+def dedup_indices(images: list, threshold: float) -> list[int]:
+    """Greedy near-duplicate removal: keep a frame unless it is within ``threshold`` of a kept one.
+
+    Uses 16x16 thumbnails, so it costs O(N * kept) tiny dot products; fine for thousands.
+    """
+    if threshold <= 0 or len(images) < 2:
+        return list(range(len(images)))
+    th = np.stack([_thumb(a) for a in images])
+    kept: list[int] = []
+    kept_th = np.empty((0, th.shape[1]), np.float32)
+    for i, t in enumerate(th):
+        if len(kept) and np.abs(kept_th - t).mean(axis=1).min() < threshold:
+            continue
+        kept.append(i)
+        kept_th = np.concatenate([kept_th, t[None]])
+    return kept
+
+
+def read_video(path: Path, cfg: FootageConfig) -> list[tuple[np.ndarray, float]]:
+    """Decode a clip; return (frame, time position in [0, 1]) pairs.
+
+    Animated WebP/GIF go through Pillow (PyAV's webp demuxer does not animate); everything
+    else through PyAV, sampling ``cfg.video_fps`` frames per second.
+    """
+    out = []
+    if path.suffix.lower() in {".webp", ".gif"}:
+        try:
+            im = Image.open(path)
+        except Exception as e:  # noqa: BLE001 - re-raised with the file name
+            raise FootageError(f"{path}: cannot open image ({e})") from e
+        n = getattr(im, "n_frames", 1)
+        for i, fr in enumerate(ImageSequence.Iterator(im)):
+            if i >= cfg.max_frames_per_video:
+                break
+            out.append((center_square(fr.convert("RGB"), cfg.resolution), i / max(n - 1, 1)))
+        return out
+    try:
+        import av
+    except ImportError as e:  # pragma: no cover - av is in the train extra
+        raise FootageError(f"{path}: PyAV (pip install av) is needed to read video") from e
+    try:
+        with av.open(str(path)) as c:
+            st = c.streams.video[0]
+            dur = float(st.duration * st.time_base) if st.duration else (c.duration or 0) / 1e6
+            next_t = 0.0
+            frames = []
+            for fr in c.decode(st):
+                t = float(fr.pts * st.time_base) if fr.pts is not None else next_t
+                if t + 1e-6 < next_t:
+                    continue
+                next_t = t + 1.0 / cfg.video_fps
+                frames.append((center_square(fr.to_image(), cfg.resolution), t))
+                if len(frames) >= cfg.max_frames_per_video:
+                    break
+    except FootageError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise FootageError(f"{path}: cannot decode video ({e})") from e
+    if not frames:
+        raise FootageError(f"{path}: no video frames decoded")
+    dur = dur or frames[-1][1] or 1.0
+    return [(a, min(max(t / dur, 0.0), 1.0)) for a, t in frames]
+
+
+def _is_animated(path: Path) -> bool:
+    if path.suffix.lower() not in {".webp", ".gif"}:
+        return path.suffix.lower() in VIDEO_EXT
+    try:
+        with Image.open(path) as im:
+            return getattr(im, "n_frames", 1) > 1
+    except Exception as e:  # noqa: BLE001
+        raise FootageError(f"{path}: cannot open image ({e})") from e
+
+
+def _folder_decay(path: Path, root: Path) -> float | None:
+    """Decay from the path: banana stage letter, or gradeN folder normalised by its siblings."""
+    m = _BANANA_RE.match(path.stem)
+    if m:
+        return BANANA_STAGE[m.group("stage")]
+    g = _GRADE_RE.match(path.parent.name)
+    if g:
+        grades = [int(_GRADE_RE.match(p.name).group(1)) for p in path.parent.parent.iterdir()
+                  if p.is_dir() and _GRADE_RE.match(p.name)]
+        top = max(grades) if grades else 0
+        return int(g.group(1)) / top if top > 0 else 0.0
+    return None
+
+
+def _source_tag(path: Path, root: Path) -> str:
+    rel = path.relative_to(root) if path != root else Path(path.name)
+    return rel.parts[0] if len(rel.parts) > 1 else path.stem
+
+
+def ingest(paths: list[str | Path], cfg: FootageConfig | None = None, progress=None) -> Frames:
+    """Read every video and image under ``paths`` (files or folders, recursively)."""
+    cfg = cfg or FootageConfig()
+    fr = Frames()
+    for root in map(Path, paths):
+        if not root.exists():
+            raise FootageError(f"{root}: no such file or folder")
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        base = root if root.is_dir() else root.parent
+        stills: dict[str, list] = {}
+        for p in files:
+            ext = p.suffix.lower()
+            if ext not in VIDEO_EXT | IMAGE_EXT:
+                continue
+            tag = _source_tag(p, base)
+            if _is_animated(p):
+                clip = read_video(p, cfg)
+                keep = dedup_indices([a for a, _ in clip], cfg.dedup_threshold)
+                for i in keep:
+                    # Split clips in ~10 contiguous chunks so held-out frames are not
+                    # neighbours of training frames.
+                    fr.add(clip[i][0], clip[i][1], tag, f"{p}#{int(clip[i][1] * 9.999)}")
+            else:
+                try:
+                    with Image.open(p) as im:
+                        a = center_square(im, cfg.resolution)
+                except Exception as e:  # noqa: BLE001
+                    raise FootageError(f"{p}: cannot read image ({e})") from e
+                m = _BANANA_RE.match(p.stem)
+                group = f"{p.parent}/{m.group('id')}" if m else str(p)
+                stills.setdefault(tag, []).append((a, _folder_decay(p, base), group))
+            if progress:
+                progress(p)
+        for tag, items in stills.items():
+            for i in dedup_indices([a for a, _, _ in items], cfg.dedup_threshold):
+                fr.add(items[i][0], items[i][1], tag, items[i][2])
+    if not fr.images:
+        raise FootageError(f"no images or videos found in {', '.join(map(str, paths))}")
+    return fr
+
+
+def split_mask(groups: list[str], holdout: float, seed: int) -> np.ndarray:
+    """True = held out. A stable hash of the group name decides, so adding files never
+    reshuffles existing ones."""
+    h = np.array([int(hashlib.sha1(f"{seed}:{g}".encode()).hexdigest()[:8], 16) / 2**32 for g in groups])
+    return h < holdout
+
+
+def build_cache(paths, out: str | Path, cfg: FootageConfig | None = None, progress=None) -> dict:
+    """Ingest and write ``out`` (npz). Returns the summary that also lands in the manifest."""
+    cfg = cfg or FootageConfig()
+    fr = ingest(paths, cfg, progress)
+    images = np.stack(fr.images)
+    decay = np.array(fr.decay, np.float32)
+    source = np.array(fr.source)
+    held = split_mask(fr.group, cfg.holdout, cfg.seed)
+    summary = {
+        "paths": [str(p) for p in paths],
+        "resolution": cfg.resolution,
+        "images": int(len(images)),
+        "train": int((~held).sum()),
+        "heldout": int(held.sum()),
+        "sources": {s: int((source == s).sum()) for s in sorted(set(fr.source))},
+        "decay_known": int(np.isfinite(decay).sum()),
+        "config": cfg.__dict__,
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out, images=images, decay=decay, source=source, heldout=held,
+                        summary=json.dumps(summary))
+    return summary
+
+
+@dataclass
+class Dataset:
+    """The cache in memory. images: N x H x W x 3 uint8."""
+
+    images: np.ndarray
+    decay: np.ndarray
+    source: np.ndarray
+    heldout: np.ndarray
+    summary: dict
+
+    def split(self, heldout: bool) -> "Dataset":
+        m = self.heldout == heldout
+        return Dataset(self.images[m], self.decay[m], self.source[m], self.heldout[m], self.summary)
+
+    def __len__(self):
+        return len(self.images)
+
+
+def load_cache(path: str | Path) -> Dataset:
+    path = Path(path)
+    if not path.exists():
+        raise FootageError(f"{path}: cache not found (run `humus-export footage` first)")
+    try:
+        z = np.load(path, allow_pickle=False)
+        ds = Dataset(z["images"], z["decay"], z["source"], z["heldout"], json.loads(str(z["summary"])))
+    except KeyError as e:
+        raise FootageError(f"{path}: not a footage cache, missing key {e}") from e
+    except Exception as e:  # noqa: BLE001
+        raise FootageError(f"{path}: unreadable cache ({e})") from e
+    if ds.images.ndim != 4 or ds.images.shape[-1] != 3 or ds.images.dtype != np.uint8:
+        raise FootageError(f"{path}: key 'images' must be N x H x W x 3 uint8, got "
+                           f"{ds.images.shape} {ds.images.dtype}")
+    return ds

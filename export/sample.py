@@ -1,0 +1,76 @@
+"""Generate images from a shipped model directory through the firmware's own runtime.
+
+No torch here: the manifest is parsed and its sha256 checked by
+firmware.generate.manifest, the ONNX file runs in firmware.generate.engines (onnxruntime),
+and the steps are taken by firmware.generate.sampler with the manifest's sigmas and sampler.
+`evaluate` measures through this same path, so the figures describe what the box shows.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+class Generator:
+    """One network of a model directory, ready to sample.
+
+    Args:
+        model_dir: models/<name>/ (manifest.json + ONNX files).
+        network: "student" or "teacher".
+        threads: onnxruntime intra-op threads (0 = its default).
+    """
+
+    def __init__(self, model_dir: str | Path, network: str = "student", threads: int = 0):
+        from firmware.generate.engines import open_engine
+        from firmware.generate.manifest import load_model_dir
+
+        self.info = load_model_dir(model_dir)
+        self.net = self.info.network(network)
+        self.engine = open_engine(self.info, network=network, kind="onnxruntime", threads=threads)
+        self.resolution = tuple(self.info.resolution)
+
+    def generate(self, eps: np.ndarray, steps: int | None, decay: float, rng: np.random.Generator | None = None
+                 ) -> np.ndarray:
+        """One image from a noise field eps [1, C, H, W]; returns uint8 [1, H, W, C]."""
+        from firmware.generate.sampler import sample
+
+        sigmas = self.net.sigmas(steps)
+        d = np.float32(decay)
+        x0, _ = sample(lambda x, s: self.engine.denoise(x, s, d), sigmas, eps.astype(np.float32),
+                       self.net.sampler, rng=rng)
+        return to_uint8(x0, self.info.value_range)
+
+    def generate_many(self, n: int, steps: int | None, decay=None, seed: int = 0) -> np.ndarray:
+        """n images (uint8 [n, H, W, C]); decay: scalar, per-image array, or None = manifest default."""
+        g = np.random.default_rng(seed)
+        if decay is None:
+            decay = self.info.decay_default
+        dec = np.broadcast_to(np.asarray(decay, np.float32), (n,))
+        out = []
+        for i in range(n):
+            eps = g.standard_normal((1, self.info.channels, *self.resolution)).astype(np.float32)
+            out.append(self.generate(eps, steps, float(dec[i]), rng=g))
+        return np.concatenate(out)
+
+
+def to_uint8(x: np.ndarray, value_range=(-1.0, 1.0)) -> np.ndarray:
+    lo, hi = value_range
+    y = (np.clip(x, lo, hi) - lo) / (hi - lo)
+    return np.round(y * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def sample_to_folder(model_dir, steps: int | None, n: int, out: str | Path, network: str = "student",
+                     decay: float | None = None, seed: int = 0) -> list[Path]:
+    """Write n PNGs to ``out``; returns their paths."""
+    from PIL import Image
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    imgs = Generator(model_dir, network).generate_many(n, steps, decay=decay, seed=seed)
+    paths = []
+    for i, im in enumerate(imgs):
+        p = out / f"{network}_{steps or 'default'}_{i:04d}.png"
+        Image.fromarray(im).save(p)
+        paths.append(p)
+    return paths

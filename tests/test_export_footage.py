@@ -1,0 +1,87 @@
+"""Footage ingestion: real time-lapse (skipped without ../shared/data), labels, errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from export.footage import (BANANA_STAGE, FootageConfig, FootageError, build_cache, dedup_indices, ingest,
+                            load_cache, split_mask)
+
+DECAY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "decay"
+needs_data = pytest.mark.skipif(not (DECAY / "melon" / "decaying_melon.webp").exists(),
+                                reason="../shared/data/decay not present")
+
+
+@needs_data
+@pytest.mark.shared_data
+def test_melon_timelapse_is_ingested_as_footage(tmp_path):
+    out = tmp_path / "melon.npz"
+    s = build_cache([DECAY / "melon" / "decaying_melon.webp"], out, FootageConfig(resolution=64, dedup_threshold=0))
+    ds = load_cache(out)
+    assert s["images"] == 98 == len(ds)  # every frame of the animated WebP, none dropped at threshold 0
+    assert ds.images.shape == (98, 64, 64, 3)
+    assert ds.decay[0] == 0.0 and ds.decay[-1] == 1.0 and np.all(np.diff(ds.decay) > 0)
+    assert set(ds.source.tolist()) == {"decaying_melon"}
+    # Dedup at the default threshold keeps fewer frames but still spans the whole clip.
+    fr = ingest([DECAY / "melon" / "decaying_melon.webp"], FootageConfig())
+    assert 10 < len(fr.images) < 98 and min(fr.decay) == 0.0 and max(fr.decay) > 0.9
+
+
+@needs_data
+@pytest.mark.shared_data
+def test_real_banana_labels():
+    fr = ingest([DECAY / "bananas"], FootageConfig(dedup_threshold=0))
+    assert len(fr.images) == 180 and set(fr.decay) == set(BANANA_STAGE.values())
+    assert len(set(fr.group)) == 9  # one split group per banana: its shots never straddle the split
+    over = [d for d, p in zip(fr.decay, sorted((DECAY / "bananas").glob("*.jpg"))) if p.stem.endswith("_O")]
+    assert over and all(d == 1.0 for d in over)
+
+
+def test_video_through_pyav_has_time_positions(tmp_path):
+    av = pytest.importorskip("av")
+    p = tmp_path / "clip.mp4"
+    with av.open(str(p), "w") as c:
+        st = c.add_stream("mpeg4", rate=10)
+        st.width, st.height, st.pix_fmt = 80, 48, "yuv420p"
+        for i in range(30):  # 3 s, brightening
+            img = np.full((48, 80, 3), 8 * i, np.uint8)
+            for pkt in st.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        for pkt in st.encode():
+            c.mux(pkt)
+    fr = ingest([p], FootageConfig(resolution=16, video_fps=2.0, dedup_threshold=0))
+    assert 5 <= len(fr.images) <= 7  # ~2 frames per second of a 3 s clip
+    assert fr.images[0].shape == (16, 16, 3)
+    assert fr.decay[0] == 0.0 and all(np.diff(fr.decay) > 0) and fr.decay[-1] <= 1.0
+
+
+def test_dedup_and_split_are_stable():
+    a = np.zeros((32, 32, 3), np.uint8)
+    b = a.copy()
+    b[0, 0] = 1  # near-identical
+    c = np.full((32, 32, 3), 200, np.uint8)
+    assert dedup_indices([a, b, c], 2.0) == [0, 2]
+    g = [f"g{i}" for i in range(1000)]
+    m = split_mask(g, 0.1, 0)
+    assert 60 < m.sum() < 140 and np.array_equal(m[:500], split_mask(g[:500], 0.1, 0))
+
+
+def test_bad_inputs_name_the_file(tmp_path):
+    with pytest.raises(FootageError, match="nope"):
+        ingest([tmp_path / "nope"])
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(FootageError, match="broken.jpg"):
+        ingest([tmp_path])
+    (tmp_path / "notes.txt").write_text("x")
+    bad.unlink()
+    with pytest.raises(FootageError, match="no images"):
+        ingest([tmp_path])
+    np.savez(tmp_path / "c.npz", images=np.zeros((1, 8, 8, 3), np.uint8))
+    with pytest.raises(FootageError, match="c.npz.*decay"):
+        load_cache(tmp_path / "c.npz")
+    Image.new("RGB", (8, 8)).save(tmp_path / "ok.png")
+    assert len(ingest([tmp_path], FootageConfig(resolution=8)).images) == 1

@@ -1,0 +1,191 @@
+"""End to end on a handful of synthetic images: footage -> train -> distill -> onnx ->
+onnxruntime through the firmware's loader, plus manifest checks (<~1 min on 2 cores)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+from PIL import Image  # noqa: E402
+
+from export import cli  # noqa: E402
+from export.footage import load_cache  # noqa: E402
+from export.schedule import karras_sigmas  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _blob(rng, color, size=48):
+    """A coloured disc on white: stands in for a fruit photo."""
+    yy, xx = np.mgrid[:size, :size]
+    cx, cy, r = rng.uniform(15, 33, 2).tolist() + [rng.uniform(8, 14)]
+    img = np.full((size, size, 3), 250, np.uint8)
+    img[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = color
+    return img
+
+
+def make_footage(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for g, color in ((0, (40, 160, 40)), (1, (150, 120, 40)), (2, (70, 40, 20))):
+        d = root / "fruit" / f"grade{g}"
+        d.mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(_blob(rng, color)).save(d / f"{i}.png")
+    frames = [Image.fromarray(_blob(np.random.default_rng(i), (200 - 12 * i, 80, 40))) for i in range(6)]
+    (root / "clip").mkdir()
+    frames[0].save(root / "clip" / "rot.gif", save_all=True, append_images=frames[1:], duration=100)
+    return root
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    src = make_footage(tmp / "src")
+    cache, run, model = tmp / "cache.npz", tmp / "run", tmp / "model"
+    torch.set_num_threads(2)
+    assert cli.main(["footage", str(src), "--cache", str(cache), "--resolution", "32", "--holdout", "0.3",
+                     "--dedup", "0"]) == 0
+    assert cli.main(["train", "--cache", str(cache), "--run", str(run), "--preset", "tiny", "--steps", "6",
+                     "--batch", "4", "--minutes", "0"]) == 0
+    assert cli.main(["distill", "--cache", str(cache), "--run", str(run), "--steps", "4", "--batch", "4",
+                     "--minutes", "0"]) == 0
+    assert cli.main(["onnx", "--run", str(run), "--out", str(model), "--name", "tiny", "--no-latency"]) == 0
+    return {"cache": cache, "run": run, "model": model, "src": src}
+
+
+def test_footage_cache_has_labels_and_split(pipeline):
+    ds = load_cache(pipeline["cache"])
+    assert ds.images.shape[1:] == (32, 32, 3) and ds.images.dtype == np.uint8
+    assert len(ds) == 12 + 6
+    src = ds.source.tolist()
+    fruit = ds.decay[np.array(src) == "fruit"]
+    assert sorted(set(np.round(fruit, 3))) == [0.0, 0.5, 1.0]  # grade0..2 -> 0, 0.5, 1
+    clip = np.sort(ds.decay[np.array(src) == "clip"])
+    assert clip[0] == 0.0 and clip[-1] == 1.0 and np.all(np.diff(clip) > 0)  # time position
+    assert ds.heldout.any() and (~ds.heldout).any()
+
+
+def test_train_resumes_from_checkpoint(pipeline, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(pipeline["run"], run)
+    st0 = torch.load(run / "teacher.pt", weights_only=False)
+    assert st0["step"] == 6 and (run / "teacher_grid.png").exists() and (run / "teacher_loss.png").exists()
+    assert cli.main(["train", "--cache", str(pipeline["cache"]), "--run", str(run), "--preset", "tiny",
+                     "--steps", "8", "--batch", "4", "--minutes", "0"]) == 0
+    st1 = torch.load(run / "teacher.pt", weights_only=False)
+    assert st1["step"] == 8 and len(st1["history"]) == 8
+    assert [h[0] for h in st1["history"][:6]] == [h[0] for h in st0["history"]]
+
+
+def test_manifest_schema_sha_and_firmware_loads_it(pipeline):
+    from firmware.generate.engines import open_engine
+    from firmware.generate.manifest import load_model_dir
+    from export.onnx import sha256_file
+
+    d = pipeline["model"]
+    mf = json.loads((d / "manifest.json").read_text())
+    assert mf["format"] == "humus-model/1" and mf["resolution"] == [32, 32] and mf["channels"] == 3
+    assert mf["value_range"] == [-1.0, 1.0] and mf["precond"]["sigma_data"] == 0.5
+    for name in ("student", "teacher"):
+        net = mf["networks"][name]
+        assert net["sha256"] == sha256_file(d / net["file"])
+        assert net["inputs"] == {"x": [1, 3, 32, 32], "sigma": [1], "decay": [1]}
+        assert net["outputs"] == {"denoised": [1, 3, 32, 32]}
+        assert net["parity_max_abs_diff"] < 1e-4
+    assert set(mf["networks"]["student"]["steps"]) == {"1", "2", "4"}
+    assert mf["networks"]["student"]["sampler"] == "consistency"
+    assert mf["networks"]["teacher"]["sampler"] == "heun"
+    assert "MIT" in (d / "NOTICE").read_text() and "CC-BY-4.0" in (d / "NOTICE").read_text()
+    import onnx
+
+    m = onnx.load(str(d / "student.onnx"))
+    assert m.opset_import[0].version == 17
+    assert [i.name for i in m.graph.input] == ["x", "sigma", "decay"] and m.graph.output[0].name == "denoised"
+    info = load_model_dir(d)
+    eng = open_engine(info, network="student", kind="onnxruntime")  # runs the reference check too
+    ref = np.load(d / "reference.npz")
+    np.testing.assert_allclose(eng.denoise(ref["x"], ref["sigma"], ref["decay"]), ref["denoised"], atol=1e-5)
+
+
+def test_corrupt_onnx_is_refused_by_sha(pipeline, tmp_path):
+    import shutil
+
+    from firmware.generate.manifest import ModelError, load_model_dir
+
+    d = tmp_path / "m"
+    shutil.copytree(pipeline["model"], d)
+    with open(d / "student.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ModelError, match="sha256"):
+        load_model_dir(d)
+
+
+def test_sampler_noise_levels_equal_manifest(pipeline):
+    """The firmware sampler visits exactly the manifest's sigmas, and torch's samplers
+    (export.schedule) produce the same images as the firmware's over the same ONNX."""
+    from firmware.generate.manifest import load_model_dir
+    from firmware.generate.sampler import sample
+
+    from export.onnx import ort_session
+    from export.schedule import heun
+    from export.train import load_denoiser
+
+    d = pipeline["model"]
+    info = load_model_dir(d)
+    mf = json.loads((d / "manifest.json").read_text())
+    assert mf["networks"]["teacher"]["steps"]["35"] == karras_sigmas(35)
+    for k, sig in mf["networks"]["student"]["steps"].items():
+        seen = []
+        sample(lambda x, s: (seen.append(s), x * 0)[1], info.network("student").sigmas(int(k)),
+               np.zeros((1, 3, 32, 32), np.float32), "consistency", rng=np.random.default_rng(0))
+        assert seen == sig
+    seen = []
+    sample(lambda x, s: (seen.append(s), x * 0.5)[1], info.network("teacher").sigmas(18),
+           np.ones((1, 3, 32, 32), np.float32), "heun")
+    t18 = karras_sigmas(18)
+    assert seen[0] == t18[0] and sorted(set(seen), reverse=True) == t18
+    # Same numbers in, same image out: torch Heun vs firmware Heun over teacher.onnx.
+    sess = ort_session(d / "teacher.onnx")
+    eps = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    fw, _ = sample(lambda x, s: sess.run(None, {"x": x.astype(np.float32), "sigma": np.array([s], np.float32),
+                                               "decay": np.array([0.3], np.float32)})[0], t18, eps, "heun")
+    teacher = load_denoiser(pipeline["run"] / "teacher.pt")
+    th = heun(teacher, t18, torch.from_numpy(eps), torch.tensor([0.3])).numpy()
+    np.testing.assert_allclose(fw, th, atol=2e-3)
+
+
+def test_sample_and_evaluate_through_firmware_runtime(pipeline, tmp_path):
+    from export.evaluate import evaluate
+
+    out = tmp_path / "png"
+    assert cli.main(["sample", "--model", str(pipeline["model"]), "--steps", "2", "--n", "3", "--out", str(out)]) == 0
+    pngs = sorted(out.glob("*.png"))
+    assert len(pngs) == 3 and Image.open(pngs[0]).size == (32, 32)
+    # A step count the manifest does not list is an error naming the key, not a guess.
+    assert cli.main(["sample", "--model", str(pipeline["model"]), "--steps", "3", "--n", "1",
+                     "--out", str(out)]) == 2
+    m = evaluate(pipeline["model"], pipeline["cache"], featnet=tmp_path / "f.pt", n=4, walks=1,
+                 featnet_steps=5, student_steps=(1, 2))
+    assert {"teacher_35", "student_1", "student_2", "train_vs_heldout"} <= set(m["kid"])
+    assert all(np.isfinite(v) for v in m["kid"].values())
+    assert json.loads((pipeline["model"] / "manifest.json").read_text())["metrics"]["samples"] == 4
+
+
+def test_torchrun_ddp_world_size_1_gloo(pipeline, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+                        "-m", "export.cli", "train", "--cache", str(pipeline["cache"]), "--workdir", str(tmp_path / "ddp"),
+                        "--preset", "tiny", "--steps", "3", "--batch", "4", "--minutes", "0"],
+                       env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 0, r.stderr[-2000:]
+    st = torch.load(tmp_path / "ddp" / "teacher.pt", weights_only=False)
+    assert st["step"] == 3 and st["train"]["preset"] == "tiny"
