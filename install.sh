@@ -102,6 +102,7 @@ install_file() {
   fi
   if [ "$DRY_RUN" = 1 ]; then printf '    would install: %s -> %s (mode %s)\n' "$src" "$dest" "$mode"; return 0; fi
   install -D -m "$mode" "$src" "$dest.humus-tmp"
+  sync "$dest.humus-tmp" 2>/dev/null || true
   mv -f "$dest.humus-tmp" "$dest"          # rename: never a half-written unit or rule
   printf '    installed: %s\n' "$dest"
 }

@@ -334,3 +334,18 @@ def test_running_release_finds_its_release_dir(box):
     mod = box["layout"].current.resolve() / "app/firmware/appliance/x.py"
     assert rel.running_release(mod) == "1.0.0"
     assert rel.running_release(REPO / "firmware/appliance/releases.py") is None
+
+
+def test_a_restart_that_fails_rolls_back_too(box):
+    layout = box["layout"]
+    calls = []
+
+    def restart():
+        calls.append(rel.current_version(layout))
+        if len(calls) == 1:
+            raise RuntimeError("systemctl restart humus.service failed (1): unit masked")
+
+    with pytest.raises(updater.UpdateFailed, match="restart failed: .*unit masked.*rolled back to 1.0.0"):
+        updater.update(layout, box["bundle"]("2.0.0"), restart=restart,
+                       health=lambda v, s: HealthResult(True, "never asked"))
+    assert calls == ["2.0.0", "1.0.0"] and rel.current_version(layout) == "1.0.0"

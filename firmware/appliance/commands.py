@@ -70,6 +70,9 @@ def cmd_update(args) -> int:
     except updater.UpdateFailed as exc:
         _err(str(exc))
         return 3
+    except PermissionError as exc:
+        _err(f"update refused: {exc} (run it as root: sudo humus update ...)")
+        return 1
     if not report.restarted:
         print(f"updated to {report.version}; service not restarted"
               + (" (--root rehearsal; add --restart to restart)" if not _wants_restart(args) else ""))
@@ -83,6 +86,9 @@ def cmd_rollback(args) -> int:
         updater.rollback(layout, to=args.to, restart=restart, say=print)
     except rel.ReleaseError as exc:
         _err(f"rollback refused: {exc}")
+        return 1
+    except PermissionError as exc:
+        _err(f"rollback refused: {exc} (run it as root: sudo humus rollback)")
         return 1
     return 0
 

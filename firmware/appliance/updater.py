@@ -8,7 +8,7 @@ from typing import Callable
 
 from . import bundle as bundlemod
 from . import releases as rel
-from .health import HealthCheck
+from .health import HealthCheck, HealthResult
 
 
 class UpdateFailed(Exception):
@@ -54,23 +54,32 @@ def update(layout: rel.Layout, bundle_path: str | Path, *, force: bool = False,
         changed = report.previous is not None or not result.already_installed
         if restart is not None and changed:
             since = time.time()
-            restart()
-            report.restarted = True
-            rel.crashpoint("restarted")
-            if health is not None:
-                say("waiting for the new release to report healthy ...")
-                verdict = health(verified.version, since)
-                report.health = verdict.reason
-                if not verdict.ok:
-                    rel.mark_failed(layout, verified.version, verdict.reason)
-                    back = report.previous
-                    if back is not None:
-                        rel.activate(layout, back)
+            try:
+                restart()
+            except Exception as exc:   # systemctl refused: treat like an unhealthy release
+                verdict = HealthResult(False, f"restart failed: {exc}")
+            else:
+                report.restarted = True
+                rel.crashpoint("restarted")
+                if health is not None:
+                    say("waiting for the new release to report healthy ...")
+                    verdict = health(verified.version, since)
+                else:
+                    verdict = HealthResult(True, "restarted (no health check)")
+            report.health = verdict.reason
+            if not verdict.ok:
+                rel.mark_failed(layout, verified.version, verdict.reason)
+                back = report.previous
+                if back is not None:
+                    rel.activate(layout, back)
+                    try:
                         restart()
-                        rel.crashpoint("rolled-back")
-                    raise UpdateFailed(f"release {verified.version} failed its health check ({verdict.reason}); "
-                                       + (f"rolled back to {back}" if back else "no previous release to roll back to"))
-                say(f"healthy: {verdict.reason}")
+                    except Exception as exc:
+                        say(f"restarting {back} failed too: {exc}")
+                    rel.crashpoint("rolled-back")
+                raise UpdateFailed(f"release {verified.version} failed its health check ({verdict.reason}); "
+                                   + (f"rolled back to {back}" if back else "no previous release to roll back to"))
+            say(f"healthy: {verdict.reason}")
         report.pruned = rel.prune(layout, keep=keep)
         if report.pruned:
             say(f"pruned old releases: {', '.join(report.pruned)}")
