@@ -10,8 +10,8 @@ import pytest
 from emulators.serial_devices import EnttecEmulator, LD2410Emulator
 from firmware.box import Box
 from firmware.clock import RealClock
+from firmware.config import parse_config
 from firmware.show.lights import safe_universe
-from scenario import small_config
 
 SHOW = {"trigger_m": 2.0, "release_m": 3.0, "dwell_s": 0.1, "leave_grace_s": 0.15, "cooldown_s": 0.3,
         "approach_s": 0.3, "immersion_s": 0.6, "emergence_s": 0.6, "hold_s": 0.5, "release_s": 0.3}
@@ -21,11 +21,13 @@ SHOW = {"trigger_m": 2.0, "release_m": 3.0, "dwell_s": 0.1, "leave_grace_s": 0.1
 def rig(tmp_path, tiny_model):
     radar = LD2410Emulator(tmp_path / "humus-radar", distance_cm=500).start()
     widget = EnttecEmulator(tmp_path / "humus-dmx").start()
-    config = small_config(tiny_model,
-                          presence={"type": "ld2410", "port": radar.dev.port, "stale_after_s": 0.5},
-                          dmx={"type": "enttec-pro", "port": widget.dev.port, "safe_look": "calm"},
-                          camera={"type": "sim", "width": 64, "height": 48},
-                          show=SHOW)
+    config = parse_config({
+        "presence": {"type": "ld2410", "port": radar.dev.port, "stale_after_s": 0.5},
+        "dmx": {"type": "enttec-pro", "port": widget.dev.port, "safe_look": "calm"},
+        "camera": {"type": "sim", "width": 64, "height": 48},
+        "display": {"type": "headless", "width": 320, "height": 180, "fps": 20.0},
+        "model": {"dir": str(tiny_model), "engine": "onnxruntime", "engine_cache": str(tmp_path / "engines")},
+        "show": SHOW}, "<test>")
     box = Box(config, RealClock(), threaded=True)
     yield box, radar, widget
     box.close()

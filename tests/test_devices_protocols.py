@@ -283,3 +283,23 @@ def test_sacn_errors_name_the_offset(offset, patch):
     with pytest.raises(FrameError) as err:
         sacn.decode_data(bytes(pkt))
     assert err.value.offset == offset
+
+
+# ------------------------------------------------------------------- parsers against line noise
+PARSERS = [
+    (ld2410.Parser, [LD_BASIC, LD_ENGINEERING, LD_ENABLE_ACK], {0xF4, 0xFD}),
+    (tfmini.Parser, [TF_200CM, TF_WEAK], {0x59}),
+    (enttec.Parser, [ENTTEC_SERIAL_REPLY, ENTTEC_PARAMS_REPLY, ENTTEC_DMX_24], {0x7E}),
+]
+
+
+@pytest.mark.parametrize("make, frames, header_bytes", PARSERS)
+@settings(max_examples=80, deadline=None)
+@given(data=st.data())
+def test_parsers_never_raise_and_find_every_frame_between_noise(make, frames, header_bytes, data):
+    noise = st.binary(max_size=40).map(lambda b: bytes(x for x in b if x not in header_bytes))
+    picks = data.draw(st.lists(st.sampled_from(frames), min_size=1, max_size=6))
+    stream = b"".join(data.draw(noise) + f for f in picks) + data.draw(noise)
+    p = make()
+    assert len(p.feed(stream)) == len(picks)
+    make().feed(data.draw(st.binary(max_size=300)))   # pure garbage: no exception
