@@ -238,3 +238,17 @@ def test_bench_dmx_smoke():
     r = bench_dmx(SimDmxTransport(), seconds=0.6, load=False)
     assert r["frames"] >= 20 and 35 <= r["rate_hz"] <= 45
     assert r["jitter_p50_ms"] < r["jitter_p99_ms"] + 1e-9 and r["jitter_p99_ms"] < 25
+
+
+def test_bench_command_on_configured_transport(tmp_path, capsys):
+    from firmware.devices.bench import main
+    rx = UdpReceiver()
+    cfg = tmp_path / "humus.toml"
+    cfg.write_text(f'[dmx]\ntype = "artnet"\nhost = "127.0.0.1"\nport = {rx.port}\n')
+    try:
+        assert main(["--config", str(cfg), "--seconds", "0.4", "--no-load"]) == 0
+    finally:
+        rx.close()
+    out = capsys.readouterr().out
+    assert out.startswith(f"dmx[artnet 127.0.0.1:{rx.port} u0]: ") and "jitter p50" in out
+    assert len(rx.packets) >= 12

@@ -93,3 +93,28 @@ def format_result(r: dict) -> str:
             f"{r['jitter_p50_ms']:.3f} ms, p99 {r['jitter_p99_ms']:.3f} ms, max gap {r['max_gap_ms']:.1f} ms, "
             f"{'with' if r['load'] else 'without'} CPU load ({r['cpus']} cpus, {r['frames']} frames, "
             f"sender thread {r['priority']})")
+
+
+def main(argv=None) -> int:
+    """`python -m firmware.devices.bench [--config FILE] [--seconds S] [--no-load]`: the configured
+    DMX transport, idle and under load (the same figures `humus bench` reports)."""
+    import argparse
+    from firmware.config import load_config
+    from firmware.devices.dmx import BACKENDS
+    p = argparse.ArgumentParser(prog="python -m firmware.devices.bench")
+    p.add_argument("--config")
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--no-load", action="store_true", help="only the idle measurement")
+    args = p.parse_args(argv)
+    cfg = load_config(args.config).dmx
+    if cfg.type == "none":
+        print("no DMX configured")
+        return 1
+    for load in (False,) if args.no_load else (False, True):
+        transport = BACKENDS[cfg.type](cfg, RealClock())
+        print(format_result(bench_dmx(transport, args.seconds, load, cfg.rate_hz, cfg.channels)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
