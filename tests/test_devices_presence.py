@@ -243,3 +243,22 @@ def test_jetson_factory_drives_gpiozero_devices():
 def test_jetson_detection_is_false_here():
     from firmware.devices.jetson_pins import is_jetson
     assert is_jetson() is False
+
+
+def test_gpio_backend_without_a_usable_pin_factory_faults_then_opens(mock_factory):
+    from firmware.devices.presence_gpio import MotionSensorBackend
+
+    class Broken:
+        """Stands in for a pin factory that cannot start (no Jetson.GPIO, no permissions)."""
+
+        def __getattr__(self, name):
+            raise RuntimeError("no access to /dev/gpiochip0")
+
+    cfg = PresenceMotion(type="motion", pin=17)
+    s = MotionSensorBackend(cfg, RealClock(), pin_factory=Broken())
+    try:
+        assert not s.health.ok and "cannot open GPIO" in s.health.detail and s.latest() is None
+        s._factory, s.retry_s = mock_factory, 0.05   # the permission gets fixed
+        assert wait_for(lambda: s.latest() is not None and s.health.ok)
+    finally:
+        s.close()

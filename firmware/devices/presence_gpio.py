@@ -24,18 +24,29 @@ class _PolledGpioSensor(PresenceSensor):
     """Polls a gpiozero device at `rate_hz` on its own thread and publishes Readings."""
 
     rate_hz = 10.0
+    retry_s = 5.0      # between attempts to open the GPIO device
 
     def __init__(self, cfg, clock, pin_factory=None) -> None:
         super().__init__()
         self.cfg, self.clock = cfg, clock
         self.name = f"presence[{cfg.type}]"
-        self._factory = pin_factory if pin_factory is not None else \
-            default_pin_factory(getattr(cfg, "pin_factory", "auto"))
+        self._factory = pin_factory
         self._latest: Latest[Reading] = Latest()
         self._stop = threading.Event()
-        self._device = self._make_device()
+        self._device = None
+        self._open()   # a missing GPIO library or pin is a fault, retried by the thread, never a crash
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
+
+    def _open(self) -> bool:
+        try:
+            if self._factory is None:
+                self._factory = default_pin_factory(getattr(self.cfg, "pin_factory", "auto"))
+            self._device = self._make_device()
+            return True
+        except Exception as exc:  # gpiozero/Jetson.GPIO raise many types (BadPinFactory, RuntimeError...)
+            self.fault(f"cannot open GPIO: {exc}")
+            return False
 
     def latest(self) -> Reading | None:
         return self._latest.get()
@@ -43,6 +54,10 @@ class _PolledGpioSensor(PresenceSensor):
     def _run(self) -> None:
         period = 1.0 / self.rate_hz
         while not self._stop.wait(period):
+            if self._device is None:
+                if not self._open():
+                    self._stop.wait(self.retry_s)
+                continue
             try:
                 self._poll()
             except Exception as exc:  # a GPIO driver error must not end the thread silently
@@ -56,7 +71,8 @@ class _PolledGpioSensor(PresenceSensor):
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
-        self._device.close()
+        if self._device is not None:
+            self._device.close()
 
 
 class DistanceSensorBackend(_PolledGpioSensor):
