@@ -349,3 +349,20 @@ def test_a_restart_that_fails_rolls_back_too(box):
         updater.update(layout, box["bundle"]("2.0.0"), restart=restart,
                        health=lambda v, s: HealthResult(True, "never asked"))
     assert calls == ["2.0.0", "1.0.0"] and rel.current_version(layout) == "1.0.0"
+
+
+def test_retrying_a_failed_release_that_turns_healthy_clears_the_mark(box):
+    layout = box["layout"]
+    with pytest.raises(updater.UpdateFailed):
+        updater.update(layout, box["bundle"]("2.0.0"), restart=lambda: None,
+                       health=lambda v, s: HealthResult(False, "camera unplugged during test"))
+    assert "2.0.0" in rel.read_state(layout)["failed"]
+    updater.update(layout, box["bundle"]("2.0.0"), restart=lambda: None, health=lambda v, s: HealthResult(True, "ok"))
+    assert rel.current_version(layout) == "2.0.0" and rel.read_state(layout)["failed"] == {}
+
+
+def test_release_app_is_precompiled_but_bytecode_is_not_part_of_the_release(box):
+    cur = box["layout"].current
+    assert list((cur / "app/firmware/__pycache__").glob("show.*.pyc"))
+    assert not any("__pycache__" in f for f in rel.read_release(cur)["files"])
+    assert rel.verify_release(cur) == []

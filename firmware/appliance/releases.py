@@ -21,6 +21,7 @@ modified in place, so sharing inodes is safe).
 """
 from __future__ import annotations
 
+import compileall
 import fcntl
 import json
 import os
@@ -186,7 +187,7 @@ def _record(layout: Layout, action: str, **info) -> None:
     state["history"] = (state["history"] + [{"at": round(time.time(), 3), "action": action, **info}])[-50:]
     if action == "failed":
         state["failed"][info["version"]] = {"at": round(time.time(), 3), "reason": info.get("reason", "")}
-    elif action == "installed":
+    elif action in ("installed", "healthy"):
         state["failed"].pop(info["version"], None)
     write_json_atomic(layout.state_file, state)
 
@@ -321,6 +322,10 @@ def install(layout: Layout, verified: bundlemod.VerifiedBundle, force: bool = Fa
 
 def _seal(layout: Layout, staging: Path, final: Path, record: dict) -> None:
     """Write release.json, fsync everything, and give the release its final name."""
+    if (staging / "app").is_dir():
+        # The show runs with /opt read-only: compile now (with the interpreter that will run
+        # it) so every start does not recompile. Bytecode is not listed in release.json.
+        compileall.compile_dir(str(staging / "app"), quiet=2)
     record = {**record, "installed_at": round(time.time(), 3), "files": dict(sorted(record["files"].items()))}
     write_json_atomic(staging / RELEASE_FILE, record)
     _fsync_tree(staging)
@@ -391,6 +396,10 @@ def rollback_target(layout: Layout, to: str | None = None) -> str:
 
 def mark_failed(layout: Layout, version: str, reason: str) -> None:
     _record(layout, "failed", version=version, reason=reason)
+
+
+def mark_healthy(layout: Layout, version: str, reason: str) -> None:
+    _record(layout, "healthy", version=version, reason=reason)
 
 
 def prune(layout: Layout, keep: int = DEFAULT_KEEP) -> list[str]:

@@ -79,6 +79,7 @@ def update(layout: rel.Layout, bundle_path: str | Path, *, force: bool = False,
                     rel.crashpoint("rolled-back")
                 raise UpdateFailed(f"release {verified.version} failed its health check ({verdict.reason}); "
                                    + (f"rolled back to {back}" if back else "no previous release to roll back to"))
+            rel.mark_healthy(layout, verified.version, verdict.reason)
             say(f"healthy: {verdict.reason}")
         report.pruned = rel.prune(layout, keep=keep)
         if report.pruned:
