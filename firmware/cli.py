@@ -107,28 +107,27 @@ def _can_show_window() -> bool:
 
 
 def _appliance_hooks(config):
-    """sd_notify and the status file, when the appliance modules are present."""
-    try:
-        from firmware.appliance.sdnotify import Notifier
-        from firmware.appliance.statusfile import StatusWriter
-    except ImportError:
-        return None, None
-    notifier = Notifier()
-    try:
-        writer = StatusWriter(config.status.path, None)
-    except Exception:  # a status file must never stop the show
-        return notifier, None
+    """sd_notify (a no-op off systemd) and the status file `humus status` reads."""
+    from firmware.appliance.sdnotify import Notifier
+    from firmware.appliance.statusfile import StatusWriter
+    writer = StatusWriter(config.status.path)
+    reported_faults = 0
 
     def status(box):
+        nonlocal reported_faults
         cue = box.cue
-        writer.update(state=cue.state if cue else "starting",
-                      fps=(len(box.frame_times) and 1.0 / max(1e-6, sum(box.frame_times[-60:]) /
-                                                         len(box.frame_times[-60:]))),
-                      engine=box.engine.describe() if box.engine else None,
-                      devices=box.devices_health(),
-                      model={"name": box.model.name, "network": box.net.name} if box.model else None,
-                      faults=[t for _, t in box.trace.faults[-10:]])
-    return notifier, status
+        health = box.devices_health()
+        recent = box.frame_times[-60:]
+        writer.update(state="running" if all(d["ok"] for d in health.values()) else "degraded",
+                      show=cue.state if cue else None,
+                      fps=round(len(recent) / max(1e-6, sum(recent)), 1) if recent else 0.0,
+                      engine=box.engine.describe() if box.engine else None, devices=health,
+                      model={"name": box.model.name, "network": box.net.name} if box.model else None)
+        for _, text in box.trace.faults[reported_faults:]:
+            writer.fault(text)
+        reported_faults = len(box.trace.faults)
+        writer.flush()
+    return Notifier(), status
 
 
 def cmd_safe(args) -> int:

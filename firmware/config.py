@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,6 +29,23 @@ class ConfigError(Exception):
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def by_type(*models: type[BaseModel], default: str, aliases: dict[str, str] | None = None):
+    """A device section: the `type` key picks the backend's model; a section without `type` gets
+    `default`. Unknown types fall through to pydantic's error, which lists the valid tags."""
+    aliases = aliases or {}
+
+    def pick(v: Any) -> str:
+        t = v.get("type", default) if isinstance(v, dict) else getattr(v, "type", default)
+        return aliases.get(t, t)
+    tagged = tuple(Annotated[m, Tag(_tag(m))] for m in models)
+    return Annotated[Union[tagged], Discriminator(pick)]
+
+
+def _tag(model: type[BaseModel]) -> str:
+    import typing
+    return typing.get_args(model.model_fields["type"].annotation)[0]
 
 
 # ----------------------------------------------------------------------------------------- camera
@@ -72,9 +89,7 @@ class CameraNone(Section):
     type: Literal["none"]
 
 
-CameraConfig = Annotated[
-    Union[CameraSim, CameraFile, CameraV4L2, CameraArgus, CameraPicamera2, CameraNone],
-    Field(discriminator="type")]
+CameraConfig = by_type(CameraSim, CameraFile, CameraV4L2, CameraArgus, CameraPicamera2, CameraNone, default="sim")
 
 
 # --------------------------------------------------------------------------------------- presence
@@ -127,9 +142,7 @@ class PresenceMotion(_PresenceCommon):
         "auto", description="auto = Jetson.GPIO on a Jetson, else gpiozero's own choice")
 
 
-PresenceConfig = Annotated[
-    Union[PresenceSim, PresenceLD2410, PresenceTFmini, PresenceDistance, PresenceMotion],
-    Field(discriminator="type")]
+PresenceConfig = by_type(PresenceSim, PresenceLD2410, PresenceTFmini, PresenceDistance, PresenceMotion, default="sim")
 
 
 # -------------------------------------------------------------------------------------------- dmx
@@ -181,9 +194,7 @@ class DmxNone(Section):
     type: Literal["none"]
 
 
-DmxConfig = Annotated[
-    Union[DmxSim, DmxEnttecPro, DmxOpenDmx, DmxArtNet, DmxSacn, DmxNone],
-    Field(discriminator="type")]
+DmxConfig = by_type(DmxSim, DmxEnttecPro, DmxOpenDmx, DmxArtNet, DmxSacn, DmxNone, default="sim")
 
 
 # ---------------------------------------------------------------------------------------- display
@@ -204,7 +215,7 @@ class DisplayPygame(_DisplayCommon):
     reconnect_s: float = Field(2.0, gt=0, description="retry opening a missing projector this often")
 
 
-DisplayConfig = Annotated[Union[DisplayHeadless, DisplayPygame], Field(discriminator="type")]
+DisplayConfig = by_type(DisplayHeadless, DisplayPygame, default="headless", aliases={"sim": "headless"})
 
 
 # ------------------------------------------------------------------------------------- show/model
@@ -365,7 +376,8 @@ def _describe(err: dict, data: dict) -> str:
         hint = f" (did you mean '{close[0]}'?)" if close else f" (valid keys: {', '.join(valid)})"
         return f"{where}: unknown key{hint}"
     if err["type"] == "union_tag_invalid":
-        return f"{where}: {err['msg']}"
+        ctx = err.get("ctx", {})
+        return f"{where}.type: unknown backend '{ctx.get('tag')}' (valid: {ctx.get('expected_tags')})"
     return f"{where}: {err['msg']}"
 
 

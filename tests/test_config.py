@@ -33,7 +33,7 @@ def test_range_and_unknown_backend(tmp_path):
     with pytest.raises(ConfigError, match=r"dmx.universe: Input should be less than or equal to 63999"):
         load_config(p)
     p = write(tmp_path, '[presence]\ntype = "sonar"\n')
-    with pytest.raises(ConfigError, match="presence.*'sonar'"):
+    with pytest.raises(ConfigError, match="presence.type: unknown backend 'sonar'"):
         load_config(p)
 
 

@@ -44,14 +44,18 @@ class Latest(Generic[T]):
 class Device:
     """Base: `close()` is idempotent, `closed` is a property, devices are context managers.
 
-    Incidents are logged once per episode (`fault`/`recover`), so a flapping device cannot flood the log.
+    Incidents are logged once per episode (`fault`/`recover`), and an episode that repeats within
+    LOG_QUIET_S is counted, not logged again, so a flapping device cannot flood the journal.
     """
 
     name = "device"
+    LOG_QUIET_S = 60.0
 
     def __init__(self) -> None:
         self._closed = False
         self.health = Health()
+        self._last_logged: dict[str, float] = {}
+        self.suppressed = 0
 
     @property
     def closed(self) -> bool:
@@ -66,16 +70,30 @@ class Device:
     def _close(self) -> None:  # override
         pass
 
+    def _log_once(self, level: int, key: str, msg: str, *args) -> None:
+        import time
+        now = time.monotonic()
+        last = self._last_logged.get(key)
+        if last is not None and now - last < self.LOG_QUIET_S:
+            self.suppressed += 1
+            return
+        self._last_logged[key] = now
+        if self.suppressed:
+            msg += " (%d similar messages suppressed)"
+            args = (*args, self.suppressed)
+            self.suppressed = 0
+        log.log(level, msg, *args)
+
     def fault(self, detail: str) -> None:
         if self.health.ok:
-            log.warning("%s: %s", self.name, detail)
+            self._log_once(logging.WARNING, "fault:" + detail, "%s: %s", self.name, detail)
             self.health.faults += 1
         self.health.ok = False
         self.health.detail = detail
 
     def recover(self, detail: str = "ok") -> None:
         if not self.health.ok:
-            log.info("%s: recovered (%s)", self.name, detail)
+            self._log_once(logging.INFO, "recover", "%s: recovered (%s)", self.name, detail)
             self.health.recoveries += 1
         self.health.ok = True
         self.health.detail = detail

@@ -53,8 +53,11 @@ class SimCamera(Camera):
         super().__init__()
         self.clock = clock
         self.width, self.height, self.fps = cfg.width, cfg.height, cfg.fps
-        yy, xx = np.mgrid[0:self.height, 0:self.width].astype(np.float32)
-        self._yy, self._xx = yy / self.height, xx / self.width
+        # Rendered at a quarter of the size and scaled up: a sim camera must cost the box next to
+        # nothing, like a real one whose frames arrive from the driver.
+        h, w = max(8, self.height // 4), max(8, self.width // 4)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        self._yy, self._xx = yy / h, xx / w
         wall = 0.35 + 0.1 * np.sin(self._xx * 23.0) * np.cos(self._yy * 17.0)
         self._wall = np.stack([wall * 1.0, wall * 0.9, wall * 0.8], axis=-1)
         self._mode = "ok"
@@ -86,7 +89,8 @@ class SimCamera(Camera):
         coat = np.array([0.2, 0.3, 0.55], np.float32) * (0.8 + 0.2 * np.sin(self._yy * 30.0))[..., None]
         img[head] = skin
         img[body] = coat[body]
-        return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+        from firmware.render.noise import resize
+        return resize((np.clip(img, 0, 1) * 255).astype(np.uint8), self.width, self.height)
 
     def latest(self) -> Frame | None:
         if self.closed or self._mode in ("stalled", "unplugged"):

@@ -72,9 +72,9 @@ def build_engine(onnx_path: Path, engine_path: Path, timing_cache: Path, fp16: b
     blob = builder.build_serialized_network(network, config)
     if blob is None:
         raise EngineError(f"{onnx_path}: TensorRT engine build failed")
-    from firmware.appliance_io import write_bytes_atomic
-    write_bytes_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
-    write_bytes_atomic(engine_path, bytes(blob))
+    from firmware.appliance.atomic import write_atomic
+    write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
+    write_atomic(engine_path, bytes(blob))
     return bytes(blob)
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 
 STATES = ("idle", "approach", "immersion", "emergence", "hold", "release")
 SIGMA_START = 0.02  # where the dissolve starts: invisible noise
+APPROACH_FIRST = 0.2  # the visitor's image is already this visible on the approach's first frame
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,9 @@ def make_cue(t: Timings, s: ShowState, now: float) -> Cue:
     p = 0.0 if math.isinf(dur) else min(max((now - s.since) / dur, 0.0), 1.0)
     sigma, camera, idle, reveal = 0.0, 0.0, 1.0, 0.0
     if s.state == "approach":
-        camera, idle = p, 1.0 - p
+        # Start at APPROACH_FIRST so the very first frame answers the visitor (no dead 1/4 second).
+        camera = APPROACH_FIRST + (1.0 - APPROACH_FIRST) * p
+        idle = 1.0 - camera
     elif s.state == "immersion":
         camera, idle, sigma = 1.0, 0.0, immersion_sigma(t, p)
     elif s.state == "emergence":

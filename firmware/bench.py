@@ -1,0 +1,319 @@
+"""`humus bench`: every stage of the box measured on this machine, figures printed (and JSON).
+
+Stages are measured side by side in one run; medians are quoted, p99 where tails matter.
+  engine      per denoise step latency, images/s at the shipped step counts (batch 1), and the same
+              network through torch eager (when the `train` extra is installed) for the ratio
+  stages      capture, preprocess, postprocess, upscale, dissolve, compose, display upload, DMX send
+  realtime    display fps and missed frames at the display size while the worker generates nonstop,
+              DMX refresh jitter from the box's own sender over the same run
+  trigger     trigger-to-first-visible-change latency (filtered presence flips -> a changed frame)
+  flops       FLOPs per image from the ONNX graph, and what a Jetson Orin Nano can afford
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _timeit(fn, seconds: float = 1.0, min_runs: int = 5, max_runs: int = 10_000) -> list[float]:
+    out = []
+    end = time.perf_counter() + seconds
+    while (len(out) < min_runs or time.perf_counter() < end) and len(out) < max_runs:
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _stats(samples: list[float]) -> dict:
+    s = sorted(samples)
+    p = lambda q: s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]  # noqa: E731
+    return {"median_ms": statistics.median(s) * 1e3, "p99_ms": p(0.99) * 1e3, "n": len(s)}
+
+
+def bench_engine(model, net, engine, seconds: float) -> dict:
+    x = np.random.default_rng(0).standard_normal(net.inputs["x"]).astype(np.float32)
+    out = {"engine": engine.describe(), "steps": {}}
+    for steps in sorted(net.steps):
+        sig = net.sigmas(steps)
+        per_step = [_stats(_timeit(lambda s=s: engine.denoise(x, s, 0.5), seconds / 2))
+                    for s in sig]
+        total_ms = sum(p["median_ms"] for p in per_step)
+        out["steps"][steps] = {"per_step_median_ms": [round(p["median_ms"], 3) for p in per_step],
+                               "images_per_s": 1000.0 * net.batch / total_ms}
+    default = net.default_steps
+    out["images_per_s"] = out["steps"][default]["images_per_s"]
+    out["default_steps"] = default
+    return out
+
+
+def bench_torch(model_dir: Path, network: str, seconds: float) -> dict:
+    """The same network through torch eager, in a separate process (the firmware never imports
+    torch): `python -m export.torch_eager` prints one JSON line."""
+    import subprocess
+    try:
+        import importlib.util
+        if importlib.util.find_spec("torch") is None or importlib.util.find_spec("export") is None:
+            return {"skipped": "torch (the train extra) is not installed"}
+    except ValueError:
+        return {"skipped": "torch not importable"}
+    r = subprocess.run([sys.executable, "-m", "export.torch_eager", "--model", str(model_dir),
+                        "--network", network, "--seconds", str(seconds)],
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        return {"skipped": f"torch eager failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}"}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def bench_stages(config, model, seconds: float) -> dict:
+    from firmware.clock import RealClock
+    from firmware.devices.camera import SimCamera
+    from firmware.devices.display import open_display
+    from firmware.devices.dmx import SimDmxTransport
+    from firmware.render import noise as nz
+    from firmware.render.compositor import Compositor
+    from firmware.show.lights import LightLevel, render_universe
+    from firmware.show.machine import Cue
+
+    W, H = config.display.width, config.display.height
+    side = model.resolution[1] if model else 64
+    cam = SimCamera(config.camera if config.camera.type == "sim" else
+                    type(config).model_fields["camera"].default_factory(), RealClock())
+    comp = Compositor(W, H, config.show.layout, side)
+    frame = cam.latest().image
+    camera_full = nz.cover(frame, W, H)
+    vn = nz.make_visitor_noise(1, comp.tiles, W, H, (side, side))
+    pred = np.random.default_rng(0).uniform(-1, 1, (len(comp.tiles), 3, side, side)).astype(np.float32)
+    gen_u8 = [nz.to_u8(p) for p in pred]
+    display = open_display(config.display, RealClock())
+    out = display.present  # the upload to the projector (pygame blit+flip, or headless copy)
+    dmx = SimDmxTransport(max_frames=1000)
+    universe = render_universe(config.lights.fixtures, LightLevel(0.5, (1, 0.5, 0.2), 0.0))
+    cue = Cue("immersion", 0.5, 1, 3.0, 1.0, 0.0, 0.0, 0.95)
+    k = [0]
+
+    def compose_uncached():
+        k[0] += 1  # new image every time: the worst case, an upscale per frame
+        comp.compose(Cue("emergence", 0.5, 1, 1.0, 0, 0, 0.5, 0.7), camera_full, camera_full,
+                     vn.screen_u8, gen_u8, ("bench", k[0]))
+    t = lambda fn: _stats(_timeit(fn, seconds / 8))  # noqa: E731
+    res = {
+        "capture": t(lambda: nz.cover(cam.render(time.perf_counter()), W, H)),
+        "visitor_noise": t(lambda: nz.make_visitor_noise(2, comp.tiles, W, H, (side, side))),
+        "preprocess": t(lambda: nz.from_u8(nz.resize(camera_full, side, side, smooth=False))),
+        "postprocess": t(lambda: [nz.to_u8(p) for p in pred]),
+        "upscale": t(lambda: [nz.model_to_tile(g, tile, side) for g, tile in zip(gen_u8, comp.tiles)]),
+        "dissolve": t(lambda: nz.dissolve(camera_full, vn.screen_u8, 3.0, out=comp.frame)),
+        "compose_immersion": t(lambda: comp.compose(cue, camera_full, camera_full, vn.screen_u8, None, None)),
+        "compose_emergence_new_image": t(compose_uncached),
+        "display_upload": t(lambda: out(comp.frame)),
+        "dmx_patch_and_send": t(lambda: dmx.send(render_universe(config.lights.fixtures,
+                                                                 LightLevel(0.5, (1, .5, .2), 0.0)))),
+    }
+    display.close()
+    return {k: {"median_ms": round(v["median_ms"], 3), "p99_ms": round(v["p99_ms"], 3)} for k, v in res.items()}
+
+
+def bench_realtime(config, seconds: float) -> dict:
+    """The real box loop at display size with the worker generating nonstop (a new visitor job
+    whenever the last finished); fps, missed frames and DMX jitter over the same run."""
+    from firmware.box import Box
+    from firmware.clock import RealClock
+    from firmware.generate.worker import VisitorJob
+    from firmware.runner import Stopper, run_realtime
+
+    box = Box(config, RealClock(), threaded=True)
+    if box.engine is None:
+        box.close()
+        return {"skipped": "no model"}
+    stop = Stopper()
+    import threading
+    visitor = [10_000]
+
+    def feeder():
+        eps = np.random.default_rng(0).standard_normal(
+            (len(box.compositor.tiles), box.model.channels, *box.model.resolution)).astype(np.float32)
+        while not stop.event.is_set():
+            r = box.worker.visitor_result.get()
+            if r is None or r.done:
+                visitor[0] += 1
+                box.worker.submit_visitor(VisitorJob(visitor[0], eps, box.sigmas, box.net.sampler, 0.5))
+            stop.event.wait(0.002)
+    f = threading.Thread(target=feeder, daemon=True)
+    images0 = box.worker.images_done
+    f.start()
+    try:
+        stats = run_realtime(box, seconds, stopper=stop)
+    finally:
+        stop.event.set()
+        f.join()
+        box.close()
+    iv = sorted(box.frame_times)
+    period = 1.0 / config.display.fps
+    send = box.dmx.send_times
+    dmx_iv = [b - a for a, b in zip(send, send[1:])]
+    jit = sorted(abs(i - box.dmx.period) for i in dmx_iv)
+    pct = lambda s, q: s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))] if s else float("nan")  # noqa
+    return {"display": f"{config.display.width}x{config.display.height}@{config.display.fps:g}",
+            "fps": stats["fps"], "frames": stats["frames"], "missed": stats["missed"],
+            "missed_pct": 100.0 * stats["missed"] / max(1, stats["frames"] + stats["missed"]),
+            "frame_interval_p99_ms": pct(iv, 0.99) * 1e3,
+            "late_frames_pct": 100.0 * sum(1 for i in iv if i > 1.5 * period) / max(1, len(iv)),
+            "images_per_s_while_displaying": (box.worker.images_done - images0) / stats["seconds"],
+            "dmx_rate_hz": (len(send) - 1) / (send[-1] - send[0]) if len(send) > 1 else 0.0,
+            "dmx_jitter_p50_ms": pct(jit, 0.5) * 1e3, "dmx_jitter_p99_ms": pct(jit, 0.99) * 1e3}
+
+
+def bench_trigger(config, trials: int = 40) -> dict:
+    """Filtered presence flips to 'present' -> how long until a frame on the projector differs.
+
+    The box runs its real loop on the real clock; the latency is the time from the show's trigger
+    decision to the first presented frame whose mean differs from the idle picture by >= 0.5 levels.
+    """
+    from firmware.box import Box
+    from firmware.clock import RealClock
+    from firmware.show.machine import ShowState
+    from firmware.show.presence import PresenceState
+
+    cfg = config.model_copy(update={"show": config.show.model_copy(update={"dwell_s": 0.0})})
+    box = Box(cfg, RealClock(), threaded=True)
+    period = 1.0 / cfg.display.fps
+    lat = []
+    near = type("R", (), {})()
+    try:
+        for i in range(trials):
+            box.show_state = ShowState(since=box.clock.now(), visitor=box.show_state.visitor)
+            box.presence_state = PresenceState()
+            box.presence.latest = lambda: None
+            for _ in range(3):
+                idle = box.step().copy()
+                time.sleep(period)
+            t0 = time.perf_counter()
+            from firmware.devices.presence import Reading
+            box.presence.latest = lambda: Reading(0.5, box.clock.now())
+            while True:
+                frame = box.step()
+                if np.abs(frame.astype(np.int16) - idle).mean() >= 0.5:
+                    lat.append(time.perf_counter() - t0)
+                    break
+                if time.perf_counter() - t0 > 2.0:
+                    lat.append(float("inf"))
+                    break
+                time.sleep(max(0.0, period - (time.perf_counter() - t0) % period))
+    finally:
+        box.close()
+    s = sorted(lat)
+    return {"trials": trials, "median_ms": statistics.median(s) * 1e3,
+            "p99_ms": s[min(len(s) - 1, int(0.99 * (len(s) - 1) + 0.5))] * 1e3}
+
+
+def onnx_flops(path: Path) -> float | None:
+    """Multiply-adds x 2 of Conv/Gemm/MatMul nodes, from ONNX shape inference (per batch)."""
+    try:
+        import onnx
+        from onnx import shape_inference
+    except ImportError:
+        return None
+    m = shape_inference.infer_shapes(onnx.load(str(path)))
+    shapes = {}
+    for vi in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output):
+        shapes[vi.name] = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+    inits = {i.name: list(i.dims) for i in m.graph.initializer}
+    shapes.update(inits)
+    flops = 0.0
+    for n in m.graph.node:
+        if n.op_type == "Conv" and n.output[0] in shapes and n.input[1] in shapes:
+            out = shapes[n.output[0]]
+            w = shapes[n.input[1]]
+            flops += 2.0 * math.prod(out) * math.prod(w[1:])
+        elif n.op_type in ("MatMul", "Gemm") and n.output[0] in shapes and n.input[0] in shapes:
+            a = shapes[n.input[0]]
+            out = shapes[n.output[0]]
+            if a and out:
+                flops += 2.0 * math.prod(out) * a[-1]
+    return flops
+
+
+def jetson_estimate(flops_per_eval: float, steps: int, side: int) -> dict:
+    """Orin Nano: ~17 fp16 TFLOPS peak (sparse marketing figure ~ 2x dense); a small UNet at batch 1
+    reaches maybe 15-25% of dense peak. Compute grows with pixels, so at resolution r the cost
+    scales by (r/side)^2."""
+    dense_peak = 17e12 / 2
+    eff = 0.2
+    per_image = flops_per_eval * steps
+    ips = dense_peak * eff / per_image
+    # largest square resolution at 30 images/s (one new image per displayed frame)
+    afford = side * math.sqrt(ips / 30.0)
+    return {"flops_per_eval_g": flops_per_eval / 1e9, "flops_per_image_g": per_image / 1e9,
+            "assumed_efficiency": eff, "orin_nano_images_per_s": ips,
+            "max_side_at_30_images_per_s": int(afford // 8 * 8)}
+
+
+def run_bench(args) -> int:
+    from firmware.cli import _load
+    from firmware.config import DisplayHeadless
+    from firmware.generate.engines import open_engine
+    from firmware.generate.manifest import ModelError, load_model_dir
+
+    config = _load(args)
+    d = config.display
+    config = config.model_copy(update={"display": DisplayHeadless(width=d.width, height=d.height,
+                                                                  fps=d.fps)})
+    seconds = args.seconds
+    report: dict = {"machine": {"cpus": __import__("os").cpu_count(), "python": sys.version.split()[0]}}
+    try:
+        model = load_model_dir(config.model.dir)
+        net = model.network(config.model.network)
+        engine = open_engine(model, config.model.network, config.model.engine,
+                             cache_dir=config.model.engine_cache, threads=config.model.threads)
+    except (ModelError, Exception) as exc:
+        print(f"humus bench: no model ({exc})", file=sys.stderr)
+        return 2
+    report["model"] = {"name": model.name, "network": net.name, "resolution": list(model.resolution)}
+    print(f"== engine: {engine.describe()}, {net.name} {model.resolution[0]}x{model.resolution[1]}")
+    report["engine"] = bench_engine(model, net, engine, seconds)
+    for k, v in report["engine"]["steps"].items():
+        print(f"  {k} steps: per step {v['per_step_median_ms']} ms -> {v['images_per_s']:.1f} images/s")
+    report["images_per_s"] = report["engine"]["images_per_s"]
+    if not args.no_torch:
+        report["torch_eager"] = bench_torch(model.dir, net.name, seconds / 2)
+        te = report["torch_eager"]
+        if te and "per_step_median_ms" in te:
+            ort_ms = statistics.median(report["engine"]["steps"][net.default_steps]["per_step_median_ms"])
+            te["speedup_engine_vs_torch"] = te["per_step_median_ms"] / ort_ms
+            print(f"  torch eager {te['torch']}: {te['per_step_median_ms']:.2f} ms per step "
+                  f"({te['speedup_engine_vs_torch']:.2f}x slower than {engine.kind})")
+        else:
+            print(f"  torch eager: {te.get('skipped')}")
+    engine.close()
+    flops = onnx_flops(net.path)
+    if flops:
+        report["flops"] = jetson_estimate(flops / net.batch, net.default_steps, model.resolution[1])
+        f = report["flops"]
+        print(f"== FLOPs: {f['flops_per_eval_g']:.3f} GFLOP per eval, {f['flops_per_image_g']:.3f} per "
+              f"image; Orin Nano estimate {f['orin_nano_images_per_s']:.0f} images/s, "
+              f"{f['max_side_at_30_images_per_s']} px square at 30 images/s")
+    print(f"== stages at {d.width}x{d.height} (median / p99 ms)")
+    report["stages"] = bench_stages(config, model, seconds)
+    for k, v in report["stages"].items():
+        print(f"  {k:30s} {v['median_ms']:8.2f} {v['p99_ms']:8.2f}")
+    print(f"== realtime loop at {d.width}x{d.height}@{d.fps:g} while generating ({seconds:g} s)")
+    report["realtime"] = rt = bench_realtime(config, seconds)
+    if "fps" in rt:
+        print(f"  display {rt['fps']:.1f} fps, missed {rt['missed']} ({rt['missed_pct']:.2f}%), "
+              f"frame interval p99 {rt['frame_interval_p99_ms']:.1f} ms; generating "
+              f"{rt['images_per_s_while_displaying']:.1f} images/s; DMX {rt['dmx_rate_hz']:.2f} Hz, "
+              f"jitter p50 {rt['dmx_jitter_p50_ms']:.3f} ms p99 {rt['dmx_jitter_p99_ms']:.3f} ms")
+    report["trigger"] = tr = bench_trigger(config)
+    print(f"== trigger to first visible change: median {tr['median_ms']:.1f} ms, p99 {tr['p99_ms']:.1f} ms "
+          f"({tr['trials']} trials)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=float))
+        print(f"humus bench: wrote {args.json}")
+    return 0
