@@ -6,6 +6,7 @@
 #   sudo ./install.sh [--key studio.pub]... [--no-pip] [--ort-index URL] [--dry-run]
 #   ./install.sh --root DIR ...  lay the appliance into DIR instead of / (DIR/etc/nv_tegra_release
 #                                must exist); touches nothing outside DIR, runs no systemctl/useradd.
+#   ./install.sh --dev           development .venv even on a Jetson
 # Environment: HUMUS_SKIP_PIP=1 (same as --no-pip), HUMUS_ORT_INDEX (Jetson wheel index).
 set -euo pipefail
 
@@ -19,6 +20,7 @@ ROOT_SET=0
 SKIP_PIP="${HUMUS_SKIP_PIP:-0}"
 ORT_INDEX="${HUMUS_ORT_INDEX:-https://pypi.jetson-ai-lab.dev/jp6/cu126}"
 KEYS=()
+FORCE_DEV=0
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -31,6 +33,7 @@ while [ $# -gt 0 ]; do
     --no-pip) SKIP_PIP=1 ;;
     --ort-index) [ $# -ge 2 ] || { echo "install.sh: --ort-index needs a URL" >&2; exit 2; }
                  ORT_INDEX="$2"; shift ;;
+    --dev) FORCE_DEV=1 ;;
     -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -350,7 +353,9 @@ device_main() {
   step "done. Check with: humus status; humus doctor; humus logs -f"
 }
 
-if [ -f "$ROOT/etc/nv_tegra_release" ]; then
+if [ "$FORCE_DEV" = 1 ] && ! in_root; then
+  dev_main
+elif [ -f "$ROOT/etc/nv_tegra_release" ]; then
   device_main
 elif in_root; then
   echo "install.sh: --root $ROOT: no $ROOT/etc/nv_tegra_release; --root installs the Jetson appliance" \
