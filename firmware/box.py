@@ -101,6 +101,7 @@ class Box:
         self._cam_display: np.ndarray | None = None
         self._drift_requested_at = -math.inf
         self._prev_state = "idle"
+        self._u8_cache: dict[str, tuple] = {}
         self.frames = 0
         self.frame_times: list[float] = []
         self.recorder = None
@@ -164,8 +165,8 @@ class Box:
         generated, gen_key = None, None
         if vres is not None and vres.visitor == cue.visitor and vres.preds and vres.failed is None:
             k = self._shown_step(cue, len(vres.sigmas), len(vres.preds))
-            generated = [nz.to_u8(img) for img in vres.preds[k]]
             gen_key = (cue.visitor, k)
+            generated = self._u8(("gen", gen_key), vres.preds[k])
         eps = self._noise.screen_u8 if self._noise is not None and self._noise_visitor == cue.visitor else None
         frame = self.compositor.compose(cue, idle, camera, eps, generated, gen_key)
         self.display.present(frame)
@@ -175,6 +176,12 @@ class Box:
         self._prev_state = cue.state
         self.frames += 1
         return frame
+
+    def _u8(self, key, images: np.ndarray) -> list[np.ndarray]:
+        """Model outputs as pictures, converted once per new image, not once per frame."""
+        if self._u8_cache.get(key[0], (None,))[0] != key:
+            self._u8_cache[key[0]] = (key, [nz.to_u8(img) for img in images])
+        return self._u8_cache[key[0]][1]
 
     @staticmethod
     def _shown_step(cue, n_steps: int, n_done: int) -> int:
@@ -199,7 +206,7 @@ class Box:
             foot_key = self.footage.index_at(t)
             foot = self.footage.frames[foot_key]
         dres = self.worker.drift_result.get()
-        drift = [nz.to_u8(img) for img in dres.images] if dres is not None else None
+        drift = self._u8(("drift", dres.key), dres.images) if dres is not None else None
         return self.compositor.idle_picture(t, foot, foot_key, drift, dres.key if dres else None)
 
     # ------------------------------------------------------------------ generation requests

@@ -118,6 +118,12 @@ def _open_tensorrt(net: NetworkInfo, cache_dir: Path | None, threads: int) -> En
     return TensorRTEngine(net, cache_dir=cache_dir)
 
 
+def _open_tensorrt_mixed(net: NetworkInfo, cache_dir: Path | None, threads: int) -> Engine:
+    """fp16 with normalisation/softmax layers pinned to fp32: the retry when plain fp16 fails the guard."""
+    from firmware.generate.trt import TensorRTEngine
+    return TensorRTEngine(net, cache_dir=cache_dir, fp32_sensitive=True)
+
+
 def _open_ort(net: NetworkInfo, cache_dir: Path | None, threads: int) -> Engine:
     return OnnxRuntimeEngine(net, threads=threads, cache_dir=cache_dir)
 
@@ -128,9 +134,9 @@ def _open_ort_cpu(net: NetworkInfo, cache_dir: Path | None, threads: int) -> Eng
 
 # Explicit backend table: engine kind -> constructors to try, in order.
 BACKENDS = {
-    "tensorrt": (_open_tensorrt,),
-    "onnxruntime": (_open_ort,),
-    "auto": (_open_tensorrt, _open_ort),
+    "tensorrt": (_open_tensorrt, _open_tensorrt_mixed),
+    "onnxruntime": (_open_ort, _open_ort_cpu),
+    "auto": (_open_tensorrt, _open_tensorrt_mixed, _open_ort, _open_ort_cpu),
 }
 
 
@@ -138,13 +144,14 @@ def open_engine(model: ModelInfo, network: str = "student", kind: str = "auto",
                 cache_dir: Path | None = None, threads: int = 0, guard: bool = True) -> Engine:
     """Open the first backend of `kind` that loads and passes the reference check."""
     net = model.network(network)
-    errors = []
+    errors: list[str] = []
     for opener in BACKENDS[kind]:
         try:
             engine = opener(net, cache_dir, threads)
         except EngineError as exc:
-            errors.append(str(exc))
-            log.info("engine fallback: %s", exc)
+            if str(exc) not in errors:  # the same missing library is logged once, not per variant
+                errors.append(str(exc))
+                log.info("engine fallback: %s", exc)
             continue
         if guard:
             problem = check_reference(engine, net)

@@ -1,0 +1,92 @@
+"""Engine selection, caching key and fallback logic, with the vendor modules absent (no GPU here)."""
+import logging
+import sys
+
+import numpy as np
+import pytest
+
+from firmware.generate import engines
+from firmware.generate.engines import Engine, EngineError, open_engine
+from firmware.generate.manifest import load_model_dir
+from firmware.generate.trt import cache_key
+
+
+def test_runtime_modules_never_import_vendor_libraries_or_torch():
+    """Import the whole runtime with an import hook that records every top-level module asked for."""
+    import subprocess
+    code = """
+import sys
+asked = set()
+class Spy:
+    def find_spec(self, name, path=None, target=None):
+        asked.add(name.split('.')[0])
+        return None
+sys.meta_path.insert(0, Spy())
+import firmware.cli, firmware.box, firmware.bench, firmware.safe, firmware.generate.trt
+import firmware.devices.camera, firmware.devices.presence, firmware.devices.dmx, firmware.devices.display
+firmware.cli.build_parser()
+print(' '.join(sorted(asked)))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    asked = set(out.split())
+    assert "firmware" in asked  # the spy works
+    for vendor in ("torch", "tensorrt", "cuda", "picamera2", "Jetson", "RPi", "export"):
+        assert vendor not in asked, f"the runtime imports {vendor} at start-up"
+
+
+def test_cache_key_changes_with_every_part():
+    base = cache_key("ab" * 32, "10.3.0", "Orin (nvgpu)", "fp16")
+    assert base == cache_key("ab" * 32, "10.3.0", "Orin (nvgpu)", "fp16")
+    others = [cache_key("cd" * 32, "10.3.0", "Orin (nvgpu)", "fp16"),
+              cache_key("ab" * 32, "10.4.0", "Orin (nvgpu)", "fp16"),
+              cache_key("ab" * 32, "10.3.0", "NVIDIA H100", "fp16"),
+              cache_key("ab" * 32, "10.3.0", "Orin (nvgpu)", "fp16mixed")]
+    assert len({base, *others}) == 5
+    assert base.endswith(".engine") and "/" not in base and " " not in base
+
+
+def test_auto_without_tensorrt_runs_onnxruntime_and_reports_what_runs(tiny_model, caplog):
+    caplog.set_level(logging.INFO, "humus.engine")
+    e = open_engine(load_model_dir(tiny_model), "student", "auto")
+    assert e.kind == "onnxruntime"
+    assert e.providers == tuple(e.session.get_providers()) == ("CPUExecutionProvider",)
+    assert "CPUExecutionProvider" in e.describe()
+    fallbacks = [r for r in caplog.records if "engine fallback" in r.getMessage()]
+    assert len(fallbacks) == 1 and "TensorRT is not available" in fallbacks[0].getMessage()
+
+
+class Black(Engine):
+    """An accelerated engine gone wrong: fp16 overflow gives black frames."""
+    kind = "fake-fp16"
+
+    def _run(self, x, sigma, decay):
+        return np.zeros_like(x)
+
+
+def test_engine_failing_the_reference_falls_back_to_the_next(tiny_model, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, "humus.engine")
+    opened = []
+
+    def black(net, cache_dir, threads):
+        opened.append("black")
+        return Black(net)
+    monkeypatch.setitem(engines.BACKENDS, "auto", (black, engines._open_ort))
+    e = open_engine(load_model_dir(tiny_model), "student", "auto")
+    assert opened == ["black"] and e.kind == "onnxruntime"
+    msgs = [r.getMessage() for r in caplog.records if "reference check" in r.getMessage()]
+    assert len(msgs) == 1 and "black" in msgs[0]
+
+
+def test_no_engine_at_all_is_a_clear_error(tiny_model, monkeypatch):
+    monkeypatch.setitem(engines.BACKENDS, "auto", (lambda n, c, t: Black(n),))
+    with pytest.raises(EngineError, match="no engine could run .*student.onnx.*all zero"):
+        open_engine(load_model_dir(tiny_model), "student", "auto")
+
+
+def test_batch_splitting_and_padding_match_one_by_one(tiny_model):
+    e = open_engine(load_model_dir(tiny_model), "student", "onnxruntime")
+    x = np.random.default_rng(3).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    together = e.denoise(x, np.array([1.0, 2.0, 3.0]), 0.5)
+    for i in range(3):
+        alone = e.denoise(x[i:i + 1], float(i + 1), 0.5)
+        np.testing.assert_allclose(together[i], alone[0], atol=1e-6)
