@@ -252,3 +252,34 @@ def test_bench_command_on_configured_transport(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.startswith(f"dmx[artnet 127.0.0.1:{rx.port} u0]: ") and "jitter p50" in out
     assert len(rx.packets) >= 12
+
+
+def test_bench_dmx_with_a_caller_supplied_load():
+    import contextlib
+    from firmware.devices.bench import bench_dmx
+    from firmware.devices.dmx import SimDmxTransport
+    entered = []
+
+    @contextlib.contextmanager
+    def generation_flat_out():
+        entered.append("in")
+        yield
+        entered.append("out")
+
+    r = bench_dmx(SimDmxTransport(), seconds=0.3, load=generation_flat_out())
+    assert entered == ["in", "out"] and r["load"] == "_GeneratorContextManager" and r["frames"] >= 10
+
+
+def test_sender_skips_missed_slots_without_a_burst_and_keeps_its_phase():
+    from firmware.clock import FakeClock
+    from firmware.devices.dmx import SimDmxTransport
+    clock = FakeClock()
+    s = DmxSender(SimDmxTransport(clock=clock), clock, rate_hz=40)
+    assert s.pump()                          # t=0: first frame
+    clock.advance(0.101)                     # the thread was held up for four slots
+    assert s.pump() and not s.pump()         # one frame now, not a burst of missed ones
+    clock.advance(0.0235)                    # t=0.1245: the 0.125 slot is not due yet
+    assert not s.pump()
+    clock.advance(0.001)                     # t=0.1255: same phase as before the stall
+    assert s.pump()
+    assert [round(f.t, 4) for f in s.transport.frames] == [0.0, 0.101, 0.1255]

@@ -6,6 +6,7 @@ generation worker's worst case on a box), started before and killed after the me
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -54,32 +55,51 @@ def stop_hogs(hogs: list[subprocess.Popen]) -> None:
             p.kill()
 
 
-def bench_dmx(transport: DmxTransport, seconds: float = 5.0, load: bool = True, rate_hz: float = 40.0,
-              channels: int = 512) -> dict:
-    """Run a real sender thread for `seconds`; returns rate and jitter (|interval - period|) figures."""
-    timed = _Timed(transport)
-    hogs = cpu_hogs() if load else []
-    sender = DmxSender(timed, RealClock(), rate_hz=rate_hz, channels=channels)
+@contextlib.contextmanager
+def saturated_cpu(n: int | None = None):
+    """One busy process per core for the duration of the block."""
+    hogs = cpu_hogs(n)
     try:
-        if hogs:
-            time.sleep(0.2)          # let the hogs reach full speed
+        time.sleep(0.2)              # let the hogs reach full speed
+        yield
+    finally:
+        stop_hogs(hogs)
+
+
+def bench_dmx(transport: DmxTransport, seconds: float = 5.0, load=True, rate_hz: float = 40.0,
+              channels: int = 512) -> dict:
+    """Run a real sender thread for `seconds`; returns rate and jitter (|interval - period|) figures.
+
+    `load`: True = one busy process per core; False = none; or any context manager that keeps the
+    box busy while it is entered (e.g. one running the generation worker flat out).
+    """
+    timed = _Timed(transport)
+    if load is True:
+        ctx, load_name = saturated_cpu(), "cpu-hogs"
+    elif load:
+        ctx, load_name = load, type(load).__name__
+    else:
+        ctx, load_name = contextlib.nullcontext(), "none"
+    with ctx:
+        # Built inside the load so its cadence starts when it starts, not before the warm-up.
+        sender = DmxSender(timed, RealClock(), rate_hz=rate_hz, channels=channels)
         sender.start()
         universe = bytearray(channels)
         end = time.perf_counter() + seconds
-        while time.perf_counter() < end:   # the show changes the universe now and then
-            universe[0] = (universe[0] + 1) & 0xFF
-            sender.set_universe(bytes(universe))
-            time.sleep(0.05)
-    finally:
-        sender.close()
-        stop_hogs(hogs)
+        try:
+            while time.perf_counter() < end:   # the show changes the universe now and then
+                universe[0] = (universe[0] + 1) & 0xFF
+                sender.set_universe(bytes(universe))
+                time.sleep(0.05)
+        finally:
+            sender.close()
     t = timed.times
     period = 1.0 / rate_hz
     intervals = [b - a for a, b in zip(t, t[1:])]
     jitter = sorted(abs(i - period) for i in intervals)
     span = t[-1] - t[0] if len(t) > 1 else float("nan")
     return {
-        "transport": transport.name, "load": bool(load), "cpus": os.cpu_count(), "seconds": seconds,
+        "transport": transport.name, "load": load_name, "cpus": os.cpu_count(), "seconds": seconds,
         "frames": len(t), "rate_hz": (len(t) - 1) / span if len(t) > 1 else 0.0, "target_hz": rate_hz,
         "jitter_p50_ms": _percentile(jitter, 0.5) * 1e3, "jitter_p99_ms": _percentile(jitter, 0.99) * 1e3,
         "jitter_max_ms": (jitter[-1] if jitter else float("nan")) * 1e3,
@@ -91,7 +111,7 @@ def bench_dmx(transport: DmxTransport, seconds: float = 5.0, load: bool = True, 
 def format_result(r: dict) -> str:
     return (f"{r['transport']}: {r['rate_hz']:.2f} Hz (target {r['target_hz']:g}), jitter p50 "
             f"{r['jitter_p50_ms']:.3f} ms, p99 {r['jitter_p99_ms']:.3f} ms, max gap {r['max_gap_ms']:.1f} ms, "
-            f"{'with' if r['load'] else 'without'} CPU load ({r['cpus']} cpus, {r['frames']} frames, "
+            f"{'no' if r['load'] == 'none' else r['load']} load ({r['cpus']} cpus, {r['frames']} frames, "
             f"sender thread {r['priority']})")
 
 

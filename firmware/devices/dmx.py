@@ -136,8 +136,10 @@ class DmxSender(Device):
         now = self.clock.now()
         if now < self._next_send:
             return False
-        # Keep a fixed cadence; after a long stall skip ahead instead of bursting to catch up.
-        self._next_send = max(self._next_send + self.period, now)
+        # Keep a fixed cadence; after a stall skip the missed slots instead of bursting to catch up
+        # (max(next + period, now) sent a second frame at once after any wake-up later than a period).
+        missed = int((now - self._next_send) // self.period)
+        self._next_send += (missed + 1) * self.period
         return self._send_now(now)
 
     def catch_up(self) -> int:
