@@ -124,7 +124,7 @@ class ScriptedCapture:
     hang (read blocks until released), dead (every read fails)."""
 
     def __init__(self, world):
-        self.world, self.released = world, False
+        self.world, self.released, self.props = world, False, {}
         self.rng = np.random.default_rng(len(world.opened))
         self.frozen = self.rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
 
@@ -142,6 +142,10 @@ class ScriptedCapture:
         if mode == "freeze":
             return True, self.frozen
         return True, self.rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+
+    def set(self, prop, value):
+        self.props[prop] = value
+        return True
 
     def release(self):
         self.released = True
@@ -173,6 +177,9 @@ def test_frozen_pipeline_is_reconnected():
     cam = scripted_camera(w)
     try:
         assert wait_for(lambda: cam.latest() is not None)
+        import cv2
+        assert w.opened[0].props == {cv2.CAP_PROP_FRAME_WIDTH: 64, cv2.CAP_PROP_FRAME_HEIGHT: 48,
+                                     cv2.CAP_PROP_FPS: 50, cv2.CAP_PROP_BUFFERSIZE: 1}
         w.mode = "freeze"
         assert wait_for(lambda: not cam.health.ok)
         assert cam.health.detail.startswith("frozen") and cam.latest() is None

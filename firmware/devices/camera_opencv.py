@@ -76,8 +76,7 @@ class OpenCVCamera(CaptureCamera):
             cap.set(cv2.CAP_PROP_FPS, cfg.fps)
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)   # the newest frame, not one from a second ago
 
-        return cls(cfg, clock, lambda: _CvSource(opener or default_opener, cfg.device,
-                                                 None if opener else configure),
+        return cls(cfg, clock, lambda: _CvSource(opener or default_opener, cfg.device, configure),
                    f"camera[v4l2 {cfg.device}]", **kw)
 
     @classmethod
