@@ -142,3 +142,38 @@ def test_no_camera_grows_from_pure_noise_and_no_model_shows_footage(tiny_model, 
     # idle: the left tile is footage (flat colour), never a crash or a black frame
     assert box.display.last.mean() > 30
     box.close()
+
+
+def test_seeded_generation_starts_from_the_visitor_plus_their_noise(tiny_model):
+    """seed_strength > 0: the generation starts part-way down the noise levels, from the visitor's
+    downscaled picture plus that visitor's own noise (the same eps the dissolve used)."""
+    from firmware.generate.engines import open_engine
+    from firmware.generate.manifest import load_model_dir
+    model = load_model_dir(tiny_model)
+    real = open_engine(model, "student", "onnxruntime")
+    calls = []
+
+    class Recording:
+        def denoise(self, x, sigma, decay):
+            calls.append((x.copy(), float(np.asarray(sigma).ravel()[0])))
+            return real.denoise(x, sigma, decay)
+        def describe(self):
+            return "recording"
+        def close(self):
+            pass
+    box = Box(small_config(tiny_model, show={"seed_strength": 0.8}), FakeClock(), threaded=False,
+              engine=Recording(), model=model)
+    submitted = []
+    submit = box.worker.submit_visitor
+    box.worker.submit_visitor = lambda job: (submitted.append((job, box._cam_display.copy())), submit(job))
+    run_frames(box, 22.0)
+    box.close()
+    (job, cam), = submitted
+    # the idle drift's calls start at sigma_max; the visitor's seeded growth starts part-way down
+    visitor = [(x, s) for x, s in calls if s < model.sigma_max]
+    x0, s0 = visitor[0]
+    assert 0.5 < s0 < model.sigma_max / 10 and len(visitor) == len(job.sigmas)
+    seed = np.stack([nz.from_u8(nz.resize(cam[t.y:t.y + t.h, t.x:t.x + t.w], 32, 32, smooth=False))
+                     for t in box.compositor.tiles])
+    np.testing.assert_allclose(x0, seed + s0 * box._noise.model_eps, atol=1e-5)
+    np.testing.assert_allclose(job.eps, box._noise.model_eps)
