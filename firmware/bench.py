@@ -184,19 +184,22 @@ def bench_trigger(config, trials: int = 40) -> dict:
     cfg = config.model_copy(update={"show": config.show.model_copy(update={"dwell_s": 0.0})})
     box = Box(cfg, RealClock(), threaded=True)
     period = 1.0 / cfg.display.fps
+    from firmware.devices.presence import Reading
+    rng = np.random.default_rng(0)
     lat = []
-    near = type("R", (), {})()
     try:
         for i in range(trials):
             box.show_state = ShowState(since=box.clock.now(), visitor=box.show_state.visitor)
             box.presence_state = PresenceState()
-            box.presence.latest = lambda: None
+            box.presence.latest = lambda: Reading(10.0, box.clock.now())  # nobody near
+            box._drift_requested_at = math.inf  # hold the idle picture still, so any change is ours
             for _ in range(3):
                 idle = box.step().copy()
                 time.sleep(period)
+            # The visitor arrives at a random moment within a frame; the loop notices at its next frame.
             t0 = time.perf_counter()
-            from firmware.devices.presence import Reading
             box.presence.latest = lambda: Reading(0.5, box.clock.now())
+            time.sleep(rng.uniform(0, period))
             while True:
                 frame = box.step()
                 if np.abs(frame.astype(np.int16) - idle).mean() >= 0.5:
@@ -205,7 +208,7 @@ def bench_trigger(config, trials: int = 40) -> dict:
                 if time.perf_counter() - t0 > 2.0:
                     lat.append(float("inf"))
                     break
-                time.sleep(max(0.0, period - (time.perf_counter() - t0) % period))
+                time.sleep(period)
     finally:
         box.close()
     s = sorted(lat)

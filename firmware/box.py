@@ -143,11 +143,14 @@ class Box:
         reading = self.presence.latest()
         self.presence_state = update_presence(
             self.presence_params, self.presence_state,
-            reading.distance_m if reading else None, reading.t if reading else None, now)
+            # No reading yet counts from start-up: a sensor still opening is not stale at the first frame.
+            reading.distance_m if reading else None, reading.t if reading else self.started_at, now)
         if self.presence_state.stale:
             self.presence.fault("stale sensor: no reading for "
                                 f"{self.config.presence.stale_after_s:g} s")
-        elif reading is not None:
+        elif reading is not None and self.presence.health.detail.startswith("stale sensor"):
+            # Undo only the stale verdict: a fault the sensor raised itself (its port lost, say)
+            # is the sensor's to clear, or the health (and the log) would flap every frame.
             self.presence.recover()
         self.show_state, cue = step_show(self.timings, self.show_state, self.presence_state.present, now)
         self.cue = cue
@@ -168,6 +171,9 @@ class Box:
             gen_key = (cue.visitor, k)
             generated = self._u8(("gen", gen_key), vres.preds[k])
         eps = self._noise.screen_u8 if self._noise is not None and self._noise_visitor == cue.visitor else None
+        if (vres is not None and vres.visitor == cue.visitor and vres.failed is not None
+                and cue.state in ("emergence", "hold")):
+            eps = None  # this visitor's generation failed: show the idle, not a still sea of noise
         frame = self.compositor.compose(cue, idle, camera, eps, generated, gen_key)
         self.display.present(frame)
         if self.recorder is not None:
@@ -195,7 +201,8 @@ class Box:
             return None
         if self._cam_key != frame.seq:
             img = frame.image[:, ::-1] if getattr(self.config.camera, "mirror", False) else frame.image
-            self._cam_display = nz.cover(img, self.width, self.height)
+            # live video: bilinear is enough and half the cost of bicubic at projector size
+            self._cam_display = nz.cover(img, self.width, self.height, smooth=False)
             self._cam_key = frame.seq
         return self._cam_display
 
@@ -264,7 +271,7 @@ class Box:
         a = np.random.default_rng(j).standard_normal(shape, dtype=np.float32)
         b = np.random.default_rng(j + 1).standard_normal(shape, dtype=np.float32)
         sigmas = self.net.sigmas(min(self.net.steps)) if self.net.sampler == "consistency" else self.sigmas
-        self.worker.submit_drift(DriftJob(key=t, noise=slerp(a, b, p) * sigmas[0] / sigmas[0],
+        self.worker.submit_drift(DriftJob(key=t, noise=slerp(a, b, p),
                                           sigmas=sigmas, sampler=self.net.sampler,
                                           decay=self.config.show.decay))
 

@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=float)
     s.set_defaults(func=cmd_safe)
 
-    for module in ("firmware.appliance.commands", "firmware.devices.calibrate"):
+    for module in ("firmware.appliance.commands", "firmware.devices.calibrate", "firmware.soak"):
         try:
             __import__(module, fromlist=["register"]).register(sub)
         except ImportError as exc:

@@ -61,8 +61,14 @@ class SimCamera(Camera):
         wall = 0.35 + 0.1 * np.sin(self._xx * 23.0) * np.cos(self._yy * 17.0)
         self._wall = np.stack([wall * 1.0, wall * 0.9, wall * 0.8], axis=-1)
         self._mode = "ok"
-        self._frozen: Frame | None = None
+        self._last: Frame | None = None
         self._t0 = clock.now()
+        # The same pure watchdog the real capture loop runs, so an injected stall or freeze looks to
+        # the box exactly like a real one: frames for a while, then None and a camera fault.
+        from firmware.devices.camera_watchdog import FrameWatchdog, frame_hash  # it imports this module
+        self._hash = frame_hash
+        self._watchdog = FrameWatchdog(cfg.stall_timeout_s, cfg.frozen_timeout_s)
+        self._watchdog.reset(self._t0)
 
     # -- fault injection (soak tests) --
     def stall(self) -> None:
@@ -73,7 +79,6 @@ class SimCamera(Camera):
 
     def freeze(self) -> None:
         self._mode = "frozen"
-        self._frozen = None
 
     def heal(self) -> None:
         self._mode = "ok"
@@ -93,17 +98,24 @@ class SimCamera(Camera):
         return resize((np.clip(img, 0, 1) * 255).astype(np.uint8), self.width, self.height)
 
     def latest(self) -> Frame | None:
-        if self.closed or self._mode in ("stalled", "unplugged"):
-            return None if self._mode == "unplugged" else self._frozen
-        t = self.clock.now()
-        seq = int((t - self._t0) * self.fps)
-        if self._mode == "frozen":
-            if self._frozen is None:
-                self._frozen = Frame(self.render(t), t, seq)
-            return self._frozen
-        frame = Frame(self.render(seq / self.fps), t, seq)
-        self._frozen = frame
-        return frame
+        if self.closed:
+            return None
+        now = self.clock.now()
+        if self._mode == "unplugged":      # a real read() raises: the session ends at once
+            self.fault("unplugged")
+            return None
+        seq = int((now - self._t0) * self.fps)
+        if self._mode != "stalled" and (self._last is None or seq != self._last.seq):
+            # frozen: new frames keep coming, all with the same picture (a dead pipeline)
+            image = self._last.image if self._mode == "frozen" and self._last else self.render(seq / self.fps)
+            self._last = Frame(image, now, seq)
+            self._watchdog.observe(now, self._hash(image))
+        verdict = self._watchdog.verdict(now)
+        if verdict is not None:
+            self.fault(verdict)
+            return None
+        self.recover("frames")
+        return self._last
 
 
 def _file_camera(cfg, clock) -> Camera:

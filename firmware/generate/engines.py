@@ -78,9 +78,12 @@ class OnnxRuntimeEngine(Engine):
         chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            opts.intra_op_num_threads = threads
+        # Leave one core to the display and DMX threads: a generation that takes every core makes the
+        # projector stutter, which the audience sees; a slower generation they do not.
+        opts.intra_op_num_threads = threads or max(1, thread_count_hint() - 1)
         opts.inter_op_num_threads = 1
+        # Idle ORT worker threads spin-wait by default, burning the core the display needs.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         provider_args = [self._provider_options(p, cache_dir) for p in chosen]
         try:
             self.session = ort.InferenceSession(str(net.path), sess_options=opts, providers=chosen,

@@ -138,21 +138,25 @@ def resize(img: np.ndarray, w: int, h: int, smooth: bool = True) -> np.ndarray:
     if img.shape[1] == w and img.shape[0] == h:
         return img
     if cv2 is not None:
-        interp = cv2.INTER_CUBIC if smooth and (w > img.shape[1]) else cv2.INTER_AREA
+        if w <= img.shape[1]:
+            interp = cv2.INTER_AREA
+        else:
+            interp = cv2.INTER_CUBIC if smooth else cv2.INTER_LINEAR
         return cv2.resize(img, (w, h), interpolation=interp)
     ys = (np.arange(h) * img.shape[0] / h).astype(np.intp)
     xs = (np.arange(w) * img.shape[1] / w).astype(np.intp)
     return img[ys][:, xs]
 
 
-def cover(img: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Scale to cover w x h keeping the aspect ratio, then centre-crop (no letterbox bars on a wall)."""
+def cover(img: np.ndarray, w: int, h: int, smooth: bool = True) -> np.ndarray:
+    """Scale to cover w x h keeping the aspect ratio, centre-cropped (no letterbox bars on a wall).
+
+    The crop is taken from the source first, so only the visible pixels are ever scaled."""
     ih, iw = img.shape[:2]
     s = max(w / iw, h / ih)
-    rw, rh = max(w, int(round(iw * s))), max(h, int(round(ih * s)))
-    big = resize(img, rw, rh)
-    oy, ox = (rh - h) // 2, (rw - w) // 2
-    return np.ascontiguousarray(big[oy:oy + h, ox:ox + w])
+    cw, ch = min(iw, int(round(w / s))), min(ih, int(round(h / s)))
+    ox, oy = (iw - cw) // 2, (ih - ch) // 2
+    return np.ascontiguousarray(resize(img[oy:oy + ch, ox:ox + cw], w, h, smooth))
 
 
 def model_to_tile(img_u8: np.ndarray, tile: Tile, model_side: int) -> np.ndarray:
