@@ -186,6 +186,16 @@ class DmxSacn(_DmxCommon):
     priority: int = Field(100, ge=0, le=200)
     source_name: str = Field("humus", max_length=63)
     cid: str | None = Field(None, description="16-byte UUID; derived from the machine id when unset")
+
+    @model_validator(mode="after")
+    def _cid_is_uuid(self):
+        if self.cid is not None:
+            import uuid
+            try:
+                uuid.UUID(self.cid)
+            except ValueError:
+                raise ValueError(f"cid '{self.cid}' is not a UUID (e.g. 6f1c3c9e-...-...)") from None
+        return self
     interface: str | None = Field(None, description="local IPv4 address to send multicast from; "
                                   "needed when the lighting network has no default route")
 

@@ -86,8 +86,13 @@ def test_humus_service_contract():
     assert svc["User"] == ["humus"]
     assert svc["ExecStart"][0].startswith("/opt/humus/venv/bin/humus run")
     for key, value in [("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("PrivateTmp", "yes"),
-                       ("ProtectHome", "yes"), ("DevicePolicy", "closed"), ("RestrictAddressFamilies", "AF_UNIX")]:
+                       ("ProtectHome", "yes"), ("DevicePolicy", "closed"),
+                       ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_NETLINK"),
+                       ("CapabilityBoundingSet", "CAP_SYS_NICE"), ("IPAddressDeny", "any")]:
         assert svc[key] == [value], key
+    # network lights only: the lighting subnets and multicast, not the internet
+    allow = svc["IPAddressAllow"][0].split()
+    assert "multicast" in allow and "2.0.0.0/8" in allow and "0.0.0.0/0" not in allow
     assert "/var/lib/humus" in svc["ReadWritePaths"][0]
     allowed = " ".join(svc["DeviceAllow"])
     for dev in ("char-video4linux", "char-ttyUSB", "char-gpiochip", "char-drm", "/dev/nvmap"):
