@@ -543,20 +543,20 @@ class Soak:
                     if not any(DEVICE_OF[f.kind] == dev for f in self.active + self.healing):
                         self.unexpected.append(f"t={now - 1000.0:.2f} {dev}: {d.health.detail}")
             # -- cycles, memory --
-            if state in ("hold",):
-                reached_hold = True
+            reached_hold = reached_hold or state == "hold"
             if prev_state != "idle" and state == "idle":
                 cycles += 1
                 full_cycles += reached_hold
                 reached_hold = False
-                if cycles == opts.warmup_cycles:
-                    gc.collect()
-                    rss_start, fds_start, threads_start = rss_kb(), open_fds(), threading.active_count()
                 if cycles % 50 == 0:
                     rss_samples.append((cycles, rss_kb()))
                     if opts.progress:
                         print(f"soak: {cycles} cycles, {len(self.done) + len(self.healing) + len(self.active)} "
                               f"faults, rss {rss_kb()} kB, {time.monotonic() - t_real0:.0f} s", file=sys.stderr)
+            # The baseline: after the warm-up (caches filled), at a moment with every device plugged.
+            if rss_start is None and cycles >= opts.warmup_cycles and not self.active and not self.healing:
+                gc.collect()
+                rss_start, fds_start, threads_start = rss_kb(), open_fds(), threading.active_count()
             prev_state = state
             clock.advance(period)
             if self.speed:
@@ -645,7 +645,9 @@ class Soak:
                                   "rejected": box.presence.parser.rejected, "opens": box.presence.opens}
         report["ok"] = (report["crashes"] == 0 and not self.violations and recovered == injected
                         and not report["log"]["flood"] and not self.unexpected
-                        and (growth is None or growth < 5.0))
+                        and (growth is None or growth < 5.0)
+                        and (fds_start is None or report["fds"]["end"] <= fds_start)
+                        and (threads_start is None or report["threads"]["end"] <= threads_start))
         return report
 
 

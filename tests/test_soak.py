@@ -1,0 +1,175 @@
+"""The soak harness, short: the real box through a few dozen visitor cycles with every fault kind
+injected (sim devices), and a few cycles on the real serial backends against pty emulators. The long
+run is `humus soak` (1,000 cycles). Also: the harness does catch a broken box, and the box fixes the
+soak found stay fixed."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from firmware.box import Box
+from firmware.clock import FakeClock
+from firmware.soak import PTY_KINDS, SIM_KINDS, FaultyEngine, FullDisk, Options, run_soak, summary
+from scenario import hf_energy, run_frames, small_config
+
+
+def check(report: dict, kinds) -> None:
+    text = summary(report)
+    assert report["crashes"] == 0, report["crash_samples"]
+    assert report["violations"] == {}, report["violation_samples"]
+    assert report["unexpected_fault_count"] == 0, report["unexpected_faults"]
+    per_kind = report["faults"]["per_kind"]
+    assert set(per_kind) == set(kinds), text
+    for kind, k in per_kind.items():
+        assert k["recovered"] == k["injected"] >= 1, (kind, text)
+        if kind != "sensor_garbage":   # garbage is filtered (dwell, parser), the sensor stays healthy
+            assert k["detected"] >= 1, (kind, text)
+    assert not report["log"]["flood"], report["log"]
+    assert report["log"]["incident_lines"] >= report["faults"]["injected"] // 3  # incidents are logged
+    assert report["fds"]["end"] <= report["fds"]["start"]
+    assert report["threads"]["end"] <= report["threads"]["start"]
+    assert report["rss_kb"]["growth_pct"] < 5.0
+    assert report["ok"], text
+
+
+def test_short_soak_every_fault_kind(tiny_model):
+    report = run_soak(Options(cycles=25, seed=3, model_dir=tiny_model, warmup_cycles=5,
+                              fault_every_s=4.0, fault_s=(3.5, 8.0)))
+    check(report, SIM_KINDS)
+    assert report["cycles"] == 25 and report["full_cycles"] >= 12
+    assert report["faults"]["injected"] >= 2 * len(SIM_KINDS)
+    assert report["status_writes_refused"] > 0 and report["images_generated"] > 0
+    # DMX never stopped for long: ~40 Hz over the whole show minus the unplugged stretches
+    assert report["dmx"]["sent"] > 0.5 * 40 * report["show_seconds"]
+
+
+def test_short_soak_on_pty_serial_devices(tiny_model):
+    kinds = ("radar_unplug", "dmx_unplug", "sensor_garbage", "sensor_silent")
+    report = run_soak(Options(cycles=6, seed=1, model_dir=tiny_model, pty=True, warmup_cycles=2,
+                              fault_every_s=3.0, fault_s=(3.0, 6.0), kinds=kinds))
+    check(report, kinds)
+    assert set(kinds) <= set(PTY_KINDS)
+    dmx, presence = report["dmx"], report["presence"]
+    assert dmx["widget_frames"] >= 0.95 * dmx["sent"] - 5 and dmx["widget_errors"] == 0
+    assert dmx["widget_opens"] >= 1 + report["faults"]["per_kind"]["dmx_unplug"]["injected"]
+    assert presence["opens"] >= 1 + report["faults"]["per_kind"]["radar_unplug"]["injected"]
+    assert presence["rejected"] > 0            # the garbage on the wire reached the parser
+
+
+def test_the_harness_catches_a_crashing_and_frozen_box(tiny_model, monkeypatch):
+    """A soak that cannot fail proves nothing: break the box and watch the report say so."""
+    real_step = Box.step
+    calls = {"n": 0}
+
+    def bad_step(self):
+        calls["n"] += 1
+        if calls["n"] % 500 == 0:
+            raise RuntimeError("boom")
+        frame = real_step(self)
+        if self.cue.state == "immersion":       # a projector stuck on one picture
+            frame[...] = 7
+        return frame
+    monkeypatch.setattr(Box, "step", bad_step)
+    report = run_soak(Options(cycles=4, seed=0, model_dir=tiny_model, warmup_cycles=1, kinds=()))
+    assert report["crashes"] >= 1 and "boom" in report["crash_samples"][0]
+    assert report["violations"].get("picture stands still", 0) >= 1
+    assert not report["ok"]
+
+
+# ---- the box fixes the soak found ----------------------------------------------------------------
+def test_failed_generation_shows_the_idle_not_a_still_sea_of_noise(tiny_model):
+    from firmware.generate.engines import open_engine
+    from firmware.generate.manifest import load_model_dir
+    model = load_model_dir(tiny_model)
+    engine = FaultyEngine(open_engine(model, "student", "onnxruntime"))
+    engine.mode = "raise"
+    footage = [np.full((90, 120, 3), v, np.uint8) for v in (60, 120, 180)]
+    box = Box(small_config(tiny_model), FakeClock(), threaded=False, engine=engine, model=model,
+              footage_frames=footage)
+    seen = {}
+
+    def on_frame(b, frame):
+        if b.cue.state in ("emergence", "hold"):
+            seen.setdefault(b.cue.state, []).append((hash(frame.tobytes()), hf_energy(frame)))
+    run_frames(box, 30.0, on_frame)
+    assert box.worker.visitor_result.get().failed and not box.worker.health.ok
+    # the footage keeps playing (6 fps) through the 6 s emergence and the 10 s hold, no sea of noise
+    for state, seconds in (("emergence", 6), ("hold", 10)):
+        hashes = [h for h, _ in seen[state]]
+        assert sum(a != b for a, b in zip(hashes, hashes[1:])) >= 3 * seconds, state
+        assert max(e for _, e in seen[state]) < 5.0, state
+    box.close()
+
+
+def test_the_box_does_not_clear_a_fault_the_sensor_raised(tiny_model):
+    box = Box(small_config(tiny_model), FakeClock(), threaded=False)
+    run_frames(box, 1.0)
+    box.presence.fault("port lost")           # e.g. a serial sensor whose USB adapter went away
+    run_frames(box, 0.5)                       # its last reading is still fresh
+    assert not box.presence.health.ok and box.presence.health.faults == 1
+    box.close()
+
+
+def test_a_sensor_still_opening_is_not_stale_at_the_first_frame(tiny_model):
+    box = Box(small_config(tiny_model, presence={"stale_after_s": 2.0}), FakeClock(), threaded=False)
+    box.presence.latest = lambda: None        # nothing read yet
+    run_frames(box, 1.5)
+    assert box.presence.health.ok and not box.presence_state.stale
+    run_frames(box, 1.0)
+    assert not box.presence.health.ok and box.presence_state.stale
+    box.close()
+
+
+def test_sim_camera_faults_look_like_real_ones():
+    from firmware.config import CameraSim
+    from firmware.devices.camera import SimCamera
+    clock = FakeClock()
+    cam = SimCamera(CameraSim(width=64, height=48, fps=10.0, stall_timeout_s=2.0, frozen_timeout_s=3.0), clock)
+
+    def run(seconds):
+        frames = []
+        for _ in range(int(seconds * 20)):
+            frames.append(cam.latest())
+            clock.advance(0.05)
+        return frames
+    assert all(f is not None for f in run(1.0)) and cam.health.ok
+    cam.stall()
+    got = run(3.0)
+    assert got[0] is not None and got[-1] is None and cam.health.detail.startswith("stalled")
+    cam.heal()
+    assert run(0.2)[-1] is not None and cam.health.ok
+    cam.freeze()
+    got = run(4.0)
+    live = [f for f in got if f is not None]
+    assert len({f.seq for f in live}) > 10 and len({f.image.tobytes() for f in live}) == 1  # new frames, one picture
+    assert got[-1] is None and cam.health.detail.startswith("frozen")
+    cam.heal()
+    assert run(0.2)[-1] is not None and cam.health.ok
+    cam.unplug()
+    assert cam.latest() is None and cam.health.detail == "unplugged"
+    cam.heal()
+    assert run(0.2)[-1] is not None and cam.health.ok and cam.health.faults == 3
+
+
+def test_a_full_disk_never_stops_the_status_writer(tmp_path, caplog):
+    from firmware.appliance.statusfile import StatusWriter, read_status
+    caplog.set_level(logging.INFO)
+    t = [100.0]
+    writer = StatusWriter(tmp_path / "status.json", clock=lambda: t[0], min_interval=1.0)
+    with FullDisk() as disk:
+        writer.update(state="idle")
+        assert read_status(tmp_path / "status.json")["state"] == "idle"
+        disk.full = True
+        for _ in range(50):
+            t[0] += 1.0
+            writer.update(state="hold")          # never raises
+        assert read_status(tmp_path / "status.json")["state"] == "idle"   # the old snapshot is intact
+        assert [p.name for p in tmp_path.iterdir()] == ["status.json"]    # and no debris
+        disk.full = False
+        t[0] += 1.0
+        writer.update(state="release")
+    assert read_status(tmp_path / "status.json")["state"] == "release"
+    warnings = [r for r in caplog.records if "status file" in r.getMessage()]
+    assert len(warnings) == 2                    # one 'cannot write', one 'writable again'
