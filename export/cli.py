@@ -41,14 +41,18 @@ def _onnx(a):
     from .onnx import build_model_dir
 
     student = None if a.no_student else (a.student or Path(a.run) / "student.pt")
-    steps = None
+    steps, weights, extra = None, "ema", {}
     if a.student_steps:
         try:
-            steps = {int(k): v for k, v in json.loads(Path(a.student_steps).read_text())["steps"].items()}
+            tuned = json.loads(Path(a.student_steps).read_text())
+            steps = {int(k): v for k, v in tuned["steps"].items()}
+            weights = tuned.get("weights", "ema")
+            extra = {"student_sampler_search": tuned.get("search")}
         except (OSError, KeyError, ValueError) as e:
             raise ValueError(f"{a.student_steps}: expected JSON with key 'steps' {{\"2\": [80.0, 0.8], ...}} ({e})")
     m = build_model_dir(a.name, a.teacher or Path(a.run) / "teacher.pt", student, a.out or f"models/{a.name}",
-                        student_steps=steps, measure_latency=not a.no_latency)
+                        student_steps=steps, measure_latency=not a.no_latency, student_weights=weights,
+                        extra_training=extra)
     print(json.dumps({k: {kk: m["networks"][k][kk] for kk in ("parity_max_abs_diff", "latency_ms_ort_cpu")
                           if kk in m["networks"][k]} for k in m["networks"]}, indent=1))
 
@@ -169,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", default="models/default")
     e.add_argument("--cache", default="cache/footage64.npz")
     e.add_argument("--featnet", help="feature network weights (trained on the cache if missing)")
-    e.add_argument("--featnet-steps", type=int, default=1500)
+    e.add_argument("--featnet-steps", type=int, default=800)
     e.add_argument("--n", type=int, default=0, help="samples per model (0 = size of the held-out split)")
     e.add_argument("--teacher-steps", type=int, default=35)
     e.add_argument("--walks", type=int, default=4)

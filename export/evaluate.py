@@ -39,7 +39,9 @@ class FeatureNet(nn.Module):
         chans = [32, 64, 128, 256]
         layers, c = [], 3
         for i, ch in enumerate(chans):
-            layers.append(nn.Sequential(nn.Conv2d(c, ch, 3, stride=1 if i == 0 else 2, padding=1),
+            # Every stage halves the resolution (64 -> 32 -> 16 -> 8 -> 4): cheap enough to
+            # train in a few CPU minutes.
+            layers.append(nn.Sequential(nn.Conv2d(c, ch, 3, stride=2, padding=1),
                                         nn.GroupNorm(8, ch), nn.SiLU(),
                                         nn.Conv2d(ch, ch, 3, padding=1), nn.GroupNorm(8, ch), nn.SiLU()))
             c = ch
@@ -60,7 +62,7 @@ class FeatureNet(nn.Module):
         return self.src(f), self.dec(f).squeeze(1)
 
 
-def train_featnet(cache: str | Path, out: str | Path, steps: int = 1500, batch: int = 64, seed: int = 0,
+def train_featnet(cache: str | Path, out: str | Path, steps: int = 800, batch: int = 32, seed: int = 0,
                   progress: bool = True) -> Path:
     """Train the feature network on the training split only; save to ``out``."""
     ds = load_cache(cache).split(heldout=False)
@@ -117,9 +119,12 @@ def features(net: FeatureNet, images: np.ndarray, batch: int = 256) -> np.ndarra
 
 def kid(f1: np.ndarray, f2: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0):
     """Kernel Inception Distance (Binkowski et al. 2018): unbiased MMD^2 with the cubic
-    polynomial kernel, mean and std over random subsets."""
+    polynomial kernel, mean and std over random subsets. With fewer than ``subset_size``
+    samples the subsets take half of the smaller set, so the std still means something
+    (the estimator is unbiased for any subset size)."""
     g = np.random.default_rng(seed)
-    m = min(len(f1), len(f2), subset_size)
+    n = min(len(f1), len(f2))
+    m = subset_size if n >= subset_size else max(2, n // 2)
     d = f1.shape[1]
     vals = []
     for _ in range(subsets):
@@ -173,7 +178,7 @@ def walk(model_dir: str | Path, network: str, steps: int, frames: int = 16, walk
 
 def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | None = None, n: int = 0,
              teacher_steps: int = 35, student_steps=(1, 2, 4), walks: int = 4, seed: int = 0,
-             update_manifest: bool = True, featnet_steps: int = 1500) -> dict:
+             update_manifest: bool = True, featnet_steps: int = 800) -> dict:
     """KID/FID for teacher and student against the held-out split; grids and walk figure in
     ``model_dir``/eval/; figures written into manifest.json ``metrics``."""
     import shutil
@@ -227,6 +232,9 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
         strips.append((f"{network}_{k}", frames[0]))
     if strips:
         _walk_figure(strips, smooth, ev / "walks.png")
+    if featnet.resolve().parent != model_dir.resolve():
+        # The figures travel with the model: ship the feature network they were measured with.
+        shutil.copy(featnet, model_dir / "kid_features.pt")
     metrics = {
         "kid": {k: v["kid"] for k, v in res.items()},
         "kid_std": {k: v["kid_std"] for k, v in res.items()},
@@ -234,7 +242,7 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
         "samples": int(n),
         "reference_set": f"held-out split of the footage cache ({len(held)} images)",
         "features": {"kind": "FeatureNet (trained here; NOT Inception)", "dim": FEAT_DIM,
-                     "file": featnet.name if featnet.parent == model_dir else str(featnet),
+                     "file": "kid_features.pt",
                      "sha256": sha256_file(featnet),
                      "trained_on": "training split: source classification + decay regression"},
         "walk_mean_frame_distance": smooth,
@@ -247,8 +255,6 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
         mf["metrics"] = metrics
         write_manifest(model_dir, mf)
     (ev / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    if featnet.parent != model_dir:
-        shutil.copy(featnet, model_dir / featnet.name)
     return metrics
 
 
@@ -274,13 +280,14 @@ def _walk_figure(strips, smooth, path: Path):
 @torch.no_grad()
 def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: str | Path, n: int = 256,
                         candidates=(0.3, 0.5, 0.821, 1.2, 2.0, 3.0), seed: int = 0) -> dict:
-    """Pick the intermediate noise levels of the 2- and 4-step student by KID against the
-    *training* split (never the held-out one that the reported figures use)."""
+    """Pick the student's weights (EMA or raw) and the intermediate noise levels of its 2- and
+    4-step samplers by KID against the *training* split (never the held-out split that the
+    reported figures use)."""
     from .distill import DEFAULT_STEPS
     from .schedule import consistency, f32
     from .train import load_denoiser, to_uint8
 
-    model = load_denoiser(student_ckpt, "ema")
+    models = {w: load_denoiser(student_ckpt, w) for w in ("ema", "model")}
     net = load_featnet(featnet)
     tr = load_cache(cache).split(heldout=False)
     g = np.random.default_rng(seed + 5)
@@ -289,19 +296,22 @@ def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: st
     dec = torch.from_numpy(decay_values(tr)[idx])
     eps = torch.randn(n, 3, tr.images.shape[1], tr.images.shape[2], generator=torch.Generator().manual_seed(seed))
 
-    def score(sig):
-        out = torch.cat([consistency(model, sig, eps[i:i + 64], dec[i:i + 64],
+    def score(sig, w="ema"):
+        out = torch.cat([consistency(models[w], sig, eps[i:i + 64], dec[i:i + 64],
                                      generator=torch.Generator().manual_seed(i)) for i in range(0, n, 64)])
         return kid(features(net, to_uint8(out)), f_ref, subsets=50, seed=seed)[0]
 
-    table2 = {c: score([80.0, c]) for c in candidates}
+    weights = {w: score(DEFAULT_STEPS[2], w) for w in models}
+    best_w = min(weights, key=weights.get)
+    table2 = {c: score([80.0, c], best_w) for c in candidates}
     best2 = min(table2, key=table2.get)
-    # 4 steps: geometric ladders below the best 2-step level.
-    ladders = {f"{hi}": [80.0, hi, f32(hi * 0.45), f32(hi * 0.2)] for hi in (best2, f32(best2 * 1.8))}
-    table4 = {k: score(v) for k, v in ladders.items()}
+    # 4 steps: geometric ladders starting at (or above) the best 2-step level, and the default.
+    ladders = {f"{f32(hi)}": [80.0, f32(hi), f32(hi * 0.45), f32(hi * 0.2)] for hi in (best2, best2 * 1.8)}
+    ladders["default"] = list(DEFAULT_STEPS[4])
+    table4 = {k: score(v, best_w) for k, v in ladders.items()}
     best4 = ladders[min(table4, key=table4.get)]
-    if score(DEFAULT_STEPS[4]) < min(table4.values()):
-        best4 = DEFAULT_STEPS[4]
-    return {"steps": {1: [80.0], 2: [80.0, f32(best2)], 4: [f32(s) for s in best4]},
-            "search": {"2": {str(k): v for k, v in table2.items()}, "4": table4, "n": n,
-                       "against": "training split (held-out split untouched)"}}
+    one = score(DEFAULT_STEPS[1], best_w)
+    return {"weights": best_w,
+            "steps": {1: [80.0], 2: [80.0, f32(best2)], 4: [f32(s) for s in best4]},
+            "search": {"weights_kid_2step": weights, "1": one, "2": {str(k): v for k, v in table2.items()},
+                       "4": table4, "n": n, "against": "training split (held-out split untouched)"}}

@@ -153,7 +153,7 @@ def _network_entry(file: str, sha: str, res: int, sampler: str, steps: dict, def
 
 def build_model_dir(name: str, teacher_ckpt: str | Path, student_ckpt: str | Path | None, out_dir: str | Path,
                     student_steps: dict | None = None, measure_latency: bool = True,
-                    extra_training: dict | None = None) -> dict:
+                    extra_training: dict | None = None, student_weights: str = "ema") -> dict:
     """Export teacher (+ student) into ``out_dir`` with manifest.json, references and NOTICE."""
     from .distill import DEFAULT_STEPS
     from .train import load_denoiser
@@ -170,7 +170,7 @@ def build_model_dir(name: str, teacher_ckpt: str | Path, student_ckpt: str | Pat
         "params": None}}
     order = [("teacher", teacher_ckpt)] + ([("student", student_ckpt)] if student_ckpt else [])
     for which, ckpt in order:
-        model = load_denoiser(ckpt, "ema")
+        model = load_denoiser(ckpt, "ema" if which == "teacher" else student_weights)
         if which == "teacher":
             training["teacher"]["params"] = sum(p.numel() for p in model.parameters())
         f = out / f"{which}.onnx"
@@ -189,7 +189,7 @@ def build_model_dir(name: str, teacher_ckpt: str | Path, student_ckpt: str | Pat
     if student_ckpt:
         from .distill import notes
 
-        training["distill"] = notes(student_ckpt)
+        training["distill"] = {**notes(student_ckpt), "exported_weights": student_weights}
     training.update(extra_training or {})
     data = tstate.get("data") or {}
     manifest = {

@@ -175,6 +175,18 @@ def test_sample_and_evaluate_through_firmware_runtime(pipeline, tmp_path):
                      "--out", str(out)]) == 2
     m = evaluate(pipeline["model"], pipeline["cache"], featnet=tmp_path / "f.pt", n=4, walks=1,
                  featnet_steps=5, student_steps=(1, 2))
+    # `tune` picks weights and sigmas on the training split; `onnx` takes its JSON.
+    tuned = tmp_path / "tuned.json"
+    assert cli.main(["tune", "--cache", str(pipeline["cache"]), "--run", str(pipeline["run"]), "--featnet",
+                     str(tmp_path / "f.pt"), "--n", "4", "--out", str(tuned)]) == 0
+    t = json.loads(tuned.read_text())
+    assert t["weights"] in ("ema", "model") and len(t["steps"]["2"]) == 2 and t["steps"]["2"][0] == 80.0
+    out2 = tmp_path / "m2"
+    assert cli.main(["onnx", "--run", str(pipeline["run"]), "--out", str(out2), "--no-latency",
+                     "--student-steps", str(tuned)]) == 0
+    mf2 = json.loads((out2 / "manifest.json").read_text())
+    assert mf2["networks"]["student"]["steps"]["2"] == t["steps"]["2"]
+    assert mf2["training"]["distill"]["exported_weights"] == t["weights"]
     assert {"teacher_35", "student_1", "student_2", "train_vs_heldout"} <= set(m["kid"])
     assert all(np.isfinite(v) for v in m["kid"].values())
     assert json.loads((pipeline["model"] / "manifest.json").read_text())["metrics"]["samples"] == 4

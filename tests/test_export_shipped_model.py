@@ -1,0 +1,76 @@
+"""The shipped model (models/default) honours models/MANIFEST.md, byte for byte."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
+pytestmark = pytest.mark.skipif(not (MODEL / "manifest.json").exists(), reason="models/default not built yet")
+
+
+@pytest.fixture(scope="module")
+def mf():
+    return json.loads((MODEL / "manifest.json").read_text())
+
+
+def test_manifest_schema(mf):
+    assert mf["format"] == "humus-model/1" and mf["name"] == "default"
+    h, w = mf["resolution"]
+    assert h >= 64 and w >= 64 and mf["channels"] == 3 and mf["value_range"] == [-1.0, 1.0]
+    assert mf["precond"] == {**mf["precond"], "kind": "edm", "sigma_data": 0.5}
+    assert mf["conditioning"]["decay"]["range"] == [0.0, 1.0]
+    st, te = mf["networks"]["student"], mf["networks"]["teacher"]
+    assert st["sampler"] == "consistency" and te["sampler"] == "heun"
+    assert {"1", "2", "4"} <= set(st["steps"]) and st["default_steps"] == 2
+    for k, sig in st["steps"].items():
+        assert len(sig) == int(k) and sig[0] == mf["precond"]["sigma_max"]
+        assert all(a > b > 0 for a, b in zip(sig, sig[1:]))
+        assert all(float(str(np.float32(s))) == s for s in sig)  # shortest float32 decimals
+    assert len(te["steps"]["35"]) == 35 and te["default_steps"] >= 35
+    for net in (st, te):
+        assert net["batch"] == 1 and net["inputs"] == {"x": [1, 3, h, w], "sigma": [1], "decay": [1]}
+        assert net["outputs"] == {"denoised": [1, 3, h, w]}
+        assert net["parity_max_abs_diff"] < 1e-3
+    for key in ("teacher_35", "student_1", "student_2", "student_4"):
+        assert np.isfinite(mf["metrics"]["kid"][key])
+    assert mf["metrics"]["features"]["sha256"] == hashlib.sha256((MODEL / "kid_features.pt").read_bytes()).hexdigest()
+    assert {"torch", "onnx", "onnxruntime", "python"} <= set(mf["tools"])
+    notice = (MODEL / "NOTICE").read_text()
+    assert "Solymos" in notice and "Ahmed" in notice and "Ritschel" in notice
+
+
+def test_files_sha256_size_and_graph(mf):
+    import onnx
+
+    for name, net in mf["networks"].items():
+        p = MODEL / net["file"]
+        assert hashlib.sha256(p.read_bytes()).hexdigest() == net["sha256"], name
+        assert p.stat().st_size < 40 * 2**20  # small enough for git
+        g = onnx.load(str(p))
+        assert g.opset_import[0].version == 17
+        assert [i.name for i in g.graph.input] == ["x", "sigma", "decay"]
+        assert [o.name for o in g.graph.output] == ["denoised"]
+        dims = [d.dim_value for d in g.graph.input[0].type.tensor_type.shape.dim]
+        assert dims == net["inputs"]["x"]  # static, no symbolic batch
+        assert g.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_reference_pairs_reproduce_and_sigmas_match_schedule(mf):
+    pytest.importorskip("onnxruntime")
+    from firmware.generate.engines import open_engine
+    from firmware.generate.manifest import load_model_dir
+
+    from export.schedule import karras_sigmas
+
+    info = load_model_dir(MODEL)
+    for name in ("student", "teacher"):
+        ref = np.load(MODEL / mf["networks"][name]["reference"]["output"])
+        eng = open_engine(info, network=name, kind="onnxruntime")
+        got = eng.denoise(ref["x"], ref["sigma"], ref["decay"])
+        assert np.abs(got - ref["denoised"]).max() < 1e-4
+        assert info.network(name).sigmas() == tuple(mf["networks"][name]["steps"][str(mf["networks"][name]["default_steps"])])
+    assert mf["networks"]["teacher"]["steps"]["35"] == karras_sigmas(35)
