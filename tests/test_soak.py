@@ -122,6 +122,16 @@ def test_a_sensor_still_opening_is_not_stale_at_the_first_frame(tiny_model):
     box.close()
 
 
+def test_the_state_history_stays_bounded(tiny_model):
+    box = Box(small_config(tiny_model), FakeClock(), threaded=False)
+    box.trace.states.extend([(0.0, "idle", 0)] * 3_999)     # months of visitors
+    run_frames(box, 40.0)                                    # one more cycle
+    assert 2_000 <= len(box.trace.states) < 2_010
+    assert [s for _, s, _ in box.trace.states[-6:]] == ["approach", "immersion", "emergence", "hold",
+                                                         "release", "idle"]
+    box.close()
+
+
 def test_sim_camera_faults_look_like_real_ones():
     from firmware.config import CameraSim
     from firmware.devices.camera import SimCamera

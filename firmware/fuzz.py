@@ -1,0 +1,196 @@
+"""Fuzz targets for everything that parses bytes from outside: the LD2410 and TFmini stream parsers,
+the config loader (TOML text and parsed dicts) and the update-bundle manifest.
+
+Each target takes raw bytes and lets only the documented error types out:
+  ld2410, tfmini   `Parser.feed` never raises (noise is normal on a serial line); `decode` raises
+                   only FrameError (firmware/devices/protocols/__init__.py)
+  config-toml      `load_config(path)` raises only ConfigError (firmware/config.py)
+  config-dict      `parse_config(obj)` raises only ConfigError, whatever JSON-like object it gets
+  manifest         `open_bundle` of a bundle carrying these bytes as its signed bundle.json, or as
+                   its (unsigned) bundle.sig, raises only BundleError (firmware/appliance/bundle.py)
+Anything else escaping is a bug and propagates, with the input, to the fuzzer.
+
+The hypothesis tests (tests/test_fuzz_*.py) call these targets with generated inputs; with atheris
+installed the same targets run coverage-guided:
+    python -m firmware.fuzz ld2410 -runs=100000        (any libFuzzer flags after the target)
+"""
+from __future__ import annotations
+
+import atexit
+import io
+import json
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+from firmware.devices.protocols import FrameError, ld2410, tfmini
+
+
+def _chunks(data: bytes) -> list[bytes]:
+    """Split the input as a serial port might deliver it: the first byte picks the chunk size."""
+    if not data:
+        return []
+    size = 1 + data[0] % 17
+    body = data[1:]
+    return [body[i:i + size] for i in range(0, len(body), size)]
+
+
+def fuzz_ld2410(data: bytes) -> None:
+    p = ld2410.Parser()
+    for chunk in _chunks(data):
+        for msg in p.feed(chunk):
+            assert isinstance(msg, (ld2410.Report, ld2410.Ack)), msg
+            if isinstance(msg, ld2410.Report):
+                assert 0 <= msg.target <= 3
+                d = msg.distance_m()
+                assert d is None or 0 < d <= 655.35
+    for decode in (ld2410.decode, ld2410.decode_report_payload, ld2410.decode_ack_payload):
+        try:
+            decode(data)
+        except FrameError:
+            pass
+
+
+def fuzz_tfmini(data: bytes) -> None:
+    p = tfmini.Parser()
+    for chunk in _chunks(data):
+        for msg in p.feed(chunk):
+            assert isinstance(msg, tfmini.Measurement), msg
+            assert msg.distance_m() is None or msg.distance_m() > 0
+    try:
+        tfmini.decode(data)
+    except FrameError:
+        pass
+
+
+_TMP = Path(tempfile.gettempdir()) / f"humus-fuzz-{os.getpid()}"
+atexit.register(shutil.rmtree, _TMP, True)
+
+
+def fuzz_config_toml(data: bytes) -> None:
+    from firmware.config import Config, ConfigError, load_config
+    _TMP.mkdir(exist_ok=True)
+    path = _TMP / "humus.toml"
+    path.write_bytes(data)
+    try:
+        assert isinstance(load_config(path), Config)
+    except ConfigError:
+        pass
+
+
+def check_config_dict(obj) -> None:
+    from firmware.config import Config, ConfigError, parse_config
+    try:
+        assert isinstance(parse_config(obj, "<fuzz>"), Config)
+    except ConfigError:
+        pass
+
+
+def fuzz_config_dict(data: bytes) -> None:
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):
+        return          # not JSON: nothing to hand the parser (config-toml covers raw text)
+    check_config_dict(obj)
+
+
+class BundleRig:
+    """A signing key the fuzzing box trusts, and a scratch file for one bundle at a time."""
+
+    def __init__(self) -> None:
+        from firmware.appliance import bundle
+        self.b = bundle
+        _TMP.mkdir(exist_ok=True)
+        private, public = bundle.generate_keypair("fuzz")
+        (_TMP / "fuzz.key").write_text(private)
+        (_TMP / "keys").mkdir(exist_ok=True)
+        (_TMP / "keys" / "fuzz.pub").write_text(public)
+        self.key, _ = bundle.load_signing_key(_TMP / "fuzz.key")
+        self.trusted = bundle.load_trusted_keys(_TMP / "keys")
+        self.path = _TMP / "fuzz.bundle"
+
+    def signature(self, manifest: bytes) -> bytes:
+        import base64
+        from firmware.appliance.bundle import SIG_FORMAT, key_id
+        sig = {"format": SIG_FORMAT, "alg": "ed25519", "key_id": key_id(bytes(self.key.verify_key)),
+               "signer": "fuzz", "signature": base64.b64encode(self.key.sign(manifest).signature).decode()}
+        return json.dumps(sig).encode()
+
+    def open(self, manifest: bytes, sig: bytes | None = None, payload: dict[str, bytes] | None = None):
+        """open_bundle on a tar of bundle.json (+ its signature unless `sig` is given) + payload."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            members = [(self.b.MANIFEST_NAME, manifest),
+                       (self.b.SIGNATURE_NAME, self.signature(manifest) if sig is None else sig)]
+            members += sorted((payload or {}).items())
+            for name, data in members:
+                ti = tarfile.TarInfo(name)
+                ti.size, ti.mode = len(data), 0o644
+                tar.addfile(ti, io.BytesIO(data))
+        self.path.write_bytes(buf.getvalue())
+        return self.b.open_bundle(self.path, self.trusted)
+
+
+_RIG: BundleRig | None = None
+
+
+def check_manifest_bytes(manifest: bytes, payload: dict[str, bytes] | None = None) -> None:
+    """A bundle whose *signed* bundle.json is `manifest`: only BundleError may come out."""
+    global _RIG
+    from firmware.appliance.bundle import BundleError
+    _RIG = _RIG or BundleRig()
+    try:
+        _RIG.open(manifest, payload=payload)
+    except BundleError:
+        pass
+
+
+def check_signature_bytes(sig: bytes) -> None:
+    """A bundle whose (unsigned, attacker-controlled) bundle.sig is `sig`."""
+    global _RIG
+    from firmware.appliance.bundle import BundleError
+    _RIG = _RIG or BundleRig()
+    try:
+        _RIG.open(b'{"format": "humus-bundle/1"}', sig=sig)
+        raise AssertionError("a bundle with a forged signature was accepted")
+    except BundleError:
+        pass
+
+
+def fuzz_manifest(data: bytes) -> None:
+    if data[:1] == b"S":
+        check_signature_bytes(data[1:])
+    else:
+        check_manifest_bytes(data)
+
+
+TARGETS = {"ld2410": fuzz_ld2410, "tfmini": fuzz_tfmini, "config-toml": fuzz_config_toml,
+           "config-dict": fuzz_config_dict, "manifest": fuzz_manifest}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in TARGETS:
+        print(f"usage: python -m firmware.fuzz {{{','.join(TARGETS)}}} [libFuzzer flags, e.g. -runs=100000]",
+              file=sys.stderr)
+        return 2
+    try:
+        import atheris
+    except ImportError:
+        print("atheris is not installed (pip install atheris); the hypothesis tests run the same "
+              "targets: HUMUS_FUZZ_EXAMPLES=100000 pytest tests/test_fuzz_*.py", file=sys.stderr)
+        return 2
+    target = TARGETS[argv[0]]
+    import firmware.appliance.bundle  # noqa: F401  (loaded first, so that they get instrumented)
+    import firmware.config  # noqa: F401
+    atheris.instrument_all()          # coverage feedback from every loaded Python function
+    atheris.Setup([sys.argv[0], *argv[1:]], target)
+    atheris.Fuzz()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
