@@ -38,6 +38,8 @@ def by_type(*models: type[BaseModel], default: str, aliases: dict[str, str] | No
 
     def pick(v: Any) -> str:
         t = v.get("type", default) if isinstance(v, dict) else getattr(v, "type", default)
+        if not isinstance(t, str):   # `type = []`: an unknown backend, named in the error, not a crash
+            return repr(t)
         return aliases.get(t, t)
     tagged = tuple(Annotated[m, Tag(_tag(m))] for m in models)
     return Annotated[Union[tagged], Discriminator(pick)]
@@ -422,7 +424,7 @@ def load_config(path: str | Path | None = None, *, search: bool = True) -> Confi
         data = tomllib.loads(found.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{found}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:   # RecursionError: [[[[... nested
         raise ConfigError(f"{found}: not valid TOML: {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{found}: cannot read: {exc}") from None
