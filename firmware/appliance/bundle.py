@@ -158,7 +158,7 @@ def _check_manifest(data: object, max_bytes: int) -> dict:
         raise BundleError(f"{MANIFEST_NAME}: format {data.get('format')!r}, this box reads {FORMAT!r}")
     check_version(data.get("version"))
     kind = data.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:   # a list or object is unhashable
         raise BundleError(f"{MANIFEST_NAME}: kind {kind!r} is not one of {sorted(KINDS)}")
     files = data.get("files")
     if not isinstance(files, dict) or not files:
@@ -425,7 +425,9 @@ def open_bundle(path: str | os.PathLike, trusted: dict[str, TrustedKey],
             kid, raw_sig = sig["key_id"], base64.b64decode(sig["signature"], validate=True)
             if sig.get("format") != SIG_FORMAT or sig.get("alg") != "ed25519":
                 raise ValueError("unsupported format/alg")
-        except (ValueError, KeyError, TypeError) as exc:
+            if not isinstance(kid, str):
+                raise ValueError(f"key_id {kid!r} is not a string")
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:   # Recursion: [[[[... nested
             raise BundleError(f"{path}: {SIGNATURE_NAME} is malformed ({exc})") from exc
         key = trusted.get(kid)
         if key is None:
@@ -438,7 +440,7 @@ def open_bundle(path: str | os.PathLike, trusted: dict[str, TrustedKey],
                               f"{kid} ({key.name}) or was modified after signing") from exc
         try:
             manifest = _check_manifest(json.loads(manifest_bytes), max_bytes)
-        except json.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:   # not JSON, not UTF-8, or nested too deep
             raise BundleError(f"{path}: {MANIFEST_NAME} is not JSON ({exc})") from exc
         for name, member in _payload(tar, manifest, path):
             try:
