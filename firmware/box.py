@@ -156,6 +156,8 @@ class Box:
         self.cue = cue
         if cue.state != self._prev_state:
             self.trace.states.append((now, cue.state, cue.visitor))
+            if len(self.trace.states) > 4_000:   # months unattended: keep the recent history only
+                del self.trace.states[:2_000]
             log.info("state %s -> %s (visitor %d)", self._prev_state, cue.state, cue.visitor)
         self._visitor_work(cue, now)
         self._drift_work(now)
