@@ -408,7 +408,7 @@ class Soak:
     def __init__(self, rig: Rig, opts: Options, counter: LogCounter) -> None:
         self.rig, self.opts, self.counter = rig, opts, counter
         self.rng = random.Random(opts.seed * 7919 + 1)
-        self.kinds = opts.kinds or (PTY_KINDS if opts.pty else SIM_KINDS)
+        self.kinds = opts.kinds if opts.kinds is not None else (PTY_KINDS if opts.pty else SIM_KINDS)
         self.deck: list[str] = []
         self.active: list[Fault] = []
         self.healing: list[Fault] = []
@@ -456,113 +456,40 @@ class Soak:
         rig, box, opts = self.rig, self.rig.box, self.opts
         clock, period = rig.clock, 1.0 / opts.fps
         t_show0, t_real0 = clock.now(), time.monotonic()
-        next_fault = t_show0 + self.rng.expovariate(1.0 / opts.fault_every_s)
+        self.next_fault = t_show0 + self.rng.expovariate(1.0 / opts.fault_every_s)
+        # what the per-frame checks remember between frames
+        self.prev_state, self.prev_hash, self.still_since = "idle", None, clock.now()
+        self.near_since, self.presence_ok_since, self.dmx_window = None, clock.now(), None
+        self.last_success, self.seen_result = -math.inf, None
+        self.faults_seen = {k: 0 for k in ("camera", "presence", "dmx", "display", "generator")}
         cycles = full_cycles = 0
         reached_hold = False
-        prev_state, prev_hash, still_since = "idle", None, clock.now()
-        near_since = None
-        presence_ok_since = clock.now()
-        dmx_window = None
-        last_success, seen_result = -math.inf, None
-        faults_seen = {k: 0 for k in ("camera", "presence", "dmx", "display", "generator")}
         rss_start = fds_start = threads_start = None
         rss_samples: list[tuple[int, int]] = []
         ending_since = None
         max_show = (opts.cycles + opts.warmup_cycles) * 40.0 + 600.0
         box.warm_up()
-        shown = box.display.frames_shown
+        self.shown = box.display.frames_shown
         while True:
             now = clock.now()
-            ending = cycles >= opts.cycles
-            if ending and ending_since is None:
+            if cycles >= opts.cycles and ending_since is None:
                 ending_since = now
-                for f in list(self.active):      # heal everything; the box must come back
+                for f in self.active:            # heal everything; the box must come back
                     f.heal_at = now
-            if ending and not self.active and not self.healing:
+            if ending_since is not None and not self.active and not self.healing:
                 break
             if now - t_show0 > max_show or (ending_since is not None and now - ending_since > 2 * RECOVERY_LIMIT_S):
                 self.violate("soak did not finish", now, f"cycles={cycles}")
                 break
-            # -- faults --
-            if not ending and now >= next_fault:
-                kind = self.next_kind()
-                if kind:
-                    f = Fault(kind, now, now + self.rng.uniform(*opts.fault_s))
-                    rig.inject(f)
-                    self.active.append(f)
-                next_fault = now + self.rng.expovariate(1.0 / opts.fault_every_s)
-            for f in [f for f in self.active if now >= f.heal_at]:
-                rig.heal(f)
-                f.healed = now
-                self.active.remove(f)
-                self.healing.append(f)
+            self._schedule(now, ending=ending_since is not None)
             rig.drive_devices(now)
-            # -- the frame --
-            try:
-                frame = box.step()
-                rig.status(box)
-            except Exception as exc:  # the one thing that must never happen
-                frame = None
-                if len(self.crashes) < 10:
-                    self.crashes.append("".join(traceback.format_exception(exc)))
-                else:
-                    self.crashes.append(repr(exc))
+            frame = self._step()
             state = box.cue.state if box.cue else "idle"
-            # -- invariants --
-            if frame is not None:
-                if frame.shape != (opts.height, opts.width, 3) or frame.dtype != np.uint8:
-                    self.violate("frame shape", now, str(frame.shape))
-                h = zlib.crc32(frame.data)
-                if h != prev_hash or state != prev_state or state == "hold":
-                    still_since = now
-                elif now - still_since > STILL_S:
-                    self.violate("picture stands still", now, state)
-                    still_since = now
-                prev_hash = h
-            if not box.display.gone and box.display.frames_shown != shown + 1:
-                self.violate("frame not presented", now)
-            shown = box.display.frames_shown
-            dur = {"approach": SHOW["approach_s"], "immersion": SHOW["immersion_s"],
-                   "emergence": SHOW["emergence_s"], "hold": SHOW["hold_s"], "release": SHOW["release_s"]}
-            if state in dur and now - box.show_state.since > dur[state] + 1.5 * period:
-                self.violate("state held too long", now, state)
-            near_since = (near_since or now) if rig.truth(now) < SHOW["trigger_m"] else None
-            presence_busy = any(DEVICE_OF[f.kind] == "presence" for f in self.active + self.healing)
-            if presence_busy or not box.presence.health.ok:
-                presence_ok_since = now
-            wait = SHOW["dwell_s"] + 0.5 + (0.5 if rig.pty else 0.0)
-            if state == "idle" and near_since is not None and now - near_since > wait and \
-                    now - presence_ok_since > wait and now > box.show_state.cooldown_until + wait:
-                self.violate("idle with a visitor", now)
-                near_since = now
-            dmx_window = self._check_dmx(now, dmx_window)
-            # -- the box noticing faults, and coming back --
-            vres = box.worker.visitor_result.get()
-            if vres is not None and vres is not seen_result and vres.done:
-                seen_result = vres
-                if vres.failed is None:
-                    last_success = now
-            for f in self.active:
-                f.detected = f.detected or rig.unhealthy(f.kind)
-            for f in list(self.healing):
-                if rig.is_back(f, now, last_success):
-                    f.recovered = now
-                    self.healing.remove(f)
-                    self._fold(f)
-                elif now - f.healed > RECOVERY_LIMIT_S:
-                    self.healing.remove(f)
-                    self._fold(f)
-            for dev, n in faults_seen.items():
-                d = getattr(box, {"generator": "worker"}.get(dev, dev))
-                if d.health.faults > n:
-                    faults_seen[dev] = d.health.faults
-                    if not any(DEVICE_OF[f.kind] == dev for f in self.active + self.healing):
-                        self.unexpected_by_dev[dev] += 1
-                        if len(self.unexpected) < 30:
-                            self.unexpected.append(f"t={now - 1000.0:.2f} {dev}: {d.health.detail}")
+            self._check_frame(now, frame, state, period)
+            self._track_faults(now)
             # -- cycles, memory --
             reached_hold = reached_hold or state == "hold"
-            if prev_state != "idle" and state == "idle":
+            if self.prev_state != "idle" and state == "idle":
                 cycles += 1
                 full_cycles += reached_hold
                 reached_hold = False
@@ -575,7 +502,7 @@ class Soak:
             if rss_start is None and cycles >= opts.warmup_cycles and not self.active and not self.healing:
                 gc.collect()
                 rss_start, fds_start, threads_start = rss_kb(), open_fds(), threading.active_count()
-            prev_state = state
+            self.prev_state = state
             clock.advance(period)
             if self.speed:
                 ahead = (clock.now() - t_show0) / self.speed - (time.monotonic() - t_real0)
@@ -586,6 +513,90 @@ class Soak:
         wall = time.monotonic() - t_real0
         return self._report(cycles, full_cycles, clock.now() - t_show0, wall, rss_start, rss_end,
                             rss_samples, fds_start, threads_start)
+
+    def _schedule(self, now: float, ending: bool) -> None:
+        """Inject a fault when one is due (random kind, random duration); heal those whose time is up."""
+        if not ending and now >= self.next_fault:
+            kind = self.next_kind()
+            if kind:
+                f = Fault(kind, now, now + self.rng.uniform(*self.opts.fault_s))
+                self.rig.inject(f)
+                self.active.append(f)
+            self.next_fault = now + self.rng.expovariate(1.0 / self.opts.fault_every_s)
+        for f in [f for f in self.active if now >= f.heal_at]:
+            self.rig.heal(f)
+            f.healed = now
+            self.active.remove(f)
+            self.healing.append(f)
+
+    def _step(self):
+        """One frame the way the runtime does it: step, then the status file."""
+        box = self.rig.box
+        try:
+            frame = box.step()
+            self.rig.status(box)
+            return frame
+        except Exception as exc:  # the one thing that must never happen
+            self.crashes.append("".join(traceback.format_exception(exc)) if len(self.crashes) < 10
+                                else repr(exc))
+            return None
+
+    def _check_frame(self, now: float, frame, state: str, period: float) -> None:
+        box, rig = self.rig.box, self.rig
+        if frame is not None:
+            if frame.shape != (self.opts.height, self.opts.width, 3) or frame.dtype != np.uint8:
+                self.violate("frame shape", now, str(frame.shape))
+            h = zlib.crc32(frame.data)
+            if h != self.prev_hash or state != self.prev_state or state == "hold":
+                self.still_since = now
+            elif now - self.still_since > STILL_S:
+                self.violate("picture stands still", now, state)
+                self.still_since = now
+            self.prev_hash = h
+        if not box.display.gone and box.display.frames_shown != self.shown + 1:
+            self.violate("frame not presented", now)
+        self.shown = box.display.frames_shown
+        dur = {"approach": SHOW["approach_s"], "immersion": SHOW["immersion_s"],
+               "emergence": SHOW["emergence_s"], "hold": SHOW["hold_s"], "release": SHOW["release_s"]}
+        if state in dur and now - box.show_state.since > dur[state] + 1.5 * period:
+            self.violate("state held too long", now, state)
+        # Idle only while nobody is there: a visitor the sensor can see (no presence fault lately)
+        # who has stood within the trigger distance for the dwell must start a cycle.
+        self.near_since = (self.near_since or now) if rig.truth(now) < SHOW["trigger_m"] else None
+        if any(DEVICE_OF[f.kind] == "presence" for f in self.active + self.healing) or \
+                not box.presence.health.ok:
+            self.presence_ok_since = now
+        wait = SHOW["dwell_s"] + 0.5 + (0.5 if rig.pty else 0.0)
+        if state == "idle" and self.near_since is not None and now - self.near_since > wait and \
+                now - self.presence_ok_since > wait and now > box.show_state.cooldown_until + wait:
+            self.violate("idle with a visitor", now)
+            self.near_since = now
+        self.dmx_window = self._check_dmx(now, self.dmx_window)
+
+    def _track_faults(self, now: float) -> None:
+        """Did the box notice each fault, is it back after each heal, did anything fail unprovoked?"""
+        box, rig = self.rig.box, self.rig
+        vres = box.worker.visitor_result.get()
+        if vres is not None and vres is not self.seen_result and vres.done:
+            self.seen_result = vres
+            if vres.failed is None:
+                self.last_success = now
+        for f in self.active:
+            f.detected = f.detected or rig.unhealthy(f.kind)
+        for f in list(self.healing):
+            if rig.is_back(f, now, self.last_success):
+                f.recovered = now
+            if f.recovered is not None or now - f.healed > RECOVERY_LIMIT_S:
+                self.healing.remove(f)
+                self._fold(f)
+        for dev, n in self.faults_seen.items():
+            d = getattr(box, {"generator": "worker"}.get(dev, dev))
+            if d.health.faults > n:
+                self.faults_seen[dev] = d.health.faults
+                if not any(DEVICE_OF[f.kind] == dev for f in self.active + self.healing):
+                    self.unexpected_by_dev[dev] += 1
+                    if len(self.unexpected) < 30:
+                        self.unexpected.append(f"t={now - 1000.0:.2f} {dev}: {d.health.detail}")
 
     def _check_dmx(self, now: float, window):
         """Per second of show time in which the interface stayed plugged and healthy, the sender

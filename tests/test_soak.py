@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import pytest
 
 from firmware.box import Box
 from firmware.clock import FakeClock
