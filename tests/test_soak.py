@@ -182,3 +182,18 @@ def test_a_full_disk_never_stops_the_status_writer(tmp_path, caplog):
     assert read_status(tmp_path / "status.json")["state"] == "release"
     warnings = [r for r in caplog.records if "status file" in r.getMessage()]
     assert len(warnings) == 2                    # one 'cannot write', one 'writable again'
+
+
+def test_the_compositor_cache_is_bounded_in_bytes_at_projector_size():
+    """The idle makes two new full frames per drift image (8 a second); at 1920x1080 a cache of
+    64 entries swung the box's memory by 400 MB every few seconds."""
+    from firmware.render.compositor import CACHE_BYTES, Compositor
+    comp = Compositor(1920, 1080, "diptych", 32)
+    foot = np.full((90, 120, 3), 100, np.uint8)
+    rng = np.random.default_rng(0)
+    peak = 0
+    for key in range(40):
+        drift = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in comp.tiles]
+        comp.idle_picture(key / 8, foot, key % 3, drift, key)
+        peak = max(peak, sum(a.nbytes for a in comp._cache.values()))
+    assert peak <= CACHE_BYTES

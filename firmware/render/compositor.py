@@ -18,6 +18,9 @@ from firmware.render import noise as nz
 from firmware.show.machine import Cue
 
 
+CACHE_BYTES = 64 * 2**20
+
+
 class Compositor:
     def __init__(self, width: int, height: int, layout: str, model_side: int) -> None:
         self.width, self.height = width, height
@@ -27,6 +30,9 @@ class Compositor:
         self.frame = np.zeros((height, width, 3), np.uint8)
         self._scratch = np.zeros_like(self.frame)
         self._cache: dict[tuple, np.ndarray] = {}
+        # Bounded in bytes, not only in entries: 64 full frames are 400 MB at 1920x1080 (the idle
+        # adds two new ones per drift image, 8 a second), a sawtooth a Jetson's shared RAM must not see.
+        self._cache_max = max(4, min(64, CACHE_BYTES // self.frame.nbytes))
         self._snapshot: np.ndarray | None = None
         self._last_state = "idle"
         self._grey = np.full((height, width, 3), 40, np.uint8)
@@ -35,7 +41,7 @@ class Compositor:
     def _cached(self, key: tuple, make) -> np.ndarray:
         hit = self._cache.get(key)
         if hit is None:
-            if len(self._cache) > 64:  # bounded: old visitors' pictures go
+            if len(self._cache) >= self._cache_max:  # bounded: old visitors' pictures go
                 self._cache.clear()
             hit = self._cache[key] = make()
         return hit
