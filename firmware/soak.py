@@ -581,7 +581,9 @@ class Soak:
             self.seen_result = vres
             if vres.failed is None:
                 self.last_success = now
-        for f in self.active:
+        # Noticed while it lasted or before the device was back: a 1.9 s silence is seen as stale at
+        # 2.0 s, after the heal but before the first new reading arrives.
+        for f in self.active + self.healing:
             f.detected = f.detected or rig.unhealthy(f.kind)
         for f in list(self.healing):
             if rig.is_back(f, now, self.last_success):
