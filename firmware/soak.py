@@ -420,6 +420,7 @@ class Soak:
         self.crashes: list[str] = []
         self.unexpected: list[str] = []          # the first few, for the report
         self.unexpected_by_dev: Counter = Counter()
+        self.during = {k: Counter() for k in DEVICE_OF}   # what the show did while each kind was on
         self.speed = opts.speed if opts.speed is not None else (10.0 if opts.pty else None)
 
     def violate(self, what: str, now: float, detail: str = "") -> None:
@@ -581,10 +582,14 @@ class Soak:
             self.seen_result = vres
             if vres.failed is None:
                 self.last_success = now
+                for f in self.active:   # degraded, not stopped: e.g. no camera -> grown from pure noise
+                    self.during[f.kind]["generated"] += 1
         # Noticed while it lasted or before the device was back: a 1.9 s silence is seen as stale at
         # 2.0 s, after the heal but before the first new reading arrives.
         for f in self.active + self.healing:
             f.detected = f.detected or rig.unhealthy(f.kind)
+        for f in self.active:
+            self.during[f.kind]["frames"] += 1
         for f in list(self.healing):
             if rig.is_back(f, now, self.last_success):
                 f.recovered = now
@@ -625,7 +630,9 @@ class Soak:
             per_kind[kind] = {"injected": k["injected"], "recovered": k["recovered"],
                               "detected": k["detected"],
                               "recovery_s_mean": round(k["sum"] / k["recovered"], 3) if k["recovered"] else None,
-                              "recovery_s_max": round(k["max"], 3) if k["recovered"] else None}
+                              "recovery_s_max": round(k["max"], 3) if k["recovered"] else None,
+                              "frames_during": self.during[kind]["frames"],
+                              "generated_during": self.during[kind]["generated"]}
         injected = sum(k["injected"] for k in per_kind.values())
         recovered = sum(k["recovered"] for k in per_kind.values())
         # One incident, one episode: a device whose health flaps during a fault logs it again and
@@ -714,12 +721,12 @@ def summary(r: dict) -> str:
 
 def register(sub) -> None:
     s = sub.add_parser("soak", help="run the box through many visitor cycles with injected faults")
-    s.add_argument("--cycles", type=int, default=1000)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--cycles", type=int, default=1000, help="visitor cycles to run (default 1000)")
+    s.add_argument("--seed", type=int, default=0, help="seeds the visitors and the faults")
     s.add_argument("--json", metavar="FILE", help="write the full report here")
     s.add_argument("--model", metavar="DIR", help="model directory (default: models/default)")
     s.add_argument("--pty", action="store_true", help="LD2410 radar and Enttec Pro on pty emulators")
-    s.add_argument("--fps", type=float, default=20.0)
+    s.add_argument("--fps", type=float, default=20.0, help="projector frames per show second")
     s.add_argument("--speed", type=float, help="at most this many show seconds per real second "
                    "(default: as fast as it goes; 10 with --pty, whose serial threads run in real time)")
     s.add_argument("--warmup", type=int, default=20, help="cycles before the memory baseline")

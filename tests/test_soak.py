@@ -40,6 +40,11 @@ def test_short_soak_every_fault_kind(tiny_model):
     assert report["cycles"] == 25 and report["full_cycles"] >= 12
     assert report["faults"]["injected"] >= 2 * len(SIM_KINDS)
     assert report["status_writes_refused"] > 0 and report["images_generated"] > 0
+    # degraded, not stopped: the show kept presenting and growing images through the faults
+    per_kind = report["faults"]["per_kind"]
+    assert all(k["frames_during"] > 0 for k in per_kind.values())
+    assert sum(per_kind[k]["generated_during"] for k in ("camera_stall", "camera_unplug", "camera_frozen")) > 0
+    assert per_kind["model_nan"]["generated_during"] == per_kind["model_raise"]["generated_during"] == 0
     # DMX never stopped for long: ~40 Hz over the whole show minus the unplugged stretches
     assert report["dmx"]["sent"] > 0.5 * 40 * report["show_seconds"]
 
