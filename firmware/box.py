@@ -200,6 +200,9 @@ class Box:
     def _camera_picture(self) -> np.ndarray | None:
         frame = self.camera.latest()
         if frame is None:
+            # Forget the last picture: a visitor must never be seeded with an earlier one (no camera:
+            # generation from pure noise).
+            self._cam_display = self._cam_key = None
             return None
         if self._cam_key != frame.seq:
             img = frame.image[:, ::-1] if getattr(self.config.camera, "mirror", False) else frame.image

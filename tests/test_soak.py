@@ -202,3 +202,19 @@ def test_the_compositor_cache_is_bounded_in_bytes_at_projector_size():
         comp.idle_picture(key / 8, foot, key % 3, drift, key)
         peak = max(peak, sum(a.nbytes for a in comp._cache.values()))
     assert peak <= CACHE_BYTES
+
+
+def test_no_camera_means_no_seed_from_an_earlier_picture(tiny_model):
+    """seed_strength > 0 seeds a visitor's images with their picture; with the camera gone it must
+    not be the last picture the box had (perhaps of the previous visitor): pure noise instead."""
+    box = Box(small_config(tiny_model, show={"seed_strength": 0.5}), FakeClock(), threaded=False)
+    run_frames(box, 2.0)
+    assert box._cam_display is not None
+    box.camera.unplug()
+    jobs = []
+    real_submit = box.worker.submit_visitor
+    box.worker.submit_visitor = lambda job: (jobs.append(job), real_submit(job))
+    run_frames(box, 20.0)                                  # a visitor comes, the camera is away
+    assert jobs and all(j.seed_image is None for j in jobs)
+    assert box.worker.visitor_result.get().done
+    box.close()
