@@ -217,45 +217,75 @@ def bench_trigger(config, trials: int = 40) -> dict:
 
 
 def onnx_flops(path: Path) -> float | None:
-    """Multiply-adds x 2 of Conv/Gemm/MatMul nodes, from ONNX shape inference (per batch)."""
+    cost = onnx_cost(path)
+    return cost[0] if cost else None
+
+
+def onnx_cost(path: Path) -> tuple[float, float] | None:
+    """2 x multiply-adds of Conv, Gemm, MatMul and Einsum nodes, per batch.
+
+    Shapes are read from one real onnxruntime run with every operand exposed as an output:
+    static shape inference loses dimensions behind Reshape/Shape chains (GroupNorm exports)."""
     try:
         import onnx
-        from onnx import shape_inference
+        import onnxruntime as ort
     except ImportError:
         return None
-    m = shape_inference.infer_shapes(onnx.load(str(path)))
-    shapes = {}
-    for vi in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output):
-        shapes[vi.name] = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+    m = onnx.load(str(path))
     inits = {i.name: list(i.dims) for i in m.graph.initializer}
+    heavy = [n for n in m.graph.node if n.op_type in ("Conv", "Gemm", "MatMul", "Einsum")]
+    wanted = {t for n in heavy for t in list(n.input[:2]) + [n.output[0]] if t and t not in inits}
+    have = {o.name for o in m.graph.output}
+    for name in sorted(wanted - have - {i.name for i in m.graph.input}):
+        m.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
+             for i in sess.get_inputs()}
+    names = [o.name for o in sess.get_outputs()]
+    shapes = dict(zip(names, (list(a.shape) for a in sess.run(names, feeds))))
+    shapes.update({i: list(v.shape) for i, v in feeds.items()})
     shapes.update(inits)
     flops = 0.0
-    for n in m.graph.node:
-        if n.op_type == "Conv" and n.output[0] in shapes and n.input[1] in shapes:
-            out = shapes[n.output[0]]
-            w = shapes[n.input[1]]
+    # fp16 bytes moved per evaluation: weights once, each heavy node's output written and read once
+    moved = 2.0 * sum(math.prod(v) for v in inits.values())
+    for n in heavy:
+        out, a = shapes.get(n.output[0]), shapes.get(n.input[0])
+        if out is not None:
+            moved += 2 * 2.0 * math.prod(out)
+        w = shapes.get(n.input[1]) if len(n.input) > 1 else None
+        if out is None or a is None:
+            continue
+        if n.op_type == "Conv":
             flops += 2.0 * math.prod(out) * math.prod(w[1:])
-        elif n.op_type in ("MatMul", "Gemm") and n.output[0] in shapes and n.input[0] in shapes:
-            a = shapes[n.input[0]]
-            out = shapes[n.output[0]]
-            if a and out:
-                flops += 2.0 * math.prod(out) * a[-1]
-    return flops
+        elif n.op_type in ("MatMul", "Gemm"):
+            flops += 2.0 * math.prod(out) * a[-1]
+        else:  # Einsum: every index of the equation is looped over once
+            eq = next(x.s.decode() for x in n.attribute if x.name == "equation").replace(" ", "")
+            lhs = eq.split("->")[0].split(",")
+            sizes = {}
+            for term, shape in zip(lhs, (a, w)):
+                sizes.update(zip(term, shape or []))
+            flops += 2.0 * math.prod(sizes.values())
+    return flops, moved
 
 
-def jetson_estimate(flops_per_eval: float, steps: int, side: int) -> dict:
-    """Orin Nano: ~17 fp16 TFLOPS peak (sparse marketing figure ~ 2x dense); a small UNet at batch 1
-    reaches maybe 15-25% of dense peak. Compute grows with pixels, so at resolution r the cost
-    scales by (r/side)^2."""
-    dense_peak = 17e12 / 2
-    eff = 0.2
-    per_image = flops_per_eval * steps
-    ips = dense_peak * eff / per_image
-    # largest square resolution at 30 images/s (one new image per displayed frame)
-    afford = side * math.sqrt(ips / 30.0)
-    return {"flops_per_eval_g": flops_per_eval / 1e9, "flops_per_image_g": per_image / 1e9,
-            "assumed_efficiency": eff, "orin_nano_images_per_s": ips,
-            "max_side_at_30_images_per_s": int(afford // 8 * 8)}
+ORIN_NANO_FP16_FLOPS = 17e12   # the issue's figure for an Orin Nano (fp16, peak)
+ORIN_NANO_BYTES_S = 102e9        # LPDDR5 bandwidth
+BATCH1_EFFICIENCY = 0.2          # small convs at batch 1 reach a fraction of peak (launches, tails)
+
+
+def jetson_estimate(flops_per_eval: float, bytes_per_eval: float, steps: int, side: int) -> dict:
+    """Roofline estimate for an Orin Nano: an evaluation takes the longer of its compute at 20% of
+    peak and its memory traffic at full bandwidth. Both grow with pixel count, so at resolution r
+    the cost scales by (r/side)^2; the affordable side at 30 images/s follows."""
+    t_compute = flops_per_eval / (ORIN_NANO_FP16_FLOPS * BATCH1_EFFICIENCY)
+    t_memory = bytes_per_eval / ORIN_NANO_BYTES_S
+    t_eval = max(t_compute, t_memory)
+    ips = 1.0 / (t_eval * steps)
+    return {"flops_per_eval_g": flops_per_eval / 1e9, "flops_per_image_g": flops_per_eval * steps / 1e9,
+            "mbytes_per_eval_fp16": bytes_per_eval / 1e6, "bound": "compute" if t_compute >= t_memory
+            else "memory", "eval_ms": t_eval * 1e3, "orin_nano_images_per_s": ips,
+            "max_side_at_30_images_per_s": int(side * math.sqrt(ips / 30.0) // 8 * 8)}
 
 
 def run_bench(args) -> int:
@@ -295,13 +325,14 @@ def run_bench(args) -> int:
         else:
             print(f"  torch eager: {te.get('skipped')}")
     engine.close()
-    flops = onnx_flops(net.path)
-    if flops:
-        report["flops"] = jetson_estimate(flops / net.batch, net.default_steps, model.resolution[1])
-        f = report["flops"]
-        print(f"== FLOPs: {f['flops_per_eval_g']:.3f} GFLOP per eval, {f['flops_per_image_g']:.3f} per "
-              f"image; Orin Nano estimate {f['orin_nano_images_per_s']:.0f} images/s, "
-              f"{f['max_side_at_30_images_per_s']} px square at 30 images/s")
+    cost = onnx_cost(net.path)
+    if cost:
+        report["flops"] = f = jetson_estimate(cost[0] / net.batch, cost[1] / net.batch,
+                                              net.default_steps, model.resolution[1])
+        print(f"== FLOPs: {f['flops_per_eval_g']:.3f} GFLOP and {f['mbytes_per_eval_fp16']:.1f} MB (fp16) "
+              f"per eval, {f['flops_per_image_g']:.3f} GFLOP per image; Orin Nano estimate "
+              f"{f['eval_ms']:.2f} ms per eval ({f['bound']}-bound), {f['orin_nano_images_per_s']:.0f} "
+              f"images/s, {f['max_side_at_30_images_per_s']} px square at 30 images/s")
     print(f"== stages at {d.width}x{d.height} (median / p99 ms)")
     report["stages"] = bench_stages(config, model, seconds)
     for k, v in report["stages"].items():
