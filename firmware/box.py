@@ -69,7 +69,7 @@ class Box:
         self.width, self.height = config.display.width, config.display.height
         self.camera = self._open_or_none("camera", lambda: open_camera(config.camera, clock), NoCamera)
         self.presence = open_presence(config.presence, clock)
-        self.dmx = open_dmx(config.dmx, clock)
+        self.dmx = open_dmx(config.dmx, clock, isolate=self.threaded_dmx)
         if self.threaded_dmx:
             self.dmx.start()
 

@@ -152,6 +152,8 @@ class _DmxCommon(Section):
     rate_hz: float = Field(40.0, gt=0, le=44, description="universe refresh rate (DMX tops out ~44 Hz)")
     channels: int = Field(512, ge=24, le=512, description="slots sent per frame")
     safe_look: Literal["blackout", "calm"] = "calm"
+    own_process: bool = Field(True, description="send from a process of its own, out of reach of the "
+                              "GIL (steady 40 Hz); sim transports stay in-process so they can record")
 
 
 class DmxSim(_DmxCommon):

@@ -240,7 +240,12 @@ def raise_thread_priority(rt_priority: int = 10, nice: int = -10) -> str:
         return "normal"
 
 
-def open_dmx(cfg, clock) -> DmxSender:
+def open_dmx(cfg, clock, isolate: bool = False):
+    """The sender for a [dmx] section. With `isolate` (the box on the real clock), a real transport
+    with `own_process = true` is driven from a process of its own (see dmx_process.py)."""
+    if isolate and getattr(cfg, "own_process", False) and cfg.type not in ("sim", "none"):
+        from firmware.devices.dmx_process import DmxProcessSender
+        return DmxProcessSender(cfg)
     transport = BACKENDS[cfg.type](cfg, clock)
     channels = getattr(cfg, "channels", 512)
     rate = getattr(cfg, "rate_hz", 40.0)
