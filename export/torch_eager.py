@@ -82,13 +82,39 @@ OPS = {
     "Expand": lambda a, x, s: x.expand(*[int(d) for d in s]) if len(s) == x.dim() else x * torch.ones([int(d) for d in s]),
     "Slice": lambda a, x, st, en, ax=None, sp=None: _slice(x, st, en, ax, sp),
     "Where": lambda a, c, x, y: torch.where(c.bool(), x, y),
-    "Equal": lambda a, x, y: x == y, "Split": None,
+    "Equal": lambda a, x, y: x == y,
+    "Split": lambda a, x, sizes=None: _split(x, sizes, a),
+    "Einsum": lambda a, *xs: torch.einsum(_s(a["equation"]), *xs),
+    "DepthToSpace": lambda a, x: _depth_to_space(x, a["blocksize"], _s(a.get("mode", b"DCR"))),
+    "SpaceToDepth": lambda a, x: F.pixel_unshuffle(x, a["blocksize"]),
     "ConstantOfShape": lambda a, s: torch.full([int(d) for d in s], float(
         __import__("onnx").numpy_helper.to_array(a["value"]).item()) if "value" in a else 0.0),
     "Clip": lambda a, x, lo=None, hi=None: torch.clamp(x, lo, hi),
     "Max": lambda a, *xs: torch.stack(torch.broadcast_tensors(*xs)).max(0).values,
     "Min": lambda a, *xs: torch.stack(torch.broadcast_tensors(*xs)).min(0).values,
 }
+
+
+def _s(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _split(x, sizes, a):
+    axis = a.get("axis", 0)
+    if sizes is None:
+        sizes = a.get("split")
+    if sizes is None:
+        n = a.get("num_outputs", 2)
+        return tuple(torch.chunk(x, n, dim=axis))
+    return tuple(torch.split(x, [int(v) for v in sizes], dim=axis))
+
+
+def _depth_to_space(x, b, mode):
+    if mode == "CRD":
+        return F.pixel_shuffle(x, b)
+    n, c, h, w = x.shape
+    x = x.reshape(n, b, b, c // (b * b), h, w).permute(0, 3, 4, 1, 5, 2)
+    return x.reshape(n, c // (b * b), h * b, w * b)
 
 
 def _unsqueeze(x, axes):
@@ -135,7 +161,11 @@ class EagerGraph:
             args = [env[i] if i else None for i in ins]
             while args and args[-1] is None:
                 args.pop()
-            env[outs[0]] = fn(a, *args)
+            result = fn(a, *args)
+            if isinstance(result, tuple):
+                env.update(zip(outs, result))
+            else:
+                env[outs[0]] = result
         return [env[o] for o in self.outputs]
 
 
@@ -144,11 +174,24 @@ def main(argv=None) -> int:
     p.add_argument("--model", required=True)
     p.add_argument("--network", default="student")
     p.add_argument("--seconds", type=float, default=3.0)
+    p.add_argument("--checkpoint", help="a training checkpoint of the same network: time the original "
+                   "nn.Module (the studio's torch model) instead of the ONNX graph op by op")
+    p.add_argument("--weights", default="ema", help="ema | raw (with --checkpoint)")
     a = p.parse_args(argv)
     sys.path.insert(0, ".")
     from firmware.generate.manifest import load_model_dir
     net = load_model_dir(a.model).network(a.network)
-    g = EagerGraph(str(net.path))
+    if a.checkpoint:
+        from export.train import load_denoiser
+        module = load_denoiser(a.checkpoint, a.weights).eval()
+
+        def g(x, sigma, decay):
+            with torch.inference_mode():
+                return [module(x, sigma, decay)]
+        kind = f"nn.Module from {a.checkpoint}"
+    else:
+        g = EagerGraph(str(net.path))
+        kind = "ONNX graph op by op"
     x = torch.randn(*net.inputs["x"])
     s = torch.full((net.batch,), 2.0)
     d = torch.full((net.batch,), 0.5)
@@ -163,7 +206,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         g(x=x, sigma=s, decay=d)
         times.append(time.perf_counter() - t0)
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "what": kind,
                       "per_step_median_ms": statistics.median(times) * 1e3,
                       "max_abs_diff_vs_onnxruntime": float(np.abs(out - ref).max())}))
     return 0

@@ -53,7 +53,7 @@ def bench_engine(model, net, engine, seconds: float) -> dict:
     return out
 
 
-def bench_torch(model_dir: Path, network: str, seconds: float) -> dict:
+def bench_torch(model_dir: Path, network: str, seconds: float, checkpoint: str | None = None) -> dict:
     """The same network through torch eager, in a separate process (the firmware never imports
     torch): `python -m export.torch_eager` prints one JSON line."""
     import subprocess
@@ -63,8 +63,9 @@ def bench_torch(model_dir: Path, network: str, seconds: float) -> dict:
             return {"skipped": "torch (the train extra) is not installed"}
     except ValueError:
         return {"skipped": "torch not importable"}
+    extra = ["--checkpoint", checkpoint] if checkpoint else []
     r = subprocess.run([sys.executable, "-m", "export.torch_eager", "--model", str(model_dir),
-                        "--network", network, "--seconds", str(seconds)],
+                        "--network", network, "--seconds", str(seconds), *extra],
                        capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         return {"skipped": f"torch eager failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}"}
@@ -321,12 +322,12 @@ def run_bench(args) -> int:
         print(f"  {k} steps: per step {v['per_step_median_ms']} ms -> {v['images_per_s']:.1f} images/s")
     report["images_per_s"] = report["engine"]["images_per_s"]
     if not args.no_torch:
-        report["torch_eager"] = bench_torch(model.dir, net.name, seconds / 2)
+        report["torch_eager"] = bench_torch(model.dir, net.name, seconds / 2, args.torch_checkpoint)
         te = report["torch_eager"]
         if te and "per_step_median_ms" in te:
             ort_ms = statistics.median(report["engine"]["steps"][net.default_steps]["per_step_median_ms"])
             te["speedup_engine_vs_torch"] = te["per_step_median_ms"] / ort_ms
-            print(f"  torch eager {te['torch']}: {te['per_step_median_ms']:.2f} ms per step "
+            print(f"  torch eager {te['torch']} ({te['what']}): {te['per_step_median_ms']:.2f} ms per step "
                   f"({te['speedup_engine_vs_torch']:.2f}x slower than {engine.kind})")
         else:
             print(f"  torch eager: {te.get('skipped')}")

@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="FILE")
     b.add_argument("--seconds", type=float, default=5.0, help="per measurement")
     b.add_argument("--no-torch", action="store_true", help="skip the torch eager comparison")
+    b.add_argument("--torch-checkpoint", help="studio checkpoint of the same network, to time the "
+                   "original torch module (default: the ONNX graph run op by op in torch)")
     b.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("safe", help="safe mode: calm lights and a still image")
