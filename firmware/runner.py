@@ -65,8 +65,11 @@ def run_realtime(box: Box, duration_s: float | None, notifier=None, status=None,
             next_t = clock.now()
         else:
             stopper.event.wait(max(0.0, next_t - clock.now()))
-        if notifier and box.display.health.ok:
-            notifier.watchdog()  # only a loop that is really presenting frames keeps systemd calm
+        if notifier:
+            # Pinged from the frame loop itself: a hung loop stops the pings and systemd restarts
+            # it. A missing projector does not: the loop keeps running and picks it up when it
+            # is switched on (a restart would not bring it any sooner).
+            notifier.watchdog()
         if status is not None:
             status(box)
     elapsed = clock.now() - start
