@@ -188,6 +188,7 @@ def bench_trigger(config, trials: int = 40) -> dict:
     from firmware.show.machine import ShowState
     from firmware.show.presence import PresenceState
 
+    sys.setswitchinterval(0.0005)  # as run_realtime sets it for the real loop
     cfg = config.model_copy(update={"show": config.show.model_copy(update={"dwell_s": 0.0})})
     box = Box(cfg, RealClock(), threaded=True)
     period = 1.0 / cfg.display.fps
@@ -200,6 +201,12 @@ def bench_trigger(config, trials: int = 40) -> dict:
             box.presence_state = PresenceState()
             box.presence.latest = lambda: Reading(10.0, box.clock.now())  # nobody near
             box._drift_requested_at = math.inf  # hold the idle picture still, so any change is ours
+            # A real idle lasts at least the cooldown: long enough to have the next visitor's noise
+            # ready (the box prepares it while idle). Wait for that, as the venue would.
+            deadline = time.perf_counter() + 3.0
+            while box._noise_visitor != box.show_state.visitor + 1 and time.perf_counter() < deadline:
+                box.step()
+                time.sleep(period)
             for _ in range(3):
                 idle = box.step().copy()
                 time.sleep(period)

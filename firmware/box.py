@@ -223,31 +223,42 @@ class Box:
 
     # ------------------------------------------------------------------ generation requests
     def _visitor_work(self, cue, now: float) -> None:
+        self._noise_work(cue)
         if cue.state == "idle" or self.model is None:
             return
-        # 1. Each new visitor gets one noise field, at display and model resolution.
-        if self._noise_visitor != cue.visitor and (self._noise_future is None or
-                                                   self._noise_future.done()):
-            if self._noise_future is not None and self._noise_future.done():
-                noise, visitor = self._noise_future.result()
-                self._noise_future = None
-                if visitor == cue.visitor:
-                    self._noise, self._noise_visitor = noise, visitor
-            if self._noise_visitor != cue.visitor:
-                make = (lambda v=cue.visitor: (self._make_noise(v), v))
-                if self._prep is not None:
-                    self._noise_future = self._prep.submit(make)
-                else:
-                    self._noise, self._noise_visitor = make()
-        # 2. Once the visitor is immersed, grow their images from that noise (off this thread).
+        # Once the visitor is immersed, grow their images from their noise (off this thread).
         if (cue.state in ("immersion", "emergence") and self._job_visitor != cue.visitor and
                 self._noise_visitor == cue.visitor and self.worker.available):
             self._job_visitor = cue.visitor
             self.worker.submit_visitor(self._visitor_job(cue))
 
+    def _noise_work(self, cue) -> None:
+        """Each visitor gets one noise field, at display and model resolution. It is made while the
+        box is idle, for the visitor who has not come yet, so a trigger costs the display nothing."""
+        want = cue.visitor + 1 if cue.state == "idle" else cue.visitor
+        if self._noise_visitor == want:
+            return
+        future = self._noise_future
+        if future is not None:
+            if not future.done():
+                return
+            self._noise_future = None
+            noise, visitor = future.result()
+            if visitor == want:
+                self._noise, self._noise_visitor = noise, visitor
+                return
+        make = (lambda v=want: (self._make_noise(v), v))
+        if self._prep is not None:
+            self._noise_future = self._prep.submit(make)
+        else:
+            self._noise, self._noise_visitor = make()
+
     def _make_noise(self, visitor: int) -> nz.VisitorNoise:
+        # Without a model the dissolve still runs (it is the show's forward process, not the model's
+        # output); the model-resolution half of the noise is then simply unused.
+        model_hw = self.model.resolution if self.model is not None else (64, 64)
         return nz.make_visitor_noise(visitor * 1_000_003 + 17, self.compositor.tiles, self.width,
-                                     self.height, self.model.resolution)
+                                     self.height, model_hw)
 
     def _visitor_job(self, cue) -> VisitorJob:
         show = self.config.show

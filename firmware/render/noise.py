@@ -69,7 +69,9 @@ def make_visitor_noise(seed: int, tiles: list[Tile], width: int, height: int,
     for i, tile in enumerate(tiles):
         side = square_side(tile, model_hw[1])
         k = side // model_hw[1]
-        eps = rng.standard_normal((side, side, 3), dtype=np.float32)
+        eps = np.empty((side, side, 3), np.float32)
+        for r in range(0, side, 64):  # in slices: each C call is short, so the GIL changes hands
+            rng.standard_normal(out=eps[r:r + 64], dtype=np.float32)
         # The block mean of k*k iid N(0,1) has variance 1/k^2: times k it is N(0,1) again.
         blocks = eps.reshape(model_hw[0], k, model_hw[1], k, 3).mean(axis=(1, 3)) * k
         model[i] = blocks.transpose(2, 0, 1)
