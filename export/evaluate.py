@@ -279,7 +279,7 @@ def _walk_figure(strips, smooth, path: Path):
 
 @torch.no_grad()
 def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: str | Path, n: int = 256,
-                        candidates=(0.3, 0.5, 0.821, 1.2, 2.0, 3.0), seed: int = 0) -> dict:
+                        candidates=(0.5, 0.821, 1.2, 2.0, 3.0, 4.5, 6.5, 10.0), seed: int = 0) -> dict:
     """Pick the student's weights (EMA or raw) and the intermediate noise levels of its 2- and
     4-step samplers by KID against the *training* split (never the held-out split that the
     reported figures use)."""
@@ -307,6 +307,7 @@ def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: st
     best2 = min(table2, key=table2.get)
     # 4 steps: geometric ladders starting at (or above) the best 2-step level, and the default.
     ladders = {f"{f32(hi)}": [80.0, f32(hi), f32(hi * 0.45), f32(hi * 0.2)] for hi in (best2, best2 * 1.8)}
+    ladders["wide"] = [80.0, f32(best2 * 1.8), f32(best2 * 0.6), f32(best2 * 0.2)]
     ladders["default"] = list(DEFAULT_STEPS[4])
     table4 = {k: score(v, best_w) for k, v in ladders.items()}
     best4 = ladders[min(table4, key=table4.get)]
