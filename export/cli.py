@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--train-minutes", type=float, default=60.0)
     al.add_argument("--distill-minutes", type=float, default=40.0)
     al.set_defaults(fn=_all)
+
+    from .engine import register as register_engine
+    register_engine(sub)
     return p
 
 
