@@ -177,7 +177,10 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoint", help="a training checkpoint of the same network: time the original "
                    "nn.Module (the studio's torch model) instead of the ONNX graph op by op")
     p.add_argument("--weights", default="ema", help="ema | raw (with --checkpoint)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (1, as the box gives onnxruntime: one core stays free)")
     a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
     sys.path.insert(0, ".")
     from firmware.generate.manifest import load_model_dir
     net = load_model_dir(a.model).network(a.network)
