@@ -64,7 +64,7 @@ def test_footage_cache_has_labels_and_split(pipeline):
     ds = load_cache(pipeline["cache"])
     assert ds.images.shape[1:] == (32, 32, 3) and ds.images.dtype == np.uint8
     assert len(ds) == 12 + 6
-    src = ds.source.tolist()
+    assert 2 <= ds.heldout.sum() <= 16  # evaluate needs >= 2 held-out images    src = ds.source.tolist()
     fruit = ds.decay[np.array(src) == "fruit"]
     assert sorted(set(np.round(fruit, 3))) == [0.0, 0.5, 1.0]  # grade0..2 -> 0, 0.5, 1
     clip = np.sort(ds.decay[np.array(src) == "clip"])
@@ -189,7 +189,8 @@ def test_sample_and_evaluate_through_firmware_runtime(pipeline, tmp_path):
     assert mf2["training"]["distill"]["exported_weights"] == t["weights"]
     assert {"teacher_35", "student_1", "student_2", "train_vs_heldout"} <= set(m["kid"])
     assert all(np.isfinite(v) for v in m["kid"].values())
-    assert json.loads((pipeline["model"] / "manifest.json").read_text())["metrics"]["samples"] == 4
+    held = int(load_cache(pipeline["cache"]).heldout.sum())  # the split hashes paths, so it varies with tmp dirs
+    assert json.loads((pipeline["model"] / "manifest.json").read_text())["metrics"]["samples"] == min(4, held)
 
 
 def test_torchrun_ddp_world_size_1_gloo(pipeline, tmp_path):
