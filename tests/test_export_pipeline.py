@@ -64,7 +64,8 @@ def test_footage_cache_has_labels_and_split(pipeline):
     ds = load_cache(pipeline["cache"])
     assert ds.images.shape[1:] == (32, 32, 3) and ds.images.dtype == np.uint8
     assert len(ds) == 12 + 6
-    assert 2 <= ds.heldout.sum() <= 16  # evaluate needs >= 2 held-out images    src = ds.source.tolist()
+    assert 2 <= ds.heldout.sum() <= 16  # evaluate needs >= 2 held-out images
+    src = ds.source.tolist()
     fruit = ds.decay[np.array(src) == "fruit"]
     assert sorted(set(np.round(fruit, 3))) == [0.0, 0.5, 1.0]  # grade0..2 -> 0, 0.5, 1
     clip = np.sort(ds.decay[np.array(src) == "clip"])
