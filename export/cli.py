@@ -32,9 +32,10 @@ def _distill(a):
     from .distill import DistillConfig, distill
 
     cfg = DistillConfig(batch=a.batch, lr=a.lr, steps=a.steps, minutes=a.minutes, stages=a.stages,
-                        ema=a.ema, dropout=a.dropout, ckpt_every=a.ckpt_every, seed=a.seed,
-                        device=a.device, threads=a.threads)
-    print(distill(a.cache, a.teacher or Path(a.run) / "teacher.pt", a.run, cfg, resume=not a.no_resume))
+                        first_stage=a.first_stage, ema=a.ema, dropout=a.dropout, ckpt_every=a.ckpt_every,
+                        seed=a.seed, device=a.device, threads=a.threads)
+    print(distill(a.cache, a.teacher or Path(a.run) / "teacher.pt", a.run, cfg, resume=not a.no_resume,
+                  init=a.init))
 
 
 def _onnx(a):
@@ -71,7 +72,7 @@ def _tune(a):
     fn = Path(a.featnet)
     if not fn.exists():
         train_featnet(a.cache, fn)
-    r = tune_student_sigmas(a.student or Path(a.run) / "student.pt", a.cache, fn, n=a.n)
+    r = tune_student_sigmas(a.student or Path(a.run) / "student.pt", a.cache, fn, n=a.n, device=a.device)
     Path(a.out).write_text(json.dumps(r, indent=1))
     print(json.dumps(r, indent=1))
 
@@ -140,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--steps", type=int, default=100_000)
     d.add_argument("--minutes", type=float, default=40.0)
     d.add_argument("--stages", type=int, default=4)
+    d.add_argument("--first-stage", type=int, default=1, help="gap stage to start in (1: gap t/2)")
+    d.add_argument("--init", help="start from this student checkpoint's EMA weights, not the teacher's")
     d.add_argument("--ema", type=float, default=0.999)
     d.add_argument("--dropout", type=float, default=0.0)
     d.add_argument("--ckpt-every", type=float, default=180.0)
@@ -156,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--featnet", default="runs/default/kid_features.pt")
     u.add_argument("--n", type=int, default=256)
     u.add_argument("--out", default="runs/default/student_sigmas.json")
+    u.add_argument("--device", default="cpu", help="where the student samples (cpu, cuda)")
     u.set_defaults(fn=_tune)
 
     o = sub.add_parser("onnx", help="export ONNX + manifest + reference + NOTICE to models/NAME")

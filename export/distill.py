@@ -106,8 +106,12 @@ def pseudo_huber(diff: torch.Tensor, c: float) -> torch.Tensor:
 
 
 def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: DistillConfig,
-            resume: bool = True, progress: bool = True) -> Path:
-    """Tune a consistency student from ``teacher_ckpt``; returns ``out``/student.pt."""
+            resume: bool = True, progress: bool = True, init: str | Path | None = None) -> Path:
+    """Tune a consistency student from ``teacher_ckpt``; returns ``out``/student.pt.
+
+    ``init``: start from this student checkpoint's EMA weights instead of the teacher's (to go on
+    tuning a shipped student with a new stage schedule, e.g. on a GPU); its step count is kept
+    in the checkpoint as ``init_steps``."""
     out = Path(out)
     rank, world, device = _dist_setup(cfg.device)
     if cfg.threads and device.type == "cpu":
@@ -115,7 +119,12 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
     ds = load_cache(cache).split(heldout=False)
     teacher_state = torch.load(teacher_ckpt, map_location="cpu", weights_only=False)
     ckpt_path = out / "student.pt"
-    model = load_denoiser(teacher_ckpt, "ema").requires_grad_(True).train()
+    model = load_denoiser(init or teacher_ckpt, "ema").requires_grad_(True).train()
+    init_steps = 0
+    if init is not None:
+        init_state = torch.load(init, map_location="cpu", weights_only=False)
+        init_steps = int(init_state.get("step", 0)) + int(init_state.get("init_steps", 0))
+        del init_state
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = cfg.dropout
@@ -130,9 +139,11 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
         opt.load_state_dict(st["opt"])
         step, history, elapsed = st["step"], st["history"], st.get("elapsed", 0.0)
     ddp = DDP(model) if world > 1 else model
-    images = to_tensor(ds.images)
-    decay = torch.from_numpy(decay_values(ds))
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank + step + 7)
+    # The whole split lives on the training device and the noise is drawn there: on a GPU a
+    # host-side randn + copy per step costs more than the step itself for a model this small.
+    images = to_tensor(ds.images).to(device)
+    decay = torch.from_numpy(decay_values(ds)).to(device)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + step + 7)
     budget = cfg.minutes * 60 if cfg.minutes > 0 else float("inf")
     # The stage schedule is laid over whichever limit is known: steps, or the time budget.
     c = cfg.huber_c * math.sqrt(images[0].numel())
@@ -157,6 +168,7 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                     "step": step, "history": history, "elapsed": elapsed, "net": teacher_state["net"],
+                    "init": None if init is None else str(init), "init_steps": init_steps,
                     "distill": asdict(cfg), "method": "ECT", "teacher": str(teacher_ckpt),
                     "teacher_step": teacher_state["step"], "data": teacher_state.get("data"),
                     "train": teacher_state.get("train"), "resolution": teacher_state.get("resolution", 64),
@@ -168,14 +180,14 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
 
     while step < cfg.steps and elapsed < budget:
         stage = cfg.first_stage + min(cfg.stages - 1, int(frac() * cfg.stages))
-        idx = torch.randint(len(images), (cfg.batch,), generator=gen)
+        idx = torch.randint(len(images), (cfg.batch,), generator=gen, device=device)
         x0 = images[idx]
-        flip = torch.rand(cfg.batch, generator=gen) < 0.5
-        x0 = torch.where(flip[:, None, None, None], x0.flip(3), x0).to(device)
-        dec = decay[idx].to(device)
-        t = (torch.randn(cfg.batch, generator=gen) * cfg.p_std + cfg.p_mean).exp().clamp(0.002, 80.0).to(device)
+        flip = torch.rand(cfg.batch, generator=gen, device=device) < 0.5
+        x0 = torch.where(flip[:, None, None, None], x0.flip(3), x0)
+        dec = decay[idx]
+        t = (torch.randn(cfg.batch, generator=gen, device=device) * cfg.p_std + cfg.p_mean).exp().clamp(0.002, 80.0)
         r = r_of_t(t, stage, cfg.k)
-        n = torch.randn(x0.shape, generator=gen).to(device)
+        n = torch.randn(x0.shape, generator=gen, device=device)
         b = lambda v: v[:, None, None, None]  # noqa: E731
         with torch.no_grad():
             # r == 0 means the target is the clean image itself (the boundary condition).
@@ -219,10 +231,11 @@ def _student_grid(model, path: Path):
     from .train import save_grid, to_uint8
 
     res = int(getattr(model, "resolution", 64))
+    device = next(model.parameters()).device
     g = torch.Generator().manual_seed(0)
-    eps = torch.randn(8, model.net.cfg.channels, res, res, generator=g)
-    dec = torch.linspace(0, 1, 8)
-    rows = [consistency(model, s, eps, dec, generator=torch.Generator().manual_seed(1))
+    eps = torch.randn(8, model.net.cfg.channels, res, res, generator=g).to(device)
+    dec = torch.linspace(0, 1, 8, device=device)
+    rows = [consistency(model, s, eps, dec, generator=torch.Generator(device=device).manual_seed(1))
             for s in (DEFAULT_STEPS[1], DEFAULT_STEPS[2], DEFAULT_STEPS[4])]
     save_grid(to_uint8(torch.cat(rows)), path, cols=8)
 
@@ -239,7 +252,9 @@ def notes(student_ckpt: str | Path) -> dict:
     tail = [v for _, v in h[-200:]]
     return {"method": "ECT (easy consistency tuning from the teacher)", "steps": st["step"],
             "wall_seconds": round(st.get("elapsed", 0.0)), "final_loss": float(np.mean(tail)) if tail else None,
-            "config": st["distill"], "teacher_step": st.get("teacher_step")}
+            "config": st["distill"], "teacher_step": st.get("teacher_step"),
+            "init_steps": st.get("init_steps", 0), "device": st["distill"].get("device", "cpu"),
+            "lineage": st.get("lineage")}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -279,7 +279,8 @@ def _walk_figure(strips, smooth, path: Path):
 
 @torch.no_grad()
 def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: str | Path, n: int = 256,
-                        candidates=(0.5, 0.821, 1.2, 2.0, 3.0, 4.5, 6.5, 10.0), seed: int = 0) -> dict:
+                        candidates=(0.5, 0.821, 1.2, 2.0, 3.0, 4.5, 6.5, 10.0), seed: int = 0,
+                        device: str = "cpu") -> dict:
     """Pick the student's weights (EMA or raw) and the intermediate noise levels of its 2- and
     4-step samplers by KID against the *training* split (never the held-out split that the
     reported figures use)."""
@@ -287,18 +288,20 @@ def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: st
     from .schedule import consistency, f32
     from .train import load_denoiser, to_uint8
 
-    models = {w: load_denoiser(student_ckpt, w) for w in ("ema", "model")}
+    models = {w: load_denoiser(student_ckpt, w).to(device) for w in ("ema", "model")}
     net = load_featnet(featnet)
     tr = load_cache(cache).split(heldout=False)
     g = np.random.default_rng(seed + 5)
     idx = g.permutation(len(tr))[:n]
     f_ref = features(net, tr.images[idx])
-    dec = torch.from_numpy(decay_values(tr)[idx])
+    dec = torch.from_numpy(decay_values(tr)[idx]).to(device)
     eps = torch.randn(n, 3, tr.images.shape[1], tr.images.shape[2], generator=torch.Generator().manual_seed(seed))
+    eps = eps.to(device)
 
     def score(sig, w="ema"):
         out = torch.cat([consistency(models[w], sig, eps[i:i + 64], dec[i:i + 64],
-                                     generator=torch.Generator().manual_seed(i)) for i in range(0, n, 64)])
+                                     generator=torch.Generator(device=device).manual_seed(i))
+                         for i in range(0, n, 64)])
         return kid(features(net, to_uint8(out)), f_ref, subsets=50, seed=seed)[0]
 
     weights = {w: score(DEFAULT_STEPS[2], w) for w in models}

@@ -34,6 +34,27 @@ print(' '.join(sorted(asked)))
         assert vendor not in asked, f"the runtime imports {vendor} at start-up"
 
 
+def test_cuda_runtime_module_is_found_under_both_cuda_python_names(monkeypatch):
+    """cuda-python 13 (JetPack 7, and the image of the GPU machine used here) only has
+    cuda.bindings.runtime; 11.x/12.x have cuda.cudart."""
+    import types
+
+    from firmware.generate import trt
+
+    new = types.ModuleType("cuda.bindings.runtime")
+    old = types.ModuleType("cuda.cudart")
+    cuda_pkg, bindings_pkg = types.ModuleType("cuda"), types.ModuleType("cuda.bindings")
+    cuda_pkg.__path__, bindings_pkg.__path__ = [], []
+    bindings_pkg.runtime, cuda_pkg.cudart = new, old
+    monkeypatch.setitem(sys.modules, "cuda", cuda_pkg)
+    monkeypatch.setitem(sys.modules, "cuda.bindings", bindings_pkg)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", new)
+    monkeypatch.setitem(sys.modules, "cuda.cudart", old)
+    assert trt._cudart() is new
+    monkeypatch.setitem(sys.modules, "cuda.bindings", None)  # None in sys.modules: ImportError
+    assert trt._cudart() is old
+
+
 def test_cache_key_changes_with_every_part():
     base = cache_key("ab" * 32, "10.3.0", "Orin (nvgpu)", "fp16")
     assert base == cache_key("ab" * 32, "10.3.0", "Orin (nvgpu)", "fp16")

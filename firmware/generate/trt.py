@@ -32,8 +32,19 @@ def cache_key(onnx_sha256: str, trt_version: str, gpu_name: str, precision: str)
     return f"{onnx_sha256[:12]}-trt{trt_version}-{gpu}-{precision}-{tag}.engine"
 
 
+def _cudart():
+    """cuda-python's runtime module: `cuda.bindings.runtime` from cuda-python 12.6 on (the only
+    name left in 13.x, as JetPack 7 ships it), `cuda.cudart` before."""
+    try:
+        from cuda.bindings import runtime
+        return runtime
+    except ImportError:
+        from cuda import cudart
+        return cudart
+
+
 def _gpu_name() -> str:
-    from cuda import cudart  # cuda-python
+    cudart = _cudart()
     err, props = cudart.cudaGetDeviceProperties(0)
     if int(err) != 0:
         raise EngineError(f"no CUDA device ({err})")
@@ -86,7 +97,7 @@ class TensorRTEngine(Engine):
         super().__init__(net)
         try:
             import tensorrt as trt
-            from cuda import cudart
+            cudart = _cudart()
         except ImportError as exc:
             raise EngineError(f"TensorRT is not available: {exc}") from None
         self._cudart = cudart
