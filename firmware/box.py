@@ -35,6 +35,7 @@ from firmware.show.presence import PresenceParams, PresenceState, update_presenc
 
 log = logging.getLogger("humus.box")
 
+VISITOR_TRIES = 3  # generations started per visitor before the emergence gives up on them
 DRIFT_FPS = 8.0   # drift images per second requested while idle (the walk is slow; 8 looks fluid)
 
 
@@ -97,6 +98,7 @@ class Box:
         self._noise: nz.VisitorNoise | None = None
         self._noise_visitor = -1
         self._job_visitor = -1
+        self._job_tries = 0
         self._cam_key = None
         self._cam_display: np.ndarray | None = None
         self._drift_requested_at = -math.inf
@@ -227,8 +229,17 @@ class Box:
         if cue.state == "idle" or self.model is None:
             return
         # Once the visitor is immersed, grow their images from their noise (off this thread).
-        if (cue.state in ("immersion", "emergence") and self._job_visitor != cue.visitor and
-                self._noise_visitor == cue.visitor and self.worker.available):
+        # A failed generation (a transient engine error) is tried again while there is still
+        # a sequence to show it in; after VISITOR_TRIES the emergence shows the idle instead.
+        if cue.state not in ("immersion", "emergence") or self._noise_visitor != cue.visitor:
+            return
+        if self._job_visitor == cue.visitor:
+            res = self.worker.visitor_result.get()
+            failed = res is not None and res.visitor == cue.visitor and res.failed is not None
+            if not failed or self._job_tries >= VISITOR_TRIES:
+                return
+        if self.worker.available:
+            self._job_tries = self._job_tries + 1 if self._job_visitor == cue.visitor else 1
             self._job_visitor = cue.visitor
             self.worker.submit_visitor(self._visitor_job(cue))
 

@@ -127,6 +127,57 @@ def test_display_never_waits_for_a_slow_generation(tiny_model):
         box.close()
 
 
+class Flaky:
+    """An engine whose first `fails` evaluations once armed raise (a transient CUDA error), then work."""
+
+    def __init__(self, real, fails):
+        self.real, self.fails, self.calls, self.armed = real, fails, 0, False
+
+    def denoise(self, x, s, d):
+        self.calls += self.armed
+        if self.armed and self.calls <= self.fails:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return self.real.denoise(x, s, d)
+
+    def describe(self):
+        return "flaky"
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("fails", [1, 100])
+def test_failed_generation_is_tried_again_then_gives_up(tiny_model, fails, caplog):
+    from firmware.box import VISITOR_TRIES
+    from firmware.generate.engines import open_engine
+    from firmware.generate.manifest import load_model_dir
+    model = load_model_dir(tiny_model)
+    engine = Flaky(open_engine(model, "student", "onnxruntime"), fails)
+    box = Box(small_config(tiny_model), FakeClock(), threaded=False, engine=engine, model=model)
+    try:
+        states, submit = [], box.worker.submit_visitor
+
+        def submit_armed(job):  # the engine breaks when the visitor's generation starts (the drift worked)
+            engine.armed = True
+            submit(job)
+        box.worker.submit_visitor = submit_armed
+        run_frames(box, 30.0, lambda b, f: states.append((b.cue.state, hf_energy(f))))
+        res = box.worker.visitor_result.get()
+        faults = [r.message for r in caplog.records if "generation failed: CUDA error" in r.message]
+        if fails == 1:   # one transient error: the second try grows the images
+            assert res.done and res.failed is None and len(res.preds) == len(box.sigmas)
+            assert box._job_tries == 2 and len(faults) == 1
+            hold = [e for s, e in states if s == "hold"]
+            assert hold and max(hold) < 40          # images, not noise
+        else:            # a broken engine: VISITOR_TRIES generations, then the idle, never a still sea of noise
+            assert res.failed is not None and box._job_tries == VISITOR_TRIES
+            assert engine.calls == VISITOR_TRIES    # each try failed at its first evaluation
+            assert faults                           # and it was logged (once: faults log on change)
+            assert box.cue.state != "immersion"     # the show went on
+    finally:
+        box.close()
+
+
 def test_no_camera_grows_from_pure_noise_and_no_model_shows_footage(tiny_model, tmp_path):
     footage = [np.full((90, 120, 3), v, np.uint8) for v in (60, 120, 180)]
     box = Box(small_config(tiny_model, camera={"type": "none"}), FakeClock(), threaded=False,
