@@ -9,42 +9,57 @@ from __future__ import annotations
 import time
 
 from firmware.devices.dmx import DmxTransport
-from firmware.devices.presence_serial import open_serial
 from firmware.devices.protocols import FrameError, enttec
+from firmware.devices.serial_port import close_quietly, open_serial
 
 
-class EnttecProTransport(DmxTransport):
-    """Label 6 frames; on every open, label 4 sets the widget's break, MAB and output rate."""
+class SerialDmxTransport(DmxTransport):
+    """What both USB interfaces share: open at `baud`, set the port up, close without raising.
+
+    A port whose set-up fails is closed again before the error goes up, so the sender's reopen loop
+    does not leak a file descriptor on every retry.
+    """
+
+    kind: str    # in the device name, as the config's `type` spells it
+    baud: int
 
     def __init__(self, cfg) -> None:
         self.cfg = cfg
-        self.name = f"dmx[enttec-pro {cfg.port}]"
+        self.name = f"dmx[{self.kind} {cfg.port}]"
         self._port = None
 
     def open(self) -> None:
         self.close()
-        # The baud rate is a dummy for the widget's virtual COM port; a plain 115200 opens everywhere.
-        port = open_serial(self.cfg.port, 115200, timeout=0.2, write_timeout=0.5)
+        port = open_serial(self.cfg.port, self.baud, timeout=0.2, write_timeout=0.5)
         try:
-            port.reset_input_buffer()
-            port.write(enttec.encode_set_params(self.cfg.break_us, self.cfg.mab_us, self.cfg.rate_hz))
+            self._set_up(port)
         except OSError:
             port.close()
             raise
         self._port = port
 
+    def _set_up(self, port) -> None:
+        pass
+
+    def close(self) -> None:
+        port, self._port = self._port, None
+        close_quietly(port)
+
+
+class EnttecProTransport(SerialDmxTransport):
+    """Label 6 frames; on every open, label 4 sets the widget's break, MAB and output rate."""
+
+    kind = "enttec-pro"
+    baud = 115200  # a dummy for the widget's virtual COM port; a plain 115200 opens everywhere
+
+    def _set_up(self, port) -> None:
+        port.reset_input_buffer()
+        port.write(enttec.encode_set_params(self.cfg.break_us, self.cfg.mab_us, self.cfg.rate_hz))
+
     def send(self, universe: bytes) -> None:
         if self._port is None:
             raise OSError("port not open")
         self._port.write(enttec.encode_dmx(universe))
-
-    def close(self) -> None:
-        port, self._port = self._port, None
-        if port is not None:
-            try:
-                port.close()
-            except OSError:
-                pass
 
     def query(self, label: int, request: bytes, timeout: float = 1.0) -> bytes:
         """Send a request and return the data of the widget's reply with the same label."""
@@ -69,27 +84,21 @@ class EnttecProTransport(DmxTransport):
         return enttec.decode_params(self.query(enttec.LABEL_GET_PARAMS, enttec.encode_get_params(), timeout))
 
 
-class OpenDmxTransport(DmxTransport):
+class OpenDmxTransport(SerialDmxTransport):
     """FTDI at 250 kbit/s 8N2 with no microcontroller: the host makes break and MAB itself.
 
     Known to flicker when the OS is busy; prefer a Pro-style widget or Art-Net/sACN.
     """
 
-    def __init__(self, cfg) -> None:
-        self.cfg = cfg
-        self.name = f"dmx[open-dmx {cfg.port}]"
-        self._port = None
+    kind = "open-dmx"
+    baud = 250000
 
-    def open(self) -> None:
+    def _set_up(self, port) -> None:
         import serial
-        self.close()
-        port = open_serial(self.cfg.port, 250000, timeout=0.2, write_timeout=0.5)
         try:
             port.bytesize, port.parity, port.stopbits = serial.EIGHTBITS, serial.PARITY_NONE, serial.STOPBITS_TWO
         except (OSError, ValueError) as exc:
-            port.close()
             raise OSError(f"cannot set 250000 8N2 on {self.cfg.port}: {exc}") from exc
-        self._port = port
 
     def send(self, universe: bytes) -> None:
         port = self._port
@@ -102,14 +111,6 @@ class OpenDmxTransport(DmxTransport):
         port.write(b"\x00" + bytes(universe))
         # Let the frame drain before the next break, or the break would cut it short.
         port.flush()
-
-    def close(self) -> None:
-        port, self._port = self._port, None
-        if port is not None:
-            try:
-                port.close()
-            except OSError:
-                pass
 
 
 def _spin(seconds: float) -> None:

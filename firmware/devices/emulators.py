@@ -5,7 +5,8 @@ device on a box; `PtyPort.unplug()` closes the pty (their reads and writes fail 
 and `replug()` makes a new pty and re-points the symlink, because a /dev/pts/N name cannot be made
 again at will. The emulators here are driven synchronously by the caller (`tick` / `drain`), so a
 soak on an accelerated clock controls exactly when bytes go on the wire, and their memory is bounded
-(a soak runs for hours). tests/emulators holds the threaded, fully recording versions for unit tests.
+(a soak runs for hours). tests/emulators builds its threaded, fully recording versions for unit tests
+on `PtyPort` and `take_widget_messages`.
 """
 from __future__ import annotations
 
@@ -129,8 +130,7 @@ class RadarEmulator:
 
 
 class WidgetEmulator:
-    """An Enttec DMX USB Pro: counts label-6 universes and keeps the newest one. Its own small
-    parser (not the firmware's), so a bug shared with the transport cannot hide."""
+    """An Enttec DMX USB Pro: counts label-6 universes and keeps the newest one."""
 
     def __init__(self, link) -> None:
         self.port = PtyPort(link)
@@ -147,33 +147,47 @@ class WidgetEmulator:
             self._rx.clear()
             return 0
         self._rx += data
-        rx, got = self._rx, 0
-        while True:
-            i = rx.find(0x7E)
-            if i < 0:
-                self.errors += bool(rx)
-                rx.clear()
-                return got
-            if i:
-                self.errors += 1
-                del rx[:i]
-            if len(rx) < 4:
-                return got
-            n = rx[2] | rx[3] << 8
-            if len(rx) < n + 5:
-                return got
-            if rx[n + 4] != 0xE7:
-                self.errors += 1
-                del rx[:1]
-                continue
-            label, body = rx[1], bytes(rx[4:4 + n])
-            del rx[:n + 5]
+        messages, errors = take_widget_messages(self._rx)
+        self.errors += errors
+        got = 0
+        for label, body in messages:
             if label == 6 and body[:1] == b"\x00":
                 self.frames += 1
                 got += 1
                 self.last = body[1:]
             elif label == 4:
                 self.params += 1
+        return got
 
     def close(self) -> None:
         self.port.close()
+
+
+def take_widget_messages(rx: bytearray) -> tuple[list[tuple[int, bytes]], int]:
+    """Cut every complete Enttec Pro message off the front of `rx`; a partial one stays for the next
+    read. Returns the (label, data) pairs and the number of framing errors skipped over.
+
+    The emulators' own small parser, not the firmware's, so a bug shared with the transport cannot
+    hide.
+    """
+    messages, errors = [], 0
+    while True:
+        i = rx.find(0x7E)
+        if i < 0:
+            errors += bool(rx)
+            rx.clear()
+            return messages, errors
+        if i:
+            errors += 1
+            del rx[:i]
+        if len(rx) < 4:
+            return messages, errors
+        n = rx[2] | rx[3] << 8
+        if len(rx) < n + 5:
+            return messages, errors
+        if rx[n + 4] != 0xE7:
+            errors += 1
+            del rx[:1]
+            continue
+        messages.append((rx[1], bytes(rx[4:4 + n])))
+        del rx[:n + 5]

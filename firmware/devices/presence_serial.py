@@ -13,14 +13,9 @@ import threading
 from firmware.devices.base import Latest
 from firmware.devices.presence import PresenceSensor, Reading
 from firmware.devices.protocols import ld2410, tfmini
+from firmware.devices.serial_port import close_quietly, open_serial
 
 log = logging.getLogger("humus.presence")
-
-
-def open_serial(port: str, baud: int, timeout: float = 0.05, write_timeout: float | None = 0.5):
-    """pyserial port from a device path or a pyserial URL (socket://, rfc2217://, loop://)."""
-    import serial
-    return serial.serial_for_url(port, baudrate=baud, timeout=timeout, write_timeout=write_timeout)
 
 
 class SerialSensor(PresenceSensor):
@@ -109,11 +104,7 @@ class SerialSensor(PresenceSensor):
 
     def _drop_port(self) -> None:
         port, self._port = self._port, None
-        if port is not None:
-            try:
-                port.close()
-            except OSError:
-                pass
+        close_quietly(port)
 
     def _close(self) -> None:
         self._stop.set()

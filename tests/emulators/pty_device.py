@@ -1,69 +1,40 @@
-"""A serial device on a pseudo-terminal, reached through a stable symlink (as udev names it on a box).
+"""The firmware's pty device (firmware/devices/emulators.py), made safe for emulator threads.
 
-The backend opens `link`; `unplug()` closes the pty (the backend's reads and writes fail as with a
-pulled USB cable) and `replug()` makes a new pty and re-points the symlink, because a /dev/pts/N name
-cannot be created again at will.
+`PtyPort` brings the pty behind a stable symlink and its unplug/replug; the soak drives it from one
+thread. Here an emulator thread writes while the test thread unplugs, so those are serialised by a
+lock, and `read` can wait a little for the host, which the threaded emulators need.
 """
 from __future__ import annotations
 
-import os
-import pty
 import select
 import threading
-import tty
 from pathlib import Path
 
+from firmware.devices.emulators import PtyPort
 
-class PtyDevice:
+
+class PtyDevice(PtyPort):
     def __init__(self, link: str | Path) -> None:
-        self.link = Path(link)
-        self.master: int | None = None
-        self._slave: int | None = None
         self._lock = threading.Lock()
-        self.plugged = False
-        self.replug()
+        super().__init__(link)
 
     @property
     def port(self) -> str:
+        """The path a backend under test opens."""
         return str(self.link)
 
     def replug(self) -> None:
         with self._lock:
-            if self.plugged:
-                return
-            master, slave = pty.openpty()
-            tty.setraw(slave)          # no echo, no line editing: bytes pass through untouched
-            tmp = self.link.with_name(self.link.name + ".new")
-            if tmp.is_symlink() or tmp.exists():
-                tmp.unlink()
-            tmp.symlink_to(os.ttyname(slave))
-            os.replace(tmp, self.link)  # atomic re-point, like udev
-            self.master, self._slave, self.plugged = master, slave, True
+            super().replug()
 
     def unplug(self) -> None:
         with self._lock:
-            if not self.plugged:
-                return
-            self.plugged = False
-            for fd in (self.master, self._slave):
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-            self.master = self._slave = None
-            if self.link.is_symlink():
-                self.link.unlink()
+            super().unplug()
 
     def write(self, data: bytes) -> bool:
-        """Write to the host side; False when unplugged."""
+        """Write to the host side; False when unplugged or the host is not reading."""
         with self._lock:
-            if not self.plugged:
-                return False
-            try:
-                os.write(self.master, data)
-                return True
-            except OSError:
-                return False
+            return super().write(data)
 
     def read(self, timeout: float = 0.05) -> bytes:
         """Bytes the host wrote, or b'' after `timeout`."""
@@ -72,12 +43,9 @@ class PtyDevice:
             return b""
         try:
             ready, _, _ = select.select([fd], [], [], timeout)
-            return os.read(fd, 65536) if ready else b""
-        except OSError:
+        except OSError:  # unplugged by another thread while waiting
             return b""
-
-    def close(self) -> None:
-        self.unplug()
+        return super().read() if ready else b""
 
 
 class EmulatorThread:

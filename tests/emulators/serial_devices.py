@@ -1,8 +1,8 @@
 """Pty emulators for the Enttec DMX USB Pro widget, the LD2410 radar and the TFmini LiDAR.
 
-The Enttec emulator decodes the host's messages with its own small parser (not the firmware's), so a
-shared bug cannot hide; the sensor emulators write frames with the firmware's encoders, whose output
-the golden-byte tests pin to the vendor documents.
+The Enttec emulator decodes the host's messages with the soak emulator's own small parser (not the
+firmware's), so a shared bug cannot hide; the sensor emulators write frames with the firmware's
+encoders, whose output the golden-byte tests pin to the vendor documents.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from firmware.devices.emulators import take_widget_messages
 from firmware.devices.protocols import ld2410, tfmini
 from .pty_device import EmulatorThread, PtyDevice
 
@@ -137,30 +138,14 @@ class EnttecEmulator:
                 time.sleep(0.01)
 
     def _parse(self, now: float) -> None:
-        rx, st = self._rx, self.state
-        while True:
-            i = rx.find(0x7E)
-            if i < 0:
-                rx.clear()
-                return
-            if i:
-                st.errors += 1
-                del rx[:i]
-            if len(rx) < 4:
-                return
-            n = rx[2] + 256 * rx[3]
-            if len(rx) < n + 5:
-                return
-            if rx[n + 4] != 0xE7:
-                st.errors += 1
-                del rx[:1]
-                continue
-            label, data = rx[1], bytes(rx[4:4 + n])
-            del rx[:n + 5]
+        st = self.state
+        messages, errors = take_widget_messages(self._rx)
+        st.errors += errors
+        for label, data in messages:
             st.messages.append((label, data))
             if label == 6 and data[:1] == b"\x00":
                 st.frames.append((now, data[1:]))
-            elif label == 4 and n >= 5:
+            elif label == 4 and len(data) >= 5:
                 st.break_units, st.mab_units, st.rate = data[2], data[3], data[4]
             elif label == 10:
                 self._reply(10, st.serial)
