@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-resume", action="store_true")
     d.set_defaults(fn=_distill)
 
-    u = sub.add_parser("tune", help="choose the student's 2/4-step sigmas on the training split")
+    u = sub.add_parser("tune", help="choose the student's weights and 2/4-step sigmas on the validation half of the held-out split")
     u.add_argument("--cache", default="cache/footage64.npz")
     u.add_argument("--workdir", "--run", dest="run", default="runs/default")
     u.add_argument("--student")
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cache", default="cache/footage64.npz")
     e.add_argument("--featnet", help="feature network weights (trained on the cache if missing)")
     e.add_argument("--featnet-steps", type=int, default=800)
-    e.add_argument("--n", type=int, default=0, help="samples per model (0 = size of the held-out split)")
+    e.add_argument("--n", type=int, default=0, help="samples per model (0 = size of the test half of the held-out split)")
     e.add_argument("--teacher-steps", type=int, default=35)
     e.add_argument("--walks", type=int, default=4)
     e.set_defaults(fn=_evaluate)

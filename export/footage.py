@@ -281,6 +281,20 @@ class Dataset:
     def __len__(self):
         return len(self.images)
 
+    def heldout_part(self, part: str) -> "Dataset":
+        """Half of the held-out split: "validation" (what `tune` chooses the sampler on) or "test"
+        (what `evaluate` reports). Choosing on the training split rewards memorisation: a student
+        can match its own training images better than the teacher does new ones. Each image's half
+        is a stable hash of its pixels. Below 8 held-out images both halves are the whole split."""
+        if part not in ("validation", "test"):
+            raise ValueError(f"held-out part must be 'validation' or 'test', not {part!r}")
+        held = self.split(heldout=True)
+        if len(held) < 8:
+            return held
+        val = np.array([hashlib.sha1(im.tobytes()).digest()[0] % 2 == 0 for im in held.images])
+        m = val if part == "validation" else ~val
+        return Dataset(held.images[m], held.decay[m], held.source[m], held.heldout[m], held.summary)
+
 
 def load_cache(path: str | Path) -> Dataset:
     path = Path(path)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from export.footage import (BANANA_STAGE, FootageConfig, FootageError, build_cache, dedup_indices, ingest,
-                            load_cache, split_mask)
+from export.footage import (BANANA_STAGE, Dataset, FootageConfig, FootageError, build_cache, dedup_indices,
+                            ingest, load_cache, split_mask)
 
 DECAY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "decay"
 needs_data = pytest.mark.skipif(not (DECAY / "melon" / "decaying_melon.webp").exists(),
@@ -85,3 +85,26 @@ def test_bad_inputs_name_the_file(tmp_path):
         load_cache(tmp_path / "c.npz")
     Image.new("RGB", (8, 8)).save(tmp_path / "ok.png")
     assert len(ingest([tmp_path], FootageConfig(resolution=8)).images) == 1
+
+
+def test_heldout_halves_are_disjoint_stable_and_cover_the_split():
+    rng = np.random.default_rng(3)
+    n = 200
+    images = rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+    held = rng.random(n) < 0.5
+    ds = Dataset(images, rng.random(n).astype(np.float32), np.array(["a"] * n), held, {})
+    val, test = ds.heldout_part("validation"), ds.heldout_part("test")
+    keys = lambda d: {im.tobytes() for im in d.images}  # noqa: E731
+    assert keys(val).isdisjoint(keys(test))
+    assert keys(val) | keys(test) == keys(ds.split(heldout=True))
+    assert not keys(val) & keys(ds.split(heldout=False))
+    assert 0.3 < len(val) / held.sum() < 0.7
+    # The halves follow the pixels, not the order: a shuffled cache splits the same way.
+    p = rng.permutation(n)
+    shuffled = Dataset(images[p], ds.decay[p], ds.source[p], held[p], {})
+    assert keys(shuffled.heldout_part("validation")) == keys(val)
+    # Too small to halve: both roles use the whole held-out split.
+    tiny = Dataset(images[:10], ds.decay[:10], ds.source[:10], np.arange(10) < 5, {})
+    assert len(tiny.heldout_part("validation")) == len(tiny.heldout_part("test")) == 5
+    with pytest.raises(ValueError, match="'validation' or 'test'"):
+        ds.heldout_part("train")
