@@ -62,7 +62,7 @@ def _evaluate(a):
     from .evaluate import evaluate
 
     m = evaluate(a.model, a.cache, featnet=a.featnet, n=a.n, teacher_steps=a.teacher_steps,
-                 walks=a.walks, featnet_steps=a.featnet_steps)
+                 walks=a.walks, featnet_steps=a.featnet_steps, seeds=a.seeds)
     print(json.dumps({"kid": m["kid"], "fid": m["fid"], "walks": m["walk_mean_frame_distance"]}, indent=1))
 
 
@@ -72,7 +72,7 @@ def _tune(a):
     fn = Path(a.featnet)
     if not fn.exists():
         train_featnet(a.cache, fn)
-    r = tune_student_sigmas(a.student or Path(a.run) / "student.pt", a.cache, fn, n=a.n, device=a.device)
+    r = tune_student_sigmas(a.student or Path(a.run) / "student.pt", a.cache, fn, n=a.n, device=a.device, seeds=a.seeds)
     Path(a.out).write_text(json.dumps(r, indent=1))
     print(json.dumps(r, indent=1))
 
@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--n", type=int, default=256)
     u.add_argument("--out", default="runs/default/student_sigmas.json")
     u.add_argument("--device", default="cpu", help="where the student samples (cpu, cuda)")
+    u.add_argument("--seeds", type=int, default=1, help="generated sets per score, KID averaged (less noise)")
     u.set_defaults(fn=_tune)
 
     o = sub.add_parser("onnx", help="export ONNX + manifest + reference + NOTICE to models/NAME")
@@ -180,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--featnet-steps", type=int, default=800)
     e.add_argument("--n", type=int, default=0, help="samples per model (0 = size of the test half of the held-out split)")
     e.add_argument("--teacher-steps", type=int, default=35)
+    e.add_argument("--seeds", type=int, default=1, help="generated sets per model, KID/FID averaged")
     e.add_argument("--walks", type=int, default=4)
     e.set_defaults(fn=_evaluate)
 

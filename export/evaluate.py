@@ -178,7 +178,7 @@ def walk(model_dir: str | Path, network: str, steps: int, frames: int = 16, walk
 
 def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | None = None, n: int = 0,
              teacher_steps: int = 35, student_steps=(1, 2, 4), walks: int = 4, seed: int = 0,
-             update_manifest: bool = True, featnet_steps: int = 800) -> dict:
+             update_manifest: bool = True, featnet_steps: int = 800, seeds: int = 1) -> dict:
     """KID/FID for teacher and student against the test half of the held-out split (see
     Dataset.heldout_part; `tune` chooses on the other half); grids and walk figure in
     ``model_dir``/eval/; figures written into manifest.json ``metrics``."""
@@ -210,12 +210,19 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
         if network not in mf["networks"]:
             continue
         gen = Generator(model_dir, network)
-        imgs = gen.generate_many(n, k, decay=dec[order], seed=seed + 1)
-        f = features(net, imgs)
-        m, s = kid(f, f_held, seed=seed)
+        kids, fids = [], []
+        for j in range(seeds):  # fresh noise per set; KID/FID averaged, std over subsets and sets
+            imgs = gen.generate_many(n, k, decay=dec[order], seed=seed + 1 + 1000 * j)
+            f = features(net, imgs)
+            kids.append(kid(f, f_held, seed=seed + j))
+            fids.append(fid(f, f_held) if n > 20 else None)
+            if j == 0:
+                save_grid(imgs[:64], ev / f"grid_{network}_{k}.png")
         key = f"{network}_{k}"
-        res[key] = {"kid": m, "kid_std": s, "fid": fid(f, f_held) if n > 20 else None, "n": int(n)}
-        save_grid(imgs[:64], ev / f"grid_{key}.png")
+        m = float(np.mean([v[0] for v in kids]))
+        s = float(np.sqrt(np.mean([v[1] ** 2 + (v[0] - m) ** 2 for v in kids])))
+        res[key] = {"kid": m, "kid_std": s, "fid": None if fids[0] is None else float(np.mean(fids)),
+                    "n": int(n), "sets": seeds}
         print(f"{key}: KID {m:.5f} +- {s:.5f}  FID {res[key]['fid']}", flush=True)
     # Reference: the test set against the training set (the floor these numbers can reach).
     tr = full.split(heldout=False)
@@ -241,6 +248,7 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
         "kid_std": {k: v["kid_std"] for k, v in res.items()},
         "fid": {k: v["fid"] for k, v in res.items()},
         "samples": int(n),
+        "generated_sets": seeds,
         "reference_set": f"test half of the held-out split of the footage cache ({len(held)} of "
                          f"{len(full.split(heldout=True))} images; `tune` chose on the other half)",
         "features": {"kind": "FeatureNet (trained here; NOT Inception)", "dim": FEAT_DIM,
@@ -282,7 +290,7 @@ def _walk_figure(strips, smooth, path: Path):
 @torch.no_grad()
 def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: str | Path, n: int = 256,
                         candidates=(0.5, 0.821, 1.2, 2.0, 3.0, 4.5, 6.5, 10.0), seed: int = 0,
-                        device: str = "cpu") -> dict:
+                        device: str = "cpu", seeds: int = 1) -> dict:
     """Pick the student's weights (EMA or raw) and the intermediate noise levels of its 2- and
     4-step samplers by KID against the *validation* half of the held-out split; `evaluate`
     reports on the other (test) half. Not the training split: there a GPU-tuned student's raw
@@ -299,14 +307,20 @@ def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: st
     n = len(idx)
     f_ref = features(net, tr.images[idx])
     dec = torch.from_numpy(decay_values(tr)[idx]).to(device)
-    eps = torch.randn(n, 3, tr.images.shape[1], tr.images.shape[2], generator=torch.Generator().manual_seed(seed))
-    eps = eps.to(device)
+    shape = (n, 3, tr.images.shape[1], tr.images.shape[2])
+    noises = [torch.randn(shape, generator=torch.Generator().manual_seed(seed + 1000 * k)).to(device)
+              for k in range(seeds)]
 
     def score(sig, w="ema"):
-        out = torch.cat([consistency(models[w], sig, eps[i:i + 64], dec[i:i + 64],
-                                     generator=torch.Generator(device=device).manual_seed(i))
-                         for i in range(0, n, 64)])
-        return kid(features(net, to_uint8(out)), f_ref, subsets=50, seed=seed)[0]
+        """KID averaged over `seeds` generated sets: with ~250 reference images one set's KID
+        spreads more than the differences between candidates."""
+        vals = []
+        for k, eps in enumerate(noises):
+            out = torch.cat([consistency(models[w], sig, eps[i:i + 64], dec[i:i + 64],
+                                         generator=torch.Generator(device=device).manual_seed(i + 1000 * k))
+                             for i in range(0, n, 64)])
+            vals.append(kid(features(net, to_uint8(out)), f_ref, subsets=50, seed=seed + k)[0])
+        return float(np.mean(vals))
 
     # Weights and the 2-step level are chosen together: comparing EMA and raw weights at one fixed
     # level picked the raw weights for a GPU-tuned student whose EMA was better at every level.
@@ -325,4 +339,4 @@ def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: st
             "search": {"weights_kid_2step": {w: min(t.values()) for w, t in tables.items()},
                        "2_by_weights": {w: {str(k): v for k, v in t.items()} for w, t in tables.items()},
                        "1": one, "2": {str(k): v for k, v in table2.items()},
-                       "4": table4, "n": n, "against": "validation half of the held-out split (evaluate reports on the test half)"}}
+                       "4": table4, "n": n, "seeds": seeds, "against": "validation half of the held-out split (evaluate reports on the test half)"}}

@@ -175,12 +175,14 @@ def test_sample_and_evaluate_through_firmware_runtime(pipeline, tmp_path):
     assert cli.main(["sample", "--model", str(pipeline["model"]), "--steps", "3", "--n", "1",
                      "--out", str(out)]) == 2
     m = evaluate(pipeline["model"], pipeline["cache"], featnet=tmp_path / "f.pt", n=4, walks=1,
-                 featnet_steps=5, student_steps=(1, 2))
-    # `tune` picks weights and sigmas on the training split; `onnx` takes its JSON.
+                 featnet_steps=5, student_steps=(1, 2), seeds=2)
+    assert m["generated_sets"] == 2
+    # `tune` picks weights and sigmas on the held-out validation half; `onnx` takes its JSON.
     tuned = tmp_path / "tuned.json"
     assert cli.main(["tune", "--cache", str(pipeline["cache"]), "--run", str(pipeline["run"]), "--featnet",
-                     str(tmp_path / "f.pt"), "--n", "4", "--out", str(tuned)]) == 0
+                     str(tmp_path / "f.pt"), "--n", "4", "--seeds", "2", "--out", str(tuned)]) == 0
     t = json.loads(tuned.read_text())
+    assert t["search"]["seeds"] == 2
     assert t["weights"] in ("ema", "model") and len(t["steps"]["2"]) == 2 and t["steps"]["2"][0] == 80.0
     out2 = tmp_path / "m2"
     assert cli.main(["onnx", "--run", str(pipeline["run"]), "--out", str(out2), "--no-latency",
