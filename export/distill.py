@@ -32,16 +32,18 @@ Measured (models/default, manifest "training"/"metrics"):
   CPU student beat a fresh start from the teacher, 0.00039 vs 0.00091 2-step KID on the
   training split), then 4,107 in stage 6 (3.3 min, 20.6 updates/s). ~250x the CPU's samples/s.
 * `tune` chooses on the validation half of the held-out split (252 images); figures are on
-  the test half (230 images), KID +- std over subsets:
-  teacher Heun 35: 0.00055 +- 0.00065 (train vs test floor 0.00018);
-  student 1 step 0.00054 +- 0.00071, 2 steps 0.00244 +- 0.00132, 4 steps 0.00089 +- 0.00094.
-  The CPU-only student on the same half: 0.0131 / 0.00050 / 0.00072. So the GPU run made one
-  step as good as the teacher (24x lower KID, far outside the error bars); at 2 and 4 steps
-  the halves disagree (on validation the GPU student was 6x better at 2 steps, on test 5x
-  worse): with ~240 images the KID's spread exceeds the differences, and the 2-step goal
-  (<= 1.25x the teacher, measured 4.4x) is neither met nor resolvable at this data size.
-* The 2-step intermediate sigma matters less than its noise: validation KID 0.00029 at 1.2,
-  0.00032 at 2.0, 0.00061 at 4.5, 0.00071 at 6.5.
+  the test half (230 images), KID averaged over 3 generated sets, +- std over subsets and sets:
+  teacher Heun 35: 0.00038 +- 0.00055 (train vs test floor 0.00018);
+  student 1 step 0.00023 +- 0.00066, 2 steps 0.00088 +- 0.00142, 4 steps 0.00064 +- 0.00088.
+  The CPU-only student on the same half and sets: 0.0115 / 0.00073 / 0.00056. So the GPU run
+  made one step as good as the teacher (50x lower KID, far outside the error bars); at 2 and 4
+  steps the two students cannot be told apart here (with one set, validation had the GPU
+  student 6x better at 2 steps and test 5x worse): with ~240 images the KID's spread exceeds
+  the differences. The 2-step goal (<= 1.25x the teacher) is not met: 2.3x, with a spread
+  that also covers 1x.
+* The 2-step intermediate sigma matters less than the noise: validation KID (4 generated sets)
+  0.00057 at 1.2, 0.00059 at 2.0, 0.00065 at 3.0, 0.00079 at 4.5, 0.00076 at 6.5; the raw
+  weights 0.0019-0.0025 at every level.
 """
 from __future__ import annotations
 
