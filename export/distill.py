@@ -30,7 +30,7 @@ Measured (models/default, manifest "training"/"metrics"):
   stages 1-5, 45 min), then on an NVIDIA H200 (batch 256, data and noise on the GPU):
   2,216 steps in stages 5-6 (three variants sharing the GPU for 5.5 min; going on from the
   CPU student beat a fresh start from the teacher, 0.00039 vs 0.00091 2-step KID on the
-  training split), then 4,107 in stage 6 (3.3 min, 20.6 updates/s). ~250x the CPU's samples/s.
+  training split), then 4,107 in stage 6 (3.3 min, 20.6 updates/s): 140-240x the CPU's samples/s.
 * `tune` chooses on the validation half of the held-out split (252 images); figures are on
   the test half (230 images), KID averaged over 3 generated sets, +- std over subsets and sets:
   teacher Heun 35: 0.00038 +- 0.00055 (train vs test floor 0.00018);
