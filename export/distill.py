@@ -61,7 +61,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .footage import load_cache
-from .train import _dist_setup, _eta, decay_values, ema_update, load_denoiser, preview, save_loss_curve, to_tensor
+from .train import (_dist_setup, decay_values, denoiser_from_state, draw_batch, ema_update, load_checkpoint,
+                    save_loss_curve, shared_elapsed, show_progress, to_tensor)
 
 
 @dataclass
@@ -124,14 +125,12 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
     if cfg.threads and device.type == "cpu":
         torch.set_num_threads(cfg.threads)
     ds = load_cache(cache).split(heldout=False)
-    teacher_state = torch.load(teacher_ckpt, map_location="cpu", weights_only=False)
+    teacher_state = load_checkpoint(teacher_ckpt)
     ckpt_path = out / "student.pt"
-    model = load_denoiser(init or teacher_ckpt, "ema").requires_grad_(True).train()
-    init_steps = 0
-    if init is not None:
-        init_state = torch.load(init, map_location="cpu", weights_only=False)
-        init_steps = int(init_state.get("step", 0)) + int(init_state.get("init_steps", 0))
-        del init_state
+    init_state = teacher_state if init is None else load_checkpoint(init)
+    model = denoiser_from_state(init_state, "ema", where=str(init or teacher_ckpt)).requires_grad_(True).train()
+    init_steps = 0 if init is None else int(init_state.get("step", 0)) + int(init_state.get("init_steps", 0))
+    del init_state
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = cfg.dropout
@@ -146,9 +145,7 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
         opt.load_state_dict(st["opt"])
         step, history, elapsed = st["step"], st["history"], st.get("elapsed", 0.0)
     ddp = DDP(model) if world > 1 else model
-    # The whole split lives on the training device and the noise is drawn there: on a GPU a
-    # host-side randn + copy per step costs more than the step itself for a model this small.
-    images = to_tensor(ds.images).to(device)
+    images = to_tensor(ds.images).to(device)  # on the device, noise drawn there: see draw_batch
     decay = torch.from_numpy(decay_values(ds)).to(device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + step + 7)
     budget = cfg.minutes * 60 if cfg.minutes > 0 else float("inf")
@@ -187,11 +184,7 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
 
     while step < cfg.steps and elapsed < budget:
         stage = cfg.first_stage + min(cfg.stages - 1, int(frac() * cfg.stages))
-        idx = torch.randint(len(images), (cfg.batch,), generator=gen, device=device)
-        x0 = images[idx]
-        flip = torch.rand(cfg.batch, generator=gen, device=device) < 0.5
-        x0 = torch.where(flip[:, None, None, None], x0.flip(3), x0)
-        dec = decay[idx]
+        x0, dec = draw_batch(images, decay, cfg.batch, gen)
         t = (torch.randn(cfg.batch, generator=gen, device=device) * cfg.p_std + cfg.p_mean).exp().clamp(0.002, 80.0)
         r = r_of_t(t, stage, cfg.k)
         n = torch.randn(x0.shape, generator=gen, device=device)
@@ -211,16 +204,9 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
         if not math.isfinite(lv):
             raise FloatingPointError(f"distill loss became {lv} at step {step}; lower --lr")
         history.append((step, lv))
-        elapsed = start_elapsed + time.time() - t0
-        if world > 1:
-            tt = torch.tensor([elapsed], device=device)
-            dist.broadcast(tt, 0)
-            elapsed = float(tt)
-        if bar is not None:
-            bar.update(1)
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{np.mean([h[1] for h in history[-100:]]):.4f}",
-                                eta=_eta(step, cfg.steps, elapsed - start_elapsed, step - start_step, budget - elapsed), stage=stage, refresh=False)
+        elapsed = shared_elapsed(start_elapsed + time.time() - t0, world, device)
+        show_progress(bar, step, history, cfg.steps, elapsed - start_elapsed, step - start_step, budget - elapsed,
+                      stage=stage)
         if time.time() - last > cfg.ckpt_every:
             checkpoint()
             last = time.time()

@@ -297,9 +297,11 @@ def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: st
     weights scored KID ~0 (below the train-vs-held-out floor) and lost to the EMA 5x on new images."""
     from .distill import DEFAULT_STEPS
     from .schedule import consistency, f32
-    from .train import load_denoiser, to_uint8
+    from .train import denoiser_from_state, load_checkpoint, to_uint8
 
-    models = {w: load_denoiser(student_ckpt, w).to(device) for w in ("ema", "model")}
+    state = load_checkpoint(student_ckpt)
+    models = {w: denoiser_from_state(state, w, where=str(student_ckpt)).to(device) for w in ("ema", "model")}
+    del state
     net = load_featnet(featnet)
     tr = load_cache(cache).heldout_part("validation")
     g = np.random.default_rng(seed + 5)

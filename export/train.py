@@ -11,7 +11,6 @@ import copy
 import json
 import math
 import os
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -78,6 +77,18 @@ def decay_values(ds: Dataset) -> np.ndarray:
     return d
 
 
+def draw_batch(images: torch.Tensor, decay: torch.Tensor, batch: int, gen: torch.Generator):
+    """A random batch of training images, half of them mirrored, and their decay values.
+
+    The split lives on the training device and `gen` draws there: on a GPU a host-side draw and
+    copy per step costs more than the step itself for a model this small."""
+    device = images.device
+    idx = torch.randint(len(images), (batch,), generator=gen, device=device)
+    x0 = images[idx]
+    flip = torch.rand(batch, generator=gen, device=device) < 0.5
+    return torch.where(flip[:, None, None, None], x0.flip(3), x0), decay[idx]
+
+
 def build_model(net_cfg: UNetConfig) -> EDMDenoiser:
     return EDMDenoiser(UNet(net_cfg), sigma_data=SIGMA_DATA)
 
@@ -123,6 +134,26 @@ def _eta(step, steps, run_s, run_steps, left_s) -> str:
     s = min(left_s, (steps - step) * rate)
     s = 0 if not math.isfinite(s) else int(s)
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def shared_elapsed(elapsed: float, world: int, device) -> float:
+    """Rank 0's clock, on every rank: all ranks must stop together when the time budget runs out."""
+    if world == 1:
+        return elapsed
+    t = torch.tensor([elapsed], device=device)
+    dist.broadcast(t, 0)
+    return float(t)
+
+
+def show_progress(bar, step: int, history: list, steps: int, run_s: float, run_steps: int, left_s: float,
+                  **extra):
+    """One step on the bar; every 10 steps the mean loss of the last 100 and the ETA."""
+    if bar is None:
+        return
+    bar.update(1)
+    if step % 10 == 0:
+        bar.set_postfix(loss=f"{np.mean([h[1] for h in history[-100:]]):.4f}",
+                        eta=_eta(step, steps, run_s, run_steps, left_s), **extra, refresh=False)
 
 
 def _dist_setup(device: str):
@@ -195,10 +226,9 @@ def train(cache: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = T
         step, history, elapsed = state["step"], state["history"], state.get("elapsed", 0.0)
     ddp = DDP(model) if world > 1 else model
 
-    images = to_tensor(ds.images)
-    decay = torch.from_numpy(decay_values(ds))
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + rank + step)
-    rng = random.Random(cfg.seed + rank + step)
+    images = to_tensor(ds.images).to(device)
+    decay = torch.from_numpy(decay_values(ds)).to(device)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + step)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "train_config.json").write_text(json.dumps({"train": asdict(cfg), "net": net_cfg.to_dict(),
@@ -229,13 +259,9 @@ def train(cache: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = T
 
     model.train()
     while step < cfg.steps and elapsed < budget:
-        idx = torch.randint(len(images), (cfg.batch,), generator=gen)
-        x0 = images[idx].to(device)
-        flip = torch.rand(cfg.batch, generator=gen) < 0.5
-        x0 = torch.where(flip[:, None, None, None].to(device), x0.flip(3), x0)
-        dec = decay[idx].to(device)
-        sigma = train_sigmas(cfg.batch, cfg.p_mean, cfg.p_std, generator=gen).to(device)
-        noise = torch.randn(x0.shape, generator=gen).to(device)
+        x0, dec = draw_batch(images, decay, cfg.batch, gen)
+        sigma = train_sigmas(cfg.batch, cfg.p_mean, cfg.p_std, generator=gen, device=device)
+        noise = torch.randn(x0.shape, generator=gen, device=device)
         w = (sigma**2 + SIGMA_DATA**2) / (sigma * SIGMA_DATA) ** 2
         d = ddp(x0 + sigma[:, None, None, None] * noise, sigma, dec)
         loss = (w[:, None, None, None] * (d - x0) ** 2).mean()
@@ -251,16 +277,8 @@ def train(cache: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = T
         if not math.isfinite(lv):
             raise FloatingPointError(f"loss became {lv} at step {step}; lower --lr")
         history.append((step, lv))
-        elapsed = start_elapsed + time.time() - t0
-        if world > 1:  # all ranks must agree when the time budget runs out
-            t = torch.tensor([elapsed], device=device)
-            dist.broadcast(t, 0)
-            elapsed = float(t)
-        if bar is not None:
-            bar.update(1)
-            if step % 10 == 0:
-                bar.set_postfix(loss=f"{np.mean([h[1] for h in history[-100:]]):.4f}",
-                                eta=_eta(step, cfg.steps, elapsed - start_elapsed, step - start_step, budget - elapsed), refresh=False)
+        elapsed = shared_elapsed(start_elapsed + time.time() - t0, world, device)
+        show_progress(bar, step, history, cfg.steps, elapsed - start_elapsed, step - start_step, budget - elapsed)
         if time.time() - last_ckpt > cfg.ckpt_every:
             checkpoint()
             last_ckpt = time.time()
@@ -272,15 +290,24 @@ def train(cache: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = T
     return ckpt_path
 
 
-def load_denoiser(ckpt: str | Path, which: str = "ema", consistency: bool = False) -> EDMDenoiser:
-    """Rebuild a denoiser from a checkpoint (teacher.pt or student.pt)."""
+def load_checkpoint(ckpt: str | Path) -> dict:
     ckpt = Path(ckpt)
     if not ckpt.exists():
         raise FileNotFoundError(f"{ckpt}: checkpoint not found")
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    return torch.load(ckpt, map_location="cpu", weights_only=False)
+
+
+def load_denoiser(ckpt: str | Path, which: str = "ema", consistency: bool = False) -> EDMDenoiser:
+    """Rebuild a denoiser from a checkpoint (teacher.pt or student.pt)."""
+    return denoiser_from_state(load_checkpoint(ckpt), which, consistency, where=str(ckpt))
+
+
+def denoiser_from_state(state: dict, which: str = "ema", consistency: bool = False,
+                        where: str = "checkpoint") -> EDMDenoiser:
+    """`load_denoiser` for a checkpoint already in memory (one file read for several uses)."""
     for k in ("net", which):
         if k not in state:
-            raise KeyError(f"{ckpt}: checkpoint lacks key {k!r}")
+            raise KeyError(f"{where}: checkpoint lacks key {k!r}")
     m = EDMDenoiser(UNet(UNetConfig.from_dict(state["net"])), sigma_data=SIGMA_DATA,
                     consistency=state.get("consistency", consistency))
     m.load_state_dict(state[which])
