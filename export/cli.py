@@ -101,6 +101,21 @@ def _all(a):
             raise ValueError(f"step `{argv[0]}` failed; fix it and rerun (train/distill resume)")
 
 
+def _training_run_options(p: argparse.ArgumentParser, minutes: float) -> None:
+    """What `train` and `distill` share: data, run folder, budget, checkpoints, device, resume."""
+    p.add_argument("--cache", default="cache/footage64.npz")
+    p.add_argument("--workdir", "--run", dest="run", default="runs/default",
+                   help="output folder (checkpoints, grids, curves)")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--minutes", type=float, default=minutes, help="wall-time budget (0 = none)")
+    p.add_argument("--ckpt-every", type=float, default=180.0, help="seconds")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--no-resume", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="humus-export", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -116,40 +131,22 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(fn=_footage)
 
     t = sub.add_parser("train", help="train the EDM teacher (torchrun-ready)")
-    t.add_argument("--cache", default="cache/footage64.npz")
-    t.add_argument("--workdir", "--run", dest="run", default="runs/default", help="output folder (checkpoints, grids, curves)")
+    _training_run_options(t, minutes=60.0)
     t.add_argument("--preset", default="cpu")
-    t.add_argument("--batch", type=int, default=32)
     t.add_argument("--lr", type=float, default=4e-4)
-    t.add_argument("--steps", type=int, default=100_000)
-    t.add_argument("--minutes", type=float, default=60.0, help="wall-time budget (0 = none)")
     t.add_argument("--ema", type=float, default=0.999)
     t.add_argument("--no-decay", action="store_true", help="unconditional model")
-    t.add_argument("--ckpt-every", type=float, default=180.0, help="seconds")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--threads", type=int, default=0)
-    t.add_argument("--no-resume", action="store_true")
     t.set_defaults(fn=_train)
 
     d = sub.add_parser("distill", help="ECT few-step student from the teacher (torchrun-ready)")
-    d.add_argument("--cache", default="cache/footage64.npz")
-    d.add_argument("--workdir", "--run", dest="run", default="runs/default")
+    _training_run_options(d, minutes=40.0)
     d.add_argument("--teacher", help="teacher checkpoint (default RUN/teacher.pt)")
-    d.add_argument("--batch", type=int, default=32)
     d.add_argument("--lr", type=float, default=1e-4)
-    d.add_argument("--steps", type=int, default=100_000)
-    d.add_argument("--minutes", type=float, default=40.0)
     d.add_argument("--stages", type=int, default=4)
     d.add_argument("--first-stage", type=int, default=1, help="gap stage to start in (1: gap t/2)")
     d.add_argument("--init", help="start from this student checkpoint's EMA weights, not the teacher's")
     d.add_argument("--ema", type=float, default=0.999)
     d.add_argument("--dropout", type=float, default=0.0)
-    d.add_argument("--ckpt-every", type=float, default=180.0)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--device", default="cpu")
-    d.add_argument("--threads", type=int, default=0)
-    d.add_argument("--no-resume", action="store_true")
     d.set_defaults(fn=_distill)
 
     u = sub.add_parser("tune", help="choose the student's weights and 2/4-step sigmas on the validation half of the held-out split")
