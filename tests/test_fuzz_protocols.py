@@ -36,6 +36,14 @@ reports = st.builds(
     st.lists(st.integers(0, 100), min_size=1, max_size=9), st.none() | st.integers(0, 255))
 
 
+
+def feed_in_chunks(parser, stream: bytes, chunk: int) -> list:
+    """What a serial port delivers: the stream in reads of `chunk` bytes, every frame parsed so far."""
+    got = []
+    for i in range(0, len(stream), chunk):
+        got += parser.feed(stream[i:i + chunk])
+    return got
+
 @fuzz(2000)
 @given(st.binary(max_size=400))
 def test_ld2410_random_bytes(data):
@@ -57,10 +65,7 @@ def test_ld2410_frame_between_noise_is_found(report, before, after, chunk):
     frame = ld2410.encode_report(report)
     assert ld2410.decode(frame) == report
     stream = before + frame + after
-    p = ld2410.Parser()
-    got = []
-    for i in range(0, len(stream), chunk):
-        got += p.feed(stream[i:i + chunk])
+    got = feed_in_chunks(ld2410.Parser(), stream, chunk)
     assert report in got
 
 
@@ -107,10 +112,7 @@ def test_tfmini_frame_between_noise_is_found(m, before, after, chunk):
     frame = tfmini.encode(m)
     assert tfmini.decode(frame) == m
     stream = before + frame + after
-    p = tfmini.Parser()
-    got = []
-    for i in range(0, len(stream), chunk):
-        got += p.feed(stream[i:i + chunk])
+    got = feed_in_chunks(tfmini.Parser(), stream, chunk)
     assert got == [m]
 
 
