@@ -61,9 +61,9 @@ def _onnx(a):
 def _evaluate(a):
     from .evaluate import evaluate
 
-    m = evaluate(a.model, a.cache, featnet=a.featnet, n=a.n, teacher_steps=a.teacher_steps,
-                 walks=a.walks, featnet_steps=a.featnet_steps, seeds=a.seeds)
-    print(json.dumps({"kid": m["kid"], "fid": m["fid"], "walks": m["walk_mean_frame_distance"]}, indent=1))
+    m = evaluate(a.model, a.cache, featnet=a.featnet, n=a.n, generated=a.generated, teacher_steps=a.teacher_steps,
+                 walks=a.walks, featnet_steps=a.featnet_steps, boots=a.boots)
+    print(json.dumps({k: m[k] for k in ("kid", "kid_ci90", "kid_ratios", "fid", "walk_mean_frame_distance")}, indent=1))
 
 
 def _tune(a):
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--n", type=int, default=256)
     u.add_argument("--out", default="runs/default/student_sigmas.json")
     u.add_argument("--device", default="cpu", help="where the student samples (cpu, cuda)")
-    u.add_argument("--seeds", type=int, default=1, help="generated sets per score, KID averaged (less noise)")
+    u.add_argument("--seeds", type=int, default=4, help="generated sets per score, pooled (less noise)")
     u.set_defaults(fn=_tune)
 
     o = sub.add_parser("onnx", help="export ONNX + manifest + reference + NOTICE to models/NAME")
@@ -176,9 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--cache", default="cache/footage64.npz")
     e.add_argument("--featnet", help="feature network weights (trained on the cache if missing)")
     e.add_argument("--featnet-steps", type=int, default=800)
-    e.add_argument("--n", type=int, default=0, help="samples per model (0 = size of the test half of the held-out split)")
+    e.add_argument("--n", type=int, default=0, help="reference images (0 = the whole test half of the held-out split)")
+    e.add_argument("--generated", type=int, default=2000,
+                   help="generated images per model (0 = as many as reference images); the held-out set is "
+                        "small, so many generated images leave only its own noise in the KID")
+    e.add_argument("--boots", type=int, default=400, help="bootstrap replicates for intervals and ratios")
     e.add_argument("--teacher-steps", type=int, default=35)
-    e.add_argument("--seeds", type=int, default=1, help="generated sets per model, KID/FID averaged")
     e.add_argument("--walks", type=int, default=4)
     e.set_defaults(fn=_evaluate)
 

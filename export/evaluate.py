@@ -11,8 +11,11 @@ here are therefore NOT comparable with Inception-based numbers in papers; they c
 trained on the same data, which is what the manifest uses them for.
 
 Generated images come from the shipped model directory through the firmware's runtime (ONNX +
-manifest, see sample.py), so what is measured is what the box shows. Each generated image is
-conditioned on the decay value of one held-out image, so both sets share the decay mix.
+manifest, see sample.py), so what is measured is what the box shows. Generated images cycle
+through the held-out images' decay values, so both sets share the decay mix. Every model starts
+from the same noise, and gets thousands of images against the ~230 reference images: the
+reference set is then what is left of the noise, and metrics.kid_panel's paired bootstrap puts
+an interval on each KID and on the student/teacher ratios.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .footage import load_cache
+from .metrics import fid, kid_panel, mmd2_unbiased
 from .train import decay_values, save_grid, to_tensor
 
 FEAT_DIM = 448
@@ -117,38 +121,6 @@ def features(net: FeatureNet, images: np.ndarray, batch: int = 256) -> np.ndarra
     return np.concatenate(out)
 
 
-def kid(f1: np.ndarray, f2: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0):
-    """Kernel Inception Distance (Binkowski et al. 2018): unbiased MMD^2 with the cubic
-    polynomial kernel, mean and std over random subsets. With fewer than ``subset_size``
-    samples the subsets take half of the smaller set, so the std still means something
-    (the estimator is unbiased for any subset size)."""
-    g = np.random.default_rng(seed)
-    n = min(len(f1), len(f2))
-    m = subset_size if n >= subset_size else max(2, n // 2)
-    d = f1.shape[1]
-    vals = []
-    for _ in range(subsets):
-        x = f1[g.choice(len(f1), m, replace=False)]
-        y = f2[g.choice(len(f2), m, replace=False)]
-        kxx = (x @ x.T / d + 1) ** 3
-        kyy = (y @ y.T / d + 1) ** 3
-        kxy = (x @ y.T / d + 1) ** 3
-        a = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
-        b = (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-        vals.append(a + b - 2 * kxy.mean())
-    return float(np.mean(vals)), float(np.std(vals))
-
-
-def fid(f1: np.ndarray, f2: np.ndarray) -> float:
-    """Frechet distance between Gaussian fits; Tr sqrt(S1 S2) from the eigenvalues of S1 S2
-    (real, non-negative in exact arithmetic)."""
-    mu1, mu2 = f1.mean(0), f2.mean(0)
-    s1, s2 = np.cov(f1, rowvar=False), np.cov(f2, rowvar=False)
-    ev = np.linalg.eigvals(s1 @ s2)
-    tr = np.sqrt(np.clip(ev.real, 0, None)).sum()
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr)
-
-
 def slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     """Spherical interpolation between two noise fields (keeps their norm ~ Gaussian)."""
     na, nb = np.linalg.norm(a), np.linalg.norm(b)
@@ -177,11 +149,12 @@ def walk(model_dir: str | Path, network: str, steps: int, frames: int = 16, walk
 
 
 def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | None = None, n: int = 0,
-             teacher_steps: int = 35, student_steps=(1, 2, 4), walks: int = 4, seed: int = 0,
-             update_manifest: bool = True, featnet_steps: int = 800, seeds: int = 1) -> dict:
+             generated: int = 0, teacher_steps: int = 35, student_steps=(1, 2, 4), walks: int = 4, seed: int = 0,
+             update_manifest: bool = True, featnet_steps: int = 800, boots: int = 400, goal: float = 1.25) -> dict:
     """KID/FID for teacher and student against the test half of the held-out split (see
-    Dataset.heldout_part; `tune` chooses on the other half); grids and walk figure in
-    ``model_dir``/eval/; figures written into manifest.json ``metrics``."""
+    Dataset.heldout_part; `tune` chooses on the other half), with ``generated`` images per model
+    (0 = as many as reference images) and paired-bootstrap intervals (metrics.kid_panel); grids
+    and walk figure in ``model_dir``/eval/; figures written into manifest.json ``metrics``."""
     import shutil
 
     from .onnx import read_manifest, sha256_file, write_manifest
@@ -198,37 +171,39 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
     held = full.heldout_part("test")
     if len(held) < 2:
         raise ValueError(f"{cache}: held-out split has {len(held)} images; need at least 2 for KID")
-    n = min(n or len(held), len(held))
-    f_held = features(net, held.images)
-    dec = decay_values(held)
     g = np.random.default_rng(seed)
-    order = g.permutation(len(held))[:n]
-    res = {}
+    order = g.permutation(len(held))[:min(n or len(held), len(held))]
+    n = len(order)
+    generated = max(2, generated or n)
+    f_held = features(net, held.images[order])
+    # Generated images cycle through the reference images' decay values: both sets share the mix.
+    dec = np.resize(decay_values(held)[order], generated)
+    sets, fids = {}, {}
     runs = [("teacher", teacher_steps)] + [("student", k) for k in student_steps]
     mf = read_manifest(model_dir)
     for network, k in runs:
         if network not in mf["networks"]:
             continue
-        gen = Generator(model_dir, network)
-        kids, fids = [], []
-        for j in range(seeds):  # fresh noise per set; KID/FID averaged, std over subsets and sets
-            imgs = gen.generate_many(n, k, decay=dec[order], seed=seed + 1 + 1000 * j)
-            f = features(net, imgs)
-            kids.append(kid(f, f_held, seed=seed + j))
-            fids.append(fid(f, f_held) if n > 20 else None)
-            if j == 0:
-                save_grid(imgs[:64], ev / f"grid_{network}_{k}.png")
+        # Same seed for every model: the same starting noise, so the comparison is paired.
+        imgs = Generator(model_dir, network).generate_many(generated, k, decay=dec, seed=seed + 1)
         key = f"{network}_{k}"
-        m = float(np.mean([v[0] for v in kids]))
-        s = float(np.sqrt(np.mean([v[1] ** 2 + (v[0] - m) ** 2 for v in kids])))
-        res[key] = {"kid": m, "kid_std": s, "fid": None if fids[0] is None else float(np.mean(fids)),
-                    "n": int(n), "sets": seeds}
-        print(f"{key}: KID {m:.5f} +- {s:.5f}  FID {res[key]['fid']}", flush=True)
-    # Reference: the test set against the training set (the floor these numbers can reach).
+        sets[key] = features(net, imgs)
+        fids[key] = fid(sets[key], f_held) if min(n, generated) > 20 else None
+        save_grid(imgs[:64], ev / f"grid_{network}_{k}.png")
+    # Reference: training images against the test half (the floor these numbers can reach).
     tr = full.split(heldout=False)
-    sub = tr.images[g.permutation(len(tr))[: max(n, 2)]]
-    m, s = kid(features(net, sub), f_held, seed=seed)
-    res["train_vs_heldout"] = {"kid": m, "kid_std": s, "fid": fid(features(net, sub), f_held), "n": int(len(sub))}
+    sub = tr.images[g.permutation(len(tr))[:generated]]
+    sets["train_vs_heldout"] = features(net, sub)
+    fids["train_vs_heldout"] = fid(sets["train_vs_heldout"], f_held) if min(n, len(sub)) > 20 else None
+    ratios = {f"student_{k}/teacher_{teacher_steps}": (f"student_{k}", f"teacher_{teacher_steps}")
+              for k in student_steps}
+    panel = kid_panel(f_held, sets, boots=boots, seed=seed, ratios=ratios, goal=goal)
+    for key in sets:
+        print(f"{key}: KID {panel['kid'][key]:.6f} (bootstrap se {panel['se'][key]:.6f}, 90% "
+              f"{panel['ci90'][key][0]:.6f}..{panel['ci90'][key][1]:.6f})  FID {fids[key]}", flush=True)
+    for label, r in panel["ratio"].items():
+        print(f"{label}: {r['value']:.3f} (90% {r['ci90'][0]:.3f}..{r['ci90'][1]:.3f}, "
+              f"P(<= {goal}) = {r['p_le_goal']:.2f})", flush=True)
     save_grid(held.images[order[:64]], ev / "grid_heldout.png")
     # Smoothness of noise-slerp walks (what the show does between visitors).
     smooth, strips = {}, []
@@ -244,13 +219,16 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
         # The figures travel with the model: ship the feature network they were measured with.
         shutil.copy(featnet, model_dir / "kid_features.pt")
     metrics = {
-        "kid": {k: v["kid"] for k, v in res.items()},
-        "kid_std": {k: v["kid_std"] for k, v in res.items()},
-        "fid": {k: v["fid"] for k, v in res.items()},
-        "samples": int(n),
-        "generated_sets": seeds,
-        "reference_set": f"test half of the held-out split of the footage cache ({len(held)} of "
+        "kid": panel["kid"],
+        "kid_se": panel["se"],
+        "kid_ci90": panel["ci90"],
+        "fid": fids,
+        "kid_ratios": panel["ratio"],
+        "samples": {"reference": int(n), "generated_per_model": int(generated), "bootstrap": boots},
+        "reference_set": f"test half of the held-out split of the footage cache ({n} of "
                          f"{len(full.split(heldout=True))} images; `tune` chose on the other half)",
+        "uncertainty": "paired bootstrap: each replicate resamples the reference and every generated set "
+                       "once and scores every model against the same reference resample (export/metrics.py)",
         "features": {"kind": "FeatureNet (trained here; NOT Inception)", "dim": FEAT_DIM,
                      "file": "kid_features.pt",
                      "sha256": sha256_file(featnet),
@@ -258,8 +236,6 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
         "walk_mean_frame_distance": smooth,
         "walk_note": "mean |frame[t+1] - frame[t]| over 16-frame slerp walks of the noise, pixels in [0, 1]",
     }
-    if "teacher_35" in metrics["kid"] and "student_2" in metrics["kid"]:
-        metrics["kid_ratio_student2_teacher"] = metrics["kid"]["student_2"] / max(metrics["kid"]["teacher_35"], 1e-12)
     if update_manifest:
         mf = read_manifest(model_dir)
         mf["metrics"] = metrics
@@ -290,7 +266,7 @@ def _walk_figure(strips, smooth, path: Path):
 @torch.no_grad()
 def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: str | Path, n: int = 256,
                         candidates=(0.5, 0.821, 1.2, 2.0, 3.0, 4.5, 6.5, 10.0), seed: int = 0,
-                        device: str = "cpu", seeds: int = 1) -> dict:
+                        device: str = "cpu", seeds: int = 1, weights=("ema", "model")) -> dict:
     """Pick the student's weights (EMA or raw) and the intermediate noise levels of its 2- and
     4-step samplers by KID against the *validation* half of the held-out split; `evaluate`
     reports on the other (test) half. Not the training split: there a GPU-tuned student's raw
@@ -300,7 +276,7 @@ def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: st
     from .train import denoiser_from_state, load_checkpoint, to_uint8
 
     state = load_checkpoint(student_ckpt)
-    models = {w: denoiser_from_state(state, w, where=str(student_ckpt)).to(device) for w in ("ema", "model")}
+    models = {w: denoiser_from_state(state, w, where=str(student_ckpt)).to(device) for w in weights}
     del state
     net = load_featnet(featnet)
     tr = load_cache(cache).heldout_part("validation")
@@ -314,15 +290,16 @@ def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: st
               for k in range(seeds)]
 
     def score(sig, w="ema"):
-        """KID averaged over `seeds` generated sets: with ~250 reference images one set's KID
-        spreads more than the differences between candidates."""
-        vals = []
+        """KID of `seeds` generated sets pooled, over whole sets (no subsets): with ~250 reference
+        images one set's KID spreads more than the differences between candidates, and every
+        candidate sees the same noise, so what differs between them is the candidate."""
+        feats = []
         for k, eps in enumerate(noises):
             out = torch.cat([consistency(models[w], sig, eps[i:i + 64], dec[i:i + 64],
                                          generator=torch.Generator(device=device).manual_seed(i + 1000 * k))
                              for i in range(0, n, 64)])
-            vals.append(kid(features(net, to_uint8(out)), f_ref, subsets=50, seed=seed + k)[0])
-        return float(np.mean(vals))
+            feats.append(features(net, to_uint8(out)))
+        return mmd2_unbiased(f_ref, np.concatenate(feats))
 
     # Weights and the 2-step level are chosen together: comparing EMA and raw weights at one fixed
     # level picked the raw weights for a GPU-tuned student whose EMA was better at every level.

@@ -43,14 +43,16 @@ class Generator:
 
     def generate_many(self, n: int, steps: int | None, decay=None, seed: int = 0) -> np.ndarray:
         """n images (uint8 [n, H, W, C]); decay: scalar, per-image array, or None = manifest default."""
-        g = np.random.default_rng(seed)
+        # Two streams: the starting noise is the same for every network and step count with one
+        # seed (so `evaluate` compares models on the same noise), whatever re-noising consumes.
+        g, renoise = np.random.default_rng(seed), np.random.default_rng([seed, 1])
         if decay is None:
             decay = self.info.decay_default
         dec = np.broadcast_to(np.asarray(decay, np.float32), (n,))
         out = []
         for i in range(n):
             eps = g.standard_normal((1, self.info.channels, *self.resolution)).astype(np.float32)
-            out.append(self.generate(eps, steps, float(dec[i]), rng=g))
+            out.append(self.generate(eps, steps, float(dec[i]), rng=renoise))
         return np.concatenate(out)
 
 

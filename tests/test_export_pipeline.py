@@ -174,9 +174,11 @@ def test_sample_and_evaluate_through_firmware_runtime(pipeline, tmp_path):
     # A step count the manifest does not list is an error naming the key, not a guess.
     assert cli.main(["sample", "--model", str(pipeline["model"]), "--steps", "3", "--n", "1",
                      "--out", str(out)]) == 2
-    m = evaluate(pipeline["model"], pipeline["cache"], featnet=tmp_path / "f.pt", n=4, walks=1,
-                 featnet_steps=5, student_steps=(1, 2), seeds=2)
-    assert m["generated_sets"] == 2
+    m = evaluate(pipeline["model"], pipeline["cache"], featnet=tmp_path / "f.pt", n=4, generated=6, walks=1,
+                 featnet_steps=5, student_steps=(1, 2), boots=50)
+    assert m["samples"]["generated_per_model"] == 6 and m["samples"]["bootstrap"] == 50
+    r = m["kid_ratios"]["student_2/teacher_35"]
+    assert r["goal"] == 1.25 and 0.0 <= r["p_le_goal"] <= 1.0 and r["ci90"][0] <= r["ci90"][1]
     # `tune` picks weights and sigmas on the held-out validation half; `onnx` takes its JSON.
     tuned = tmp_path / "tuned.json"
     assert cli.main(["tune", "--cache", str(pipeline["cache"]), "--run", str(pipeline["run"]), "--featnet",
@@ -193,7 +195,7 @@ def test_sample_and_evaluate_through_firmware_runtime(pipeline, tmp_path):
     assert {"teacher_35", "student_1", "student_2", "train_vs_heldout"} <= set(m["kid"])
     assert all(np.isfinite(v) for v in m["kid"].values())
     held = len(load_cache(pipeline["cache"]).heldout_part("test"))  # the split hashes paths: varies with tmp dirs
-    assert json.loads((pipeline["model"] / "manifest.json").read_text())["metrics"]["samples"] == min(4, held)
+    assert json.loads((pipeline["model"] / "manifest.json").read_text())["metrics"]["samples"]["reference"] == min(4, held)
 
 
 def test_torchrun_ddp_world_size_1_gloo(pipeline, tmp_path):
