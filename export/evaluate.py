@@ -202,8 +202,9 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
         print(f"{key}: KID {panel['kid'][key]:.6f} (bootstrap se {panel['se'][key]:.6f}, 90% "
               f"{panel['ci90'][key][0]:.6f}..{panel['ci90'][key][1]:.6f})  FID {fids[key]}", flush=True)
     for label, r in panel["ratio"].items():
-        print(f"{label}: {r['value']:.3f} (90% {r['ci90'][0]:.3f}..{r['ci90'][1]:.3f}, "
-              f"P(<= {goal}) = {r['p_le_goal']:.2f})", flush=True)
+        print(f"{label}: {r['value']} (90% {r['ci90'][0]}..{r['ci90'][1]}, P(<= {goal}) = {r['p_le_goal']:.2f}; "
+              f"KID(student) - {goal} KID(teacher) = {r['excess']['value']:.6f}, 90% {r['excess']['ci90']})",
+              flush=True)
     save_grid(held.images[order[:64]], ev / "grid_heldout.png")
     # Smoothness of noise-slerp walks (what the show does between visitors).
     smooth, strips = {}, []

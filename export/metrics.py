@@ -80,10 +80,12 @@ def kid_panel(f_ref: np.ndarray, sets: dict[str, np.ndarray], boots: int = 400, 
     """KID of each generated set against one reference set, with paired bootstrap statistics.
 
     Returns {"kid": {name: estimate}, "se": {name: bootstrap std}, "ci90": {name: [lo, hi]},
-    "ratio": {label: {"value", "ci90", "p_le_goal"}}} where ``ratios`` maps a label to
-    (numerator, denominator) set names; ``p_le_goal`` is the share of replicates whose ratio is
-    at or below ``goal`` (None without a goal). A ratio replicate with a denominator <= 0 counts
-    as above any goal (the denominator is at the floor, so no ratio can be shown).
+    "ratio": {label: {"value", "ci90", "p_le_goal", "goal", "excess"}}} where ``ratios`` maps a
+    label to (numerator, denominator) set names; ``p_le_goal`` is the share of replicates whose
+    ratio is at or below ``goal`` (None without a goal), ``excess`` the estimate and interval of
+    KID(num) - goal * KID(den). A ratio replicate with a denominator <= 0 counts as above any goal
+    (the denominator is at the floor, so no ratio can be shown); an interval end that is
+    unbounded for that reason is None.
     """
     g = np.random.default_rng(seed)
     n_ref = len(f_ref)
@@ -110,9 +112,22 @@ def kid_panel(f_ref: np.ndarray, sets: dict[str, np.ndarray], boots: int = 400, 
             continue
         b_num, b_den = boot[num], boot[den]
         r = np.where(b_den > 0, b_num / np.where(b_den > 0, b_den, 1.0), np.inf)
+        # Order statistics, not interpolation: replicates at +inf must not turn the bound into nan.
+        lo, hi = (float(x) for x in np.quantile(r, [0.05, 0.95], method="inverted_cdf"))
         out["ratio"][label] = {
-            "value": point[num] / point[den] if point[den] > 0 else float("inf"),
-            "ci90": [float(x) for x in np.percentile(r, [5, 95])],
+            "value": point[num] / point[den] if point[den] > 0 else None,
+            "ci90": [_finite(lo), _finite(hi)],
             "p_le_goal": None if goal is None else float(np.mean(r <= goal)),
             "goal": goal}
+        if goal is not None:
+            # The goal as a difference, KID(num) - goal * KID(den) <= 0: no division, so its
+            # interval stays finite when the denominator's KID comes near zero.
+            ex = b_num - goal * b_den
+            out["ratio"][label]["excess"] = {"value": point[num] - goal * point[den],
+                                             "ci90": [float(x) for x in np.percentile(ex, [5, 95])]}
     return out
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no infinity: an unbounded interval end is written as null."""
+    return x if np.isfinite(x) else None

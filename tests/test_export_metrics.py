@@ -1,6 +1,8 @@
 """KID with paired-bootstrap intervals (export/metrics.py) on sets whose answer is known."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -49,6 +51,18 @@ def test_panel_orders_models_and_judges_the_ratio_goal():
     assert near_far["value"] < 0.5 and near_far["p_le_goal"] > 0.95
     assert far_near["value"] > 2 and far_near["p_le_goal"] < 0.05
     assert near_far["ci90"][0] <= near_far["value"] <= near_far["ci90"][1]
+    ex = near_far["excess"]
+    assert ex["value"] == pytest.approx(p["kid"]["near"] - 1.25 * p["kid"]["far"]) and ex["ci90"][1] < 0
+    assert far_near["excess"]["ci90"][0] > 0
+
+
+def test_ratio_over_a_kid_at_zero_is_unbounded_not_nan():
+    ref = gauss(100, seed=30)
+    p = kid_panel(ref, {"off": gauss(400, 0.3, seed=31), "same": gauss(400, seed=32)}, boots=200, seed=1,
+                  ratios={"off/same": ("off", "same")}, goal=1.25)
+    r = p["ratio"]["off/same"]
+    assert r["ci90"][1] is None and r["p_le_goal"] < 0.5  # "same" is at zero in many replicates
+    assert json.loads(json.dumps(p)) == p  # plain JSON: no NaN or Infinity
     assert "x/missing" not in p["ratio"]
 
 
