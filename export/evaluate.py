@@ -178,7 +178,7 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
     f_held = features(net, held.images[order])
     # Generated images cycle through the reference images' decay values: both sets share the mix.
     dec = np.resize(decay_values(held)[order], generated)
-    sets, fids = {}, {}
+    sets = {}
     runs = [("teacher", teacher_steps)] + [("student", k) for k in student_steps]
     mf = read_manifest(model_dir)
     for network, k in runs:
@@ -188,13 +188,12 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
         imgs = Generator(model_dir, network).generate_many(generated, k, decay=dec, seed=seed + 1)
         key = f"{network}_{k}"
         sets[key] = features(net, imgs)
-        fids[key] = fid(sets[key], f_held) if min(n, generated) > 20 else None
-        save_grid(imgs[:64], ev / f"grid_{network}_{k}.png")
+        save_grid(imgs[:64], ev / f"grid_{key}.png")
     # Reference: training images against the test half (the floor these numbers can reach).
     tr = full.split(heldout=False)
     sub = tr.images[g.permutation(len(tr))[:generated]]
     sets["train_vs_heldout"] = features(net, sub)
-    fids["train_vs_heldout"] = fid(sets["train_vs_heldout"], f_held) if min(n, len(sub)) > 20 else None
+    fids = {key: fid(f, f_held) if min(n, len(f)) > 20 else None for key, f in sets.items()}
     ratios = {f"student_{k}/teacher_{teacher_steps}": (f"student_{k}", f"teacher_{teacher_steps}")
               for k in student_steps}
     panel = kid_panel(f_held, sets, boots=boots, seed=seed, ratios=ratios, goal=goal)

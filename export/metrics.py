@@ -26,24 +26,6 @@ def poly_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a @ b.T / a.shape[1] + 1.0) ** 3
 
 
-def kid(f1: np.ndarray, f2: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0):
-    """KID as usually reported: unbiased MMD^2 averaged over random subsets, and the subsets'
-    std. With fewer than ``subset_size`` samples the subsets take half of the smaller set. Cheap;
-    used for the sampler search, where only the order of candidates matters."""
-    g = np.random.default_rng(seed)
-    n = min(len(f1), len(f2))
-    m = subset_size if n >= subset_size else max(2, n // 2)
-    vals = []
-    for _ in range(subsets):
-        x = f1[g.choice(len(f1), m, replace=False)]
-        y = f2[g.choice(len(f2), m, replace=False)]
-        kxx, kyy, kxy = poly_kernel(x, x), poly_kernel(y, y), poly_kernel(x, y)
-        a = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
-        b = (kyy.sum() - np.trace(kyy)) / (m * (m - 1))
-        vals.append(a + b - 2 * kxy.mean())
-    return float(np.mean(vals)), float(np.std(vals))
-
-
 def fid(f1: np.ndarray, f2: np.ndarray) -> float:
     """Frechet distance between Gaussian fits; Tr sqrt(S1 S2) from the eigenvalues of S1 S2
     (real, non-negative in exact arithmetic)."""
@@ -54,12 +36,16 @@ def fid(f1: np.ndarray, f2: np.ndarray) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * tr)
 
 
+def _off_diagonal_mean(k: np.ndarray) -> float:
+    """Mean of k[i, j] over i != j: a set's term in the unbiased MMD^2."""
+    n = len(k)
+    return float((k.sum() - np.trace(k)) / (n * (n - 1)))
+
+
 def mmd2_unbiased(f1: np.ndarray, f2: np.ndarray) -> float:
     """KID over the whole of both sets: the unbiased MMD^2 with the cubic kernel (no subsets)."""
-    k11, k22 = poly_kernel(f1, f1), poly_kernel(f2, f2)
-    n1, n2 = len(f1), len(f2)
-    return float((k11.sum() - np.trace(k11)) / (n1 * (n1 - 1)) + (k22.sum() - np.trace(k22)) / (n2 * (n2 - 1))
-                 - 2 * poly_kernel(f1, f2).mean())
+    return (_off_diagonal_mean(poly_kernel(f1, f1)) + _off_diagonal_mean(poly_kernel(f2, f2))
+            - 2 * float(poly_kernel(f1, f2).mean()))
 
 
 def _within(k: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -91,16 +77,15 @@ def kid_panel(f_ref: np.ndarray, sets: dict[str, np.ndarray], boots: int = 400, 
     n_ref = len(f_ref)
     k_rr = poly_kernel(f_ref, f_ref)
     w_ref = _counts(g, n_ref, boots)
-    rr_point = (k_rr.sum() - np.trace(k_rr)) / (n_ref * (n_ref - 1))
+    rr_point = _off_diagonal_mean(k_rr)
     rr_boot = _within(k_rr, w_ref)
     point, boot = {}, {}
     for name, f in sets.items():
         if len(f) < 2:
             raise ValueError(f"generated set {name!r} has {len(f)} images; KID needs at least 2")
         k_gg, k_rg = poly_kernel(f, f), poly_kernel(f_ref, f)
-        n = len(f)
-        point[name] = float(rr_point + (k_gg.sum() - np.trace(k_gg)) / (n * (n - 1)) - 2 * k_rg.mean())
-        w_gen = _counts(g, n, boots)
+        point[name] = rr_point + _off_diagonal_mean(k_gg) - 2 * float(k_rg.mean())
+        w_gen = _counts(g, len(f), boots)
         cross = np.einsum("bi,ij,bj->b", w_ref, k_rg, w_gen, optimize=True) / (w_ref.sum(1) * w_gen.sum(1))
         boot[name] = rr_boot + _within(k_gg, w_gen) - 2 * cross
     out = {"kid": point,

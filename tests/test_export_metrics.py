@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from export.metrics import _within, kid, kid_panel, mmd2_unbiased, poly_kernel
+from export.metrics import _within, kid_panel, mmd2_unbiased, poly_kernel
 
 
 def gauss(n, shift=0.0, seed=0, d=16):
@@ -21,8 +21,8 @@ def test_unbiased_mmd_matches_the_pairwise_definition():
     bb = np.mean([k(b[i], b[j]) for i in range(9) for j in range(9) if i != j])
     ab = np.mean([k(x, y) for x in a for y in b])
     assert mmd2_unbiased(a, b) == pytest.approx(aa + bb - 2 * ab, rel=1e-12)
-    # The old subset estimator agrees in expectation; with whole sets as the subsets it is exact.
-    assert kid(a, a.copy(), subsets=1, subset_size=7)[0] == pytest.approx(mmd2_unbiased(a, a.copy()), abs=1e-12)
+    # The panel's point estimate is the same estimator, from the kernels it keeps for the bootstrap.
+    assert kid_panel(a, {"b": b}, boots=5)["kid"]["b"] == pytest.approx(mmd2_unbiased(a, b), rel=1e-12)
 
 
 def test_reweighting_leaves_out_pairs_of_the_same_image():
