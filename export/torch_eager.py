@@ -176,7 +176,8 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--checkpoint", help="a training checkpoint of the same network: time the original "
                    "nn.Module (the studio's torch model) instead of the ONNX graph op by op")
-    p.add_argument("--weights", default="ema", help="ema | raw (with --checkpoint)")
+    p.add_argument("--weights", default="ema", choices=["ema", "model"],
+                   help="which weights of --checkpoint: its EMA or the raw ones (key 'model')")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads (1, as the box gives onnxruntime: one core stays free)")
     a = p.parse_args(argv)
