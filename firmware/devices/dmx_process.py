@@ -24,12 +24,12 @@ RING = 4096
 
 def _child(cfg, shared, stop, ready) -> None:
     from firmware.clock import RealClock
-    from firmware.devices.dmx import BACKENDS, DmxSender
+    from firmware.devices.dmx import BACKENDS, DmxSender, raise_thread_priority
 
     universe, seq, ok, detail, sent, times, head = shared
     sender = DmxSender(BACKENDS[cfg.type](cfg, None), RealClock(), rate_hz=cfg.rate_hz,
                        channels=cfg.channels)
-    sender.priority = _raise_priority()
+    sender.priority = raise_thread_priority()
     detail.value = sender.priority.encode()[:127]
     ready.set()
     last_seq = -1
@@ -52,11 +52,6 @@ def _child(cfg, shared, stop, ready) -> None:
     final = bytes(universe.get_obj()[: cfg.channels])
     sender.send_final(final)
     sender.close()
-
-
-def _raise_priority() -> str:
-    from firmware.devices.dmx import raise_thread_priority
-    return raise_thread_priority()
 
 
 class DmxProcessSender(Device):
@@ -136,13 +131,15 @@ class DmxProcessSender(Device):
         """The child sends the last universe (the safe look) a few times as it stops."""
         self.set_universe(universe)
         time.sleep(2 * self.period)  # let the child pick it up at its rate first
-        self._stop.set()
-        if self._proc.is_alive():
-            self._proc.join(timeout=2.0)
+        self._stop_child()
 
     def _close(self) -> None:
+        self._stop_child()
+        if self._proc.is_alive():
+            self._proc.terminate()
+
+    def _stop_child(self) -> None:
+        """Ask the child to stop (it sends the final universe and closes its port), and wait."""
         self._stop.set()
         if self._proc.is_alive():
             self._proc.join(timeout=2.0)
-            if self._proc.is_alive():
-                self._proc.terminate()
