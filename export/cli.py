@@ -205,8 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--distill-minutes", type=float, default=40.0)
     al.set_defaults(fn=_all)
 
+    from .cli_cascade import register as register_cascade
     from .engine import register as register_engine
     register_engine(sub)
+    register_cascade(sub)
     return p
 
 

@@ -21,14 +21,24 @@ class Generator:
         threads: onnxruntime intra-op threads (0 = its default).
     """
 
-    def __init__(self, model_dir: str | Path, network: str = "student", threads: int = 0):
+    def __init__(self, model_dir: str | Path, network: str = "student", threads: int = 0,
+                 upsample: bool = True):
         from firmware.generate.engines import open_engine
-        from firmware.generate.manifest import load_model_dir
+        from firmware.generate.manifest import ModelError, load_model_dir
+        from firmware.generate.stages import Upsampler
 
         self.info = load_model_dir(model_dir)
+        if self.info.stage_errors:  # the box would fall back; a studio tool must not measure that silently
+            raise ModelError(self.info.stage_errors[0])
         self.net = self.info.network(network)
         self.engine = open_engine(self.info, network=network, kind="onnxruntime", threads=threads)
-        self.resolution = tuple(self.info.resolution)
+        self.resolution = tuple(self.info.resolution)  # where the noise lives (the generator's side)
+        # The cascade's stage, as the box runs it: images come out at the model's output resolution.
+        self.upsampler = Upsampler(self.info.upsampler, threads=max(1, threads)) \
+            if upsample and self.info.upsampler is not None else None
+        if self.upsampler is not None and self.upsampler.failed:
+            raise ModelError(f"{self.info.upsampler.path}: upsampler {self.upsampler.failed}")
+        self.output_resolution = self.info.output_resolution if self.upsampler is not None else self.resolution
 
     def generate(self, eps: np.ndarray, steps: int | None, decay: float, rng: np.random.Generator | None = None
                  ) -> np.ndarray:
@@ -39,6 +49,10 @@ class Generator:
         d = np.float32(decay)
         x0, _ = sample(lambda x, s: self.engine.denoise(x, s, d), sigmas, eps.astype(np.float32),
                        self.net.sampler, rng=rng)
+        if self.upsampler is not None:
+            x0 = self.upsampler(x0)
+            if self.upsampler.failed:
+                raise RuntimeError(f"upsampler {self.upsampler.failed}")
         return to_uint8(x0, self.info.value_range)
 
     def generate_many(self, n: int, steps: int | None, decay=None, seed: int = 0) -> np.ndarray:

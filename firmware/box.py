@@ -25,10 +25,11 @@ from firmware.devices.display import open_display
 from firmware.devices.dmx import open_dmx
 from firmware.devices.presence import open_presence
 from firmware.generate.manifest import ModelError, ModelInfo, load_model_dir
+from firmware.generate.stages import Upsampler
 from firmware.generate.worker import DriftJob, GenerationWorker, VisitorJob, seeded_sigmas, slerp
 from firmware.render import noise as nz
 from firmware.render.compositor import Compositor
-from firmware.render.footage import FootageError, FootagePlayer, load_footage
+from firmware.render.footage import FootageError, FootagePlayer, footage_path, load_footage
 from firmware.show.lights import light_level, render_universe, safe_universe
 from firmware.show.machine import ShowState, Timings, step_show
 from firmware.show.presence import PresenceParams, PresenceState, update_presence
@@ -80,14 +81,16 @@ class Box:
         self.net = self.model.network(config.model.network) if self.model else None
         self.sigmas = self.net.sigmas(config.model.steps) if self.net else ()
         self.model_side = self.model.resolution[1] if self.model else 64
-        self.worker = GenerationWorker(self.engine, threaded=threaded)
+        self.upsampler = self._open_upsampler()
+        self.worker = GenerationWorker(self.engine, threaded=threaded, upsampler=self.upsampler)
         self.compositor = Compositor(self.width, self.height, show.layout, self.model_side)
 
         self.footage = None
         frames = footage_frames
-        if frames is None and show.footage is not None:
+        source = footage_path(show.footage)
+        if frames is None and source is not None:
             try:
-                frames = load_footage(show.footage)
+                frames = load_footage(source)
             except FootageError as exc:
                 self._fault(f"footage: {exc}")
         if frames:
@@ -128,6 +131,18 @@ class Box:
         except (ModelError, EngineError, OSError) as exc:
             self._fault(f"model: {exc}; showing footage only")
             return None, None
+
+    def _open_upsampler(self) -> Upsampler | None:
+        """The cascade's stage, when the model has one; a broken one is a fault, never a stop."""
+        if self.model is None or (self.model.upsampler is None and not self.model.stage_errors):
+            return None
+        up = Upsampler(self.model.upsampler, threads=max(1, self.config.model.threads))
+        if self.model.stage_errors:
+            up.fault(self.model.stage_errors[0])
+        problem = self.model.stage_errors[0] if self.model.stage_errors else up.failed
+        if problem:
+            self._fault(f"model stage: {problem}; showing the base image upscaled")
+        return up
 
     def _fault(self, text: str) -> None:
         log.warning("%s", text)
@@ -316,6 +331,8 @@ class Box:
     def devices_health(self) -> dict:
         devs = {"camera": self.camera, "presence": self.presence, "dmx": self.dmx,
                 "display": self.display, "generator": self.worker}
+        if self.upsampler is not None:
+            devs["upsampler"] = self.upsampler
         return {k: {"ok": d.health.ok, "detail": d.health.detail} for k, d in devs.items()}
 
     def close(self) -> None:
@@ -325,7 +342,9 @@ class Box:
                                               self.dmx.channels))
         except Exception as exc:  # shutting down: report, never raise
             log.warning("could not send the safe look: %s", exc)
-        for dev in (self.worker, self.camera, self.presence, self.dmx, self.display):
+        for dev in (self.worker, self.upsampler, self.camera, self.presence, self.dmx, self.display):
+            if dev is None:
+                continue
             try:
                 dev.close()
             except Exception as exc:

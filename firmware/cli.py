@@ -15,8 +15,6 @@ from pathlib import Path
 
 from firmware import __version__
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED_MELON = REPO.parent / "shared" / "data" / "decay" / "melon" / "decaying_melon.webp"
 
 
 def _load(args):
@@ -46,10 +44,6 @@ def sim_config(config, headless: bool):
     if headless or display.type != "pygame":
         display = DisplayHeadless(width=display.width, height=display.height, fps=display.fps)
     update = {"camera": CameraSim(), "presence": PresenceSim(), "dmx": DmxSim(), "display": display}
-    show = config.show
-    if show.footage is None and SHARED_MELON.is_file():
-        show = show.model_copy(update={"footage": SHARED_MELON})  # dev convenience only
-    update["show"] = show
     return config.model_copy(update=update)
 
 

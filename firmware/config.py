@@ -245,8 +245,8 @@ class ShowConfig(Section):
     hold_s: float = Field(10.0, gt=0, description="the grown images stay")
     release_s: float = Field(3.0, gt=0, description="fade back to idle")
     layout: Literal["full", "diptych"] = "diptych"
-    footage: Path | None = Field(None, description="folder/file of decay footage for the idle; "
-                                                   "none = the model's own drift only")
+    footage: Path | None = Field(None, description="folder/file of the studio's decay footage for "
+                                                   "the idle; none = the shipped demo clip")
     footage_fps: float = Field(6.0, gt=0, le=60)
     drift_period_s: float = Field(20.0, gt=0, description="one slerp segment of the idle drift")
     seed_strength: float = Field(0.0, ge=0, le=1, description="0 = generate from pure noise; >0 = the "

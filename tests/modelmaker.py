@@ -92,3 +92,43 @@ def make_model_dir(out: Path, side: int = 32, sigma_data: float = 0.5, nan: bool
                 "networks": {"student": net}}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out
+
+
+def add_upsampler(model_dir: Path, scale: int = 4, reference: bool = True) -> Path:
+    """Give a model directory a real ONNX cascade stage (manifest `stages.upsampler`): bilinear
+    enlargement plus a fixed sharpening convolution, so its output differs from a plain resize."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    h, w = manifest["resolution"]
+    k = np.zeros((3, 3, 3, 3), np.float32)
+    for c in range(3):
+        k[c, c] = np.array([[0, -0.25, 0], [-0.25, 2.0, -0.25], [0, -0.25, 0]], np.float32)
+    inits = [numpy_helper.from_array(k, "W"),
+             numpy_helper.from_array(np.array([1, 1, scale, scale], np.float32), "scales")]
+    n = helper.make_node
+    inits += [numpy_helper.from_array(np.array(-1.0, np.float32), "lo"),
+              numpy_helper.from_array(np.array(1.0, np.float32), "hi")]
+    nodes = [n("Resize", ["image", "", "scales"], ["big"], mode="linear"),
+             n("Conv", ["big", "W"], ["sharp"], pads=[1, 1, 1, 1]),
+             n("Clip", ["sharp", "lo", "hi"], ["upsampled"])]
+    i_shape, o_shape = [1, 3, h, w], [1, 3, h * scale, w * scale]
+    graph = helper.make_graph(nodes, "tiny-upsampler",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, i_shape)],
+                              [helper.make_tensor_value_info("upsampled", TensorProto.FLOAT, o_shape)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = model_dir / "upsampler.onnx"
+    onnx.save(model, str(path))
+    stage = {"file": "upsampler.onnx", "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+             "inputs": {"image": i_shape}, "outputs": {"upsampled": o_shape}}
+    if reference:
+        x = np.random.default_rng(1).uniform(-1, 1, i_shape).astype(np.float32)
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        np.savez(model_dir / "reference_upsampler.npz", image=x, upsampled=sess.run(["upsampled"], {"image": x})[0])
+        stage["reference"] = {"output": "reference_upsampler.npz", "atol": 1e-3}
+    manifest["stages"] = {"upsampler": stage}
+    (model_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return model_dir

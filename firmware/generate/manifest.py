@@ -9,6 +9,10 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from firmware.generate.stages import UpsamplerInfo
 
 FORMAT = "humus-model/1"
 SAMPLERS = ("consistency", "heun", "euler")
@@ -51,6 +55,17 @@ class ModelInfo:
     decay_default: float
     networks: dict[str, NetworkInfo]
     raw: dict = field(repr=False, compare=False)
+    # The cascade's second stage (stages.py). A broken stage does not refuse the model: the box
+    # shows the base image and reports the error; studio tools refuse it (stage_errors).
+    upsampler: "UpsamplerInfo | None" = None
+    stage_errors: tuple[str, ...] = ()
+
+    @property
+    def output_resolution(self) -> tuple[int, int]:
+        """What one finished image measures: the upsampler's output, else the generator's."""
+        if self.upsampler is not None:
+            return tuple(self.upsampler.output_shape[2:])
+        return self.resolution
 
     def network(self, name: str) -> NetworkInfo:
         if name not in self.networks:
@@ -155,8 +170,26 @@ def load_model_dir(model_dir: str | Path, check_hash: bool = True) -> ModelInfo:
             raise ModelError(f"{mf}: networks.{n.name}.inputs.x {n.inputs['x']} does not match "
                              f"channels/resolution {(channels, *res)}")
     decay = raw.get("conditioning", {}).get("decay", {})
+    upsampler, stage_errors = _stages(raw, model_dir, mf, channels, res)
     return ModelInfo(dir=model_dir, name=str(raw.get("name", model_dir.name)), resolution=res,
                      channels=channels, value_range=tuple(raw.get("value_range", (-1.0, 1.0))),
                      sigma_data=float(precond.get("sigma_data", 0.5)),
                      sigma_max=float(precond.get("sigma_max", 80.0)),
-                     decay_default=float(decay.get("default", 0.5)), networks=nets, raw=raw)
+                     decay_default=float(decay.get("default", 0.5)), networks=nets, raw=raw,
+                     upsampler=upsampler, stage_errors=stage_errors)
+
+
+def _stages(raw: dict, model_dir: Path, mf: str, channels: int, res: tuple[int, int]):
+    from firmware.generate.stages import StageError, parse_upsampler
+    stages = raw.get("stages", {})
+    if not isinstance(stages, dict):
+        return None, (f"{mf}: stages: expected an object",)
+    unknown = sorted(set(stages) - {"upsampler"})
+    if unknown:
+        return None, (f"{mf}: stages: unknown stage(s) {unknown} (this box knows 'upsampler')",)
+    if "upsampler" not in stages:
+        return None, ()
+    try:
+        return parse_upsampler(stages["upsampler"], model_dir, mf, channels, res), ()
+    except StageError as exc:
+        return None, (str(exc),)

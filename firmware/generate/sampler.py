@@ -2,7 +2,9 @@
 
 One noise field `eps` per request: the generation starts from `sigmas[0] * eps` (or from a seed image
 plus that noise), exactly the forward process the show used to dissolve the visitor. Every step's
-prediction is returned, so the show can let the picture emerge step by step.
+prediction is returned, and reported as it lands through `callback(i, sigma, denoised)` (as in
+k-diffusion), so the show can let the picture emerge step by step without counting denoiser calls
+(Heun calls the denoiser twice per step; only the step's own prediction is news to the wall).
 """
 from __future__ import annotations
 
@@ -11,36 +13,40 @@ from typing import Callable
 import numpy as np
 
 Denoise = Callable[[np.ndarray, float], np.ndarray]
+StepCallback = Callable[[int, float, np.ndarray], None]
 
 
 def sample(denoise: Denoise, sigmas, eps: np.ndarray, sampler: str = "consistency",
-           rng: np.random.Generator | None = None, x_start: np.ndarray | None = None
-           ) -> tuple[np.ndarray, list[np.ndarray]]:
+           rng: np.random.Generator | None = None, x_start: np.ndarray | None = None,
+           callback: StepCallback | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """Run a sampler. Returns (final x0, [prediction after each step]).
 
     sigmas: decreasing noise levels (sigma = 0 after the last is implied).
     eps: the noise field, shape of one batch of images; the start is x_start + sigmas[0] * eps
          (x_start = 0 for pure generation, the visitor's image for a seeded one).
     rng: fresh noise for consistency re-noising; None derives it from eps (deterministic per visitor).
+    callback: called once per step with (step index, its noise level, its prediction of x0).
     """
     sigmas = [float(s) for s in sigmas]
     if not sigmas:
         raise ValueError("need at least one noise level")
     base = np.zeros_like(eps) if x_start is None else x_start
     x = (base + sigmas[0] * eps).astype(np.float32)
+    report = callback if callback is not None else (lambda i, s, d: None)
     if sampler == "consistency":
-        return _consistency(denoise, sigmas, x, eps, rng)
+        return _consistency(denoise, sigmas, x, eps, rng, report)
     if sampler in ("heun", "euler"):
-        return _ode(denoise, sigmas, x, heun=sampler == "heun")
+        return _ode(denoise, sigmas, x, sampler == "heun", report)
     raise ValueError(f"unknown sampler '{sampler}'")
 
 
-def _consistency(denoise, sigmas, x, eps, rng):
+def _consistency(denoise, sigmas, x, eps, rng, report):
     """Multistep consistency sampling (Song et al. 2023, Alg. 1)."""
     preds = []
     # 1. Jump from the first noise level straight to a clean estimate.
     x0 = denoise(x, sigmas[0])
     preds.append(x0)
+    report(0, sigmas[0], x0)
     for i, s in enumerate(sigmas[1:], start=1):
         # 2. Re-noise the estimate to the next (lower) level with fresh noise...
         z = rng.standard_normal(eps.shape).astype(np.float32) if rng is not None else \
@@ -48,10 +54,11 @@ def _consistency(denoise, sigmas, x, eps, rng):
         # 3. ...and jump to a clean estimate again.
         x0 = denoise((x0 + s * z).astype(np.float32), s)
         preds.append(x0)
+        report(i, s, x0)
     return x0, preds
 
 
-def _ode(denoise, sigmas, x, heun: bool):
+def _ode(denoise, sigmas, x, heun: bool, report):
     """EDM deterministic sampler (Karras et al. 2022, Alg. 1) over sigmas followed by 0."""
     preds = []
     levels = list(sigmas) + [0.0]
@@ -67,5 +74,8 @@ def _ode(denoise, sigmas, x, heun: bool):
             d_next = (x_next - x0_next) / s_next
             x_next = x + (s_next - s) * 0.5 * (d + d_next)
         x = x_next.astype(np.float32)
+        # The step's picture: its x0 estimate, or on the last step (to sigma 0) the image itself.
+        shown = x if s_next == 0 else x0
         preds.append(x0)
+        report(i, s, shown)
     return x, preds

@@ -3,6 +3,8 @@
 Two one-slot mailboxes: a visitor job (always wins) and a drift job (the idle's slow walk). Results are
 published step by step, so the compositor can show the emergence as it happens and never waits.
 An engine that raises or returns NaN marks the worker faulted; the show then degrades to footage.
+A finished image goes once through the cascade's upsampler (stages.py) when the model has one; the
+steps before it are published at the generator's resolution.
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ class VisitorJob:
 class VisitorResult:
     visitor: int
     sigmas: tuple[float, ...]
-    preds: list[np.ndarray] = field(default_factory=list)   # one n x 3 x h x w per finished step
+    # one n x 3 x h x w per finished step; once done, the last is the finished (upsampled) image
+    preds: list[np.ndarray] = field(default_factory=list)
     done: bool = False
     failed: str | None = None
     step_seconds: list[float] = field(default_factory=list)
@@ -80,9 +83,11 @@ def slerp(a: np.ndarray, b: np.ndarray, p: float) -> np.ndarray:
 class GenerationWorker(Device):
     name = "generator"
 
-    def __init__(self, engine, *, threaded: bool = True) -> None:
+    def __init__(self, engine, *, threaded: bool = True, upsampler=None) -> None:
         super().__init__()
         self.engine = engine
+        # finished images [n, C, h, w] -> the wall's picture; identity without a cascade stage
+        self.upsample = upsampler if upsampler is not None else (lambda images: images)
         self.threaded = threaded
         self._visitor_job: Latest[VisitorJob] = Latest()
         self._drift_job: Latest[DriftJob] = Latest()
@@ -154,24 +159,26 @@ class GenerationWorker(Device):
         denoise = self._denoiser(job.decay)
         timings: list[float] = []
 
-        def publishing(x, sigma):
+        def timed(x, sigma):
             t0 = time.perf_counter()
             out = denoise(x, sigma)
             timings.append(time.perf_counter() - t0)
-            # Publish each prediction as it lands: the compositor shows the emergence live.
-            preds = result.preds + [out]
-            self.visitor_result.put(VisitorResult(job.visitor, job.sigmas, preds, False, None,
-                                                  list(timings)))
-            result.preds = preds
             return out
+
+        def publish(i, sigma, shown):
+            # One picture per step, as the sampler reports it (Heun calls the denoiser twice per
+            # step; its mid-step estimate is not a picture to show): the emergence shows it live.
+            result.preds = result.preds + [shown]
+            self.visitor_result.put(VisitorResult(job.visitor, job.sigmas, result.preds, False, None,
+                                                  list(timings)))
 
         self.busy = True
         try:
             rng = np.random.default_rng(job.visitor * 7919 + 1)
             x_start = job.seed_image if job.seed_image is not None and job.strength > 0 else None
-            final, _ = sample(publishing, job.sigmas, job.eps, job.sampler, rng=rng, x_start=x_start)
-            if job.sampler != "consistency":  # ODE samplers: the last state is the image
-                result.preds = result.preds[:-1] + [final]
+            final, _ = sample(timed, job.sigmas, job.eps, job.sampler, rng=rng, x_start=x_start,
+                              callback=publish)
+            result.preds = result.preds[:-1] + [self.upsample(final)]
             self.visitor_result.put(VisitorResult(job.visitor, job.sigmas, result.preds, True, None,
                                                   list(timings)))
             self.images_done += job.eps.shape[0]
@@ -187,7 +194,7 @@ class GenerationWorker(Device):
         try:
             final, _ = sample(self._denoiser(job.decay), job.sigmas, job.noise, job.sampler,
                               rng=np.random.default_rng(int(job.key * 1000) & 0xFFFFFFFF))
-            self.drift_result.put(DriftResult(job.key, final))
+            self.drift_result.put(DriftResult(job.key, self.upsample(final)))
             self.images_done += final.shape[0]
             self.recover()
         except Exception as exc:

@@ -13,6 +13,9 @@ import numpy as np
 log = logging.getLogger("humus.footage")
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+# Real decay footage shipped with the package (credits in data/footage/NOTICE): what the idle shows
+# when the config names no footage of the studio's own, so a fresh box shows real decay.
+DEMO_CLIP = Path(__file__).resolve().parents[1] / "data" / "footage" / "demo_decay.mp4"
 VIDEO_EXT = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif", ".webp"}
 
 
@@ -49,9 +52,31 @@ def _load_video(path: Path, max_side: int, max_frames: int) -> list[np.ndarray]:
     return frames
 
 
+def footage_path(configured: Path | None) -> Path | None:
+    """The footage the idle plays: the configured folder or file, else the shipped demo clip."""
+    if configured is not None:
+        return configured
+    return DEMO_CLIP if DEMO_CLIP.is_file() else None
+
+
+_decoded: dict[tuple, list[np.ndarray]] = {}
+
+
 def load_footage(path: Path, max_side: int = 640, max_frames: int = 2000) -> list[np.ndarray]:
-    """Decode footage into RGB uint8 frames. Raises FootageError naming the path."""
+    """Decode footage into RGB uint8 frames. Raises FootageError naming the path.
+
+    The shipped demo clip is decoded once per process and shared (frames are only read): a box
+    restarted in-process, the soak and the tests would otherwise decode it again each time."""
     path = Path(path)
+    if path == DEMO_CLIP:
+        key = (path, max_side, max_frames)
+        if key not in _decoded:
+            _decoded[key] = _load_any(path, max_side, max_frames)
+        return _decoded[key]
+    return _load_any(path, max_side, max_frames)
+
+
+def _load_any(path: Path, max_side: int, max_frames: int) -> list[np.ndarray]:
     if not path.exists():
         raise FootageError(f"{path}: footage not found")
     try:

@@ -1,0 +1,57 @@
+"""`humus-export upsampler` and `humus-export demo-clip`: the cascade's second stage and the
+demo footage the box ships with (registered into the main parser by export/cli.py)."""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+
+
+def _upsampler(a):
+    from .upsampler import UpsamplerConfig, add_stage, train_upsampler
+
+    ckpt = f"{a.run}/upsampler.pt"
+    if a.minutes > 0 or a.steps_only:
+        cfg = UpsamplerConfig(**{f.name: getattr(a, f.name) for f in fields(UpsamplerConfig)
+                                 if f.name != "extra" and hasattr(a, f.name)})
+        ckpt = str(train_upsampler(a.cache, a.run, cfg, resume=not a.no_resume))
+    if a.model:
+        print(json.dumps(add_stage(ckpt, a.model, threads=a.threads or 1), indent=1))
+
+
+def _demo_clip(a):
+    from .democlip import build_demo_clip
+
+    print(json.dumps(build_demo_clip(a.decay_root, a.out, bananas=tuple(a.bananas), side=a.side, fps=a.fps)))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from .upsampler import UpsamplerConfig
+
+    d = UpsamplerConfig()
+    u = sub.add_parser("upsampler", help="train the 4x upsampler stage on a high-resolution cache "
+                                         "and/or add it to a model directory (--model)")
+    u.add_argument("--cache", default="cache/footage256.npz", help="cache made with footage --resolution 256")
+    u.add_argument("--workdir", "--run", dest="run", default="runs/default")
+    u.add_argument("--minutes", type=float, default=40.0, help="training time budget (0 = do not train)")
+    u.add_argument("--steps", type=int, default=d.steps)
+    u.add_argument("--steps-only", action="store_true", help="train to --steps with no time budget")
+    u.add_argument("--batch", type=int, default=d.batch)
+    u.add_argument("--crop", type=int, default=d.crop)
+    u.add_argument("--width", type=int, default=d.width)
+    u.add_argument("--blocks", type=int, default=d.blocks)
+    u.add_argument("--lr", type=float, default=d.lr)
+    u.add_argument("--threads", type=int, default=d.threads)
+    u.add_argument("--seed", type=int, default=d.seed)
+    u.add_argument("--ckpt-every", dest="ckpt_every", type=float, default=d.ckpt_every)
+    u.add_argument("--no-resume", action="store_true")
+    u.add_argument("--model", help="model directory to add the stage to (ONNX + manifest stages.upsampler)")
+    u.set_defaults(fn=_upsampler)
+
+    c = sub.add_parser("demo-clip", help="cut the shipped demo clip (real decay footage) from the credited data")
+    c.add_argument("decay_root", help="../shared/data/decay")
+    c.add_argument("--out", default="firmware/data/footage/demo_decay.mp4")
+    c.add_argument("--bananas", nargs="+", default=["11", "21", "25"])
+    c.add_argument("--side", type=int, default=384)
+    c.add_argument("--fps", type=int, default=8)
+    c.set_defaults(fn=_demo_clip)

@@ -1,0 +1,277 @@
+"""The cascade's second stage: a one-pass 4x upsampler from the model's 64x64 to 256x256.
+
+Why a cascade and not a latent or 256-pixel model: the distilled 64x64 student already runs in
+2 evaluations and is what the show dissolves into (its noise is the block mean of the wall's
+noise, see firmware/render/noise.py), so the seed's core stays exact and untouched. The wall then
+needs detail the 64x64 image cannot carry; a small residual network trained on the footage itself
+adds it in one pass (the issue's budget: at most one decoder or upsampler pass per image).
+
+The network predicts a residual over bilinear upsampling, so an untrained one is already the plain
+upscale the box falls back to when this stage fails. It is fully convolutional: it trains on
+random 32 -> 128 crops (cheap on a CPU) and runs on the whole 64 -> 256 image.
+
+Training pairs come from the footage at the output resolution (``humus-export footage
+--resolution 256``): low-resolution inputs are made by the same area downsampling that made the
+64x64 training images, with a little noise and blur jitter so that the stage also accepts the
+student's slightly imperfect images. Subjects (footage sources) are drawn in equal proportion, so
+the 180 banana photographs and the 98 melon frames count as much as the 5,000 tomatoes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .footage import load_cache
+from .train import save_loss_curve
+
+SCALE = 4
+
+
+@dataclass
+class UpsamplerConfig:
+    """Network and optimisation settings.
+
+    Args:
+        width: channels of the residual trunk (at input resolution).
+        blocks: residual blocks in the trunk.
+        batch: crops per step.
+        crop: side of the high-resolution training crop (input crop = crop / 4).
+        lr: Adam learning rate, cosine-decayed to 10% over ``steps``.
+        steps, minutes: stop at whichever comes first (minutes 0 = no limit).
+        input_noise: std (in [-1, 1] units) of the noise added to the inputs, at most.
+        ckpt_every: seconds between checkpoints.
+        threads: torch intra-op threads (0 = torch's default).
+        seed: random seed.
+    """
+
+    width: int = 48
+    blocks: int = 6
+    batch: int = 16
+    crop: int = 128
+    lr: float = 5e-4
+    steps: int = 20_000
+    minutes: float = 0.0
+    input_noise: float = 0.03
+    ckpt_every: float = 120.0
+    threads: int = 0
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        return x + 0.2 * self.c2(F.relu(self.c1(x)))  # residual scaling: stable without norm layers
+
+
+class Upsampler(nn.Module):
+    """x [N, 3, h, w] in [-1, 1] -> [N, 3, 4h, 4w] in [-1, 1]: bilinear plus a learnt residual."""
+
+    def __init__(self, width: int = 48, blocks: int = 6):
+        super().__init__()
+        self.width, self.blocks = width, blocks
+        self.head = nn.Conv2d(3, width, 3, padding=1)
+        self.trunk = nn.Sequential(*[ResBlock(width) for _ in range(blocks)])
+        # Two 2x pixel-shuffle stages; the second works at a narrower width (it runs on 16x the pixels).
+        self.up1 = nn.Conv2d(width, 32 * 4, 3, padding=1)
+        self.up2 = nn.Conv2d(32, 16 * 4, 3, padding=1)
+        self.tail = nn.Conv2d(16, 3, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, x):
+        base = F.interpolate(x, scale_factor=SCALE, mode="bilinear", align_corners=False)
+        h = self.head(x)
+        h = h + self.trunk(h)
+        h = F.leaky_relu(F.pixel_shuffle(self.up1(h), 2), 0.1)
+        h = F.leaky_relu(F.pixel_shuffle(self.up2(h), 2), 0.1)
+        return (base + self.tail(h)).clamp(-1.0, 1.0)
+
+
+def area_down(x: torch.Tensor, factor: int = SCALE) -> torch.Tensor:
+    """The low-resolution twin of a high-resolution batch, made as the 64x64 footage is made."""
+    return F.avg_pool2d(x, factor)
+
+
+def balanced_indices(source: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """n indices with every source (subject) equally likely, whatever its image count."""
+    subjects = np.unique(source)
+    picks = rng.integers(len(subjects), size=n)
+    out = np.empty(n, np.int64)
+    for k, s in enumerate(subjects):
+        members = np.flatnonzero(source == s)
+        m = picks == k
+        out[m] = members[rng.integers(len(members), size=int(m.sum()))]
+    return out
+
+
+def draw_pairs(images: np.ndarray, source: np.ndarray, cfg: UpsamplerConfig, rng: np.random.Generator):
+    """A batch of (low-res input, high-res target) crops in [-1, 1], subjects balanced."""
+    idx = balanced_indices(source, cfg.batch, rng)
+    side = images.shape[1]
+    c = min(cfg.crop, side)
+    ys, xs = rng.integers(0, side - c + 1, size=cfg.batch), rng.integers(0, side - c + 1, size=cfg.batch)
+    crops = np.stack([images[i, y:y + c, x:x + c] for i, y, x in zip(idx, ys, xs)])
+    hr = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    flip = torch.from_numpy(rng.random(cfg.batch) < 0.5)
+    hr = torch.where(flip[:, None, None, None], hr.flip(3), hr)
+    lr = area_down(hr)
+    # Jitter: the student's images are a little noisier/softer than real downsampled footage.
+    amount = torch.from_numpy(rng.random(cfg.batch).astype(np.float32))[:, None, None, None] * cfg.input_noise
+    lr = lr + amount * torch.from_numpy(rng.standard_normal(lr.shape).astype(np.float32))
+    return lr.clamp(-1, 1), hr
+
+
+def train_upsampler(cache: str | Path, out: str | Path, cfg: UpsamplerConfig, resume: bool = True,
+                    progress: bool = True) -> Path:
+    """Train on the training split of a high-resolution cache; returns out/upsampler.pt."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    ds = load_cache(cache).split(heldout=False)
+    if len(ds) == 0:
+        raise ValueError(f"{cache}: training split is empty")
+    if ds.images.shape[1] < cfg.crop:
+        raise ValueError(f"{cache}: images are {ds.images.shape[1]} px, smaller than the {cfg.crop} px crop")
+    ckpt_path = out / "upsampler.pt"
+    torch.manual_seed(cfg.seed)
+    model = Upsampler(cfg.width, cfg.blocks)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+    step, history, elapsed = 0, [], 0.0
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model = Upsampler(state["net"]["width"], state["net"]["blocks"])
+        model.load_state_dict(state["model"])
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+        opt.load_state_dict(state["opt"])
+        step, history, elapsed = state["step"], state["history"], state["elapsed"]
+    rng = np.random.default_rng([cfg.seed, step])
+    budget = cfg.minutes * 60 if cfg.minutes > 0 else float("inf")
+
+    def checkpoint():
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "history": history,
+                    "elapsed": elapsed, "net": {"width": model.width, "blocks": model.blocks},
+                    "config": asdict(cfg), "data": ds.summary}, tmp)
+        os.replace(tmp, ckpt_path)  # atomic: a kill mid-save keeps the last good checkpoint
+        save_loss_curve(history, out / "upsampler_loss.png", f"upsampler (step {step})")
+
+    t_run, last_ckpt = time.time() - elapsed, time.time()
+    model.train()
+    while step < cfg.steps and elapsed < budget:
+        lr_img, hr_img = draw_pairs(ds.images, ds.source, cfg, rng)
+        for g in opt.param_groups:  # cosine decay to 10%
+            g["lr"] = cfg.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(step / cfg.steps, 1.0))))
+        loss = (model(lr_img) - hr_img).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        history.append((step, float(loss)))
+        elapsed = time.time() - t_run
+        if progress and step % 50 == 0:
+            print(f"upsampler step {step} loss {np.mean([h[1] for h in history[-50:]]):.4f} "
+                  f"{elapsed / 60:.1f} min", flush=True)
+        if time.time() - last_ckpt > cfg.ckpt_every:
+            checkpoint()
+            last_ckpt = time.time()
+    checkpoint()
+    (out / "upsampler_record.json").write_text(json.dumps(
+        {"steps": step, "wall_seconds": round(elapsed), "final_loss": float(np.mean([h[1] for h in history[-100:]])),
+         "config": asdict(cfg), "params": sum(p.numel() for p in model.parameters())}, indent=1))
+    return ckpt_path
+
+
+def load_upsampler(path: str | Path) -> Upsampler:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = Upsampler(state["net"]["width"], state["net"]["blocks"])
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+@torch.no_grad()
+def l1_on(model: nn.Module, images: np.ndarray, n: int = 64) -> dict:
+    """Mean absolute error on held-out images (uint8 N x H x W x 3), learnt vs plain bilinear."""
+    hr = torch.from_numpy(images[:n]).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    lr = area_down(hr)
+    base = F.interpolate(lr, scale_factor=SCALE, mode="bilinear", align_corners=False)
+    return {"upsampler_l1": float((model(lr) - hr).abs().mean()), "bilinear_l1": float((base - hr).abs().mean()),
+            "images": int(hr.shape[0])}
+
+
+def add_stage(ckpt: str | Path, model_dir: str | Path, threads: int = 1) -> dict:
+    """Export the upsampler to ONNX into a model directory and describe it in the manifest
+    (`stages.upsampler`, models/MANIFEST.md): parity with torch, a reference pair, the latency."""
+    import warnings
+
+    import onnx
+
+    from .onnx import OPSET, REFERENCE_ATOL, ort_session, read_manifest, sha256_file, write_manifest
+
+    model_dir = Path(model_dir)
+    manifest = read_manifest(model_dir)
+    h, w = manifest["resolution"]
+    model = load_upsampler(ckpt)
+    path = model_dir / "upsampler.onnx"
+    x = torch.zeros(1, 3, h, w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), input_names=["image"], output_names=["upsampled"],
+                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
+    onnx.checker.check_model(onnx.load(str(path)))
+    sess = ort_session(path, threads)
+    g = np.random.default_rng(0)
+    # A reference input with structure at every scale (smooth blobs plus grain), not flat noise.
+    ref_in = np.clip(F.interpolate(torch.from_numpy(g.standard_normal((1, 3, h // 8, w // 8)).astype(np.float32)),
+                                   size=(h, w), mode="bilinear").numpy() * 0.6
+                     + 0.1 * g.standard_normal((1, 3, h, w)), -1, 1).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(ref_in)).numpy()
+    got = sess.run(["upsampled"], {"image": ref_in})[0]
+    err = float(np.abs(want - got).max())
+    if err > 1e-3:
+        raise RuntimeError(f"{path}: onnxruntime differs from torch by {err:.3g} (> 1e-3)")
+    np.savez(model_dir / "reference_upsampler.npz", image=ref_in, upsampled=got)
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    record_path = Path(ckpt).parent / "upsampler_record.json"
+    record = json.loads(record_path.read_text()) if record_path.exists() else {"steps": state["step"]}
+    lat = _latency(path, (1, 3, h, w), threads)
+    stage = {"file": path.name, "sha256": sha256_file(path),
+             "inputs": {"image": [1, 3, h, w]}, "outputs": {"upsampled": list(want.shape)},
+             "reference": {"output": "reference_upsampler.npz", "atol": REFERENCE_ATOL},
+             "method": f"{SCALE}x residual CNN over bilinear, L1 on footage crops, subjects balanced "
+                       "(export/upsampler.py)",
+             "params": sum(p.numel() for p in model.parameters()),
+             "latency_ms_ort_cpu": round(lat, 2),
+             "training": {**record, "data": state.get("data", {}).get("sources"), "parity_max_abs_diff": err}}
+    manifest["stages"] = {"upsampler": stage}
+    write_manifest(model_dir, manifest)
+    return stage
+
+
+def _latency(path: Path, shape: tuple, threads: int, runs: int = 30) -> float:
+    """Median wall time of one pass in onnxruntime CPU."""
+    from .onnx import ort_session
+
+    sess = ort_session(path, threads)
+    feed = {"image": np.zeros(shape, np.float32)}
+    for _ in range(3):
+        sess.run(None, feed)
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, feed)
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts) * 1000)
