@@ -23,7 +23,8 @@ def _train(a):
 
     torch.set_num_threads(a.threads) if a.threads else None
     cfg = TrainConfig(preset=a.preset, batch=a.batch, lr=a.lr, steps=a.steps, minutes=a.minutes,
-                      ema=a.ema, decay_cond=not a.no_decay, ckpt_every=a.ckpt_every, seed=a.seed,
+                      ema=a.ema, decay_cond=not a.no_decay, subjects=not a.no_subjects,
+                      ckpt_every=a.ckpt_every, seed=a.seed,
                       device=a.device, threads=a.threads)
     print(train(a.cache, a.run, cfg, resume=not a.no_resume))
 
@@ -136,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=4e-4)
     t.add_argument("--ema", type=float, default=0.999)
     t.add_argument("--no-decay", action="store_true", help="unconditional model")
+    t.add_argument("--no-subjects", action="store_true",
+                   help="one model for all footage, drawn as it comes (default: conditioned on subjects, balanced)")
     t.set_defaults(fn=_train)
 
     d = sub.add_parser("distill", help="ECT few-step student from the teacher (torchrun-ready)")

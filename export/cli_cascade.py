@@ -1,5 +1,5 @@
-"""`humus-export upsampler` and `humus-export demo-clip`: the cascade's second stage and the
-demo footage the box ships with (registered into the main parser by export/cli.py)."""
+"""`humus-export upsampler`, `warm-start` and `demo-clip`: the cascade's second stage, going on
+from a shipped model, and the demo footage the box ships with (registered by export/cli.py)."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +25,16 @@ def _demo_clip(a):
     print(json.dumps(build_demo_clip(a.decay_root, a.out, bananas=tuple(a.bananas), side=a.side, fps=a.fps)))
 
 
+def _warm_start(a):
+    from .footage import load_cache
+    from .train import subject_names
+    from .warmstart import warm_start
+
+    ds = load_cache(a.cache)
+    names = None if a.no_subjects else subject_names(ds.split(heldout=False))
+    print(json.dumps(warm_start(a.model, a.run, names, ds.summary), indent=1))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from .upsampler import UpsamplerConfig
 
@@ -47,6 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--no-resume", action="store_true")
     u.add_argument("--model", help="model directory to add the stage to (ONNX + manifest stages.upsampler)")
     u.set_defaults(fn=_upsampler)
+
+    w = sub.add_parser("warm-start", help="checkpoints read back from a model directory's ONNX files, to go on "
+                                          "training it (train resumes RUN/teacher.pt; distill --init RUN/student_init.pt)")
+    w.add_argument("--model", default="models/default")
+    w.add_argument("--cache", default="cache/footage64.npz", help="the data the training will use (for subjects)")
+    w.add_argument("--workdir", "--run", dest="run", required=True)
+    w.add_argument("--no-subjects", action="store_true", help="keep the network without subject conditioning")
+    w.set_defaults(fn=_warm_start)
 
     c = sub.add_parser("demo-clip", help="cut the shipped demo clip (real decay footage) from the credited data")
     c.add_argument("decay_root", help="../shared/data/decay")

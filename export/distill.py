@@ -68,8 +68,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .footage import load_cache
-from .train import (_dist_setup, decay_values, denoiser_from_state, draw_batch, ema_update, load_checkpoint,
-                    save_loss_curve, shared_elapsed, show_progress, to_tensor)
+from .train import (SubjectTable, _dist_setup, decay_values, denoiser_from_state, draw_batch, ema_update,
+                    load_checkpoint, save_loss_curve, shared_elapsed, show_progress, subject_ids, to_tensor)
 
 
 @dataclass
@@ -154,6 +154,8 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
     ddp = DDP(model) if world > 1 else model
     images = to_tensor(ds.images).to(device)  # on the device, noise drawn there: see draw_batch
     decay = torch.from_numpy(decay_values(ds)).to(device)
+    names = teacher_state.get("subjects") or []
+    table = SubjectTable(subject_ids(ds, names), device) if names else None
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + step + 7)
     budget = cfg.minutes * 60 if cfg.minutes > 0 else float("inf")
     # The stage schedule is laid over whichever limit is known: steps, or the time budget.
@@ -183,7 +185,7 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
                     "distill": asdict(cfg), "method": "ECT", "teacher": str(teacher_ckpt),
                     "teacher_step": teacher_state["step"], "data": teacher_state.get("data"),
                     "train": teacher_state.get("train"), "resolution": teacher_state.get("resolution", 64),
-                    "consistency": False}, tmp)
+                    "consistency": False, "subjects": names or None}, tmp)
         os.replace(tmp, ckpt_path)
         ema.resolution = model.resolution = teacher_state.get("resolution", 64)
         save_loss_curve(history, out / "student_loss.png", f"ECT student (step {step})")
@@ -191,15 +193,15 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
 
     while step < cfg.steps and elapsed < budget:
         stage = cfg.first_stage + min(cfg.stages - 1, int(frac() * cfg.stages))
-        x0, dec = draw_batch(images, decay, cfg.batch, gen)
+        x0, dec, subj = draw_batch(images, decay, cfg.batch, gen, table)
         t = (torch.randn(cfg.batch, generator=gen, device=device) * cfg.p_std + cfg.p_mean).exp().clamp(0.002, 80.0)
         r = r_of_t(t, stage, cfg.k)
         n = torch.randn(x0.shape, generator=gen, device=device)
         b = lambda v: v[:, None, None, None]  # noqa: E731
         with torch.no_grad():
             # r == 0 means the target is the clean image itself (the boundary condition).
-            target = torch.where(b(r) > 0, model(x0 + b(r) * n, r.clamp(min=0.002), dec), x0)
-        pred = ddp(x0 + b(t) * n, t, dec)
+            target = torch.where(b(r) > 0, model(x0 + b(r) * n, r.clamp(min=0.002), dec, subj), x0)
+        pred = ddp(x0 + b(t) * n, t, dec, subj)
         loss = (pseudo_huber(pred - target, c) / (t - r)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()

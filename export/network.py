@@ -8,8 +8,10 @@ folded 2x2 into channels (pixel-unshuffle, 3 -> 12 channels at 32x32), the UNet 
 (Hoogeboom et al. 2023). A 3x3 conv at full resolution on each side restores fine detail
 that the folding would otherwise leave blocky.
 
-Conditioning (noise level and decay) enters through one embedding vector that modulates
-every residual block's GroupNorm (scale/shift), as in ADM/EDM.
+Conditioning (noise level, decay and subject) enters through one embedding vector that modulates
+every residual block's GroupNorm (scale/shift), as in ADM/EDM. The subject (which footage source:
+tomatoes, bananas, melon) is a class index; its embedding starts at zero, so a network trained
+without subjects can be tuned into one that has them and starts out exactly as it was.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class UNetConfig:
         fold: pixel-unshuffle factor at the input (1 = none).
         dropout: dropout inside residual blocks (helps small data sets).
         decay_cond: whether the decay input is used (if False the input is accepted and ignored).
+        subjects: number of subjects (footage sources) the network is conditioned on (0 = none).
     """
 
     channels: int = 3
@@ -46,6 +49,7 @@ class UNetConfig:
     fold: int = 2
     dropout: float = 0.0
     decay_cond: bool = True
+    subjects: int = 0
 
     def to_dict(self):
         d = asdict(self)
@@ -129,6 +133,9 @@ class UNet(nn.Module):
         e, f = cfg.emb, cfg.fold
         self.emb_noise = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
         self.emb_decay = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e)) if cfg.decay_cond else None
+        self.emb_subject = nn.Linear(cfg.subjects, e, bias=False) if cfg.subjects > 0 else None
+        if self.emb_subject is not None:
+            nn.init.zeros_(self.emb_subject.weight)
         self.emb_out = nn.Sequential(nn.SiLU(), nn.Linear(e, e))
         # Full-resolution stem before folding: sees real 3x3 pixel neighbourhoods.
         stem = max(8, cfg.base // (f * f))
@@ -165,11 +172,16 @@ class UNet(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, x, c_noise, decay):
+    def forward(self, x, c_noise, decay, subject=None):
         e = self.cfg.emb
         emb = self.emb_noise(fourier(c_noise * 250.0, e))  # c_noise ~ ln(sigma)/4 in [-2, 1]
         if self.emb_decay is not None:
             emb = emb + self.emb_decay(fourier(decay * 1000.0, e))
+        if self.emb_subject is not None and subject is not None:
+            # The subject arrives as a float index (one scalar per image, like decay, so the box
+            # feeds it the same way); one-hot in the graph, a plain Equal in ONNX.
+            classes = torch.arange(self.cfg.subjects, device=x.device, dtype=x.dtype)
+            emb = emb + self.emb_subject((subject.reshape(-1, 1).to(x.dtype) == classes).to(x.dtype))
         emb = self.emb_out(emb)
         f = self.cfg.fold
         h = F.silu(self.stem(x))

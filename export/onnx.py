@@ -48,8 +48,20 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def has_subjects(model: torch.nn.Module) -> bool:
+    return int(getattr(model.net.cfg, "subjects", 0)) > 0
+
+
+def _feed(model, x, sigma, decay, subject: float = 0.0) -> dict:
+    """onnxruntime inputs for one call; `subject` (a float class index) only if the graph has it."""
+    feed = {"x": x, "sigma": np.asarray(sigma, np.float32).reshape(1), "decay": np.asarray(decay, np.float32).reshape(1)}
+    if has_subjects(model):
+        feed["subject"] = np.array([subject], np.float32)
+    return feed
+
+
 def export_denoiser(model: torch.nn.Module, path: str | Path, resolution: int, channels: int = 3) -> Path:
-    """Write D(x, sigma, decay) to ``path`` (static batch 1, opset 17, fp32)."""
+    """Write D(x, sigma, decay[, subject]) to ``path`` (static batch 1, opset 17, fp32)."""
     import warnings
 
     import onnx
@@ -63,7 +75,9 @@ def export_denoiser(model: torch.nn.Module, path: str | Path, resolution: int, c
         warnings.simplefilter("ignore")
         # The TorchScript exporter (dynamo=False): deterministic, dependency-free graphs of
         # plain ops at opset 17, which TensorRT 8.6+ on the Jetson parses.
-        torch.onnx.export(model, (x, s, d), str(path), input_names=["x", "sigma", "decay"],
+        args, names = ((x, s, d, torch.zeros(1)), ["x", "sigma", "decay", "subject"]) if has_subjects(model) \
+            else ((x, s, d), ["x", "sigma", "decay"])
+        torch.onnx.export(model, args, str(path), input_names=names,
                           output_names=["denoised"], opset_version=OPSET, dynamo=False,
                           do_constant_folding=True)
     m = onnx.load(str(path))
@@ -93,9 +107,11 @@ def parity(model: torch.nn.Module, path: str | Path, resolution: int, n: int = 8
         x0 = g.uniform(-1, 1, (1, 3, resolution, resolution)).astype(np.float32)
         x = (x0 + s * g.standard_normal(x0.shape)).astype(np.float32)
         d = np.array([g.uniform()], np.float32)
+        k = float(g.integers(max(1, int(getattr(model.net.cfg, "subjects", 0)))))
+        feed = _feed(model, x, s, d, k)
         with torch.no_grad():
-            ref = model(torch.from_numpy(x), torch.tensor([s]), torch.from_numpy(d)).numpy()
-        got = sess.run(["denoised"], {"x": x, "sigma": np.array([s], np.float32), "decay": d})[0]
+            ref = model(*[torch.from_numpy(v) for v in feed.values()]).numpy()
+        got = sess.run(["denoised"], feed)[0]
         worst = max(worst, float(np.abs(ref - got).max()))
     return worst
 
@@ -107,6 +123,8 @@ def latency_ms(path: str | Path, resolution: int, threads: int = 2, runs: int = 
     sess = ort_session(path, threads)
     feed = {"x": np.zeros((1, 3, resolution, resolution), np.float32),
             "sigma": np.ones(1, np.float32), "decay": np.full(1, 0.5, np.float32)}
+    if any(i.name == "subject" for i in sess.get_inputs()):
+        feed["subject"] = np.zeros(1, np.float32)
     for _ in range(5):
         sess.run(None, feed)
     ts = []
@@ -125,8 +143,12 @@ def write_reference(path_onnx: Path, out: Path, resolution: int, seed: int = 0, 
     x = (x0 + sigma * g.standard_normal(x0.shape)).astype(np.float32)
     s = np.array([sigma], np.float32)
     d = np.array([decay], np.float32)
-    den = ort_session(path_onnx).run(["denoised"], {"x": x, "sigma": s, "decay": d})[0]
-    np.savez(out, x=x, sigma=s, decay=d, denoised=den)
+    sess = ort_session(path_onnx)
+    feed = {"x": x, "sigma": s, "decay": d}
+    if any(i.name == "subject" for i in sess.get_inputs()):
+        feed["subject"] = np.zeros(1, np.float32)
+    den = sess.run(["denoised"], feed)[0]
+    np.savez(out, **feed, denoised=den)
     return {"seed": seed, "sigma": sigma, "decay": decay, "input_sha256": hashlib.sha256(x.tobytes()).hexdigest(),
             "output": out.name, "atol": REFERENCE_ATOL}
 
@@ -140,9 +162,12 @@ def tool_versions() -> dict:
 
 
 def _network_entry(file: str, sha: str, res: int, sampler: str, steps: dict, default: int, ref: dict,
-                   parity_err: float, latency: float | None) -> dict:
+                   parity_err: float, latency: float | None, subjects: bool = False) -> dict:
+    inputs = {"x": [1, 3, res, res], "sigma": [1], "decay": [1]}
+    if subjects:
+        inputs["subject"] = [1]
     e = {"file": file, "sha256": sha, "batch": 1,
-         "inputs": {"x": [1, 3, res, res], "sigma": [1], "decay": [1]},
+         "inputs": inputs,
          "outputs": {"denoised": [1, 3, res, res]},
          "sampler": sampler, "steps": {str(k): [float(s) for s in v] for k, v in sorted(steps.items())},
          "default_steps": default, "reference": ref, "parity_max_abs_diff": parity_err}
@@ -182,10 +207,12 @@ def build_model_dir(name: str, teacher_ckpt: str | Path, student_ckpt: str | Pat
         lat = latency_ms(f, res) if measure_latency else None
         if which == "teacher":
             steps = {k: karras_sigmas(k) for k in TEACHER_STEPS}
-            nets[which] = _network_entry(f.name, sha256_file(f), res, "heun", steps, TEACHER_STEPS[0], ref, err, lat)
+            nets[which] = _network_entry(f.name, sha256_file(f), res, "heun", steps, TEACHER_STEPS[0], ref, err, lat,
+                                         has_subjects(model))
         else:
             steps = {int(k): [f32(s) for s in v] for k, v in (student_steps or DEFAULT_STEPS).items()}
-            nets[which] = _network_entry(f.name, sha256_file(f), res, "consistency", steps, 2, ref, err, lat)
+            nets[which] = _network_entry(f.name, sha256_file(f), res, "consistency", steps, 2, ref, err, lat,
+                                         has_subjects(model))
     if student_ckpt:
         from .distill import notes
 
@@ -206,7 +233,8 @@ def build_model_dir(name: str, teacher_ckpt: str | Path, student_ckpt: str | Pat
         "conditioning": {"decay": {"range": [0.0, 1.0], "default": 0.5,
                                    "used": bool(tstate["net"].get("decay_cond", True)),
                                    "meaning": "0 fresh, 1 fully decayed (tomato grade/9, banana stage U/R/V/O, "
-                                              "time position in a time-lapse)"}},
+                                              "time position in a time-lapse)"},
+                         **subject_conditioning(tstate)},
         "networks": nets,
         "training": training,
         "metrics": {},
@@ -218,6 +246,18 @@ def build_model_dir(name: str, teacher_ckpt: str | Path, student_ckpt: str | Pat
     (out / "NOTICE").write_text(CREDITS)
     write_manifest(out, manifest)
     return manifest
+
+
+def subject_conditioning(tstate: dict) -> dict:
+    """`conditioning.subject` of the manifest: the subjects' names in class-index order, with the
+    image count of each (the training data's own record)."""
+    names = tstate.get("subjects")
+    if not names:
+        return {}
+    counts = (tstate.get("data") or {}).get("sources", {})
+    return {"subject": {"names": list(names), "images": {n: counts.get(n) for n in names},
+                        "meaning": "footage source the image is grown from (the footage folder name); "
+                                   "input 'subject' carries its index as a float"}}
 
 
 def write_manifest(out_dir: str | Path, manifest: dict):

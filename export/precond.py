@@ -38,9 +38,9 @@ class EDMDenoiser(nn.Module):
         c_noise = sigma.log() / 4
         return c_skip, c_out, c_in, c_noise
 
-    def forward(self, x, sigma, decay):
+    def forward(self, x, sigma, decay, subject=None):
         sigma = sigma.reshape(-1).to(x.dtype)
         decay = decay.reshape(-1).to(x.dtype)
         c_skip, c_out, c_in, c_noise = self.coeffs(sigma)
         b = lambda t: t[:, None, None, None]  # noqa: E731
-        return b(c_skip) * x + b(c_out) * self.net(b(c_in) * x, c_noise, decay)
+        return b(c_skip) * x + b(c_out) * self.net(b(c_in) * x, c_noise, decay, subject)

@@ -40,14 +40,20 @@ class Generator:
             raise ModelError(f"{self.info.upsampler.path}: upsampler {self.upsampler.failed}")
         self.output_resolution = self.info.output_resolution if self.upsampler is not None else self.resolution
 
-    def generate(self, eps: np.ndarray, steps: int | None, decay: float, rng: np.random.Generator | None = None
-                 ) -> np.ndarray:
+    def subject_index(self, name: str) -> int:
+        if name not in self.info.subjects:
+            raise ValueError(f"{self.info.dir}: no subject {name!r} (has {list(self.info.subjects) or 'none'})")
+        return self.info.subjects.index(name)
+
+    def generate(self, eps: np.ndarray, steps: int | None, decay: float, rng: np.random.Generator | None = None,
+                 subject: int | None = None) -> np.ndarray:
         """One image from a noise field eps [1, C, H, W]; returns uint8 [1, H, W, C]."""
         from firmware.generate.sampler import sample
 
         sigmas = self.net.sigmas(steps)
         d = np.float32(decay)
-        x0, _ = sample(lambda x, s: self.engine.denoise(x, s, d), sigmas, eps.astype(np.float32),
+        extra = {} if subject is None else {"subject": float(subject)}
+        x0, _ = sample(lambda x, s: self.engine.denoise(x, s, d, **extra), sigmas, eps.astype(np.float32),
                        self.net.sampler, rng=rng)
         if self.upsampler is not None:
             x0 = self.upsampler(x0)
@@ -55,18 +61,21 @@ class Generator:
                 raise RuntimeError(f"upsampler {self.upsampler.failed}")
         return to_uint8(x0, self.info.value_range)
 
-    def generate_many(self, n: int, steps: int | None, decay=None, seed: int = 0) -> np.ndarray:
-        """n images (uint8 [n, H, W, C]); decay: scalar, per-image array, or None = manifest default."""
+    def generate_many(self, n: int, steps: int | None, decay=None, seed: int = 0, subject=None) -> np.ndarray:
+        """n images (uint8 [n, H, W, C]); decay: scalar, per-image array, or None = manifest default;
+        subject: index, per-image array of indices, or None (the model's first, if it has subjects)."""
         # Two streams: the starting noise is the same for every network and step count with one
         # seed (so `evaluate` compares models on the same noise), whatever re-noising consumes.
         g, renoise = np.random.default_rng(seed), np.random.default_rng([seed, 1])
         if decay is None:
             decay = self.info.decay_default
         dec = np.broadcast_to(np.asarray(decay, np.float32), (n,))
+        subj = None if subject is None else np.broadcast_to(np.asarray(subject, np.int64), (n,))
         out = []
         for i in range(n):
             eps = g.standard_normal((1, self.info.channels, *self.resolution)).astype(np.float32)
-            out.append(self.generate(eps, steps, float(dec[i]), rng=renoise))
+            out.append(self.generate(eps, steps, float(dec[i]), rng=renoise,
+                                     subject=None if subj is None else int(subj[i])))
         return np.concatenate(out)
 
 

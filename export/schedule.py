@@ -37,7 +37,8 @@ def train_sigmas(b: int, p_mean: float = -1.2, p_std: float = 1.2, generator=Non
 
 
 @torch.no_grad()
-def heun(denoise, sigmas, eps: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:
+def heun(denoise, sigmas, eps: torch.Tensor, decay: torch.Tensor, subject: torch.Tensor | None = None
+         ) -> torch.Tensor:
     """EDM Heun sampler: x = sigmas[0] * eps, then ODE steps to sigmas[i+1] (0 after the last),
     with the 2nd-order correction on every step except the one that lands on sigma = 0."""
     s = list(sigmas) + [0.0]
@@ -45,22 +46,23 @@ def heun(denoise, sigmas, eps: torch.Tensor, decay: torch.Tensor) -> torch.Tenso
     b = x.shape[0]
     for i in range(len(s) - 1):
         si, sn = s[i], s[i + 1]
-        d = (x - denoise(x, torch.full((b,), si, device=x.device), decay)) / si
+        d = (x - denoise(x, torch.full((b,), si, device=x.device), decay, subject)) / si
         xn = x + (sn - si) * d
         if sn > 0:
-            d2 = (xn - denoise(xn, torch.full((b,), sn, device=x.device), decay)) / sn
+            d2 = (xn - denoise(xn, torch.full((b,), sn, device=x.device), decay, subject)) / sn
             xn = x + (sn - si) * 0.5 * (d + d2)
         x = xn
     return x
 
 
 @torch.no_grad()
-def consistency(denoise, sigmas, eps: torch.Tensor, decay: torch.Tensor, generator=None) -> torch.Tensor:
+def consistency(denoise, sigmas, eps: torch.Tensor, decay: torch.Tensor, generator=None,
+                subject: torch.Tensor | None = None) -> torch.Tensor:
     """Multistep consistency sampling: x0 = D(s0 * eps, s0); then x = x0 + s_i * eps_i with
     fresh noise eps_i, x0 = D(x, s_i)."""
     b = eps.shape[0]
-    x0 = denoise(eps * sigmas[0], torch.full((b,), sigmas[0], device=eps.device), decay)
+    x0 = denoise(eps * sigmas[0], torch.full((b,), sigmas[0], device=eps.device), decay, subject)
     for s in sigmas[1:]:
         e = torch.randn(eps.shape, generator=generator, device=eps.device)
-        x0 = denoise(x0 + s * e, torch.full((b,), s, device=eps.device), decay)
+        x0 = denoise(x0 + s * e, torch.full((b,), s, device=eps.device), decay, subject)
     return x0

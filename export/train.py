@@ -39,6 +39,7 @@ class TrainConfig:
         ema: EMA decay of the weights used for sampling; warmed up as min(ema, (1+n)/(10+n)).
         p_mean, p_std: log-normal training noise distribution (EDM defaults).
         decay_cond: condition on the decay value (frames with unknown decay get 0.5).
+        subjects: condition on the subject (footage source), drawn balanced across subjects.
         ckpt_every: seconds between checkpoints (also writes grid and loss curve).
         seed: base random seed (rank is added).
         device: "cpu" or "cuda".
@@ -55,6 +56,7 @@ class TrainConfig:
     p_mean: float = -1.2
     p_std: float = 1.2
     decay_cond: bool = True
+    subjects: bool = True
     ckpt_every: float = 180.0
     seed: int = 0
     device: str = "cpu"
@@ -77,16 +79,54 @@ def decay_values(ds: Dataset) -> np.ndarray:
     return d
 
 
-def draw_batch(images: torch.Tensor, decay: torch.Tensor, batch: int, gen: torch.Generator):
-    """A random batch of training images, half of them mirrored, and their decay values.
+def subject_names(ds: Dataset) -> list[str]:
+    """The subjects of a data set: its footage sources (folder or clip names), sorted."""
+    return sorted({str(v) for v in ds.source})
 
+
+def subject_ids(ds: Dataset, names: list[str]) -> np.ndarray:
+    lookup = {n: i for i, n in enumerate(names)}
+    missing = sorted({str(v) for v in ds.source} - set(lookup))
+    if missing:
+        raise ValueError(f"the data has subjects {missing} the network was not built for (it knows {names})")
+    return np.array([lookup[str(v)] for v in ds.source], np.int64)
+
+
+class SubjectTable:
+    """Balanced draws: each subject equally likely, then an image of it. 97% of the footage is
+    tomatoes; drawn uniformly, bananas and the melon would barely be learnt."""
+
+    def __init__(self, ids: np.ndarray, device):
+        ids_t = torch.from_numpy(ids)
+        self.order = torch.argsort(ids_t, stable=True).to(device)
+        counts = torch.bincount(ids_t)
+        self.present = torch.nonzero(counts).reshape(-1).to(device)   # subjects with images
+        self.counts = counts.to(device)
+        self.offsets = (torch.cumsum(counts, 0) - counts).to(device)
+        self.ids = ids_t.to(device)
+
+    def draw(self, batch: int, gen: torch.Generator) -> torch.Tensor:
+        device = self.order.device
+        k = self.present[torch.randint(len(self.present), (batch,), generator=gen, device=device)]
+        within = (torch.rand(batch, generator=gen, device=device) * self.counts[k]).long()
+        return self.order[self.offsets[k] + within.clamp(max=self.counts[k] - 1)]
+
+
+def draw_batch(images: torch.Tensor, decay: torch.Tensor, batch: int, gen: torch.Generator,
+               subjects: SubjectTable | None = None):
+    """A random batch of training images, half of them mirrored, their decay values and their
+    subjects (None for a network without subjects; with subjects the draw is balanced).
     The split lives on the training device and `gen` draws there: on a GPU a host-side draw and
     copy per step costs more than the step itself for a model this small."""
     device = images.device
-    idx = torch.randint(len(images), (batch,), generator=gen, device=device)
+    if subjects is None:
+        idx = torch.randint(len(images), (batch,), generator=gen, device=device)
+    else:
+        idx = subjects.draw(batch, gen)
     x0 = images[idx]
     flip = torch.rand(batch, generator=gen, device=device) < 0.5
-    return torch.where(flip[:, None, None, None], x0.flip(3), x0), decay[idx]
+    subj = None if subjects is None else subjects.ids[idx].float()
+    return torch.where(flip[:, None, None, None], x0.flip(3), x0), decay[idx], subj
 
 
 def build_model(net_cfg: UNetConfig) -> EDMDenoiser:
@@ -207,7 +247,8 @@ def train(cache: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = T
     ds = load_cache(cache).split(heldout=False)
     if len(ds) == 0:
         raise ValueError(f"{cache}: training split is empty")
-    net_cfg = UNetConfig.from_dict({**PRESETS[cfg.preset].to_dict(), **cfg.net, "decay_cond": cfg.decay_cond})
+    net_cfg = UNetConfig.from_dict({**PRESETS[cfg.preset].to_dict(), **cfg.net, "decay_cond": cfg.decay_cond,
+                                    "subjects": len(subject_names(ds)) if cfg.subjects else 0})
     ckpt_path = out / "teacher.pt"
     state = None
     if resume and ckpt_path.exists():
@@ -228,6 +269,8 @@ def train(cache: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = T
 
     images = to_tensor(ds.images).to(device)
     decay = torch.from_numpy(decay_values(ds)).to(device)
+    names = (state or {}).get("subjects") or subject_names(ds)
+    table = SubjectTable(subject_ids(ds, names), device) if net_cfg.subjects else None
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + step)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -251,7 +294,8 @@ def train(cache: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = T
         tmp = ckpt_path.with_suffix(".tmp")
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                     "step": step, "history": history, "elapsed": elapsed, "net": net_cfg.to_dict(),
-                    "train": asdict(cfg), "data": ds.summary, "resolution": model.resolution}, tmp)
+                    "train": asdict(cfg), "data": ds.summary, "resolution": model.resolution,
+                    "subjects": names if net_cfg.subjects else None}, tmp)
         os.replace(tmp, ckpt_path)  # atomic: a kill mid-save never corrupts the last checkpoint
         ema.resolution = model.resolution
         preview(ema, out / "teacher_grid.png")
@@ -259,11 +303,11 @@ def train(cache: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = T
 
     model.train()
     while step < cfg.steps and elapsed < budget:
-        x0, dec = draw_batch(images, decay, cfg.batch, gen)
+        x0, dec, subj = draw_batch(images, decay, cfg.batch, gen, table)
         sigma = train_sigmas(cfg.batch, cfg.p_mean, cfg.p_std, generator=gen, device=device)
         noise = torch.randn(x0.shape, generator=gen, device=device)
         w = (sigma**2 + SIGMA_DATA**2) / (sigma * SIGMA_DATA) ** 2
-        d = ddp(x0 + sigma[:, None, None, None] * noise, sigma, dec)
+        d = ddp(x0 + sigma[:, None, None, None] * noise, sigma, dec, subj)
         loss = (w[:, None, None, None] * (d - x0) ** 2).mean()
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))

@@ -179,7 +179,7 @@ def train_upsampler(cache: str | Path, out: str | Path, cfg: UpsamplerConfig, re
         loss.backward()
         opt.step()
         step += 1
-        history.append((step, float(loss)))
+        history.append((step, float(loss.detach())))
         elapsed = time.time() - t_run
         if progress and step % 50 == 0:
             print(f"upsampler step {step} loss {np.mean([h[1] for h in history[-50:]]):.4f} "

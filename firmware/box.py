@@ -33,6 +33,7 @@ from firmware.render.footage import FootageError, FootagePlayer, footage_path, l
 from firmware.show.lights import light_level, render_universe, safe_universe
 from firmware.show.machine import ShowState, Timings, step_show
 from firmware.show.presence import PresenceParams, PresenceState, update_presence
+from firmware.show.subjects import drift_subject, pick_subject, subject_weights
 
 log = logging.getLogger("humus.box")
 
@@ -82,6 +83,10 @@ class Box:
         self.sigmas = self.net.sigmas(config.model.steps) if self.net else ()
         self.model_side = self.model.resolution[1] if self.model else 64
         self.upsampler = self._open_upsampler()
+        self.subject_weights, unknown = subject_weights(show.subjects, self.model.subjects if self.model else ())
+        if unknown and self.model is not None:
+            self._fault(f"show.subjects: {', '.join(unknown)} not among the model's subjects "
+                        f"({', '.join(self.model.subjects) or 'it has none'}); ignored")
         self.worker = GenerationWorker(self.engine, threaded=threaded, upsampler=self.upsampler)
         self.compositor = Compositor(self.width, self.height, show.layout, self.model_side)
 
@@ -298,7 +303,7 @@ class Box:
             sigmas = seeded_sigmas(self.sigmas, show.seed_strength, self.model.sigma_max)
         return VisitorJob(visitor=cue.visitor, eps=self._noise.model_eps, sigmas=sigmas,
                           sampler=self.net.sampler, decay=show.decay, seed_image=seed,
-                          strength=show.seed_strength)
+                          strength=show.seed_strength, subject=pick_subject(self.subject_weights, cue.visitor))
 
     def _drift_work(self, now: float) -> None:
         if self.model is None or self.show_state.state not in ("idle", "release", "approach"):
@@ -315,7 +320,8 @@ class Box:
         sigmas = self.net.sigmas(min(self.net.steps)) if self.net.sampler == "consistency" else self.sigmas
         self.worker.submit_drift(DriftJob(key=t, noise=slerp(a, b, p),
                                           sigmas=sigmas, sampler=self.net.sampler,
-                                          decay=self.config.show.decay))
+                                          decay=self.config.show.decay,
+                                          subject=drift_subject(self.subject_weights, j)))
 
     # ------------------------------------------------------------------ lights
     def _lights(self, cue, now: float) -> None:

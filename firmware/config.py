@@ -253,6 +253,19 @@ class ShowConfig(Section):
                                  "visitor's image seeds the generation at this strength")
     sigma_peak: float = Field(80.0, gt=0, description="noise level at the end of the immersion")
     decay: float = Field(0.6, ge=0, le=1, description="decay condition for generated matter")
+    subjects: dict[str, float] = Field(default_factory=dict, description="weight of each of the model's "
+                                       "subjects (footage folder names); a visitor's subject is drawn by "
+                                       "weight; empty = all equally")
+
+    @model_validator(mode="after")
+    def _subject_weights(self):
+        for name, w in self.subjects.items():
+            if not (0 <= w < float("inf")) or not 0 < len(name) <= 64:
+                raise ValueError(f"subjects.{name}: a weight must be a finite number >= 0 "
+                                 f"(and a name 1-64 characters), got {w!r}")
+        if self.subjects and not any(w > 0 for w in self.subjects.values()):
+            raise ValueError("subjects: at least one weight must be > 0")
+        return self
 
     @model_validator(mode="after")
     def _hysteresis(self):

@@ -14,7 +14,7 @@ import numpy as np
 
 
 def make_model_dir(out: Path, side: int = 32, sigma_data: float = 0.5, nan: bool = False,
-                   reference: bool = True) -> Path:
+                   reference: bool = True, subjects: tuple[str, ...] = ()) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -46,12 +46,25 @@ def make_model_dir(out: Path, side: int = 32, sigma_data: float = 0.5, nan: bool
         n("Reshape", ["dd1", "bshape"], ["dd"]),
         n("Mul", ["x", "c_in"], ["xin"]),
         n("Conv", ["xin", "W"], ["conv"], pads=[1, 1, 1, 1]),
-        n("Add", ["conv", "dd"], ["pre"]),
+        n("Add", ["conv", "dd"], ["pre0"]),
         n("Tanh", ["pre"], ["F"]),
         n("Mul", ["x", "c_skip"], ["skip"]),
         n("Mul", ["F", "c_out"], ["outF"]),
         n("Add", ["skip", "outF"], ["denoised0"]),
     ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, side, side]),
+              helper.make_tensor_value_info("sigma", TensorProto.FLOAT, [1]),
+              helper.make_tensor_value_info("decay", TensorProto.FLOAT, [1])]
+    if subjects:  # the subject index shifts the picture: each subject grows a different image
+        inits.append(numpy_helper.from_array(np.array([0.5], np.float32), "sk"))
+        nodes += [n("Mul", ["subject", "sk"], ["ss1"]), n("Reshape", ["ss1", "bshape"], ["ss"]),
+                  n("Add", ["pre0", "ss"], ["pre"])]
+        inputs.append(helper.make_tensor_value_info("subject", TensorProto.FLOAT, [1]))
+    else:
+        nodes.append(n("Identity", ["pre0"], ["pre"]))
+    # Tanh and the EDM output come after the conditioning (node order is topological below).
+    tail = [nd for nd in nodes if nd.output[0] in ("F", "skip", "outF", "denoised0")]
+    nodes = [nd for nd in nodes if nd not in tail] + tail
     if nan:  # a broken model for fault tests: 0/0 in the output
         inits.append(numpy_helper.from_array(np.array([0.0], np.float32), "zero"))
         nodes += [n("Div", ["zero", "zero"], ["nanv"]), n("Add", ["denoised0", "nanv"], ["denoised"])]
@@ -59,10 +72,7 @@ def make_model_dir(out: Path, side: int = 32, sigma_data: float = 0.5, nan: bool
         nodes.append(n("Identity", ["denoised0"], ["denoised"]))
     shape = [1, 3, side, side]
     graph = helper.make_graph(
-        nodes, "tiny-denoiser",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape),
-         helper.make_tensor_value_info("sigma", TensorProto.FLOAT, [1]),
-         helper.make_tensor_value_info("decay", TensorProto.FLOAT, [1])],
+        nodes, "tiny-denoiser", inputs,
         [helper.make_tensor_value_info("denoised", TensorProto.FLOAT, shape)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -71,7 +81,8 @@ def make_model_dir(out: Path, side: int = 32, sigma_data: float = 0.5, nan: bool
     onnx.save(model, str(path))
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     net = {"file": "student.onnx", "sha256": digest, "batch": 1,
-           "inputs": {"x": shape, "sigma": [1], "decay": [1]}, "outputs": {"denoised": shape},
+           "inputs": {"x": shape, "sigma": [1], "decay": [1], **({"subject": [1]} if subjects else {})},
+           "outputs": {"denoised": shape},
            "sampler": "consistency",
            "steps": {"1": [80.0], "2": [80.0, 0.8], "4": [80.0, 2.0, 0.8, 0.3]},
            "default_steps": 2}
@@ -81,14 +92,16 @@ def make_model_dir(out: Path, side: int = 32, sigma_data: float = 0.5, nan: bool
         rng = np.random.default_rng(0)
         x = rng.standard_normal(shape).astype(np.float32) * 2.5
         s, d = np.array([2.5], np.float32), np.array([0.5], np.float32)
-        y = sess.run(["denoised"], {"x": x, "sigma": s, "decay": d})[0]
-        np.savez(out / "reference.npz", x=x, sigma=s, decay=d, denoised=y)
+        feed = {"x": x, "sigma": s, "decay": d, **({"subject": np.ones(1, np.float32)} if subjects else {})}
+        y = sess.run(["denoised"], feed)[0]
+        np.savez(out / "reference.npz", **feed, denoised=y)
         net["reference"] = {"output": "reference.npz", "atol": 1e-3}
     manifest = {"format": "humus-model/1", "name": "tiny-test", "resolution": [side, side],
                 "channels": 3, "value_range": [-1.0, 1.0], "color": "RGB",
                 "precond": {"kind": "edm", "sigma_data": sigma_data, "sigma_min": 0.002,
                             "sigma_max": 80.0},
-                "conditioning": {"decay": {"range": [0.0, 1.0], "default": 0.5}},
+                "conditioning": {"decay": {"range": [0.0, 1.0], "default": 0.5},
+                                 **({"subject": {"names": list(subjects)}} if subjects else {})},
                 "networks": {"student": net}}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return out

@@ -108,3 +108,18 @@ def test_heldout_halves_are_disjoint_stable_and_cover_the_split():
     assert len(tiny.heldout_part("validation")) == len(tiny.heldout_part("test")) == 5
     with pytest.raises(ValueError, match="'validation' or 'test'"):
         ds.heldout_part("train")
+
+
+def test_every_subject_with_two_groups_holds_out_one():
+    # 9 "bananas" of 20 shots each (no group falls below the 10% hash threshold for seed 0 here
+    # is not guaranteed, so the test checks the rule, not one lucky hash) beside 500 tomatoes.
+    groups = [f"banana{b}" for b in range(9) for _ in range(20)] + [f"t{i}" for i in range(500)]
+    sources = ["bananas"] * 180 + ["tomatoes"] * 500
+    for seed in range(5):
+        m = split_mask(groups, 0.1, seed, sources)
+        held_b = {g for g, h in zip(groups[:180], m[:180]) if h}
+        assert 1 <= len(held_b) < 9                       # at least one banana, never all
+        assert all(m[i] == m[j] for i in range(180) for j in range(180) if groups[i] == groups[j])
+        # tomatoes are split by the hash alone, as before
+        assert np.array_equal(m[180:], split_mask(groups[180:], 0.1, seed))
+    assert not split_mask(["only"] * 5, 0.1, 0, ["melon"] * 5).any()   # one group: nothing to hold out

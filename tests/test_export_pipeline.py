@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -99,7 +100,8 @@ def test_manifest_schema_sha_and_firmware_loads_it(pipeline):
     for name in ("student", "teacher"):
         net = mf["networks"][name]
         assert net["sha256"] == sha256_file(d / net["file"])
-        assert net["inputs"] == {"x": [1, 3, 32, 32], "sigma": [1], "decay": [1]}
+        # two footage sources (fruit/, clip/) -> two subjects, fed as a float index
+        assert net["inputs"] == {"x": [1, 3, 32, 32], "sigma": [1], "decay": [1], "subject": [1]}
         assert net["outputs"] == {"denoised": [1, 3, 32, 32]}
         assert net["parity_max_abs_diff"] < 1e-4
     assert set(mf["networks"]["student"]["steps"]) == {"1", "2", "4"}
@@ -110,11 +112,16 @@ def test_manifest_schema_sha_and_firmware_loads_it(pipeline):
 
     m = onnx.load(str(d / "student.onnx"))
     assert m.opset_import[0].version == 17
-    assert [i.name for i in m.graph.input] == ["x", "sigma", "decay"] and m.graph.output[0].name == "denoised"
+    assert [i.name for i in m.graph.input] == ["x", "sigma", "decay", "subject"]
+    assert m.graph.output[0].name == "denoised"
+    assert mf["conditioning"]["subject"]["names"] == ["clip", "fruit"]
+    assert mf["conditioning"]["subject"]["images"] == {"clip": 6, "fruit": 12}
     info = load_model_dir(d)
+    assert info.subjects == ("clip", "fruit")
     eng = open_engine(info, network="student", kind="onnxruntime")  # runs the reference check too
     ref = np.load(d / "reference.npz")
-    np.testing.assert_allclose(eng.denoise(ref["x"], ref["sigma"], ref["decay"]), ref["denoised"], atol=1e-5)
+    np.testing.assert_allclose(eng.denoise(ref["x"], ref["sigma"], ref["decay"], ref["subject"]), ref["denoised"],
+                               atol=1e-5)
 
 
 def test_corrupt_onnx_is_refused_by_sha(pipeline, tmp_path):
@@ -158,9 +165,10 @@ def test_sampler_noise_levels_equal_manifest(pipeline):
     sess = ort_session(d / "teacher.onnx")
     eps = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
     fw, _ = sample(lambda x, s: sess.run(None, {"x": x.astype(np.float32), "sigma": np.array([s], np.float32),
-                                               "decay": np.array([0.3], np.float32)})[0], t18, eps, "heun")
+                                               "decay": np.array([0.3], np.float32),
+                                               "subject": np.array([1.0], np.float32)})[0], t18, eps, "heun")
     teacher = load_denoiser(pipeline["run"] / "teacher.pt")
-    th = heun(teacher, t18, torch.from_numpy(eps), torch.tensor([0.3])).numpy()
+    th = heun(teacher, t18, torch.from_numpy(eps), torch.tensor([0.3]), torch.tensor([1.0])).numpy()
     np.testing.assert_allclose(fw, th, atol=2e-3)
 
 
@@ -209,3 +217,27 @@ def test_torchrun_ddp_world_size_1_gloo(pipeline, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     st = torch.load(tmp_path / "ddp" / "teacher.pt", weights_only=False)
     assert st["step"] == 3 and st["train"]["preset"] == "tiny"
+
+
+def test_upsampler_stage_trains_exports_and_runs_in_the_firmware(pipeline, tmp_path):
+    """footage at 4x -> `humus-export upsampler` -> ONNX stage in the model dir -> the box's loader."""
+    from firmware.generate.manifest import load_model_dir
+    from firmware.generate.stages import Upsampler
+
+    model = tmp_path / "model"
+    shutil.copytree(pipeline["model"], model)
+    hr = tmp_path / "hr.npz"
+    assert cli.main(["footage", str(pipeline["src"]), "--cache", str(hr), "--resolution", "128",
+                     "--holdout", "0.3", "--dedup", "0"]) == 0
+    assert cli.main(["upsampler", "--cache", str(hr), "--run", str(tmp_path / "run"), "--minutes", "0",
+                     "--steps", "3", "--steps-only", "--batch", "2", "--crop", "64", "--width", "8",
+                     "--blocks", "1", "--model", str(model)]) == 0
+    info = load_model_dir(model)
+    assert info.stage_errors == () and info.output_resolution == (128, 128)
+    m = json.loads((model / "manifest.json").read_text())["stages"]["upsampler"]
+    assert m["training"]["steps"] == 3 and m["training"]["parity_max_abs_diff"] < 1e-3
+    up = Upsampler(info.upsampler)          # includes the reference check against the stored pair
+    assert up.failed is None
+    assert up(np.zeros((1, 3, 32, 32), np.float32)).shape == (1, 3, 128, 128)
+    from export.sample import Generator
+    assert Generator(model).generate_many(2, None).shape == (2, 128, 128, 3)

@@ -36,24 +36,35 @@ class Engine:
         self.batch = net.batch
         self.shape = net.inputs["x"]
 
-    def _run(self, x: np.ndarray, sigma: np.ndarray, decay: np.ndarray) -> np.ndarray:
+    def _run(self, x: np.ndarray, sigma: np.ndarray, decay: np.ndarray, subject: np.ndarray | None = None
+             ) -> np.ndarray:
         raise NotImplementedError
 
-    def denoise(self, x: np.ndarray, sigma, decay) -> np.ndarray:
+    @property
+    def has_subject(self) -> bool:
+        """The network takes a subject (an index as a float, per image, like decay)."""
+        return "subject" in self.net.inputs
+
+    def denoise(self, x: np.ndarray, sigma, decay, subject=None) -> np.ndarray:
         n = x.shape[0]
-        sigma = np.broadcast_to(np.asarray(sigma, np.float32), (n,))
-        decay = np.broadcast_to(np.asarray(decay, np.float32), (n,))
+        per_image = [np.broadcast_to(np.asarray(sigma, np.float32), (n,)),
+                     np.broadcast_to(np.asarray(decay, np.float32), (n,))]
+        if self.has_subject:  # a network with subjects always gets one (0 = the first) ...
+            per_image.append(np.broadcast_to(np.asarray(0 if subject is None else subject, np.float32), (n,)))
+        # ... and one without never does, so engines written for (x, sigma, decay) still run it.
         if n == self.batch:
-            return self._run(np.ascontiguousarray(x, np.float32), np.ascontiguousarray(sigma),
-                             np.ascontiguousarray(decay))
+            return self._run(np.ascontiguousarray(x, np.float32), *map(np.ascontiguousarray, per_image))
         out = np.empty_like(x, dtype=np.float32)
         for i in range(0, n, self.batch):
             j = min(i + self.batch, n)
             xb = np.zeros(self.shape, np.float32)
-            sb = np.ones(self.batch, np.float32)
-            db = np.zeros(self.batch, np.float32)
-            xb[: j - i], sb[: j - i], db[: j - i] = x[i:j], sigma[i:j], decay[i:j]
-            out[i:j] = self._run(xb, sb, db)[: j - i]
+            xb[: j - i] = x[i:j]
+            conds = []
+            for k, arr in enumerate(per_image):
+                cb = np.ones(self.batch, np.float32) if k == 0 else np.zeros(self.batch, np.float32)
+                cb[: j - i] = arr[i:j]
+                conds.append(cb)
+            out[i:j] = self._run(xb, *conds)[: j - i]
         return out
 
     def describe(self) -> str:
@@ -104,12 +115,14 @@ class OnnxRuntimeEngine(Engine):
                     "trt_engine_cache_path": str(cache_dir), "trt_timing_cache_enable": True}
         return {}
 
-    def _run(self, x, sigma, decay):
+    def _run(self, x, sigma, decay, subject=None):
         # IO binding into a preallocated output: no per-call allocation of the result.
         b = self._binding
         b.bind_cpu_input("x", x)
         b.bind_cpu_input("sigma", sigma)
         b.bind_cpu_input("decay", decay)
+        if subject is not None:
+            b.bind_cpu_input("subject", subject)
         b.bind_output("denoised", "cpu", element_type=np.float32, shape=self._out.shape,
                       buffer_ptr=self._out.ctypes.data)
         self.session.run_with_iobinding(b)
@@ -175,7 +188,8 @@ def check_reference(engine: Engine, net: NetworkInfo) -> str | None:
     if not ref or not path.is_file():
         return None  # nothing to compare with (e.g. a test model); the sha256 still vouches for it
     data = np.load(path)
-    got = engine.denoise(data["x"], data["sigma"], data["decay"])
+    got = engine.denoise(data["x"], data["sigma"], data["decay"],
+                         data["subject"] if "subject" in data.files else None)
     if not np.all(np.isfinite(got)):
         return "output has NaN/Inf"
     if float(np.abs(got).max()) < 1e-6:

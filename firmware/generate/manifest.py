@@ -59,6 +59,7 @@ class ModelInfo:
     # shows the base image and reports the error; studio tools refuse it (stage_errors).
     upsampler: "UpsamplerInfo | None" = None
     stage_errors: tuple[str, ...] = ()
+    subjects: tuple[str, ...] = ()  # conditioning.subject.names: index i = subject i ("" = none)
 
     @property
     def output_resolution(self) -> tuple[int, int]:
@@ -171,12 +172,33 @@ def load_model_dir(model_dir: str | Path, check_hash: bool = True) -> ModelInfo:
                              f"channels/resolution {(channels, *res)}")
     decay = raw.get("conditioning", {}).get("decay", {})
     upsampler, stage_errors = _stages(raw, model_dir, mf, channels, res)
+    subjects = _subjects(raw.get("conditioning", {}), nets, mf)
     return ModelInfo(dir=model_dir, name=str(raw.get("name", model_dir.name)), resolution=res,
                      channels=channels, value_range=tuple(raw.get("value_range", (-1.0, 1.0))),
                      sigma_data=float(precond.get("sigma_data", 0.5)),
                      sigma_max=float(precond.get("sigma_max", 80.0)),
                      decay_default=float(decay.get("default", 0.5)), networks=nets, raw=raw,
-                     upsampler=upsampler, stage_errors=stage_errors)
+                     upsampler=upsampler, stage_errors=stage_errors, subjects=subjects)
+
+
+def _subjects(cond, nets: dict[str, NetworkInfo], mf: str) -> tuple[str, ...]:
+    """Subject names in index order; every network takes a `subject` input exactly when there are some."""
+    raw = cond.get("subject") if isinstance(cond, dict) else None
+    names: tuple[str, ...] = ()
+    if raw is not None:
+        got = raw.get("names") if isinstance(raw, dict) else None
+        if (not isinstance(got, list) or not 1 <= len(got) <= 256
+                or not all(isinstance(n, str) and 0 < len(n) <= 64 for n in got) or len(set(got)) != len(got)):
+            raise ModelError(f"{mf}: conditioning.subject.names: expected 1-256 distinct names of 1-64 characters")
+        names = tuple(got)
+    for n in nets.values():
+        takes = "subject" in n.inputs
+        if takes != bool(names):
+            raise ModelError(f"{mf}: networks.{n.name}.inputs: " + ("has 'subject' but conditioning.subject "
+                             "names none" if takes else "lacks 'subject' although conditioning.subject names subjects"))
+        if takes and n.inputs["subject"] != (n.batch,):
+            raise ModelError(f"{mf}: networks.{n.name}.inputs.subject: expected [{n.batch}]")
+    return names
 
 
 def _stages(raw: dict, model_dir: Path, mf: str, channels: int, res: tuple[int, int]):

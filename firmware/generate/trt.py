@@ -131,10 +131,11 @@ class TensorRTEngine(Engine):
             self.context.set_tensor_address(name, ptr)
         err, self._stream = cudart.cudaStreamCreate()
 
-    def _run(self, x, sigma, decay):
+    def _run(self, x, sigma, decay, subject=None):
         cu = self._cudart
         h2d, d2h = cu.cudaMemcpyKind.cudaMemcpyHostToDevice, cu.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        for name, arr in (("x", x), ("sigma", sigma), ("decay", decay)):
+        inputs = (("x", x), ("sigma", sigma), ("decay", decay)) + ((("subject", subject),) if subject is not None else ())
+        for name, arr in inputs:
             cu.cudaMemcpyAsync(self._dev[name], arr.ctypes.data, arr.nbytes, h2d, self._stream)
         self.context.execute_async_v3(self._stream)
         out = self._host["denoised"]

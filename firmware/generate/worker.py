@@ -31,6 +31,7 @@ class VisitorJob:
     decay: float
     seed_image: np.ndarray | None = None   # n x 3 x h x w in [-1, 1]: the visitor, downscaled
     strength: float = 0.0
+    subject: int | None = None        # the model's subject index (None: the model has none)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class DriftJob:
     sigmas: tuple[float, ...]
     sampler: str
     decay: float
+    subject: int | None = None
 
 
 @dataclass(frozen=True)
@@ -145,9 +147,11 @@ class GenerationWorker(Device):
             self._taken_drift = dseq
             self._run_drift(djob)
 
-    def _denoiser(self, decay: float, abort_seq: int | None = None):
+    def _denoiser(self, decay: float, subject: int | None = None):
+        extra = {} if subject is None else {"subject": float(subject)}
+
         def denoise(x: np.ndarray, sigma: float) -> np.ndarray:
-            out = self.engine.denoise(x, sigma, decay)
+            out = self.engine.denoise(x, sigma, decay, **extra)
             if not np.all(np.isfinite(out)):
                 raise FloatingPointError("model returned NaN/Inf")
             return out
@@ -156,7 +160,7 @@ class GenerationWorker(Device):
     def _run_visitor(self, job: VisitorJob, seq: int) -> None:
         result = VisitorResult(job.visitor, job.sigmas)
         self.visitor_result.put(result)
-        denoise = self._denoiser(job.decay)
+        denoise = self._denoiser(job.decay, job.subject)
         timings: list[float] = []
 
         def timed(x, sigma):
@@ -192,7 +196,7 @@ class GenerationWorker(Device):
     def _run_drift(self, job: DriftJob) -> None:
         self.busy = True
         try:
-            final, _ = sample(self._denoiser(job.decay), job.sigmas, job.noise, job.sampler,
+            final, _ = sample(self._denoiser(job.decay, job.subject), job.sigmas, job.noise, job.sampler,
                               rng=np.random.default_rng(int(job.key * 1000) & 0xFFFFFFFF))
             self.drift_result.put(DriftResult(job.key, self.upsample(final)))
             self.images_done += final.shape[0]
