@@ -9,6 +9,11 @@ Layout of the tar, in this order:
 
 `open_bundle` checks everything -- size limit, signature, manifest schema, every
 member's type, path and sha256 -- by reading the tar once WITHOUT writing a byte.
+
+Bundles are plain (uncompressed) tar, and compressed ones are refused before any header is
+read: tarfile decompresses a stream to read its headers, so a tiny .gz could otherwise make
+the box hold gigabytes in memory before the signature check. Even in a plain tar, a pax or
+GNU long-name header is read whole into memory, so those are bounded (MAX_HEADER_BYTES).
 Only then may `extract_verified` write files, and it re-hashes as it writes, so a
 bundle swapped between the two passes is still caught.
 """
@@ -34,7 +39,16 @@ KINDS = {"app": ("app",), "model": ("models",), "both": ("app", "models")}
 DEFAULT_MAX_BYTES = 2 * 1024**3
 MAX_META_BYTES = 16 * 1024**2          # bundle.json / bundle.sig: never read more than this
 CHUNK = 1 << 20
-VERSION_RE = re.compile(r"^\d+(\.\d+){0,3}([-+][0-9A-Za-z]+([.][0-9A-Za-z]+)*)?$")
+# ASCII only (\d would take Arabic-Indic or fullwidth digits) and anchored with \A...\Z ($ lets a
+# trailing newline through). Each number at most 9 digits, the whole at most MAX_VERSION_LEN.
+VERSION_RE = re.compile(r"\A[0-9]{1,9}(\.[0-9]{1,9}){0,3}([-+][0-9A-Za-z]+([.][0-9A-Za-z]+)*)?\Z")
+MAX_VERSION_LEN = 64
+MAX_HEADER_BYTES = 64 * 1024           # one pax / GNU long-name header
+MAX_FILES = 100_000
+MAX_NAME_BYTES = 200                   # one path component (Linux allows 255; staging adds none)
+MAX_PATH_BYTES = 1024                  # a whole member path
+COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd",
+              b"\x5d\x00\x00": "lzma"}
 PUB_PREFIX = "humus-ed25519"
 KEY_PREFIX = "humus-ed25519-private"
 SKIP_NAMES = {"__pycache__", ".DS_Store"}
@@ -47,8 +61,10 @@ class BundleError(Exception):
 # --- versions --------------------------------------------------------------------------------
 
 def check_version(version: str) -> str:
-    if not isinstance(version, str) or not VERSION_RE.match(version):
-        raise BundleError(f"version {version!r} is not like 1.2.0, 1.2.0-rc1 or 1.2.0+local")
+    if not isinstance(version, str) or len(version) > MAX_VERSION_LEN or not VERSION_RE.match(version):
+        shown = repr(version) if len(repr(version)) <= 80 else repr(version)[:60] + f"... ({len(version)} chars)"
+        raise BundleError(f"version {shown} is not like 1.2.0, 1.2.0-rc1 or 1.2.0+local "
+                          f"(ASCII digits, at most {MAX_VERSION_LEN} characters)")
     return version
 
 
@@ -56,7 +72,7 @@ def version_key(version: str) -> tuple:
     """Order versions: numbers first, then a '-pre' release sorts before the plain one.
     '+build' metadata is ignored (1.2.0+local == 1.2.0), as in semver."""
     check_version(version)
-    m = re.match(r"^([\d.]+)(?:([-+])(.*))?$", version)
+    m = re.match(r"\A([0-9.]+)(?:([-+])(.*))?\Z", version)
     nums = tuple(int(x) for x in m.group(1).split("."))
     nums = nums + (0,) * (4 - len(nums))
     sep, suffix = m.group(2), m.group(3) or ""
@@ -148,21 +164,36 @@ def check_member_path(name: str) -> str:
         raise BundleError(f"member {name!r}: '..' in path")
     if any(not p.isprintable() for p in parts):
         raise BundleError(f"member {name!r}: unprintable character in path")
+    try:
+        sizes = [len(p.encode("utf-8")) for p in parts]
+    except UnicodeEncodeError:
+        raise BundleError(f"member {name[:80]!r}: path is not UTF-8") from None
+    if max(sizes, default=0) > MAX_NAME_BYTES or sum(sizes) + len(sizes) > MAX_PATH_BYTES:
+        raise BundleError(f"member {name[:80]!r}...: path of {sum(sizes) + len(sizes)} bytes or a name over "
+                          f"{MAX_NAME_BYTES} bytes (limits: {MAX_NAME_BYTES} per name, {MAX_PATH_BYTES} in all)")
     return "/".join(parts)
 
 
 def _check_manifest(data: object, max_bytes: int) -> dict:
     if not isinstance(data, dict):
         raise BundleError(f"{MANIFEST_NAME}: expected an object")
+    extra = sorted(set(data) - {"format", "version", "kind", "created", "files"})
+    if extra:
+        raise BundleError(f"{MANIFEST_NAME}: unknown key {str(extra[0])[:40]!r}")
     if data.get("format") != FORMAT:
         raise BundleError(f"{MANIFEST_NAME}: format {data.get('format')!r}, this box reads {FORMAT!r}")
     check_version(data.get("version"))
     kind = data.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:   # a list or object is unhashable
         raise BundleError(f"{MANIFEST_NAME}: kind {kind!r} is not one of {sorted(KINDS)}")
+    created = data.get("created")
+    if not (isinstance(created, str) and len(created) <= 40 and created.isascii() and created.isprintable()):
+        raise BundleError(f"{MANIFEST_NAME}: created {str(created)[:60]!r} is not a short ASCII timestamp")
     files = data.get("files")
     if not isinstance(files, dict) or not files:
         raise BundleError(f"{MANIFEST_NAME}: 'files' must be a non-empty object")
+    if len(files) > MAX_FILES:
+        raise BundleError(f"{MANIFEST_NAME}: {len(files)} files, over the limit of {MAX_FILES}")
     total = 0
     tops = set()
     for path, entry in files.items():
@@ -175,11 +206,19 @@ def _check_manifest(data: object, max_bytes: int) -> dict:
         tops.add(top)
         if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
                 and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])
-                and isinstance(entry.get("size"), int) and entry["size"] >= 0
-                and isinstance(entry.get("mode"), int) and entry["mode"] & ~0o777 == 0):
+                and set(entry) == {"sha256", "size", "mode"}    # no coercion: True is not a size
+                and type(entry["size"]) is int and 0 <= entry["size"] <= max_bytes
+                and type(entry["mode"]) is int and entry["mode"] & ~0o777 == 0):
             raise BundleError(f"{MANIFEST_NAME}: file {path!r} needs sha256 (64 hex), size >= 0, "
-                              f"mode without setuid/sticky bits; got {entry!r}")
+                              f"mode without setuid/sticky bits; got {str(entry)[:200]}")
+        # Whatever mode was signed, a release file is 0644 or 0755: no world-writable code on a box.
+        entry["mode"] = 0o755 if entry["mode"] & 0o111 else 0o644
         total += entry["size"]
+    # Paths are bounded by now (check_member_path), so listing every parent folder is cheap.
+    dirs = {p.rsplit("/", i)[0] for p in files for i in range(1, p.count("/") + 1)}
+    clash = sorted(dirs & set(files))
+    if clash:
+        raise BundleError(f"{MANIFEST_NAME}: {clash[0]!r} is both a file and a directory in this bundle")
     if total > max_bytes:
         raise BundleError(f"{MANIFEST_NAME}: payload of {total} bytes is over the limit of {max_bytes}")
     if tops != set(KINDS[kind]):
@@ -316,6 +355,32 @@ class VerifiedBundle:
         return hashlib.sha256(self.manifest_bytes).hexdigest()
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses oversized pax / GNU long-name headers (and sparse members) before
+    tarfile reads them into memory."""
+
+    def _proc_member(self, tar):
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise BundleError(f"member {self.name[:80]!r}: sparse file; bundles carry regular files only")
+        if (self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                          tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+                and self.size > MAX_HEADER_BYTES):
+            raise BundleError(f"tar header at byte {self.offset}: extended header of {self.size} bytes, "
+                              f"over the limit of {MAX_HEADER_BYTES}")
+        return super()._proc_member(tar)
+
+
+def _open_tar(path: Path) -> tarfile.TarFile:
+    """Open a bundle as a plain tar; compressed bundles are refused by their magic bytes."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    for magic, name in COMPRESSED.items():
+        if head.startswith(magic):
+            raise BundleError(f"{path}: {name}-compressed; bundles are plain tar files as "
+                              f"`humus-release build` writes them (compressed bundles are refused)")
+    return tarfile.open(path, "r:", tarinfo=_BoundedTarInfo)
+
+
 def _read_meta(tar: tarfile.TarFile, member: tarfile.TarInfo | None, expected: str, path: Path) -> bytes:
     if member is None or member.name != expected:
         got = "nothing" if member is None else repr(member.name)
@@ -411,7 +476,7 @@ def open_bundle(path: str | os.PathLike, trusted: dict[str, TrustedKey],
     if not trusted:
         raise BundleError("no trusted public keys (etc/humus/keys/*.pub): cannot verify any bundle")
     try:
-        tar = tarfile.open(path, "r:*")
+        tar = _open_tar(path)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise BundleError(f"{path}: not a readable tar ({exc}); truncated download?") from exc
     with tar:
@@ -458,7 +523,7 @@ def extract_verified(bundle: VerifiedBundle, dest: str | os.PathLike, on_file=No
     """
     dest = Path(dest)
     written: list[str] = []
-    with tarfile.open(bundle.path, "r:*") as tar:
+    with _open_tar(bundle.path) as tar:
         for name, member in _payload(tar, bundle.manifest, bundle.path):
             entry = bundle.manifest["files"][name]
             target = dest.joinpath(*PurePosixPath(name).parts)

@@ -286,6 +286,30 @@ def install(layout: Layout, verified: bundlemod.VerifiedBundle, force: bool = Fa
         raise ReleaseError(f"bundle {version} is model-only and no release is installed to take "
                            f"the app from; install an app bundle first")
     staging = layout.base / f".staging-{version}-{os.getpid()}"
+    try:
+        return _unpack(layout, verified, staging, final, cur, missing_parts)
+    except BaseException as exc:
+        # Whatever went wrong (disk full, the bundle changed under us, Ctrl-C), the half-written
+        # staging folder goes now: it must not hold the disk full until the next update.
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise ReleaseError(f"could not unpack {version} into {staging}: {_os_reason(exc)}; "
+                               f"removed the staging folder, current release untouched") from exc
+        if isinstance(exc, bundlemod.BundleError):
+            raise ReleaseError(f"{exc}; removed the staging folder, current release untouched") from exc
+        raise
+
+
+def _os_reason(exc: OSError) -> str:
+    import errno
+    if exc.errno == errno.ENOSPC:
+        return f"disk full (ENOSPC) writing {exc.filename or 'a file'}"
+    return f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
+
+
+def _unpack(layout: Layout, verified: bundlemod.VerifiedBundle, staging: Path, final: Path,
+            cur: str | None, missing_parts: list[str]) -> InstallResult:
+    version = verified.version
     staging.mkdir(mode=0o755)
     crashpoint("staging")
     first = [True]
