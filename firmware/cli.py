@@ -45,7 +45,11 @@ def sim_config(config, headless: bool):
     display = config.display
     if headless or display.type != "pygame":
         display = DisplayHeadless(width=display.width, height=display.height, fps=display.fps)
-    update = {"camera": CameraSim(), "presence": PresenceSim(), "dmx": DmxSim(), "display": display}
+    # A section that is already simulated keeps its settings (the presence script, say): --sim
+    # replaces real hardware, not the scenario the config describes.
+    update = {"camera": config.camera if isinstance(config.camera, CameraSim) else CameraSim(),
+              "presence": config.presence if isinstance(config.presence, PresenceSim) else PresenceSim(),
+              "dmx": config.dmx if isinstance(config.dmx, DmxSim) else DmxSim(), "display": display}
     show = config.show
     if show.footage is None and SHARED_MELON.is_file():
         show = show.model_copy(update={"footage": SHARED_MELON})  # dev convenience only

@@ -174,8 +174,21 @@ def check_reference(engine: Engine, net: NetworkInfo) -> str | None:
     path = net.path.parent / ref.get("output", "reference.npz")
     if not ref or not path.is_file():
         return None  # nothing to compare with (e.g. a test model); the sha256 still vouches for it
-    data = np.load(path)
-    got = engine.denoise(data["x"], data["sigma"], data["decay"])
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in ("x", "sigma", "decay", "denoised")}
+    except Exception as exc:  # not an npz, a key missing, a pickle: the reference is unusable
+        return f"reference {path.name} unreadable ({type(exc).__name__}: {exc})"
+    want = {"x": net.inputs["x"], "sigma": net.inputs["sigma"], "decay": net.inputs["decay"],
+            "denoised": net.outputs["denoised"]}
+    for k, shape in want.items():
+        if tuple(data[k].shape) != tuple(shape) or data[k].dtype != np.float32:
+            return (f"reference {path.name}: {k} is {data[k].dtype}{list(data[k].shape)}, "
+                    f"expected float32{list(shape)}")
+    try:
+        got = engine.denoise(data["x"], data["sigma"], data["decay"])
+    except Exception as exc:  # the runtime's own error types
+        return f"engine failed on the reference input ({type(exc).__name__}: {exc})"
     if not np.all(np.isfinite(got)):
         return "output has NaN/Inf"
     if float(np.abs(got).max()) < 1e-6:
