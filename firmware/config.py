@@ -131,7 +131,7 @@ class _PresenceCommon(Section):
 
 class PresenceSim(_PresenceCommon):
     type: Literal["sim"] = "sim"
-    script: list[ScriptPoint] = Field(max_length=10_000,
+    script: list[ScriptPoint] = Field(min_length=1, max_length=10_000,
         default_factory=lambda: [(0.0, 6.0), (4.0, 6.0), (7.0, 1.0), (33.0, 1.0), (36.0, 6.0), (50.0, 6.0)],
         description="visitor distance over time: (seconds, metres) points, linearly interpolated")
     loop: bool = True

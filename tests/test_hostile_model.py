@@ -14,7 +14,7 @@ import shutil
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from firmware.box import Box
 from firmware.clock import FakeClock
@@ -249,6 +249,7 @@ def test_any_mutated_manifest_is_refused_cleanly_and_the_box_runs(tiny_model, tm
     except ModelError as exc:
         assert str(d / "manifest.json") in str(exc)
         info = None
+    event("refused with a ModelError" if info is None else "accepted")
     box = Box(small_config(d), FakeClock(), threaded=False, footage_frames=FOOTAGE)
     try:
         box.warm_up()
