@@ -20,7 +20,7 @@ from firmware import cli
 from firmware.box import Box
 from firmware.clock import FakeClock
 from firmware.config import MAX_CONFIG_BYTES, Config, ConfigError, PresenceSim, load_config
-from scenario import run_frames, small_config
+from scenario import run_frames
 
 REPO = cli.REPO
 

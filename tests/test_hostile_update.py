@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from firmware.appliance import bundle as bundlemod
 from firmware.appliance import releases as rel
@@ -241,3 +242,32 @@ def test_state_file_of_the_wrong_shape_does_not_stop_an_update(box):
     updater.update(box["layout"], box["bundle"]("2.0.0"), restart=lambda: None)
     assert rel.current_version(box["layout"]) == "2.0.0"
     assert time.time() - rel.read_state(box["layout"])["healthy"]["2.0.0"]["at"] < 60
+
+
+# --- property-based: any status file is either rendered or refused naming the key -----------------
+
+status_values = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8)
+                 | st.lists(st.none() | st.floats() | st.text(max_size=4), max_size=3)
+                 | st.dictionaries(st.text(max_size=4), st.booleans() | st.text(max_size=4) | st.floats(), max_size=3))
+STATUS_KEYS = ["state", "updated_at", "started_at", "uptime_s", "show", "fps", "engine", "devices", "model",
+               "release", "faults", "pid", "other"]
+good_status = {"state": "running", "updated_at": 1.7e9, "fps": 12.0, "devices": {"dmx": {"ok": True, "detail": ""}},
+               "faults": [{"t": 1.7e9, "text": "x"}], "release": "1.0.0"}
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.dictionaries(st.sampled_from(STATUS_KEYS), status_values, max_size=5), st.booleans())
+def test_any_status_file_renders_or_is_refused_by_key(tmp_path_factory, changes, start_good):
+    from firmware.appliance import commands
+    from firmware.appliance.health import judge
+    from firmware.appliance.statusfile import StatusError, read_status
+    path = tmp_path_factory.mktemp("st") / "status.json"
+    path.write_text(json.dumps({**(good_status if start_good else {}), **changes}, allow_nan=True))
+    try:
+        status = read_status(path)
+    except StatusError as exc:
+        assert str(path) in str(exc)
+        return
+    text, healthy = commands.render_status(status, 1.7e9, "1.0.0", None)
+    assert isinstance(text, str) and isinstance(healthy, bool)
+    assert judge(status, "1.0.0", 0.0, 1.7e9)[0] in ("ok", "wait", "bad")
