@@ -265,3 +265,40 @@ def test_any_mutated_manifest_is_refused_cleanly_and_the_box_runs(tiny_model, tm
         assert n.inputs["x"] == n.outputs["denoised"] and n.inputs["x"][1] == 3
         assert n.path.resolve().parent == d.resolve()
         assert all(len(s) == k and all(a > b > 0 for a, b in zip(s, s[1:])) for k, s in n.steps.items())
+
+
+json_like = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8),
+                         lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+                         max_leaves=20)
+manifest_like = st.fixed_dictionaries({"format": st.just("humus-model/1") | json_like}, optional={
+    k: json_like for k in ("name", "resolution", "channels", "value_range", "precond", "conditioning", "networks",
+                           "training", "other")})
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.binary(max_size=200) | json_like.map(lambda o: json.dumps(o, allow_nan=True).encode())
+       | manifest_like.map(lambda o: json.dumps(o, allow_nan=True).encode()))
+def test_any_manifest_bytes_give_only_a_model_error(data):
+    from firmware.fuzz import fuzz_model_manifest
+    fuzz_model_manifest(data)
+
+
+def test_humus_run_with_a_bad_model_shows_the_fault_in_the_status_file(tiny_model, tmp_path):
+    """End to end, as systemd runs it (no --sim): exit 0, the fault in status.json, one journal line."""
+    import subprocess
+    import sys
+    from firmware.cli import REPO as REPO_ROOT
+    d = model_dir(tmp_path, tiny_model, _set(S + ("outputs", "denoised"), [1, 1, 1, 1]))
+    status = tmp_path / "status.json"
+    config = tmp_path / "humus.toml"
+    config.write_text(f'[model]\ndir = "{d}"\nengine = "onnxruntime"\n'
+                      f'[display]\ntype = "headless"\nwidth = 160\nheight = 96\nfps = 20.0\n'
+                      f'[status]\npath = "{status}"\nstate_dir = "{tmp_path}"\n')
+    r = subprocess.run([sys.executable, "-m", "firmware.cli", "run", "--config", str(config), "--duration", "1.5"],
+                       cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    model_lines = [ln for ln in r.stderr.splitlines() if "model:" in ln]
+    assert len(model_lines) == 1 and "outputs.denoised" in model_lines[0] and "showing footage only" in model_lines[0]
+    snap = json.loads(status.read_text())
+    assert snap["devices"]["generator"]["ok"] is False and snap["state"] == "degraded"
+    assert any("outputs.denoised" in f["text"] for f in snap["faults"]) and snap["fps"] > 0

@@ -281,3 +281,10 @@ def test_any_status_file_renders_or_is_refused_by_key(tmp_path_factory, changes,
     text, healthy = commands.render_status(status, 1.7e9, "1.0.0", None)
     assert isinstance(text, str) and isinstance(healthy, bool)
     assert judge(status, "1.0.0", 0.0, 1.7e9)[0] in ("ok", "wait", "bad")
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.binary(max_size=200))
+def test_any_status_bytes_give_only_a_status_error(data):
+    from firmware.fuzz import fuzz_status
+    fuzz_status(data)
