@@ -196,3 +196,11 @@ def test_any_signed_payload_paths_install_cleanly_or_are_refused(tmp_path_factor
                 if not f.endswith(".pyc") and f not in ("release.json", "bundle.json", "bundle.sig"):
                     assert stat.S_IMODE(os.stat(p).st_mode) in (0o644, 0o755)
     assert not list(layout.base.glob(".staging-*"))
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo", "directory"])
+def test_a_bundle_path_that_is_not_a_regular_file_is_refused(box, kind, capsys):
+    path = {"dev-zero": "/dev/zero", "fifo": box["tmp"] / "fifo", "directory": box["tmp"]}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    refused_everywhere(box, path, r"not a regular file", capsys)

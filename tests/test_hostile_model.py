@@ -157,8 +157,8 @@ def test_model_file_symlinked_out_of_the_model_dir_is_refused(tiny_model, tmp_pa
     assert_show_went_on_without_the_model(*run_show(d))
 
 
-@pytest.mark.parametrize("case", ["reference-garbage", "reference-wrong-shape", "onnx-garbage", "no-manifest",
-                                  "config-steps-3"])
+@pytest.mark.parametrize("case", ["reference-garbage", "reference-wrong-shape", "reference-bomb", "onnx-garbage",
+                                  "no-manifest", "config-steps-3"])
 def test_a_model_that_loads_but_cannot_run_never_stops_the_show(tiny_model, tmp_path, case):
     """Past the manifest: the reference check, the runtime's loader, a [model] steps with no schedule."""
     d = model_dir(tmp_path, tiny_model)
@@ -168,6 +168,9 @@ def test_a_model_that_loads_but_cannot_run_never_stops_the_show(tiny_model, tmp_
     elif case == "reference-wrong-shape":
         np.savez(d / "reference.npz", x=np.zeros((1, 3, 8, 8), np.float32), sigma=np.ones(1, np.float32),
                  decay=np.ones(1, np.float32), denoised=np.zeros((1, 3, 8, 8), np.float32))
+    elif case == "reference-bomb":      # 8 MB of zeros in a small compressed file (far over what it needs)
+        ref = dict(np.load(d / "reference.npz"))
+        np.savez_compressed(d / "reference.npz", **ref, pad=np.zeros(2_000_000, np.float32))
     elif case == "onnx-garbage":
         import hashlib
         (d / "student.onnx").write_bytes(b"\x08\x07garbage" * 100)

@@ -25,6 +25,7 @@ import io
 import json
 import os
 import re
+import stat
 import tarfile
 import time
 from dataclasses import dataclass
@@ -352,9 +353,12 @@ def open_bundle(path: str | os.PathLike, trusted: dict[str, TrustedKey],
     signing, _ = _nacl()
     path = Path(path)
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as exc:
         raise BundleError(f"cannot read bundle {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(st.st_mode):   # /dev/zero has no size to check, a FIFO would block forever
+        raise BundleError(f"{path}: not a regular file")
+    size = st.st_size
     if size > max_bytes:
         raise BundleError(f"{path}: {size} bytes, over the bundle size limit of {max_bytes}")
     if not trusted:
