@@ -76,7 +76,7 @@ def update(layout: rel.Layout, bundle_path: str | Path, *, force: bool = False,
             + (f" (taking {', '.join(f'{k} from {v}' for k, v in result.inherited.items())})"
                if result.inherited else ""))
         cur = rel.current_version(layout)
-        if restart is not None and cur != verified.version:
+        if restart is not None and cur != verified.version and (cur is not None or not result.already_installed):
             # Recorded before `current` moves: a SIGKILL from here until the health verdict
             # leaves this note for the next `humus update` or boot (`humus recover`) to roll back.
             rel.mark_pending(layout, verified.version, cur)
