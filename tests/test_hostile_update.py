@@ -288,3 +288,23 @@ def test_any_status_file_renders_or_is_refused_by_key(tmp_path_factory, changes,
 def test_any_status_bytes_give_only_a_status_error(data):
     from firmware.fuzz import fuzz_status
     fuzz_status(data)
+
+
+def test_cli_update_whose_release_writes_updated_at_as_a_string_exits_3(box):
+    """The issue's case end to end: the new release's status says "updated_at": "now"."""
+    fake = box["tmp"] / "fake-systemctl-malformed"
+    status = box["root"] / "run/humus/status.json"
+    fake.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
+                    f"if sys.argv[1] == 'is-active':\n    print('active')\n"
+                    f"elif sys.argv[1] == 'restart':\n"
+                    f"    os.makedirs({str(status.parent)!r}, exist_ok=True)\n"
+                    f"    open({str(status)!r}, 'w').write(json.dumps({{'state': 'running', 'updated_at': 'now',"
+                    f" 'release': '2.0.0'}}))\n")
+    fake.chmod(0o755)
+    r = cli("update", str(box["bundle"]("2.0.0")), "--root", str(box["root"]), "--restart", "--settle", "0",
+            "--health-timeout", "10", env={"HUMUS_SYSTEMCTL": str(fake)})
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
+    assert "malformed status" in r.stderr and "updated_at" in r.stderr and "rolled back to 1.0.0" in r.stderr
+    assert rel.current_version(box["layout"]) == "1.0.0"
+    assert releases_row(box, "2.0.0")["health"] == "failed"
+    assert not list(box["layout"].base.glob(".staging-*"))
