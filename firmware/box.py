@@ -76,11 +76,13 @@ class Box:
         if self.threaded_dmx:
             self.dmx.start()
 
-        self.model, self.engine = model, engine
+        self.model, self.engine, self.net, self.sigmas = model, engine, None, ()
+        model_problem = None
         if self.engine is None:
-            self.model, self.engine = self._open_model()
-        self.net = self.model.network(config.model.network) if self.model else None
-        self.sigmas = self.net.sigmas(config.model.steps) if self.net else ()
+            self.model, self.engine, model_problem = self._open_model()
+        if self.model is not None:
+            self.net = self.model.network(config.model.network)
+            self.sigmas = self.net.sigmas(config.model.steps)
         self.model_side = self.model.resolution[1] if self.model else 64
         self.upsampler = self._open_upsampler()
         self.subject_weights, unknown = subject_weights(show.subjects, self.model.subjects if self.model else ())
@@ -88,6 +90,8 @@ class Box:
             self._fault(f"show.subjects: {', '.join(unknown)} not among the model's subjects "
                         f"({', '.join(self.model.subjects) or 'it has none'}); ignored")
         self.worker = GenerationWorker(self.engine, threaded=threaded, upsampler=self.upsampler)
+        if model_problem:
+            self.worker.health.ok, self.worker.health.detail = False, model_problem
         self.compositor = Compositor(self.width, self.height, show.layout, self.model_side)
 
         self.footage = None
@@ -125,17 +129,28 @@ class Box:
             return fallback(None, self.clock)
 
     def _open_model(self):
+        """(model, engine, None), or (None, None, why): a model that fails validation, the reference
+        check or even the engine's own loader never stops the show; the footage and the dissolve
+        run on, and the fault is one log line and one entry in the status file."""
         from firmware.generate.engines import EngineError, open_engine
         cfg = self.config.model
+        engine = None
         try:
             model = load_model_dir(cfg.dir)
+            model.network(cfg.network).sigmas(cfg.steps)   # [model] steps must exist in the manifest
             engine = open_engine(model, cfg.network, cfg.engine, cache_dir=cfg.engine_cache,
                                  threads=cfg.threads)
             log.info("model %s: %s on %s", model.name, cfg.network, engine.describe())
-            return model, engine
-        except (ModelError, EngineError, OSError) as exc:
-            self._fault(f"model: {exc}; showing footage only")
-            return None, None
+            return model, engine, None
+        except (ModelError, EngineError, OSError, MemoryError) as exc:
+            problem = str(exc)
+        except Exception as exc:  # vendor runtimes raise their own types; still only a model fault
+            problem = f"{type(exc).__name__}: {exc}"
+        if engine is not None:
+            engine.close()
+        problem = problem.replace("\n  ", "; ")
+        self._fault(f"model: {problem}; showing footage only")
+        return None, None, f"no model: {problem[:200]}"
 
     def _open_upsampler(self) -> Upsampler | None:
         """The cascade's stage, when the model has one; a broken one is a fault, never a stop."""
@@ -157,7 +172,13 @@ class Box:
         """Run the model once before READY, so the first visitor does not pay for lazy init."""
         if self.engine is not None and self.net is not None:
             x = np.zeros(self.net.inputs["x"], np.float32)
-            self.engine.denoise(x, self.sigmas[0], self.config.show.decay)
+            try:
+                self.engine.denoise(x, self.sigmas[0], self.config.show.decay)
+            except Exception as exc:  # an engine that cannot run once will not run for a visitor
+                self._fault(f"model: warm-up failed ({type(exc).__name__}: {exc}); showing footage only")
+                self.worker.engine = self.engine = self.model = self.net = None
+                self.sigmas = ()
+                self.worker.health.ok, self.worker.health.detail = False, "no model: warm-up failed"
 
     # ------------------------------------------------------------------ the frame
     def step(self) -> np.ndarray:

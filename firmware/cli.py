@@ -43,7 +43,11 @@ def sim_config(config, headless: bool):
     display = config.display
     if headless or display.type != "pygame":
         display = DisplayHeadless(width=display.width, height=display.height, fps=display.fps)
-    update = {"camera": CameraSim(), "presence": PresenceSim(), "dmx": DmxSim(), "display": display}
+    # A section that is already simulated keeps its settings (the presence script, say): --sim
+    # replaces real hardware, not the scenario the config describes.
+    update = {"camera": config.camera if isinstance(config.camera, CameraSim) else CameraSim(),
+              "presence": config.presence if isinstance(config.presence, PresenceSim) else PresenceSim(),
+              "dmx": config.dmx if isinstance(config.dmx, DmxSim) else DmxSim(), "display": display}
     return config.model_copy(update=update)
 
 
@@ -135,6 +139,7 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from firmware.appliance.argtypes import number
     p = argparse.ArgumentParser(prog="humus", description="humus: decomposition and creation, on a box")
     p.add_argument("--version", action="version", version=f"humus {__version__}")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -146,11 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--headless", action="store_true", help="no window (with --sim)")
     r.add_argument("--realtime", action="store_true", help="with --sim --headless: real clock")
     r.add_argument("--record", metavar="FILE.mp4", help="record the projector output")
-    r.add_argument("--record-scale", type=float, default=0.5, help="recording size / display size")
-    r.add_argument("--duration", type=float, help="seconds to run (default: 45 with --sim, else forever)")
-    r.add_argument("--width", type=int)
-    r.add_argument("--height", type=int)
-    r.add_argument("--fps", type=float)
+    r.add_argument("--record-scale", type=number(float, 0.05, 1.0), default=0.5,
+                   help="recording size / display size")
+    r.add_argument("--duration", type=number(float, 0, 1e7),
+                   help="seconds to run (default: 45 with --sim, else forever)")
+    # the same bounds as [display] in the config (firmware/config.py)
+    r.add_argument("--width", type=number(int, 64, 7680))
+    r.add_argument("--height", type=number(int, 64, 4320))
+    r.add_argument("--fps", type=number(float, 1, 240))
     r.set_defaults(func=cmd_run)
 
     c = sub.add_parser("check-config", help="validate a config file and print the merged result")
@@ -160,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="measure every stage and print the figures")
     b.add_argument("--config")
     b.add_argument("--json", metavar="FILE")
-    b.add_argument("--seconds", type=float, default=5.0, help="per measurement")
+    b.add_argument("--seconds", type=number(float, 0.1, 3600), default=5.0, help="per measurement")
     b.add_argument("--no-torch", action="store_true", help="skip the torch eager comparison")
     b.add_argument("--torch-checkpoint", help="studio checkpoint of the same network, to time the "
                    "original torch module (default: the ONNX graph run op by op in torch)")
@@ -168,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("safe", help="safe mode: calm lights and a still image")
     s.add_argument("--config")
-    s.add_argument("--duration", type=float)
+    s.add_argument("--duration", type=number(float, 0, 1e7))
     s.set_defaults(func=cmd_safe)
 
     for module in ("firmware.appliance.commands", "firmware.devices.calibrate", "firmware.soak"):
@@ -187,7 +195,8 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    from firmware.appliance.commands import run_quietly_on_closed_pipe
+    return run_quietly_on_closed_pipe(args.func, args)
 
 
 if __name__ == "__main__":

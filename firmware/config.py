@@ -1,5 +1,9 @@
 """The box's configuration: one TOML file, validated once, strictly.
 
+Strict means: no coercion (`fps = true`, `height = "1080"`, `own_process = "yes"` are errors, an
+integer is accepted where a float is meant), finite numbers only (no nan/inf), every number, string
+and list bounded, and the file itself at most MAX_CONFIG_BYTES.
+
 Every device section picks its backend with a `type` key (`"sim"` is always available), so simulated
 and real devices mix freely. Unknown keys are rejected with the nearest valid key suggested; the error
 names the file, the section and the key. Nothing downstream ever sees the raw TOML.
@@ -11,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, ValidationError, model_validator
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,8 +31,24 @@ class ConfigError(Exception):
     """A config that cannot be used. The message names the file and every offending key."""
 
 
+MAX_CONFIG_BYTES = 1 << 20     # a config is a few KiB; `check-config /dev/zero` must not eat the memory
+DAY = 86_400.0                 # the longest any duration may be
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False,
+                              str_max_length=4096)
+
+
+# TOML has no tuple or path type: these take a list / a string, their items stay strict.
+AnyPath = Annotated[Path, Strict(False)]
+Unit = Annotated[float, Field(ge=0, le=1)]
+RGB = Annotated[tuple[Unit, Unit, Unit], Strict(False)]
+ScriptPoint = Annotated[tuple[Annotated[float, Field(ge=0, le=DAY)], Annotated[float, Field(ge=0, le=100)]],
+                        Strict(False)]
+Pin = Union[Annotated[int, Field(ge=0, le=1023)], Annotated[str, Field(min_length=1, max_length=64)]]  # BCM or "BOARD11"
+Backoff = Annotated[tuple[Annotated[float, Field(ge=0.05, le=3600)], Annotated[float, Field(ge=0.05, le=3600)]],
+                    Strict(False)]
 
 
 def by_type(*models: type[BaseModel], default: str, aliases: dict[str, str] | None = None):
@@ -55,13 +75,23 @@ class _CameraCommon(Section):
     width: int = Field(640, ge=16, le=7680, description="capture width in pixels")
     height: int = Field(480, ge=16, le=4320, description="capture height in pixels")
     fps: float = Field(30.0, gt=0, le=240)
-    stall_timeout_s: float = Field(2.0, gt=0, description="no new frame for this long = stalled")
-    frozen_timeout_s: float = Field(3.0, gt=0, description="identical frames for this long = frozen")
-    reconnect_backoff_s: tuple[float, float] = (0.5, 30.0)
+    stall_timeout_s: float = Field(2.0, gt=0, le=3600, description="no new frame for this long = stalled")
+    frozen_timeout_s: float = Field(3.0, gt=0, le=3600, description="identical frames for this long = frozen")
+    # (first, longest) wait between reconnects; a zero or negative wait would retry (and log, and
+    # run the escalation command) in a tight loop
+    reconnect_backoff_s: Backoff = (0.5, 30.0)
     escalation_command: str | None = Field(
         None, description="run after repeated failed reconnects, e.g. 'systemctl restart nvargus-daemon'")
-    escalate_after: int = Field(3, ge=1, description="failed reconnects before the escalation command")
+    escalate_after: int = Field(3, ge=1, le=1000, description="failed reconnects before the escalation command")
     mirror: bool = True
+
+    @model_validator(mode="after")
+    def _backoff_grows(self):
+        first, longest = self.reconnect_backoff_s
+        if first > longest:
+            raise ValueError(f"reconnect_backoff_s: the first wait ({first:g} s) is longer than the "
+                             f"longest ({longest:g} s)")
+        return self
 
 
 class CameraSim(_CameraCommon):
@@ -70,7 +100,7 @@ class CameraSim(_CameraCommon):
 
 class CameraFile(_CameraCommon):
     type: Literal["file"]
-    path: Path = Field(description="a video file or a folder of images, played in a loop")
+    path: AnyPath = Field(description="a video file or a folder of images, played in a loop")
 
 
 class CameraV4L2(_CameraCommon):
@@ -96,12 +126,12 @@ CameraConfig = by_type(CameraSim, CameraFile, CameraV4L2, CameraArgus, CameraPic
 
 # --------------------------------------------------------------------------------------- presence
 class _PresenceCommon(Section):
-    stale_after_s: float = Field(2.0, gt=0, description="no reading for this long = stale-sensor fault")
+    stale_after_s: float = Field(2.0, gt=0, le=3600, description="no reading for this long = stale-sensor fault")
 
 
 class PresenceSim(_PresenceCommon):
     type: Literal["sim"] = "sim"
-    script: list[tuple[float, float]] = Field(
+    script: list[ScriptPoint] = Field(min_length=1, max_length=10_000,
         default_factory=lambda: [(0.0, 6.0), (4.0, 6.0), (7.0, 1.0), (33.0, 1.0), (36.0, 6.0), (50.0, 6.0)],
         description="visitor distance over time: (seconds, metres) points, linearly interpolated")
     loop: bool = True
@@ -111,7 +141,7 @@ class PresenceSim(_PresenceCommon):
 class PresenceLD2410(_PresenceCommon):
     type: Literal["ld2410"]
     port: str = "/dev/humus-radar"
-    baud: int = 256000
+    baud: int = Field(256000, ge=300, le=4_000_000)
     min_energy: int = Field(10, ge=0, le=100, description="ignore targets weaker than this")
     engineering: bool = Field(False, description="ask the radar for engineering reports (energy per "
                               "0.75 m gate) when the port opens; `humus calibrate` shows them")
@@ -120,14 +150,14 @@ class PresenceLD2410(_PresenceCommon):
 class PresenceTFmini(_PresenceCommon):
     type: Literal["tfmini"]
     port: str = "/dev/humus-lidar"
-    baud: int = 115200
+    baud: int = Field(115200, ge=300, le=4_000_000)
     min_strength: int = Field(100, ge=0, le=65535)
 
 
 class PresenceDistance(_PresenceCommon):
     type: Literal["distance"]
-    echo_pin: int | str = 24
-    trigger_pin: int | str = 23
+    echo_pin: Pin = 24
+    trigger_pin: Pin = 23
     max_distance_m: float = Field(4.0, gt=0, le=10)
     rate_hz: float = Field(10.0, gt=0, le=50)
     pin_factory: Literal["auto", "jetson", "gpiozero"] = Field(
@@ -136,10 +166,10 @@ class PresenceDistance(_PresenceCommon):
 
 class PresenceMotion(_PresenceCommon):
     type: Literal["motion"]
-    pin: int | str = 17
+    pin: Pin = 17
     # A PIR only says yes/no; the show maps "present" to this distance.
-    present_distance_m: float = Field(1.0, gt=0)
-    absent_distance_m: float = Field(8.0, gt=0)
+    present_distance_m: float = Field(1.0, gt=0, le=100)
+    absent_distance_m: float = Field(8.0, gt=0, le=100)
     pin_factory: Literal["auto", "jetson", "gpiozero"] = Field(
         "auto", description="auto = Jetson.GPIO on a Jetson, else gpiozero's own choice")
 
@@ -226,7 +256,7 @@ class DisplayPygame(_DisplayCommon):
     type: Literal["pygame"]
     driver: Literal["auto", "x11", "kmsdrm", "wayland"] = "auto"
     fullscreen: bool = True
-    reconnect_s: float = Field(2.0, gt=0, description="retry opening a missing projector this often")
+    reconnect_s: float = Field(2.0, gt=0, le=3600, description="retry opening a missing projector this often")
 
 
 DisplayConfig = by_type(DisplayHeadless, DisplayPygame, default="headless", aliases={"sim": "headless"})
@@ -234,24 +264,24 @@ DisplayConfig = by_type(DisplayHeadless, DisplayPygame, default="headless", alia
 
 # ------------------------------------------------------------------------------------- show/model
 class ShowConfig(Section):
-    trigger_m: float = Field(2.0, gt=0, description="a visitor nearer than this starts the sequence")
-    release_m: float = Field(3.0, gt=0, description="a visitor further than this has left")
-    dwell_s: float = Field(0.5, ge=0, description="presence must hold this long before a trigger")
-    leave_grace_s: float = Field(1.5, ge=0, description="absence must hold this long before release")
-    cooldown_s: float = Field(3.0, ge=0, description="after a release, ignore triggers this long")
-    approach_s: float = Field(1.5, gt=0, description="camera image fades in")
-    immersion_s: float = Field(8.0, gt=0, description="the visitor dissolves into noise")
-    emergence_s: float = Field(6.0, gt=0, description="new images grow out of the noise")
-    hold_s: float = Field(10.0, gt=0, description="the grown images stay")
-    release_s: float = Field(3.0, gt=0, description="fade back to idle")
+    trigger_m: float = Field(2.0, le=100, gt=0, description="a visitor nearer than this starts the sequence")
+    release_m: float = Field(3.0, le=100, gt=0, description="a visitor further than this has left")
+    dwell_s: float = Field(0.5, le=DAY, ge=0, description="presence must hold this long before a trigger")
+    leave_grace_s: float = Field(1.5, le=DAY, ge=0, description="absence must hold this long before release")
+    cooldown_s: float = Field(3.0, le=DAY, ge=0, description="after a release, ignore triggers this long")
+    approach_s: float = Field(1.5, le=DAY, gt=0, description="camera image fades in")
+    immersion_s: float = Field(8.0, le=DAY, gt=0, description="the visitor dissolves into noise")
+    emergence_s: float = Field(6.0, le=DAY, gt=0, description="new images grow out of the noise")
+    hold_s: float = Field(10.0, le=DAY, gt=0, description="the grown images stay")
+    release_s: float = Field(3.0, le=DAY, gt=0, description="fade back to idle")
     layout: Literal["full", "diptych"] = "diptych"
-    footage: Path | None = Field(None, description="folder/file of the studio's decay footage for "
+    footage: AnyPath | None = Field(None, description="folder/file of the studio's decay footage for "
                                                    "the idle; none = the shipped demo clip")
     footage_fps: float = Field(6.0, gt=0, le=60)
-    drift_period_s: float = Field(20.0, gt=0, description="one slerp segment of the idle drift")
+    drift_period_s: float = Field(20.0, le=DAY, gt=0, description="one slerp segment of the idle drift")
     seed_strength: float = Field(0.0, ge=0, le=1, description="0 = generate from pure noise; >0 = the "
                                  "visitor's image seeds the generation at this strength")
-    sigma_peak: float = Field(80.0, gt=0, description="noise level at the end of the immersion")
+    sigma_peak: float = Field(80.0, gt=0, le=1000, description="noise level at the end of the immersion")
     decay: float = Field(0.6, ge=0, le=1, description="decay condition for generated matter")
     subjects: dict[str, float] = Field(default_factory=dict, description="weight of each of the model's "
                                        "subjects (footage folder names); a visitor's subject is drawn by "
@@ -276,11 +306,11 @@ class ShowConfig(Section):
 
 
 class ModelConfig(Section):
-    dir: Path = DEFAULT_MODEL_DIR
+    dir: AnyPath = DEFAULT_MODEL_DIR
     network: Literal["student", "teacher"] = "student"
     steps: int | None = Field(None, ge=1, le=100, description="sampling steps; manifest default if unset")
     engine: Literal["auto", "tensorrt", "onnxruntime"] = "auto"
-    engine_cache: Path = Path("/var/lib/humus/engines")
+    engine_cache: AnyPath = Path("/var/lib/humus/engines")
     threads: int = Field(0, ge=0, le=64, description="CPU threads for onnxruntime (0 = let it choose)")
 
 
@@ -290,15 +320,15 @@ Channel = Literal["dimmer", "dimmer16", "red", "green", "blue", "white", "amber"
 
 
 class Fixture(Section):
-    name: str
+    name: str = Field(max_length=64)
     address: int = Field(ge=1, le=512, description="first DMX channel (1-based)")
-    channels: list[Channel] = Field(min_length=1)
+    channels: list[Channel] = Field(min_length=1, max_length=512)
     fixed_value: int = Field(255, ge=0, le=255, description="value for 'fixed' channels (e.g. a mode)")
 
 
 class Look(Section):
     intensity: float = Field(ge=0, le=1)
-    color: tuple[float, float, float] = Field(description="RGB in 0..1")
+    color: RGB = Field(description="RGB in 0..1")
     noise_follow: float = Field(0.0, ge=0, le=1, description="how much intensity follows the noise level")
     strobe: float = Field(0.0, ge=0, le=1)
 
@@ -322,10 +352,10 @@ def _default_looks() -> dict[str, Look]:
 
 
 class LightsConfig(Section):
-    fixtures: list[Fixture] = Field(default_factory=_default_fixtures)
+    fixtures: list[Fixture] = Field(default_factory=_default_fixtures, max_length=512)
     looks: dict[Literal["idle", "approach", "immersion", "emergence", "hold", "release", "safe"],
                 Look] = Field(default_factory=_default_looks)
-    fade_s: float = Field(1.0, ge=0, description="cross-fade between looks")
+    fade_s: float = Field(1.0, ge=0, le=3600, description="cross-fade between looks")
 
     @model_validator(mode="after")
     def _patch_fits(self):
@@ -338,8 +368,8 @@ class LightsConfig(Section):
 
 
 class StatusConfig(Section):
-    path: Path = Path("/run/humus/status.json")
-    state_dir: Path = Path("/var/lib/humus")
+    path: AnyPath = Path("/run/humus/status.json")
+    state_dir: AnyPath = Path("/var/lib/humus")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -436,7 +466,11 @@ def load_config(path: str | Path | None = None, *, search: bool = True) -> Confi
     if found is None:
         return Config()
     try:
-        data = tomllib.loads(found.read_text(encoding="utf-8"))
+        with open(found, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{found}: over {MAX_CONFIG_BYTES} bytes; not a humus config")
+        data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{found}: no such file") from None
     except (tomllib.TOMLDecodeError, RecursionError) as exc:   # RecursionError: [[[[... nested

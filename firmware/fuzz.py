@@ -8,6 +8,10 @@ Each target takes raw bytes and lets only the documented error types out:
   config-dict      `parse_config(obj)` raises only ConfigError, whatever JSON-like object it gets
   manifest         `open_bundle` of a bundle carrying these bytes as its signed bundle.json, or as
                    its (unsigned) bundle.sig, raises only BundleError (firmware/appliance/bundle.py)
+  model-manifest   `load_model_dir` of a model directory whose manifest.json is these bytes raises
+                   only ModelError (firmware/generate/manifest_schema.py)
+  status           `read_status` of these bytes raises only StatusError; what it returns renders
+                   (`humus status`) and is judged (health) without raising
 Anything else escaping is a bug and propagates, with the input, to the fuzzer.
 
 The hypothesis tests (tests/test_fuzz_*.py) call these targets with generated inputs; with atheris
@@ -167,8 +171,35 @@ def fuzz_manifest(data: bytes) -> None:
         check_manifest_bytes(data)
 
 
+def fuzz_model_manifest(data: bytes) -> None:
+    from firmware.generate.manifest import ModelError, load_model_dir
+    d = _TMP / "model"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "manifest.json").write_bytes(data)
+    try:
+        load_model_dir(d, check_hash=False)
+    except ModelError:
+        pass
+
+
+def fuzz_status(data: bytes) -> None:
+    from firmware.appliance.commands import render_status
+    from firmware.appliance.health import judge
+    from firmware.appliance.statusfile import StatusError, read_status
+    _TMP.mkdir(exist_ok=True)
+    path = _TMP / "status.json"
+    path.write_bytes(data)
+    try:
+        status = read_status(path)
+    except StatusError:
+        return
+    render_status(status, 1.7e9, "1.0.0", None)
+    judge(status, "1.0.0", 0.0, 1.7e9)
+
+
 TARGETS = {"ld2410": fuzz_ld2410, "tfmini": fuzz_tfmini, "config-toml": fuzz_config_toml,
-           "config-dict": fuzz_config_dict, "manifest": fuzz_manifest}
+           "config-dict": fuzz_config_dict, "manifest": fuzz_manifest, "model-manifest": fuzz_model_manifest,
+           "status": fuzz_status}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     target = TARGETS[argv[0]]
     import firmware.appliance.bundle  # noqa: F401  (loaded first, so that they get instrumented)
     import firmware.config  # noqa: F401
+    import firmware.generate.manifest_schema  # noqa: F401
     atheris.instrument_all()          # coverage feedback from every loaded Python function
     atheris.Setup([sys.argv[0], *argv[1:]], target)
     atheris.Fuzz()

@@ -23,7 +23,7 @@ def test_manifest_loads_and_checks_sha(tiny_model, tmp_path):
 
 @pytest.mark.parametrize("edit,match", [
     (lambda m: m.pop("format"), "missing key 'format'"),
-    (lambda m: m["networks"]["student"].update(sampler="ddim"), "unknown sampler 'ddim'"),
+    (lambda m: m["networks"]["student"].update(sampler="ddim"), "sampler: 'ddim' is not allowed"),
     (lambda m: m["networks"]["student"]["steps"].update({"2": [0.8, 80.0]}), "steps.2: expected 2 positive, strictly decreasing"),
     (lambda m: m["networks"]["student"].update(default_steps=3), "default_steps: 3"),
     (lambda m: m["networks"]["student"]["inputs"].pop("decay"), "missing input 'decay'"),

@@ -9,6 +9,11 @@ Layout of the tar, in this order:
 
 `open_bundle` checks everything -- size limit, signature, manifest schema, every
 member's type, path and sha256 -- by reading the tar once WITHOUT writing a byte.
+
+Bundles are plain (uncompressed) tar, and compressed ones are refused before any header is
+read: tarfile decompresses a stream to read its headers, so a tiny .gz could otherwise make
+the box hold gigabytes in memory before the signature check. Even in a plain tar, a pax or
+GNU long-name header is read whole into memory, so those are bounded (MAX_HEADER_BYTES).
 Only then may `extract_verified` write files, and it re-hashes as it writes, so a
 bundle swapped between the two passes is still caught.
 """
@@ -20,47 +25,18 @@ import io
 import json
 import os
 import re
+import stat
 import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-FORMAT = "humus-bundle/1"
-SIG_FORMAT = "humus-sig/1"
-MANIFEST_NAME = "bundle.json"
-SIGNATURE_NAME = "bundle.sig"
-KINDS = {"app": ("app",), "model": ("models",), "both": ("app", "models")}
-DEFAULT_MAX_BYTES = 2 * 1024**3
-MAX_META_BYTES = 16 * 1024**2          # bundle.json / bundle.sig: never read more than this
-CHUNK = 1 << 20
-VERSION_RE = re.compile(r"^\d+(\.\d+){0,3}([-+][0-9A-Za-z]+([.][0-9A-Za-z]+)*)?$")
-PUB_PREFIX = "humus-ed25519"
-KEY_PREFIX = "humus-ed25519-private"
-SKIP_NAMES = {"__pycache__", ".DS_Store"}
-
-
-class BundleError(Exception):
-    """A bundle (or key) was rejected; the message names the file, member or field."""
-
-
-# --- versions --------------------------------------------------------------------------------
-
-def check_version(version: str) -> str:
-    if not isinstance(version, str) or not VERSION_RE.match(version):
-        raise BundleError(f"version {version!r} is not like 1.2.0, 1.2.0-rc1 or 1.2.0+local")
-    return version
-
-
-def version_key(version: str) -> tuple:
-    """Order versions: numbers first, then a '-pre' release sorts before the plain one.
-    '+build' metadata is ignored (1.2.0+local == 1.2.0), as in semver."""
-    check_version(version)
-    m = re.match(r"^([\d.]+)(?:([-+])(.*))?$", version)
-    nums = tuple(int(x) for x in m.group(1).split("."))
-    nums = nums + (0,) * (4 - len(nums))
-    sep, suffix = m.group(2), m.group(3) or ""
-    return nums, (0, suffix) if sep == "-" else (1, "")
+from .bundle_schema import (  # noqa: F401  (re-exported: bundlemod.check_version etc.)
+    CHUNK, COMPRESSED, DEFAULT_MAX_BYTES, FORMAT, KEY_PREFIX, KINDS, MANIFEST_NAME, MAX_FILES,
+    MAX_HEADER_BYTES, MAX_META_BYTES, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_VERSION_LEN, PUB_PREFIX,
+    SIG_FORMAT, SIGNATURE_NAME, SKIP_NAMES, VERSION_RE, BundleError, _check_manifest, check_member_path,
+    check_version, version_key)
 
 
 # --- keys ------------------------------------------------------------------------------------
@@ -133,58 +109,6 @@ def load_trusted_keys(keys_dir: str | os.PathLike) -> dict[str, TrustedKey]:
         raw, name = _key_line(path, PUB_PREFIX)
         keys[key_id(raw)] = TrustedKey(key_id(raw), name, path, raw)
     return keys
-
-
-# --- manifest --------------------------------------------------------------------------------
-
-def check_member_path(name: str) -> str:
-    """A path inside a bundle: relative, normalised, no '..', printable. Returns it normalised."""
-    if not name or "\0" in name or "\\" in name:
-        raise BundleError(f"member {name!r}: empty name, NUL or backslash in path")
-    if name.startswith("/"):
-        raise BundleError(f"member {name!r}: absolute path")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise BundleError(f"member {name!r}: '..' in path")
-    if any(not p.isprintable() for p in parts):
-        raise BundleError(f"member {name!r}: unprintable character in path")
-    return "/".join(parts)
-
-
-def _check_manifest(data: object, max_bytes: int) -> dict:
-    if not isinstance(data, dict):
-        raise BundleError(f"{MANIFEST_NAME}: expected an object")
-    if data.get("format") != FORMAT:
-        raise BundleError(f"{MANIFEST_NAME}: format {data.get('format')!r}, this box reads {FORMAT!r}")
-    check_version(data.get("version"))
-    kind = data.get("kind")
-    if not isinstance(kind, str) or kind not in KINDS:   # a list or object is unhashable
-        raise BundleError(f"{MANIFEST_NAME}: kind {kind!r} is not one of {sorted(KINDS)}")
-    files = data.get("files")
-    if not isinstance(files, dict) or not files:
-        raise BundleError(f"{MANIFEST_NAME}: 'files' must be a non-empty object")
-    total = 0
-    tops = set()
-    for path, entry in files.items():
-        if check_member_path(path) != path or path in (MANIFEST_NAME, SIGNATURE_NAME):
-            raise BundleError(f"{MANIFEST_NAME}: file path {path!r} is not a normalised payload path")
-        top = path.split("/")[0]
-        if top not in KINDS[kind] or "/" not in path:
-            raise BundleError(f"{MANIFEST_NAME}: file {path!r} is outside {'/, '.join(KINDS[kind])}/ "
-                              f"(kind {kind!r})")
-        tops.add(top)
-        if not (isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
-                and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])
-                and isinstance(entry.get("size"), int) and entry["size"] >= 0
-                and isinstance(entry.get("mode"), int) and entry["mode"] & ~0o777 == 0):
-            raise BundleError(f"{MANIFEST_NAME}: file {path!r} needs sha256 (64 hex), size >= 0, "
-                              f"mode without setuid/sticky bits; got {entry!r}")
-        total += entry["size"]
-    if total > max_bytes:
-        raise BundleError(f"{MANIFEST_NAME}: payload of {total} bytes is over the limit of {max_bytes}")
-    if tops != set(KINDS[kind]):
-        raise BundleError(f"{MANIFEST_NAME}: kind {kind!r} but files only under {sorted(tops)}")
-    return data
 
 
 # --- build -----------------------------------------------------------------------------------
@@ -316,6 +240,32 @@ class VerifiedBundle:
         return hashlib.sha256(self.manifest_bytes).hexdigest()
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses oversized pax / GNU long-name headers (and sparse members) before
+    tarfile reads them into memory."""
+
+    def _proc_member(self, tar):
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise BundleError(f"member {self.name[:80]!r}: sparse file; bundles carry regular files only")
+        if (self.type in (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                          tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+                and self.size > MAX_HEADER_BYTES):
+            raise BundleError(f"tar header at byte {self.offset}: extended header of {self.size} bytes, "
+                              f"over the limit of {MAX_HEADER_BYTES}")
+        return super()._proc_member(tar)
+
+
+def _open_tar(path: Path) -> tarfile.TarFile:
+    """Open a bundle as a plain tar; compressed bundles are refused by their magic bytes."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    for magic, name in COMPRESSED.items():
+        if head.startswith(magic):
+            raise BundleError(f"{path}: {name}-compressed; bundles are plain tar files as "
+                              f"`humus-release build` writes them (compressed bundles are refused)")
+    return tarfile.open(path, "r:", tarinfo=_BoundedTarInfo)
+
+
 def _read_meta(tar: tarfile.TarFile, member: tarfile.TarInfo | None, expected: str, path: Path) -> bytes:
     if member is None or member.name != expected:
         got = "nothing" if member is None else repr(member.name)
@@ -403,15 +353,18 @@ def open_bundle(path: str | os.PathLike, trusted: dict[str, TrustedKey],
     signing, _ = _nacl()
     path = Path(path)
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as exc:
         raise BundleError(f"cannot read bundle {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(st.st_mode):   # /dev/zero has no size to check, a FIFO would block forever
+        raise BundleError(f"{path}: not a regular file")
+    size = st.st_size
     if size > max_bytes:
         raise BundleError(f"{path}: {size} bytes, over the bundle size limit of {max_bytes}")
     if not trusted:
         raise BundleError("no trusted public keys (etc/humus/keys/*.pub): cannot verify any bundle")
     try:
-        tar = tarfile.open(path, "r:*")
+        tar = _open_tar(path)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise BundleError(f"{path}: not a readable tar ({exc}); truncated download?") from exc
     with tar:
@@ -458,7 +411,7 @@ def extract_verified(bundle: VerifiedBundle, dest: str | os.PathLike, on_file=No
     """
     dest = Path(dest)
     written: list[str] = []
-    with tarfile.open(bundle.path, "r:*") as tar:
+    with _open_tar(bundle.path) as tar:
         for name, member in _payload(tar, bundle.manifest, bundle.path):
             entry = bundle.manifest["files"][name]
             target = dest.joinpath(*PurePosixPath(name).parts)

@@ -2,7 +2,12 @@
 
 `register(subparsers)` adds them to the `humus` argparse CLI; each sets func(args) -> exit code.
 Exit codes: 0 fine, 1 refused or unhealthy (nothing changed by a refused update),
-3 update installed but unhealthy and rolled back.
+2 a malformed argument (argparse names it; nothing touched), 3 update installed but unhealthy
+(or interrupted during its health wait) and rolled back, 141 stdout closed early (`| head`).
+
+Arguments are validated here, at the edge, by argparse types: --root must be an existing
+folder (a typo must not create a fresh opt/humus tree), versions must be of the documented
+ASCII form, numbers finite and in range.
 
 `--root DIR` works on a directory tree instead of the box ("/"): the service is
 then not restarted unless `--restart` is given, so an update can be rehearsed.
@@ -23,11 +28,13 @@ from . import releases as rel
 from . import updater
 from .health import FATAL_STATES, WAIT_STATES, StatusHealth, fault_text
 from .service import SAFE_SERVICE, SERVICE, Systemctl
+from .argtypes import cli_version, existing_dir, number
 from .statusfile import read_status
 
 
 def _common(p, status_file: bool = False) -> None:
-    p.add_argument("--root", default="/", help="operate on this directory tree instead of the box (default /)")
+    p.add_argument("--root", default="/", type=existing_dir,
+                   help="operate on this directory tree instead of the box (default /)")
     if status_file:
         p.add_argument("--status-file", help="default: ROOT/run/humus/status.json")
 
@@ -48,7 +55,22 @@ def _status_path(args) -> Path:
 
 
 def _err(msg: str) -> None:
-    print(f"humus: {msg}", file=sys.stderr)
+    _say(f"humus: {msg}", sys.stderr)
+
+
+def _say(msg: str, stream=None) -> None:
+    """print() that survives a terminal gone with the SSH session (EIO): the update goes on."""
+    try:
+        print(msg, file=stream or sys.stdout, flush=True)
+    except OSError:
+        pass
+
+
+def _humus_root(layout: rel.Layout) -> None:
+    """Refuse to write into a folder that is not a humus tree (a --root typo)."""
+    if not (layout.root / "etc/humus").is_dir() and not layout.base.is_dir():
+        raise rel.ReleaseError(f"{layout.root} has neither etc/humus nor opt/humus: not a humus root "
+                               f"(a typo in --root?)")
 
 
 # --- update / rollback / releases -------------------------------------------------------------
@@ -62,8 +84,9 @@ def cmd_update(args) -> int:
         health = StatusHealth(_status_path(args), timeout=args.health_timeout, settle=args.settle,
                               is_active=ctl.is_active)
     try:
+        _humus_root(layout)
         report = updater.update(layout, args.file, force=args.force, max_bytes=args.max_bytes, restart=restart,
-                                health=health, keep=args.keep, say=print)
+                                health=health, keep=args.keep, say=_say)
     except (bundlemod.BundleError, rel.ReleaseError) as exc:
         _err(f"update refused, nothing changed: {exc}")
         return 1
@@ -73,8 +96,11 @@ def cmd_update(args) -> int:
     except PermissionError as exc:
         _err(f"update refused: {exc} (run it as root: sudo humus update ...)")
         return 1
+    except KeyboardInterrupt:   # before the restart: nothing activated (staging already removed)
+        _err("update interrupted before the restart; current release unchanged")
+        return 130
     if not report.restarted:
-        print(f"updated to {report.version}; service not restarted"
+        _say(f"updated to {report.version}; service not restarted"
               + (" (--root rehearsal; add --restart to restart)" if not _wants_restart(args) else ""))
     return 0
 
@@ -83,8 +109,9 @@ def cmd_rollback(args) -> int:
     layout = rel.Layout.at(args.root)
     restart = Systemctl().restart if _wants_restart(args) else None
     try:
-        updater.rollback(layout, to=args.to, restart=restart, say=print)
-    except rel.ReleaseError as exc:
+        _humus_root(layout)
+        updater.rollback(layout, to=args.to, restart=restart, say=_say)
+    except (rel.ReleaseError, bundlemod.BundleError) as exc:
         _err(f"rollback refused: {exc}")
         return 1
     except PermissionError as exc:
@@ -93,10 +120,21 @@ def cmd_rollback(args) -> int:
     return 0
 
 
+def cmd_recover(args) -> int:
+    """At boot (humus.service ExecStartPre): roll back a release an interrupted update left unverified."""
+    layout = rel.Layout.at(args.root)
+    restart = Systemctl().restart if args.restart else None
+    back = updater.recover(layout, restart=restart, say=_say)
+    if back is None:
+        _say("nothing to recover")
+    return 0
+
+
 def cmd_releases(args) -> int:
     layout = rel.Layout.at(args.root)
     cur, prev = rel.current_version(layout), rel.previous_version(layout)
-    failed = rel.read_state(layout)["failed"]
+    state = rel.read_state(layout)
+    failed, healthy, pending = state["failed"], state["healthy"], state.get("pending", {}).get("version")
     rows = []
     for v in reversed(rel.installed_versions(layout)):
         try:
@@ -107,7 +145,9 @@ def cmd_releases(args) -> int:
         rows.append({"version": v, "current": v == cur, "previous": v == prev, "kind": rec.get("kind"),
                      "created": rec.get("created"), "signer": rec.get("bundle", {}).get("signer"),
                      "bytes": sum(f["size"] for f in rec.get("files", {}).values()),
-                     "failed": failed.get(v, {}).get("reason"), "problems": problems})
+                     "failed": failed.get(v, {}).get("reason"), "problems": problems,
+                     "health": ("failed" if v in failed else "unverified" if v == pending
+                                else "healthy" if v in healthy else None)})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -117,6 +157,10 @@ def cmd_releases(args) -> int:
     for r in rows:
         mark = "*" if r["current"] else ("<" if r["previous"] else " ")
         notes = ([f"FAILED: {r['failed']}"] if r["failed"] else []) + [f"DAMAGED: {p}" for p in r["problems"][:1]]
+        if r["health"] == "unverified":
+            notes.append("UNVERIFIED: an update was interrupted before it proved healthy (`humus recover`)")
+        elif r["health"] == "healthy":
+            notes.append("healthy")
         print(f"{mark} {r['version']:<14} {r['kind'] or '?':<6} {r['created'] or '?':<21} "
               f"{r['bytes'] / 2**20:8.1f} MiB  {r['signer'] or '?'}" + ("  " + "; ".join(notes) if notes else ""))
     print("* current   < previous (humus rollback goes there)")
@@ -234,17 +278,26 @@ def register(subparsers) -> None:
     _common(p, status_file=True)
     _restart_flags(p)
     p.add_argument("--force", action="store_true", help="allow a downgrade / replace a same-version release")
-    p.add_argument("--health-timeout", type=float, default=180.0, help="seconds to become healthy (default 180)")
-    p.add_argument("--settle", type=float, default=10.0, help="seconds it must stay healthy (default 10)")
-    p.add_argument("--keep", type=int, default=rel.DEFAULT_KEEP, help="releases to keep (default 3)")
-    p.add_argument("--max-bytes", type=int, default=bundlemod.DEFAULT_MAX_BYTES, help="bundle size limit")
+    p.add_argument("--health-timeout", type=number(float, 1, 3600), default=180.0,
+                   help="seconds to become healthy (default 180)")
+    p.add_argument("--settle", type=number(float, 0, 3600), default=10.0,
+                   help="seconds it must stay healthy (default 10)")
+    p.add_argument("--keep", type=number(int, 1, 100), default=rel.DEFAULT_KEEP, help="releases to keep (default 3)")
+    p.add_argument("--max-bytes", type=number(int, 1, 64 * 1024**3), default=bundlemod.DEFAULT_MAX_BYTES,
+                   help="bundle size limit")
     p.set_defaults(func=cmd_update)
 
     p = subparsers.add_parser("rollback", help="go back to the previous release")
     _common(p)
     _restart_flags(p)
-    p.add_argument("--to", help="a specific installed version")
+    p.add_argument("--to", type=cli_version, help="a specific installed version")
     p.set_defaults(func=cmd_rollback)
+
+    p = subparsers.add_parser("recover", help="roll back a release an interrupted update left unverified "
+                              "(run at boot by humus.service)")
+    _common(p)
+    p.add_argument("--restart", action="store_true", help="restart humus.service after rolling back")
+    p.set_defaults(func=cmd_recover)
 
     p = subparsers.add_parser("releases", help="list installed releases")
     _common(p)
@@ -267,8 +320,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("logs", help="the show's journal (humus + safe mode)")
     _common(p)
     p.add_argument("-f", "--follow", action="store_true")
-    p.add_argument("-n", "--lines", type=int, default=200)
-    p.add_argument("-b", "--boot", nargs="?", const=0, type=int, help="this boot (or -b -1: the one before)")
+    p.add_argument("-n", "--lines", type=number(int, 1, 10**7), default=200)
+    p.add_argument("-b", "--boot", nargs="?", const=0, type=number(int, -10**6, 10**6), help="this boot (or -b -1: the one before)")
     p.add_argument("--since", help='e.g. "1 hour ago"')
     p.set_defaults(func=cmd_logs)
 
@@ -280,7 +333,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="humus")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    return run_quietly_on_closed_pipe(args.func, args)
+
+
+def run_quietly_on_closed_pipe(func, args) -> int:
+    """`humus status --json | head`: a reader that stops early is not an error worth a traceback."""
+    try:
+        code = int(func(args) or 0)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)   # so the interpreter's own final flush is quiet too
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

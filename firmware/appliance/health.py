@@ -73,7 +73,9 @@ class StatusHealth:
         try:
             status = read_status(self.status_path)
         except ValueError as exc:
-            return "wait", str(exc)
+            # Written atomically by StatusWriter, so a malformed file is the new release's doing
+            # (a wrong type, NaN, ...): that release is not healthy.
+            return "bad", f"malformed status: {exc}"
         active = self.is_active() if self.is_active else None
         return judge(status, expected, since, self.clock(), self.stale_after, active)
 

@@ -12,22 +12,37 @@ import sys
 from pathlib import Path
 
 from . import bundle as bundlemod
+from .argtypes import cli_version, number
 
 
 def cmd_keygen(args) -> int:
     base = Path(args.name)
     key, pub = base.with_name(base.name + ".key"), base.with_name(base.name + ".pub")
     for p in (key, pub):
-        if p.exists():
-            print(f"humus-release: {p} exists; not overwriting a key", file=sys.stderr)
+        if os.path.lexists(p):   # lexists: a dangling symlink is in the way too (it would be written through)
+            print(f"humus-release: {p} exists{' (a symlink)' if p.is_symlink() else ''}; not overwriting a key",
+                  file=sys.stderr)
             return 1
     private_text, public_text = bundlemod.generate_keypair(base.name)
-    # O_EXCL + 0600 at creation: the secret is never readable by others, not even briefly.
-    fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # O_EXCL + O_NOFOLLOW + 0600 at creation: the secret is never readable by others, not even
+    # briefly, and neither file is written through a symlink planted after the check above.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    try:
+        fd = os.open(key, flags, 0o600)
+    except OSError as exc:
+        print(f"humus-release: cannot create {key}: {exc.strerror}", file=sys.stderr)
+        return 1
     with os.fdopen(fd, "w") as f:
         os.fchmod(f.fileno(), 0o600)
         f.write(private_text)
-    pub.write_text(public_text)
+    try:
+        fd = os.open(pub, flags, 0o644)
+    except OSError as exc:
+        key.unlink()             # no half pair left behind
+        print(f"humus-release: cannot create {pub}: {exc.strerror}", file=sys.stderr)
+        return 1
+    with os.fdopen(fd, "w") as f:
+        f.write(public_text)
     raw, _ = bundlemod._key_line(pub, bundlemod.PUB_PREFIX)
     print(f"wrote {key} (secret, mode 0600) and {pub}, key id {bundlemod.key_id(raw)}")
     print(f"install {pub.name} on boxes as /etc/humus/keys/{pub.name}")
@@ -66,14 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="build a signed bundle from a checkout or an app/ + models/ folder")
     b.add_argument("src")
     b.add_argument("--key", required=True, help="NAME.key from keygen")
-    b.add_argument("--version", required=True)
+    b.add_argument("--version", required=True, type=cli_version)
     b.add_argument("--kind", choices=sorted(bundlemod.KINDS), help="default: every part SRC has")
     b.add_argument("-o", "--output", required=True)
     b.set_defaults(func=cmd_build)
     v = sub.add_parser("verify", help="check a bundle as a box would, writing nothing")
     v.add_argument("file")
     v.add_argument("--keys", action="append", required=True, help="a .pub file or a folder of them")
-    v.add_argument("--max-bytes", type=int, default=bundlemod.DEFAULT_MAX_BYTES)
+    v.add_argument("--max-bytes", type=number(int, 1, 64 * 1024**3), default=bundlemod.DEFAULT_MAX_BYTES)
     v.set_defaults(func=cmd_verify)
     return p
 
@@ -84,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except bundlemod.BundleError as exc:
         print(f"humus-release: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:   # a missing source folder, an unwritable output
+        print(f"humus-release: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
         return 1
 
 

@@ -35,6 +35,7 @@ from typing import Callable, Iterator
 
 from . import bundle as bundlemod
 from .atomic import fsync_dir, symlink_atomic, write_json_atomic
+from .state import _record, mark_failed, mark_healthy, mark_pending, read_state  # noqa: F401
 
 RELEASE_FILE = "release.json"
 PARTS = ("app", "models")
@@ -170,27 +171,7 @@ def running_release(start: str | os.PathLike | None = None) -> str | None:
     return None
 
 
-# --- state -----------------------------------------------------------------------------------
-
-def read_state(layout: Layout) -> dict:
-    try:
-        state = json.loads(layout.state_file.read_text())
-    except (OSError, ValueError):
-        state = {}
-    state.setdefault("failed", {})
-    state.setdefault("history", [])
-    return state
-
-
-def _record(layout: Layout, action: str, **info) -> None:
-    state = read_state(layout)
-    state["history"] = (state["history"] + [{"at": round(time.time(), 3), "action": action, **info}])[-50:]
-    if action == "failed":
-        state["failed"][info["version"]] = {"at": round(time.time(), 3), "reason": info.get("reason", "")}
-    elif action in ("installed", "healthy"):
-        state["failed"].pop(info["version"], None)
-    write_json_atomic(layout.state_file, state)
-
+# --- state (firmware/appliance/state.py) ---------------------------------------------------
 
 @contextmanager
 def locked(layout: Layout) -> Iterator[None]:
@@ -286,6 +267,30 @@ def install(layout: Layout, verified: bundlemod.VerifiedBundle, force: bool = Fa
         raise ReleaseError(f"bundle {version} is model-only and no release is installed to take "
                            f"the app from; install an app bundle first")
     staging = layout.base / f".staging-{version}-{os.getpid()}"
+    try:
+        return _unpack(layout, verified, staging, final, cur, missing_parts)
+    except BaseException as exc:
+        # Whatever went wrong (disk full, the bundle changed under us, Ctrl-C), the half-written
+        # staging folder goes now: it must not hold the disk full until the next update.
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise ReleaseError(f"could not unpack {version} into {staging}: {_os_reason(exc)}; "
+                               f"removed the staging folder, current release untouched") from exc
+        if isinstance(exc, bundlemod.BundleError):
+            raise ReleaseError(f"{exc}; removed the staging folder, current release untouched") from exc
+        raise
+
+
+def _os_reason(exc: OSError) -> str:
+    import errno
+    if exc.errno == errno.ENOSPC:
+        return f"disk full (ENOSPC) writing {exc.filename or 'a file'}"
+    return f"{exc.strerror or exc} ({exc.filename})" if exc.filename else str(exc)
+
+
+def _unpack(layout: Layout, verified: bundlemod.VerifiedBundle, staging: Path, final: Path,
+            cur: str | None, missing_parts: list[str]) -> InstallResult:
+    version = verified.version
     staging.mkdir(mode=0o755)
     crashpoint("staging")
     first = [True]
@@ -392,14 +397,6 @@ def rollback_target(layout: Layout, to: str | None = None) -> str:
     if not older:
         raise ReleaseError(f"nothing to roll back to: current is {cur}, no previous release installed")
     return older[-1]
-
-
-def mark_failed(layout: Layout, version: str, reason: str) -> None:
-    _record(layout, "failed", version=version, reason=reason)
-
-
-def mark_healthy(layout: Layout, version: str, reason: str) -> None:
-    _record(layout, "healthy", version=version, reason=reason)
 
 
 def prune(layout: Layout, keep: int = DEFAULT_KEEP) -> list[str]:

@@ -22,6 +22,7 @@ write logs the recovery); unexpected fields are written as they are.
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -101,17 +102,75 @@ class StatusWriter:
         return True
 
 
+class StatusError(ValueError):
+    """A status file that is not what StatusWriter writes; the message names the file and key."""
+
+
+MAX_STATUS_BYTES = 1 << 20
+
+
+@functools.lru_cache(maxsize=1)
+def _status_model():
+    """The documented keys, checked strictly (no coercion, finite numbers, bounded strings).
+    Unknown keys are allowed: a newer release may add one, and the (older) updater judging its
+    health must not roll it back for that."""
+    from typing import Optional, Union
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class _Strict(BaseModel):
+        model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="forbid")
+
+    class Device(_Strict):
+        ok: bool
+        detail: str = Field("", max_length=4096)
+
+    class Fault(_Strict):
+        t: float
+        text: str = Field(max_length=4096)
+
+    class Status(_Strict):
+        model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
+        state: str = Field(max_length=64)
+        updated_at: float
+        started_at: Optional[float] = None
+        uptime_s: Optional[float] = None
+        show: Optional[str] = Field(None, max_length=64)
+        fps: Optional[float] = None
+        engine: Optional[str] = Field(None, max_length=256)
+        devices: dict[str, Device] = Field(default_factory=dict, max_length=64)
+        model: Optional[dict[str, Optional[str]]] = Field(None, max_length=16)
+        release: Optional[str] = Field(None, max_length=64)
+        faults: list[Union[Fault, str]] = Field(default_factory=list, max_length=1000)
+        pid: Optional[int] = None
+    return Status
+
+
 def read_status(path: str | os.PathLike = DEFAULT_PATH) -> dict[str, Any] | None:
-    """The last snapshot, or None if there is none (service never ran since boot)."""
+    """The last snapshot, or None if there is none (service never ran since boot).
+    Raises StatusError (a ValueError) naming the file and key if the file is malformed."""
+    from pydantic import ValidationError
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_STATUS_BYTES + 1)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise StatusError(f"status file {path}: cannot read ({exc.strerror})") from None
+    if len(raw) > MAX_STATUS_BYTES:
+        raise StatusError(f"status file {path} is over {MAX_STATUS_BYTES} bytes")
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:   # not UTF-8, not JSON, nested too deep
         # Cannot happen with atomic writes; report it rather than crash `humus status`.
-        raise ValueError(f"status file {path} is not valid JSON: {exc}") from exc
+        raise StatusError(f"status file {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"status file {path} holds {type(data).__name__}, expected an object")
+        raise StatusError(f"status file {path} holds {type(data).__name__}, expected an object")
+    try:
+        _status_model().model_validate(data)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        where = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        raise StatusError(f"status file {path}: {where}: {e['msg']}"
+                          + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")) from None
     return data

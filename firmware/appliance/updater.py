@@ -1,7 +1,9 @@
 """`humus update` end to end: verify, install, swap, restart, health check, roll back, prune."""
 from __future__ import annotations
 
+import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -13,6 +15,29 @@ from .health import HealthCheck, HealthResult
 
 class UpdateFailed(Exception):
     """The new release was installed but failed its health check; the previous one is back."""
+
+
+class Interrupted(Exception):
+    """A signal (SIGHUP from a dropped SSH session, SIGTERM) arrived during the health wait."""
+
+
+@contextmanager
+def _interruptible():
+    """SIGHUP and SIGTERM raise Interrupted (once) so the wait ends in a rollback, not a dead updater
+    with `current` on an unverified release. A second signal is ignored: it must not cut the
+    rollback itself short. Ctrl-C (KeyboardInterrupt) is treated the same by the caller."""
+    armed = [True]
+
+    def handler(signum, frame):
+        if armed[0]:
+            armed[0] = False
+            raise Interrupted(signal.Signals(signum).name)
+    old = {s: signal.signal(s, handler) for s in (signal.SIGHUP, signal.SIGTERM)}
+    try:
+        yield armed
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 @dataclass
@@ -39,6 +64,7 @@ def update(layout: rel.Layout, bundle_path: str | Path, *, force: bool = False,
         swept = rel.sweep(layout)
         if swept:
             say(f"removed leftovers of an interrupted update: {', '.join(swept)}")
+        _recover(layout, restart, say)
         trusted = bundlemod.load_trusted_keys(layout.keys_dir)
         verified = bundlemod.open_bundle(bundle_path, trusted, max_bytes=max_bytes)
         say(f"verified {Path(bundle_path).name}: {verified.kind} {verified.version}, "
@@ -49,42 +75,102 @@ def update(layout: rel.Layout, bundle_path: str | Path, *, force: bool = False,
         say(f"release {result.version} {'already installed' if result.already_installed else 'installed'}"
             + (f" (taking {', '.join(f'{k} from {v}' for k, v in result.inherited.items())})"
                if result.inherited else ""))
+        cur = rel.current_version(layout)
+        if restart is not None and cur != verified.version and (cur is not None or not result.already_installed):
+            # Recorded before `current` moves: a SIGKILL from here until the health verdict
+            # leaves this note for the next `humus update` or boot (`humus recover`) to roll back.
+            rel.mark_pending(layout, verified.version, cur)
         report.previous = rel.activate(layout, verified.version)
         say(f"current -> {verified.version}" + (f" (previous: {report.previous})" if report.previous else ""))
         changed = report.previous is not None or not result.already_installed
         if restart is not None and changed:
-            since = time.time()
-            try:
-                restart()
-            except Exception as exc:   # systemctl refused: treat like an unhealthy release
-                verdict = HealthResult(False, f"restart failed: {exc}")
-            else:
-                report.restarted = True
-                rel.crashpoint("restarted")
-                if health is not None:
-                    say("waiting for the new release to report healthy ...")
-                    verdict = health(verified.version, since)
-                else:
-                    verdict = HealthResult(True, "restarted (no health check)")
-            report.health = verdict.reason
-            if not verdict.ok:
-                rel.mark_failed(layout, verified.version, verdict.reason)
-                back = report.previous
-                if back is not None:
-                    rel.activate(layout, back)
-                    try:
-                        restart()
-                    except Exception as exc:
-                        say(f"restarting {back} failed too: {exc}")
-                    rel.crashpoint("rolled-back")
-                raise UpdateFailed(f"release {verified.version} failed its health check ({verdict.reason}); "
-                                   + (f"rolled back to {back}" if back else "no previous release to roll back to"))
-            rel.mark_healthy(layout, verified.version, verdict.reason)
-            say(f"healthy: {verdict.reason}")
+            with _interruptible() as armed:
+                verdict = _restart_and_wait(verified.version, restart, health, report, say)
+                armed[0] = False       # from here on, finish what we started (roll back or keep)
+                _conclude(layout, verified.version, verdict, report, restart, say)
         report.pruned = rel.prune(layout, keep=keep)
         if report.pruned:
             say(f"pruned old releases: {', '.join(report.pruned)}")
         return report
+
+
+def _conclude(layout: rel.Layout, version: str, verdict: HealthResult, report: UpdateReport, restart, say) -> None:
+    """Record the health outcome; roll back (and raise UpdateFailed) if the release is not healthy."""
+    report.health = verdict.reason
+    if verdict.ok:
+        rel.mark_healthy(layout, version, verdict.reason)
+        say(f"healthy: {verdict.reason}")
+        return
+    rel.mark_failed(layout, version, verdict.reason)
+    back = report.previous
+    if back is not None:
+        rel.activate(layout, back)
+        try:
+            restart()
+        except Exception as exc:
+            say(f"restarting {back} failed too: {exc}")
+        rel.crashpoint("rolled-back")
+    raise UpdateFailed(f"release {version} failed its health check ({verdict.reason}); "
+                       + (f"rolled back to {back}" if back else "no previous release to roll back to"))
+
+
+def _restart_and_wait(version: str, restart, health, report: UpdateReport, say) -> HealthResult:
+    since = time.time()
+    try:
+        try:
+            restart()
+        except Exception as exc:   # systemctl refused: treat like an unhealthy release
+            return HealthResult(False, f"restart failed: {exc}")
+        report.restarted = True
+        rel.crashpoint("restarted")
+        if health is None:
+            return HealthResult(True, "restarted (no health check)")
+        say("waiting for the new release to report healthy ...")
+        return health(version, since)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        name = str(exc) if isinstance(exc, Interrupted) else "SIGINT (Ctrl-C)"
+        return HealthResult(False, f"update interrupted by {name} before release {version} proved healthy")
+
+
+def _recover(layout: rel.Layout, restart, say) -> str | None:
+    """Roll back a release left unverified by an updater that died during its health wait
+    (SIGKILL, power cut). Caller holds the lock, so no live update is waiting on it."""
+    pending = rel.read_state(layout).get("pending")
+    if not pending:
+        return None
+    version, back = pending["version"], pending.get("previous")
+    reason = "the update was killed (SIGKILL or power cut) before this release proved healthy"
+    rel.mark_failed(layout, version, reason)
+    if rel.current_version(layout) != version or not isinstance(back, str):
+        say(f"release {version} was left unverified by an interrupted update; marked failed")
+        return None
+    try:
+        rel.activate(layout, back)
+    except (rel.ReleaseError, bundlemod.BundleError) as exc:
+        say(f"release {version} was left unverified, but {back} cannot be re-activated ({exc}); kept {version}")
+        return None
+    say(f"release {version} was left unverified by an interrupted update: rolled back to {back}")
+    if restart is not None:
+        try:
+            restart()
+        except Exception as exc:
+            say(f"restarting {back} failed: {exc}")
+    return back
+
+
+def recover(layout: rel.Layout, restart: Callable[[], None] | None = None,
+            say: Callable[[str], None] = lambda s: None) -> str | None:
+    """`humus recover` (run at boot, before the show starts): roll back an unverified release.
+    Returns the version rolled back to, or None. Does nothing while an update holds the lock
+    (that update's own restart also runs this) or where nothing is installed."""
+    if not layout.base.is_dir():
+        return None
+    try:
+        with rel.locked(layout):
+            return _recover(layout, restart, say)
+    except rel.ReleaseError as exc:
+        say(f"nothing recovered: {exc}")
+        return None
 
 
 def rollback(layout: rel.Layout, to: str | None = None, restart: Callable[[], None] | None = None,

@@ -24,6 +24,7 @@ from firmware.devices.base import Latest
 from firmware.devices.camera import Camera, Frame
 
 log = logging.getLogger("humus.camera")
+MIN_BACKOFF_S = 0.05   # the shortest wait between reconnect attempts, whatever the config says
 
 
 def frame_hash(img: np.ndarray, samples: int = 48) -> int:
@@ -173,9 +174,11 @@ class CaptureCamera(Camera):
             log.warning("%s: %d failed reconnects, running %r", self.name, self.failures, cmd)
             rc = self._run_command(cmd)
             log.info("%s: escalation command exited %s", self.name, rc)
-        self._stop.wait(backoff)
+        # The config bounds the backoff already; the floor is for a config built in code. Without it a
+        # zero or NaN wait retries (and logs, and escalates) in a tight loop.
+        self._stop.wait(backoff if backoff >= MIN_BACKOFF_S else MIN_BACKOFF_S)
         self.reconnects += 1
-        return min(backoff * 2, self.cfg.reconnect_backoff_s[1])
+        return max(MIN_BACKOFF_S, min(backoff * 2, self.cfg.reconnect_backoff_s[1]))
 
     def _end_session(self) -> None:
         """Stop the reader; if it is stuck in read() it is abandoned and closes its source on return."""

@@ -187,9 +187,28 @@ def check_reference(engine: Engine, net: NetworkInfo) -> str | None:
     path = net.path.parent / ref.get("output", "reference.npz")
     if not ref or not path.is_file():
         return None  # nothing to compare with (e.g. a test model); the sha256 still vouches for it
-    data = np.load(path)
-    got = engine.denoise(data["x"], data["sigma"], data["decay"],
-                         data["subject"] if "subject" in data.files else None)
+    want = {k: net.inputs[k] for k in ("x", "sigma", "decay", "subject") if k in net.inputs}
+    want["denoised"] = net.outputs["denoised"]
+    try:
+        import zipfile
+        # np.load inflates whatever the zip declares: bound it by what the manifest's shapes need
+        limit = 8 * sum(int(np.prod(s)) for s in want.values()) + (1 << 16)
+        with zipfile.ZipFile(path) as z:
+            declared = sum(i.file_size for i in z.infolist())
+        if declared > limit:
+            return f"reference {path.name} unpacks to {declared} bytes, more than its arrays need ({limit})"
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in want}
+    except Exception as exc:  # not an npz, a key missing, a pickle: the reference is unusable
+        return f"reference {path.name} unreadable ({type(exc).__name__}: {exc})"
+    for k, shape in want.items():
+        if tuple(data[k].shape) != tuple(shape) or data[k].dtype != np.float32:
+            return (f"reference {path.name}: {k} is {data[k].dtype}{list(data[k].shape)}, "
+                    f"expected float32{list(shape)}")
+    try:
+        got = engine.denoise(data["x"], data["sigma"], data["decay"], data.get("subject"))
+    except Exception as exc:  # the runtime's own error types
+        return f"engine failed on the reference input ({type(exc).__name__}: {exc})"
     if not np.all(np.isfinite(got)):
         return "output has NaN/Inf"
     if float(np.abs(got).max()) < 1e-6:
