@@ -187,6 +187,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_doctor(args) -> int:
+    if args.detect:
+        return _doctor_detect(args)
     on_box = Path(args.root).resolve() == Path("/")
     ctx = doctormod.Context(root=Path(args.root), config_path=Path(args.config) if args.config else None, on_box=on_box)
     # Live device checks open the serial ports and the camera, which the running show holds.
@@ -206,6 +208,23 @@ def cmd_doctor(args) -> int:
         failed = sum(r.ok is False for r in results)
         print(f"{failed} problem(s)" if failed else "all checks passed")
     return 1 if any(r.ok is False for r in results) else 0
+
+
+def _doctor_detect(args) -> int:
+    """Probe every port and camera now and print the config lines that pin what was found."""
+    from firmware.config import ConfigError, load_config
+    from firmware.devices.detect import scanner_for
+    from firmware.devices.hotplug import pin_lines
+    path = Path(args.config) if args.config else Path(args.root) / "etc/humus/humus.toml"
+    try:
+        config = load_config(path if path.is_file() or args.config else None, search=False)
+    except ConfigError as exc:
+        _err(str(exc))
+        return 2
+    detection = scanner_for(config, roles={"camera", "presence", "dmx"}).scan()
+    print("# found by humus doctor --detect; paste into /etc/humus/humus.toml to pin it")
+    print(pin_lines(detection, config), end="")
+    return 0
 
 
 def cmd_logs(args) -> int:
@@ -261,6 +280,8 @@ def register(subparsers) -> None:
     _common(p)
     p.add_argument("--config", help="default: ROOT/etc/humus/humus.toml")
     p.add_argument("--live", action="store_true", help="open each device even while the show runs")
+    p.add_argument("--detect", action="store_true", help="probe serial ports and cameras now and print "
+                   "the config lines that pin what was found (stop the show first: it holds the ports)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_doctor)
 
