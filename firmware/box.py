@@ -120,7 +120,7 @@ class Box(VenueSteps):
         from firmware.venue import Venue
         self.venue = Venue(config, clock, wall_start)
         self.venue_now = self.venue.update()
-        self._forced_visitor = -1         # a /humus/trigger's visitor: present until the emergence
+        self._forced_visitor = -1         # a /humus/trigger's visitor: present through the hold
         self._triggers_seen = 0
         self._dark: np.ndarray | None = None
 
@@ -182,8 +182,9 @@ class Box(VenueSteps):
             if self.show_state.state == "idle":   # a trigger starts a sequence, cooldown or not
                 self.show_state = ShowState("approach", now, self.show_state.visitor + 1)
                 self._forced_visitor = self.show_state.visitor
+        # a triggered sequence plays in full, as if its visitor stayed until the hold was over
         forced = (self._forced_visitor == self.show_state.visitor
-                  and self.show_state.state in ("approach", "immersion"))
+                  and self.show_state.state in ("approach", "immersion", "emergence", "hold"))
         present = self.presence_state.present or inputs.visitor or forced
         self.show_state, cue = step_show(self.timings, self.show_state, present, now)
         self.cue = cue

@@ -105,3 +105,43 @@ class OscLink:
                 c._sock.close()   # python-osc keeps the socket private and has no close()
             except (AttributeError, OSError):
                 pass
+
+
+def listening_sockets(pid: str = "self") -> set[tuple[str, str, int]]:
+    """(proto, address, port) of every socket this process has bound to receive on: TCP in LISTEN,
+    UDP bound to a port. Read from /proc, so it sees sockets whoever opened them (a library too)."""
+    import os
+    import socket
+    import struct
+    inodes = set()
+    fd_dir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fd_dir):
+        try:
+            link = os.readlink(f"{fd_dir}/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    out = set()
+    for proto, path in (("tcp", "tcp"), ("udp", "udp"), ("tcp", "tcp6"), ("udp", "udp6")):
+        try:
+            lines = open(f"/proc/{pid}/net/{path}").read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            local, state, inode = f[1], f[3], f[9]
+            if inode not in inodes or (proto == "tcp" and state != "0A"):
+                continue
+            addr_hex, port_hex = local.split(":")
+            raw = bytes.fromhex(addr_hex)
+            if len(raw) == 4:
+                addr = socket.inet_ntop(socket.AF_INET, struct.pack("<I", int(addr_hex, 16)))
+            else:
+                addr = socket.inet_ntop(socket.AF_INET6, b"".join(
+                    struct.pack("<I", int(addr_hex[i:i + 8], 16)) for i in range(0, 32, 8)))
+            port = int(port_hex, 16)
+            if proto == "udp" and port == 0:
+                continue
+            out.add((proto, addr, port))
+    return out
