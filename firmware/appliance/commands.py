@@ -154,6 +154,7 @@ def render_status(status: dict | None, now: float, current: str | None, previous
     devices = status.get("devices") or {}
     for name, d in sorted(devices.items()):
         lines.append(f"device    {name:<10} {'ok  ' if d.get('ok') else 'FAIL'} {d.get('detail', '')}")
+    lines.extend(venue_lines(status))
     faults = status.get("faults") or []
     if faults:
         lines.append("recent faults:")
@@ -163,6 +164,34 @@ def render_status(status: dict | None, now: float, current: str | None, previous
     healthy = (not stale and state not in FATAL_STATES + WAIT_STATES and all(d.get("ok") for d in devices.values())
                and service in (None, "active"))
     return "\n".join(lines), healthy
+
+
+def venue_lines(status: dict) -> list[str]:
+    """Opening hours, what auto-detection found, OSC: only for a box that has them."""
+    lines = []
+    sched = status.get("schedule")
+    if isinstance(sched, dict):
+        nxt = sched.get("next_change")
+        when = f" until {nxt.replace('T', ' ')}" if nxt else ""
+        lines.append(f"schedule  {'OPEN' if sched.get('open') else 'CLOSED'}{when}"
+                     + ("  (overridden by OSC /humus/open)" if sched.get("overridden") else ""))
+    proj = status.get("projector")
+    if isinstance(proj, dict):
+        want = {True: "on", False: "off", None: "-"}
+        lines.append(f"projector wanted {want.get(proj.get('wanted'), '?')}, confirmed "
+                     f"{want.get(proj.get('confirmed'), '?')}: {proj.get('detail', '')}")
+    found = status.get("detected")
+    if isinstance(found, dict):
+        for role, what in sorted(found.items()):
+            if role == "warnings":
+                lines.extend(f"detected  WARNING {w}" for w in what)
+            else:
+                lines.append(f"detected  {role:<10} {what}")
+    osc = status.get("osc")
+    if isinstance(osc, dict):
+        lines.append(f"osc       listen {osc.get('listen') or '-'}, {osc.get('received', 0)} in "
+                     f"({osc.get('bad', 0)} bad, {osc.get('dropped', 0)} dropped), {osc.get('sent', 0)} out")
+    return lines
 
 
 def cmd_status(args) -> int:
