@@ -176,6 +176,9 @@ def cmd_safe(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.venue:
+        from firmware.bench_venue import run_venue_bench
+        return run_venue_bench(args)
     from firmware.bench import run_bench
     return run_bench(args)
 
@@ -213,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-torch", action="store_true", help="skip the torch eager comparison")
     b.add_argument("--torch-checkpoint", help="studio checkpoint of the same network, to time the "
                    "original torch module (default: the ONNX graph run op by op in torch)")
+    b.add_argument("--venue", action="store_true", help="only the venue figures: detection after a plug, "
+                   "OSC latency and rate, a simulated year of the schedule, listening ports")
+    b.add_argument("--plugs", type=int, default=20, help="with --venue: pty plugs to time")
     b.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("safe", help="safe mode: calm lights and a still image")

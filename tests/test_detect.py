@@ -201,3 +201,9 @@ def test_pin_lines_for_a_camera_and_warnings(dev, tmp_path):
     det = Scanner([], [str(tmp_path / "dev" / "video*")], tmp_path / "sys", querycap=q).scan()
     text = pin_lines(det, config)
     assert '[camera]\ntype = "argus"\nsensor_id = 0' in text
+
+
+def test_bench_detection_runs_its_plugs():
+    from firmware.bench_venue import bench_detection
+    r = bench_detection(plugs=2, rescan_s=0.2, probe_s=0.1)
+    assert r["plugs"] == 2 and 0 < r["median_s"] <= r["max_s"]
