@@ -33,10 +33,9 @@ class Venue:
     def __init__(self, config, clock, wall_start: datetime | None = None) -> None:
         self.clock = clock
         self._t0 = clock.now()
-        start = wall_start or datetime.now(timezone.utc)
-        if start.tzinfo is None:
+        if wall_start is not None and wall_start.tzinfo is None:
             raise ValueError("the wall-clock start needs a time zone")
-        self._wall0 = start
+        self._wall0 = wall_start   # None: the system's wall clock, read each time (NTP may set it late)
         self.schedule = compile_schedule(config.schedule) if config.schedule else None
         self.projector = open_projector(config.projector)
         self.osc = None
@@ -49,6 +48,7 @@ class Venue:
         self.last_message_t: float | None = None   # arrival time (monotonic) of the newest applied
         self._now = VenueNow(True, None)
         self._verdict_until: datetime | None = None
+        self._evaluated_at: datetime | None = None
         self._dirty = True
         self._sent_state: str | None = None
         self._sent_visitor: bool | None = None
@@ -56,6 +56,8 @@ class Venue:
         self._faults_sent = 0
 
     def wall(self) -> datetime:
+        if self._wall0 is None:
+            return datetime.now(timezone.utc)
         return self._wall0 + timedelta(seconds=self.clock.now() - self._t0)
 
     # ------------------------------------------------------------------ in
@@ -74,7 +76,10 @@ class Venue:
                 self.inputs = new
                 self.last_message_t = arrived
         wall = self.wall()
-        if self._dirty or (self._verdict_until is not None and wall >= self._verdict_until):
+        # also when the wall clock went back (a box without an RTC battery boots with a clock ahead
+        # or behind until NTP sets it; forward jumps pass _verdict_until anyway)
+        if self._dirty or (self._verdict_until is not None and wall >= self._verdict_until) or (
+                self._evaluated_at is not None and wall < self._evaluated_at):
             self._now = self._evaluate(wall)
             self._dirty = False
         return self._now
@@ -83,6 +88,7 @@ class Venue:
         return state_at(self.schedule, wall).next_change if self.schedule else None
 
     def _evaluate(self, wall: datetime) -> VenueNow:
+        self._evaluated_at = wall
         if self.override is not None and self.override[1] is not None and wall >= self.override[1]:
             log.info("schedule: override ends at the schedule's change")
             self.override = None

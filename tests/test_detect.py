@@ -207,3 +207,23 @@ def test_bench_detection_runs_its_plugs():
     from firmware.bench_venue import bench_detection
     r = bench_detection(plugs=2, rescan_s=0.2, probe_s=0.1)
     assert r["plugs"] == 2 and 0 < r["median_s"] <= r["max_s"]
+
+
+def test_a_sensor_that_starts_late_is_probed_again(dev, tmp_path, monkeypatch):
+    import firmware.devices.detect as detect
+    radar = LD2410Emulator(dev / "ttyUSB0")             # its port is there, the radar still booting
+    sc = scanner(dev, tmp_path)
+    try:
+        assert sc.scan().unknown == (radar.dev.port,)
+        radar.start()
+        assert sc.scan().unknown == (radar.dev.port,)      # not probed again at once
+        monkeypatch.setattr(detect, "UNKNOWN_RETRY_S", 0.0)
+        assert sc.scan().chosen("presence").kind == "ld2410"
+        silent = PtyDevice(dev / "ttyUSB1")                # a port that stays silent is probed a
+        for _ in range(detect.UNKNOWN_RETRIES + 2):          # bounded number of times
+            sc.scan()
+        writes = silent.read(0.1)
+        assert writes == GET_SERIAL * detect.UNKNOWN_RETRIES
+        silent.close()
+    finally:
+        radar.close()

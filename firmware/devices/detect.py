@@ -35,6 +35,10 @@ KIND_OF = {"ld2410": "presence", "tfmini": "presence", "enttec-pro": "dmx", "ope
            "argus": "camera", "v4l2": "camera"}
 V4L2_CAP_VIDEO_CAPTURE = 0x00000001
 V4L2_CAP_DEVICE_CAPS = 0x80000000
+# A sensor powered by the same plug as its adapter may start streaming a moment after its port
+# appears: a silent port is probed again a few times, a few seconds apart, before it counts as unknown.
+UNKNOWN_RETRIES = 3
+UNKNOWN_RETRY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -177,20 +181,24 @@ class Scanner:
     roles: frozenset = frozenset({"camera", "presence", "dmx"})
     querycap: Callable[[str], int] = v4l2_querycap
     opener: Callable = open_serial
-    _known: dict = field(default_factory=dict)   # path -> (realpath, Found | None)
+    _known: dict = field(default_factory=dict)   # path -> (realpath, Found | None, probes, last probe)
 
     def scan(self, busy: dict[str, Found] | None = None) -> Detection:
         """`busy`: ports the box holds open (path -> what it is); never probed, still reported."""
         busy = busy or {}
         found, unknown, warnings = [], [], []
         present = serial_ports(self.serial_globs) if self.roles & {"presence", "dmx"} else []
+        now = time.monotonic()
         for path in present:
             real = os.path.realpath(path)
+            known = self._known.get(path)
             if path in busy:
-                self._known[path] = (real, busy[path])
-            elif self._known.get(path, (None,))[0] != real:
+                self._known[path] = (real, busy[path], 0, 0.0)
+            elif known is None or known[0] != real or (
+                    known[1] is None and known[2] < UNKNOWN_RETRIES and now - known[3] >= UNKNOWN_RETRY_S):
+                probes = known[2] + 1 if known is not None and known[0] == real else 1
                 try:
-                    self._known[path] = (real, probe_serial(path, self.probe_s, self.opener))
+                    self._known[path] = (real, probe_serial(path, self.probe_s, self.opener), probes, now)
                 except OSError as exc:
                     log.debug("probe %s: %s", path, exc)
                     continue                     # held elsewhere or gone: try again next scan
