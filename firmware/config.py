@@ -397,11 +397,12 @@ def _model_for(loc: tuple, root: type[BaseModel] = Config, data: Any = None) -> 
 
 
 def _resolve(ann: Any, node: Any) -> Any:
+    import types
     import typing
     args = typing.get_args(ann)
     if typing.get_origin(ann) is Annotated:
         return _resolve(args[0], node)
-    if args and typing.get_origin(ann) is Union:
+    if args and typing.get_origin(ann) in (Union, types.UnionType):   # UnionType: `X | None`
         kind = node.get("type") if isinstance(node, dict) else None
         for a in args:
             t = getattr(a, "model_fields", {}).get("type")

@@ -11,15 +11,19 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator  # noqa: F401
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, field_validator
+
+# TOML arrays arrive as lists; a tuple field takes them (strict=False on the field) but each number in
+# it stays strict: "1" and true are not numbers.
+StrictNumber = Annotated[float, Strict()]
 
 DEFAULT_SERIAL_GLOBS = ["/dev/serial/by-id/*", "/dev/ttyUSB*", "/dev/ttyACM*", "/dev/ttyTHS*"]
 
 
 class _Section(BaseModel):
-    # The same rules as every other section (config.Section), plus finite numbers only; repeated
-    # here so this module does not import config.py, which imports it.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # The same rules as every other section (config.Section), plus no coercion ("1" is not 1, true
+    # is not 1) and finite numbers only; repeated here so this module does not import config.py.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------------------------------- devices
@@ -28,7 +32,7 @@ class DevicesConfig(_Section):
     serial_ports: list[str] = Field(default_factory=lambda: list(DEFAULT_SERIAL_GLOBS))
     cameras: list[str] = Field(default_factory=lambda: ["/dev/v4l/by-id/*", "/dev/v4l/by-path/*",
                                                         "/dev/video*"])
-    sysfs: Path = Field(Path("/sys"), description="where sysfs is mounted (tests point at a fake tree)")
+    sysfs: Path = Field(Path("/sys"), strict=False, description="where sysfs is mounted (tests: a fake tree)")
     rescan_s: float = Field(1.0, gt=0, le=60, description="look for newly plugged devices this often")
     probe_s: float = Field(0.3, gt=0, le=5, description="listen this long per probe step")
 
@@ -36,7 +40,14 @@ class DevicesConfig(_Section):
 # --------------------------------------------------------------------------------------- schedule
 class ClosedLook(_Section):
     intensity: float = Field(ge=0, le=1)
-    color: tuple[float, float, float]
+    color: tuple[StrictNumber, StrictNumber, StrictNumber] = Field(strict=False)
+
+    @field_validator("color")
+    @classmethod
+    def _unit(cls, v):
+        if not all(math.isfinite(c) and 0 <= c <= 1 for c in v):
+            raise ValueError("color is RGB in 0..1")
+        return v
 
 
 class ScheduleConfig(_Section):
@@ -72,7 +83,8 @@ class ScheduleConfig(_Section):
 
 # -------------------------------------------------------------------------------------- projector
 class _ProjectorCommon(_Section):
-    retry_s: tuple[float, float] = Field((2.0, 60.0), description="first and longest retry wait")
+    retry_s: tuple[StrictNumber, StrictNumber] = Field((2.0, 60.0), strict=False,
+                                                       description="first and longest retry wait")
     timeout_s: float = Field(5.0, gt=0, le=60, description="one command's time to answer")
 
     @field_validator("retry_s")
@@ -130,8 +142,16 @@ class OscConfig(_Section):
     max_rate_hz: float = Field(200.0, gt=0, le=10000, description="messages in per second; more are dropped")
     noise_hz: float = Field(20.0, ge=10, le=120, description="/humus/noise rate in immersion and emergence")
 
-    @model_validator(mode="after")
-    def _addresses(self):
-        for a in ([self.listen] if self.listen else []) + self.send:
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v):
+        if v is not None:
+            parse_hostport(v)
+        return v
+
+    @field_validator("send")
+    @classmethod
+    def _send(cls, v):
+        for a in v:
             parse_hostport(a)
-        return self
+        return v

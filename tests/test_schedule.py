@@ -166,3 +166,25 @@ def test_projector_warms_up_before_opening():
 def test_naive_instant_refused():
     with pytest.raises(ValueError, match="aware"):
         state_at(sched(), datetime(2026, 12, 4, 12, 0))
+
+
+def test_venue_sections_are_strict():
+    base = {"timezone": "UTC", "open": ["mon 10:00-11:00"]}
+    for bad, key in [({**base, "warmup_s": "90"}, "schedule.warmup_s"), ({**base, "warmup_s": True}, "schedule.warmup_s"),
+                     ({**base, "closed_look": {"intensity": 0.1, "color": ["1", 0, 0]}}, "schedule.closed_look.color"),
+                     ({**base, "closed_look": {"intensity": 0.1, "color": [2, 0, 0]}}, "schedule.closed_look.color"),
+                     ({**base, "opne": 1}, r"schedule.opne: unknown key \(did you mean .open.\?\)")]:
+        with pytest.raises(ConfigError, match=key):
+            parse_config({"schedule": bad}, "f.toml")
+    with pytest.raises(ConfigError, match=r"f.toml: projector.port"):
+        parse_config({"projector": {"type": "pjlink", "host": "h", "port": "4352"}}, "f.toml")
+    with pytest.raises(ConfigError, match=r"projector.type: unknown backend 'tcp'"):
+        parse_config({"projector": {"type": "tcp"}}, "f.toml")
+    with pytest.raises(ConfigError, match=r"osc.listen"):
+        parse_config({"osc": {"listen": "9000"}}, "f.toml")
+    with pytest.raises(ConfigError, match=r"osc.noise_hz"):
+        parse_config({"osc": {"noise_hz": 5.0}}, "f.toml")
+    with pytest.raises(ConfigError, match=r"devices.rescan_s"):
+        parse_config({"devices": {"rescan_s": float("inf")}}, "f.toml")
+    ok = parse_config({"projector": {"type": "cec", "retry_s": [1, 30]}, "devices": {"sysfs": "/tmp/sys"}}, "f.toml")
+    assert ok.projector.retry_s == (1.0, 30.0)
