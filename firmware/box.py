@@ -190,6 +190,7 @@ class Box(VenueSteps):
         self.cue = cue
         self._note_state(now, cue.state, cue.visitor)
         self.venue.publish(cue.state, present, cue.noise_level, self.trace.faults)
+        self.venue.publish_health(now, self.devices_health)
         self._visitor_work(cue, now)
         self._drift_work(now)
         if not self.threaded:

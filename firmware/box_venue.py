@@ -23,6 +23,7 @@ class VenueSteps:
         self.show_state = ShowState("idle", now, self.show_state.visitor)   # no cooldown at opening
         self.cue = make_cue(self.timings, self.show_state, now)
         self._note_state(now, "closed", self.show_state.visitor)
+        self._triggers_seen = self.venue.inputs.triggers   # a trigger while closed does not wait for opening
         self.venue.publish("closed", False, 0.0, self.trace.faults)
         if self._dark is None:
             self._dark = np.zeros((self.height, self.width, 3), np.uint8)

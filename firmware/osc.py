@@ -20,6 +20,15 @@ log = logging.getLogger("humus.osc")
 MAX_QUEUE = 10_000
 
 
+def _resolved(host: str, port: int) -> tuple[str, int]:
+    import socket
+    try:
+        return socket.gethostbyname(host), port
+    except OSError as exc:   # no DNS yet at boot: keep the name, python-osc resolves it when sending
+        log.warning("OSC: cannot resolve %s now (%s); will try on every send", host, exc)
+        return host, port
+
+
 class TokenBucket:
     def __init__(self, rate: float, burst: float, clock=time.monotonic) -> None:
         self.rate, self.burst, self.clock = rate, burst, clock
@@ -50,7 +59,9 @@ class OscLink:
         self.sent = 0
         self.send_errors = 0
         self._bucket = TokenBucket(cfg.max_rate_hz, max(1.0, cfg.max_rate_hz))
-        self.clients = [SimpleUDPClient(*parse_hostport(t)) for t in cfg.send]
+        # Names are resolved once, here: a sendto() with a host name would ask DNS on every message,
+        # from the frame loop.
+        self.clients = [SimpleUDPClient(*_resolved(*parse_hostport(t))) for t in cfg.send]
         self.server = None
         self._thread = None
         if cfg.listen:

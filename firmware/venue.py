@@ -54,6 +54,8 @@ class Venue:
         self._sent_visitor: bool | None = None
         self._noise_next = -1e9
         self._faults_sent = 0
+        self._health_at = -1e9
+        self._health_ok: dict[str, bool] = {}
 
     def wall(self) -> datetime:
         if self._wall0 is None:
@@ -136,6 +138,17 @@ class Venue:
         for _, text in faults[self._faults_sent:]:
             self.osc.send("/humus/fault", text)
         self._faults_sent = len(faults)
+
+    def publish_health(self, now: float, health) -> None:
+        """/humus/fault for a device that turns faulty (`health()`: the box's devices_health, asked
+        twice a second, not every frame)."""
+        if self.osc is None or now < self._health_at:
+            return
+        self._health_at = now + 0.5
+        for name, h in health().items():
+            if not h["ok"] and self._health_ok.get(name, True):
+                self.osc.send("/humus/fault", f"{name}: {h['detail']}")
+            self._health_ok[name] = h["ok"]
 
     def status(self) -> dict:
         out = {}

@@ -241,3 +241,36 @@ def test_blackout_zeroes_the_universe(tiny_model, tmp_path):
         assert np.asarray(box.step()).any()                               # the wall still shows
     finally:
         box.close()
+
+
+def test_device_fault_goes_out_once(tiny_model, tmp_path):
+    out = Listener()
+    box = make_box(tiny_model, tmp_path, {"send": [f"127.0.0.1:{out.port}"]},
+                   camera={"type": "sim", "width": 64, "height": 48})
+    try:
+        box.step()
+        box.camera.unplug()
+        for _ in range(30):
+            box.clock.advance(0.05)
+            box.step()
+        time.sleep(0.2)
+        assert out.of("/humus/fault") == ["camera: unplugged"]
+    finally:
+        box.close()
+        out.close()
+
+
+def test_a_trigger_while_closed_is_dropped(tiny_model, tmp_path):
+    box = make_box(tiny_model, tmp_path, {"listen": "127.0.0.1:0"},
+                   wall_start=datetime(2026, 12, 4, 19, 59, 59, tzinfo=BERLIN), schedule=SCHEDULE)
+    try:
+        box.step()
+        SimpleUDPClient(*box.venue.osc.address).send_message("/humus/trigger", [])
+        wait_inbox(box.venue.osc)
+        box.step()
+        assert not box.venue_now.open
+        box.clock.advance(2)
+        box.step()
+        assert box.venue_now.open and box.show_state.state == "idle"
+    finally:
+        box.close()

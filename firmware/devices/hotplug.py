@@ -177,6 +177,8 @@ class AutoDevices:
         det = self.hotplug.scan_now()
         self.using: dict[str, Found | None] = {r: det.chosen(r) for r in self.sections}
         self.detection = det
+        for role, what in self.status().items():
+            log.info("auto %s: %s", role, what)
         self._seq = self.latest_seq()
         self._mark_busy()
 
