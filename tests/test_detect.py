@@ -151,10 +151,14 @@ def test_box_swaps_in_a_plugged_radar_and_widget(dev, tmp_path, tiny_model):
         assert box.config.presence.type == "none" and box.config.dmx.type == "none"
         assert box.config.camera.type == "none"
         box.step()
+        box.auto.start()                                  # the rescan thread (a threaded box starts it)
         radar = LD2410Emulator(dev / "serial/by-id/usb-radar", distance_cm=150).start()
         widget = EnttecEmulator(dev / "serial/by-id/usb-widget").start()
-        box.auto.hotplug.scan_now()
-        box.step()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 5 and not (isinstance(box.presence, LD2410Sensor)
+                                                 and box.config.dmx.type == "enttec-pro"):
+            box.step()
+            time.sleep(0.02)
         assert isinstance(box.presence, LD2410Sensor) and box.config.presence.port == str(radar.dev.port)
         assert box.config.dmx.type == "enttec-pro"
         t0 = time.monotonic()
@@ -225,5 +229,18 @@ def test_a_sensor_that_starts_late_is_probed_again(dev, tmp_path, monkeypatch):
         writes = silent.read(0.1)
         assert writes == GET_SERIAL * detect.UNKNOWN_RETRIES
         silent.close()
+    finally:
+        radar.close()
+
+
+def test_doctor_checks_auto_devices_as_found(dev, tmp_path):
+    from firmware.devices.doctor import check_camera, check_dmx, check_presence, run_device_checks
+    radar = LD2410Emulator(dev / "serial/by-id/usb-radar", distance_cm=250).start()
+    try:
+        rows = {r.name: r for r in run_device_checks(auto_config(dev, tmp_path),
+                                                     [check_presence, check_dmx, check_camera])}
+        assert rows["auto presence"].detail == f"ld2410 {radar.dev.port}"
+        assert rows["presence ld2410"].ok is True and "2.50 m" in rows["presence ld2410"].detail
+        assert rows["auto dmx"].detail == "none found" and rows["dmx none"].ok is None
     finally:
         radar.close()

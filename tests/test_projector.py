@@ -155,3 +155,18 @@ def test_none_opens_nothing_and_sim_records():
         assert [on for _, on in ctl.backend.commands] == [True]
     finally:
         ctl.close()
+
+
+def test_doctor_asks_the_projector_harmlessly():
+    from firmware.devices.doctor import check_projector
+    emu = pj.PJLinkEmulator(password="pw")
+    try:
+        cfg = parse_config({"projector": {"type": "pjlink", "host": emu.host, "port": emu.port, "password": "pw"}})
+        row = check_projector(cfg)
+        assert row.ok is True and row.detail.endswith("power off")
+        assert [ln[32:] for ln in emu.lines] == [b"%1POWR ?\r"] and emu.power is False
+        bad = parse_config({"projector": {"type": "pjlink", "host": emu.host, "port": emu.port, "password": "no"}})
+        assert check_projector(bad).ok is False
+    finally:
+        emu.close()
+    assert check_projector(parse_config({})).ok is None

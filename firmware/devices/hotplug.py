@@ -51,6 +51,16 @@ def resolve(role: str, section, found: Found | None):
     return model(type=found.kind, port=found.path, **common)
 
 
+def resolve_config(config):
+    """One scan now, and `config` with its auto sections made concrete (for the doctor, calibrate):
+    (config, Detection or None when nothing is auto)."""
+    roles = auto_roles(config)
+    if not roles:
+        return config, None
+    det = scanner_for(config).scan()
+    return config.model_copy(update={r: resolve(r, getattr(config, r), det.chosen(r)) for r in roles}), det
+
+
 def pin_lines(detection: Detection, config) -> str:
     """`humus doctor --detect`: the config lines that pin what was found (no more guessing)."""
     out = []
