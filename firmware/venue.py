@@ -49,6 +49,7 @@ class Venue:
         self._now = VenueNow(True, None)
         self._verdict_until: datetime | None = None
         self._evaluated_at: datetime | None = None
+        self._logged = False
         self._dirty = True
         self._sent_state: str | None = None
         self._sent_visitor: bool | None = None
@@ -108,7 +109,8 @@ class Venue:
             self.projector.want(proj_on)
         was = self._now
         now = VenueNow(verdict_open, nxt if self.override is None else self.override[1], self.override is not None)
-        if was.open != now.open or self._sent_state is None:
+        if was.open != now.open or not self._logged:
+            self._logged = True
             log.info("schedule: %s%s", "open" if now.open else "closed",
                      f" until {now.next_change.astimezone(self._zone()):%a %Y-%m-%d %H:%M %Z}" if now.next_change else "")
         return now
