@@ -244,3 +244,23 @@ def test_doctor_checks_auto_devices_as_found(dev, tmp_path):
         assert rows["auto dmx"].detail == "none found" and rows["dmx none"].ok is None
     finally:
         radar.close()
+
+
+def test_safe_mode_finds_the_widget(dev, tmp_path):
+    from firmware.clock import RealClock
+    from firmware.safe import run_safe
+    from firmware.show.lights import safe_universe
+    widget = EnttecEmulator(dev / "serial/by-id/usb-widget").start()
+    try:
+        config = auto_config(dev, tmp_path, display={"type": "headless", "width": 64, "height": 64})
+        assert run_safe(config, duration_s=0.6, clock=RealClock(), stopper=_Stopper()) == 0
+        want = safe_universe(config.lights, "calm", 512)
+        assert widget.state.frames and widget.state.frames[-1][1] == want
+    finally:
+        widget.close()
+
+
+class _Stopper:
+    def __init__(self):
+        import threading
+        self.event = threading.Event()

@@ -51,13 +51,13 @@ def resolve(role: str, section, found: Found | None):
     return model(type=found.kind, port=found.path, **common)
 
 
-def resolve_config(config):
-    """One scan now, and `config` with its auto sections made concrete (for the doctor, calibrate):
-    (config, Detection or None when nothing is auto)."""
-    roles = auto_roles(config)
+def resolve_config(config, only: tuple[str, ...] = ROLES):
+    """One scan now, and `config` with its auto sections (of `only`) made concrete, for the doctor,
+    calibrate and safe mode: (config, Detection or None when nothing is auto)."""
+    roles = [r for r in auto_roles(config) if r in only]
     if not roles:
         return config, None
-    det = scanner_for(config).scan()
+    det = scanner_for(config, roles).scan()
     return config.model_copy(update={r: resolve(r, getattr(config, r), det.chosen(r)) for r in roles}), det
 
 
