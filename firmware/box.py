@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware.box_venue import VenueSteps
 from firmware.config import Config
 from firmware.devices.camera import NoCamera, open_camera
 from firmware.devices.display import open_display
@@ -32,7 +33,6 @@ from firmware.render.footage import FootageError, FootagePlayer, load_footage
 from firmware.show.lights import light_level, safe_universe
 from firmware.show.machine import ShowState, Timings, step_show
 from firmware.show.presence import PresenceParams, PresenceState, update_presence
-from firmware.box_venue import VenueSteps
 
 log = logging.getLogger("humus.box")
 

@@ -264,3 +264,24 @@ class _Stopper:
     def __init__(self):
         import threading
         self.event = threading.Event()
+
+
+def test_an_event_rescans_at_once(dev, tmp_path):
+    """What a udev event does (kick): a rescan now, not at the next rescan_s."""
+    config = auto_config(dev, tmp_path)
+    config = config.model_copy(update={"devices": config.devices.model_copy(update={"rescan_s": 60.0})})
+    hp = Hotplug(config)
+    radar = None
+    try:
+        hp.scan_now()
+        hp.start()
+        radar = LD2410Emulator(dev / "serial/by-id/usb-radar").start()
+        hp.kick()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 5 and hp.latest.get().chosen("presence") is None:
+            time.sleep(0.02)
+        assert hp.latest.get().chosen("presence").kind == "ld2410" and hp.scans >= 2
+    finally:
+        hp.close()
+        if radar:
+            radar.close()
