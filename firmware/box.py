@@ -118,7 +118,7 @@ class Box(VenueSteps):
         self.frame_times: list[float] = []
         self.recorder = None
         from firmware.venue import Venue
-        self.venue = Venue(config, clock, wall_start)
+        self.venue = Venue(config, clock, wall_start, t0=self.started_at)   # --start is the box's start
         self.venue_now = self.venue.update()
         self._forced_visitor = -1         # a /humus/trigger's visitor: present through the hold
         self._triggers_seen = 0

@@ -30,9 +30,10 @@ class VenueNow:
 
 
 class Venue:
-    def __init__(self, config, clock, wall_start: datetime | None = None) -> None:
+    def __init__(self, config, clock, wall_start: datetime | None = None, t0: float | None = None) -> None:
+        """wall_start: the wall-clock time at clock time `t0` (default: now)."""
         self.clock = clock
-        self._t0 = clock.now()
+        self._t0 = clock.now() if t0 is None else t0
         if wall_start is not None and wall_start.tzinfo is None:
             raise ValueError("the wall-clock start needs a time zone")
         self._wall0 = wall_start   # None: the system's wall clock, read each time (NTP may set it late)

@@ -22,7 +22,9 @@ def test_rehearse_a_closing_in_real_time(tiny_model, tmp_path):
     assert "projector power on -> off" in r.stdout
     states = [json.loads(ln) for ln in (tmp_path / "humus-run.states.jsonl").read_text().splitlines()]
     closed = [s["t"] for s in states if s.get("state") == "closed"]
-    assert len(closed) == 1 and 2.5 < closed[0] < 3.6           # 18:00:00 is 3 s after the start
+    # 18:00:00 is 3 s after the box's start; never before it, and on the first frame after it (a
+    # loaded machine may be slow to present its first frames)
+    assert len(closed) == 1 and 2.95 <= closed[0] < 4.5
 
 
 def test_start_needs_sim_and_a_valid_time(tmp_path):
