@@ -19,18 +19,19 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware.box_venue import VenueSteps
 from firmware.config import Config
 from firmware.devices.camera import NoCamera, open_camera
 from firmware.devices.display import open_display
 from firmware.devices.dmx import open_dmx
-from firmware.devices.presence import open_presence
+from firmware.devices.presence import NoPresence, open_presence
 from firmware.generate.manifest import ModelError, ModelInfo, load_model_dir
 from firmware.generate.stages import Upsampler
 from firmware.generate.worker import DriftJob, GenerationWorker, VisitorJob, seeded_sigmas, slerp
 from firmware.render import noise as nz
 from firmware.render.compositor import Compositor
 from firmware.render.footage import FootageError, FootagePlayer, footage_path, load_footage
-from firmware.show.lights import light_level, render_universe, safe_universe
+from firmware.show.lights import light_level, safe_universe
 from firmware.show.machine import ShowState, Timings, step_show
 from firmware.show.presence import PresenceParams, PresenceState, update_presence
 from firmware.show.subjects import drift_subject, pick_subject, subject_weights
@@ -48,12 +49,21 @@ class Trace:
     faults: list[tuple[float, str]] = field(default_factory=list)
 
 
-class Box:
+class Box(VenueSteps):
     def __init__(self, config: Config, clock, *, threaded: bool = True, threaded_dmx: bool | None = None,
                  engine=None, model: ModelInfo | None = None,
-                 footage_frames: list[np.ndarray] | None = None) -> None:
+                 footage_frames: list[np.ndarray] | None = None, wall_start=None) -> None:
         """threaded: generation (and, unless threaded_dmx says otherwise, DMX) on their own threads;
-        False runs them inline from step() - exact and repeatable with a FakeClock."""
+        False runs them inline from step() - exact and repeatable with a FakeClock.
+        wall_start: the wall-clock instant of clock.now() at start (the schedule's time); default now."""
+        # type = "auto": detect before opening anything, then open what was found like any config
+        self.auto = None
+        from firmware.devices.hotplug import AutoDevices, auto_roles
+        if auto_roles(config):
+            self.auto = AutoDevices(config)
+            config = self.auto.resolved(config)
+            if threaded:
+                self.auto.start()
         self.config = config
         self.clock = clock
         self.threaded = threaded
@@ -119,6 +129,12 @@ class Box:
         self.frames = 0
         self.frame_times: list[float] = []
         self.recorder = None
+        from firmware.venue import Venue
+        self.venue = Venue(config, clock, wall_start, t0=self.started_at)   # --start is the box's start
+        self.venue_now = self.venue.update()
+        self._forced_visitor = -1         # a /humus/trigger's visitor: present through the hold
+        self._triggers_seen = 0
+        self._dark: np.ndarray | None = None
 
     # ------------------------------------------------------------------ set-up
     def _open_or_none(self, what, opener, fallback):
@@ -183,25 +199,39 @@ class Box:
     # ------------------------------------------------------------------ the frame
     def step(self) -> np.ndarray:
         now = self.clock.now()
+        if self.auto is not None:
+            for role, section in self.auto.changes():
+                self._swap(role, section)
+        self.venue_now = self.venue.update()
+        if not self.venue_now.open:
+            return self._closed_step(now)
         reading = self.presence.latest()
         self.presence_state = update_presence(
             self.presence_params, self.presence_state,
             # No reading yet counts from start-up: a sensor still opening is not stale at the first frame.
             reading.distance_m if reading else None, reading.t if reading else self.started_at, now)
-        if self.presence_state.stale:
+        if self.presence_state.stale and not isinstance(self.presence, NoPresence):
             self.presence.fault("stale sensor: no reading for "
                                 f"{self.config.presence.stale_after_s:g} s")
         elif reading is not None and self.presence.health.detail.startswith("stale sensor"):
             # Undo only the stale verdict: a fault the sensor raised itself (its port lost, say)
             # is the sensor's to clear, or the health (and the log) would flap every frame.
             self.presence.recover()
-        self.show_state, cue = step_show(self.timings, self.show_state, self.presence_state.present, now)
+        inputs = self.venue.inputs
+        if inputs.triggers != self._triggers_seen:
+            self._triggers_seen = inputs.triggers
+            if self.show_state.state == "idle":   # a trigger starts a sequence, cooldown or not
+                self.show_state = ShowState("approach", now, self.show_state.visitor + 1)
+                self._forced_visitor = self.show_state.visitor
+        # a triggered sequence plays in full, as if its visitor stayed until the hold was over
+        forced = (self._forced_visitor == self.show_state.visitor
+                  and self.show_state.state in ("approach", "immersion", "emergence", "hold"))
+        present = self.presence_state.present or inputs.visitor or forced
+        self.show_state, cue = step_show(self.timings, self.show_state, present, now)
         self.cue = cue
-        if cue.state != self._prev_state:
-            self.trace.states.append((now, cue.state, cue.visitor))
-            if len(self.trace.states) > 4_000:   # months unattended: keep the recent history only
-                del self.trace.states[:2_000]
-            log.info("state %s -> %s (visitor %d)", self._prev_state, cue.state, cue.visitor)
+        self._note_state(now, cue.state, cue.visitor)
+        self.venue.publish(cue.state, present, cue.noise_level, self.trace.faults)
+        self.venue.publish_health(now, self.devices_health)
         self._visitor_work(cue, now)
         self._drift_work(now)
         if not self.threaded:
@@ -227,6 +257,13 @@ class Box:
         self._prev_state = cue.state
         self.frames += 1
         return frame
+
+    def _note_state(self, now: float, state: str, visitor: int) -> None:
+        if state != self._prev_state:
+            self.trace.states.append((now, state, visitor))
+            if len(self.trace.states) > 4_000:   # months unattended: keep the recent history only
+                del self.trace.states[:2_000]
+            log.info("state %s -> %s (visitor %d)", self._prev_state, state, visitor)
 
     def _u8(self, key, images: np.ndarray) -> list[np.ndarray]:
         """Model outputs as pictures, converted once per new image, not once per frame."""
@@ -323,8 +360,15 @@ class Box:
                              for t in self.compositor.tiles])
             sigmas = seeded_sigmas(self.sigmas, show.seed_strength, self.model.sigma_max)
         return VisitorJob(visitor=cue.visitor, eps=self._noise.model_eps, sigmas=sigmas,
-                          sampler=self.net.sampler, decay=show.decay, seed_image=seed,
-                          strength=show.seed_strength, subject=pick_subject(self.subject_weights, cue.visitor))
+                          sampler=self.net.sampler, decay=self.decay, seed_image=seed,
+                          strength=show.seed_strength, subject=self._subject_for(cue.visitor))
+
+    def _subject_for(self, visitor: int) -> int | None:
+        """The visitor's subject: the one a show controller named (/humus/subject), if the model has
+        it, else drawn by the configured weights."""
+        if self.model is not None and self.subject in self.model.subjects:
+            return self.model.subjects.index(self.subject)
+        return pick_subject(self.subject_weights, visitor)
 
     def _drift_work(self, now: float) -> None:
         if self.model is None or self.show_state.state not in ("idle", "release", "approach"):
@@ -341,7 +385,7 @@ class Box:
         sigmas = self.net.sigmas(min(self.net.steps)) if self.net.sampler == "consistency" else self.sigmas
         self.worker.submit_drift(DriftJob(key=t, noise=slerp(a, b, p),
                                           sigmas=sigmas, sampler=self.net.sampler,
-                                          decay=self.config.show.decay,
+                                          decay=self.decay,
                                           subject=drift_subject(self.subject_weights, j)))
 
     # ------------------------------------------------------------------ lights
@@ -349,10 +393,10 @@ class Box:
         looks = self.config.lights.looks
         since = now - self.show_state.since
         prev = self.trace.states[-2][1] if len(self.trace.states) >= 2 else "idle"
+        if prev == "closed":
+            prev = "idle"   # opening: fade up from the idle look's place
         level = light_level(looks, cue.state, prev, since, self.config.lights.fade_s, cue.noise_level)
-        self.dmx.set_universe(render_universe(self.config.lights.fixtures, level, self.dmx.channels))
-        if not self.threaded_dmx:
-            self.dmx.catch_up()
+        self._send_universe(level)
 
     # ------------------------------------------------------------------ lifecycle
     def devices_health(self) -> dict:
@@ -360,6 +404,8 @@ class Box:
                 "display": self.display, "generator": self.worker}
         if self.upsampler is not None:
             devs["upsampler"] = self.upsampler
+        if self.venue.projector is not None:
+            devs["projector"] = self.venue.projector
         return {k: {"ok": d.health.ok, "detail": d.health.detail} for k, d in devs.items()}
 
     def close(self) -> None:
@@ -369,6 +415,8 @@ class Box:
                                               self.dmx.channels))
         except Exception as exc:  # shutting down: report, never raise
             log.warning("could not send the safe look: %s", exc)
+        for dev in (self.venue, self.auto) if self.auto else (self.venue,):
+            dev.close()   # neither raises: they report their own trouble
         for dev in (self.worker, self.upsampler, self.camera, self.presence, self.dmx, self.display):
             if dev is None:
                 continue

@@ -1,6 +1,7 @@
 """`humus`: the box's runtime and the field tech's tools.
 
     humus run [--sim] [--headless] [--record FILE.mp4] [--duration S] [--config FILE]
+              [--start 2026-12-04T17:59]   (with --sim: rehearse a schedule change in real time)
     humus check-config [PATH]       print the merged config, or the errors (exit 2)
     humus bench [--json FILE]       per-stage latency, images/s, display fps, DMX jitter
     humus safe                      the safe look: calm lights, a still image (systemd safe mode)
@@ -48,6 +49,9 @@ def sim_config(config, headless: bool):
     update = {"camera": config.camera if isinstance(config.camera, CameraSim) else CameraSim(),
               "presence": config.presence if isinstance(config.presence, PresenceSim) else PresenceSim(),
               "dmx": config.dmx if isinstance(config.dmx, DmxSim) else DmxSim(), "display": display}
+    if config.projector.type != "none":   # a rehearsal records the projector's commands, sends none
+        from firmware.config_venue import ProjectorSim
+        update["projector"] = ProjectorSim(type="sim", retry_s=(0.5, 5.0))
     return config.model_copy(update=update)
 
 
@@ -68,10 +72,21 @@ def cmd_run(args) -> int:
         d = config.display
         config = config.model_copy(update={"display": d.model_copy(update={
             "width": args.width or d.width, "height": args.height or d.height, "fps": args.fps or d.fps})})
-    offline = args.sim and config.display.type == "headless" and not args.realtime
+    wall_start = None
+    if args.start:
+        if not args.sim:
+            print("humus: --start rehearses a time of day; it needs --sim", file=sys.stderr)
+            return 2
+        try:
+            wall_start = _wall_start(args.start, config)
+        except ValueError as exc:
+            print(f"humus: --start: {exc}", file=sys.stderr)
+            return 2
+    # --start rehearses in real time (the schedule, the projector, OSC peers all live on it)
+    offline = args.sim and config.display.type == "headless" and not args.realtime and not wall_start
     clock = FakeClock() if offline else RealClock()
     duration = args.duration if args.duration is not None else (45.0 if args.sim else None)
-    box = Box(config, clock, threaded=not offline)
+    box = Box(config, clock, threaded=not offline, wall_start=wall_start)
     notifier = status = None
     if not args.sim:
         notifier, status = _appliance_hooks(config)
@@ -94,9 +109,30 @@ def cmd_run(args) -> int:
     if box.net is not None:
         print(f"humus: model {box.model.name}/{box.net.name} on {box.engine.describe()}, "
               f"{box.worker.images_done} images generated")
+    if box.config.schedule is not None or wall_start is not None:
+        now = box.venue_now
+        print(f"humus: wall clock {box.venue.wall().isoformat(timespec='seconds')}; "
+              f"{'open' if now.open else 'closed'}" + (f" until {now.next_change.isoformat()}" if now.next_change else ""))
+    proj = box.venue.projector
+    if proj is not None and hasattr(proj.backend, "commands"):
+        print("humus: projector power " + (" -> ".join("on" if on else "off" for _, on in proj.backend.commands)
+                                           or "(no command)"))
     for p in ([Path(args.record)] if args.record else []) + written:
         print(f"humus: wrote {p}")
     return 0
+
+
+def _wall_start(text: str, config):
+    """--start: ISO date and time; without an offset it is read in the schedule's time zone."""
+    from datetime import datetime
+    start = datetime.fromisoformat(text)
+    if start.tzinfo is None:
+        if config.schedule is not None:
+            from firmware.show.schedule import load_zone
+            start = start.replace(tzinfo=load_zone(config.schedule.timezone))
+        else:
+            start = start.astimezone()   # the box's local zone
+    return start
 
 
 def _can_show_window() -> bool:
@@ -116,8 +152,12 @@ def _appliance_hooks(config):
         cue = box.cue
         health = box.devices_health()
         recent = box.frame_times[-60:]
+        venue = box.venue.status()
+        if box.auto is not None:
+            venue["detected"] = box.auto.status()
+        writer.update(**venue)
         writer.update(state="running" if all(d["ok"] for d in health.values()) else "degraded",
-                      show=cue.state if cue else None,
+                      show=("closed" if not box.venue_now.open else cue.state) if cue else None,
                       fps=round(len(recent) / max(1e-6, sum(recent)), 1) if recent else 0.0,
                       engine=box.engine.describe() if box.engine else None, devices=health,
                       model={"name": box.model.name, "network": box.net.name} if box.model else None)
@@ -134,6 +174,9 @@ def cmd_safe(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.venue:
+        from firmware.bench_venue import run_venue_bench
+        return run_venue_bench(args)
     from firmware.bench import run_bench
     return run_bench(args)
 
@@ -155,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recording size / display size")
     r.add_argument("--duration", type=number(float, 0, 1e7),
                    help="seconds to run (default: 45 with --sim, else forever)")
+    r.add_argument("--start", metavar="YYYY-MM-DDTHH:MM", help="with --sim: the wall-clock time to start "
+                   "at (schedule's time zone unless an offset is given), to rehearse an opening or closing "
+                   "in real time")
     # the same bounds as [display] in the config (firmware/config.py)
     r.add_argument("--width", type=number(int, 64, 7680))
     r.add_argument("--height", type=number(int, 64, 4320))
@@ -172,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-torch", action="store_true", help="skip the torch eager comparison")
     b.add_argument("--torch-checkpoint", help="studio checkpoint of the same network, to time the "
                    "original torch module (default: the ONNX graph run op by op in torch)")
+    b.add_argument("--venue", action="store_true", help="only the venue figures: detection after a plug, "
+                   "OSC latency and rate, a simulated year of the schedule, listening ports")
+    b.add_argument("--plugs", type=int, default=20, help="with --venue: pty plugs to time")
     b.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("safe", help="safe mode: calm lights and a still image")

@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, ValidationError, model_validator
 
+from firmware.config_venue import DevicesConfig, OscConfig, ProjectorConfig, ProjectorNone, ScheduleConfig
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10 on older JetPacks
@@ -121,7 +123,13 @@ class CameraNone(Section):
     type: Literal["none"]
 
 
-CameraConfig = by_type(CameraSim, CameraFile, CameraV4L2, CameraArgus, CameraPicamera2, CameraNone, default="sim")
+class CameraAuto(_CameraCommon):
+    """Found at start and on hotplug (firmware/devices/detect.py): Argus CSI, then V4L2, then none."""
+    type: Literal["auto"]
+
+
+CameraConfig = by_type(CameraSim, CameraFile, CameraV4L2, CameraArgus, CameraPicamera2, CameraNone, CameraAuto,
+                       default="sim")
 
 
 # --------------------------------------------------------------------------------------- presence
@@ -174,7 +182,20 @@ class PresenceMotion(_PresenceCommon):
         "auto", description="auto = Jetson.GPIO on a Jetson, else gpiozero's own choice")
 
 
-PresenceConfig = by_type(PresenceSim, PresenceLD2410, PresenceTFmini, PresenceDistance, PresenceMotion, default="sim")
+class PresenceNone(_PresenceCommon):
+    """No sensor: visitors come only through OSC (/humus/visitor, /humus/trigger)."""
+    type: Literal["none"]
+
+
+class PresenceAuto(_PresenceCommon):
+    """An LD2410 or TFmini found on the serial ports ([devices] serial_ports), at start and on hotplug."""
+    type: Literal["auto"]
+    min_energy: int = Field(10, ge=0, le=100, description="as [presence] type = \"ld2410\"")
+    min_strength: int = Field(100, ge=0, le=65535, description="as [presence] type = \"tfmini\"")
+
+
+PresenceConfig = by_type(PresenceSim, PresenceLD2410, PresenceTFmini, PresenceDistance, PresenceMotion,
+                         PresenceNone, PresenceAuto, default="sim")
 
 
 # -------------------------------------------------------------------------------------------- dmx
@@ -238,7 +259,15 @@ class DmxNone(Section):
     type: Literal["none"]
 
 
-DmxConfig = by_type(DmxSim, DmxEnttecPro, DmxOpenDmx, DmxArtNet, DmxSacn, DmxNone, default="sim")
+class DmxAuto(_DmxCommon):
+    """An Enttec USB Pro found on the serial ports. Network lights are never scanned for: configure
+    artnet/sacn. A port that answers no probe becomes Open DMX only with unknown_as_open_dmx."""
+    type: Literal["auto"]
+    unknown_as_open_dmx: bool = Field(False, description="use the first silent adapter as Open DMX "
+                                      "(it gets DMX breaks: only for a box with nothing else on USB)")
+
+
+DmxConfig = by_type(DmxSim, DmxEnttecPro, DmxOpenDmx, DmxArtNet, DmxSacn, DmxNone, DmxAuto, default="sim")
 
 
 # ---------------------------------------------------------------------------------------- display
@@ -382,6 +411,11 @@ class Config(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     lights: LightsConfig = Field(default_factory=LightsConfig)
     status: StatusConfig = Field(default_factory=StatusConfig)
+    # venue sections (config_venue.py): all optional, all off unless written
+    devices: DevicesConfig = Field(default_factory=DevicesConfig)
+    schedule: ScheduleConfig | None = None
+    projector: ProjectorConfig = Field(default_factory=ProjectorNone)
+    osc: OscConfig | None = None
 
 
 # ---------------------------------------------------------------------------------------- loading
@@ -406,11 +440,12 @@ def _model_for(loc: tuple, root: type[BaseModel] = Config, data: Any = None) -> 
 
 
 def _resolve(ann: Any, node: Any) -> Any:
+    import types
     import typing
     args = typing.get_args(ann)
     if typing.get_origin(ann) is Annotated:
         return _resolve(args[0], node)
-    if args and typing.get_origin(ann) is Union:
+    if args and typing.get_origin(ann) in (Union, types.UnionType):   # UnionType: `X | None`
         kind = node.get("type") if isinstance(node, dict) else None
         for a in args:
             t = getattr(a, "model_fields", {}).get("type")
@@ -439,7 +474,7 @@ def _describe(err: dict, data: dict) -> str:
 
 
 _TAGS = {"sim", "file", "v4l2", "argus", "picamera2", "none", "ld2410", "tfmini", "distance",
-         "motion", "artnet", "sacn", "headless", "pygame"}
+         "motion", "artnet", "sacn", "headless", "pygame", "auto", "pjlink", "cec"}
 
 
 def parse_config(data: dict, source: str = "<built-in defaults>") -> Config:
@@ -498,6 +533,9 @@ def dump_config(config: Config) -> str:
     out: list[str] = []
     data = config.model_dump(mode="json")
     for section, body in data.items():
+        if body is None:   # an optional section left out ([schedule], [osc])
+            out.append(f"# [{section}] not set\n")
+            continue
         scalars = {k: v for k, v in body.items() if not isinstance(v, (dict, list)) or
                    (isinstance(v, list) and all(not isinstance(i, dict) for i in v))}
         out.append(f"[{section}]")
@@ -510,6 +548,9 @@ def dump_config(config: Config) -> str:
                 for item in v:
                     out.append(f"\n[[{section}.{k}]]")
                     out.extend(f"{ik} = {_toml_value(iv)}" for ik, iv in item.items())
+            elif isinstance(v, dict) and not all(isinstance(i, dict) for i in v.values()):
+                out.append(f"\n[{section}.{k}]")   # one nested table, e.g. schedule.closed_look
+                out.extend(f"{ik} = {_toml_value(iv)}" for ik, iv in v.items())
             elif isinstance(v, dict):
                 for name, item in v.items():
                     out.append(f"\n[{section}.{k}.{name}]")

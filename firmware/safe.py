@@ -39,6 +39,14 @@ def run_safe(config, duration_s: float | None = None, clock=None, stopper=None) 
     except Exception as exc:  # even without a projector, the lights still go calm
         log.warning("safe mode: no display (%s)", exc)
         display = HeadlessDisplay(config.display, clock)
+    if config.dmx.type == "auto":   # the lights must go calm on whatever widget is plugged in
+        try:
+            from firmware.devices.hotplug import resolve_config
+            config, _ = resolve_config(config, only=("dmx",))
+        except Exception as exc:   # safe mode must come up whatever the scan does
+            log.warning("safe mode: DMX detection failed (%s); no lights", exc)
+            from firmware.config import DmxNone
+            config = config.model_copy(update={"dmx": DmxNone(type="none")})
     dmx = open_dmx(config.dmx, clock)
     universe = safe_universe(config.lights, getattr(config.dmx, "safe_look", "blackout"), dmx.channels)
     dmx.set_universe(universe)

@@ -30,7 +30,7 @@ print(' '.join(sorted(asked)))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     asked = set(out.split())
     assert "firmware" in asked  # the spy works
-    for vendor in ("torch", "tensorrt", "cuda", "picamera2", "Jetson", "RPi", "export"):
+    for vendor in ("torch", "tensorrt", "cuda", "picamera2", "Jetson", "RPi", "export", "pythonosc"):
         assert vendor not in asked, f"the runtime imports {vendor} at start-up"
 
 

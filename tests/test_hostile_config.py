@@ -11,6 +11,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from firmware.clock import FakeClock
 from firmware.config import MAX_CONFIG_BYTES, Config, ConfigError, PresenceSim, load_config
 from scenario import run_frames
 
-REPO = cli.REPO
+REPO = Path(__file__).resolve().parents[1]
 
 HOSTILE = {   # TOML text -> the key the error must name
     "sigma-peak-inf": ("[show]\nsigma_peak = inf\n", "show.sigma_peak"),

@@ -290,7 +290,8 @@ def test_humus_run_with_a_bad_model_shows_the_fault_in_the_status_file(tiny_mode
     """End to end, as systemd runs it (no --sim): exit 0, the fault in status.json, one journal line."""
     import subprocess
     import sys
-    from firmware.cli import REPO as REPO_ROOT
+    from pathlib import Path
+    REPO_ROOT = Path(__file__).resolve().parents[1]
     d = model_dir(tmp_path, tiny_model, _set(S + ("outputs", "denoised"), [1, 1, 1, 1]))
     status = tmp_path / "status.json"
     config = tmp_path / "humus.toml"

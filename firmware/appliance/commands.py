@@ -198,6 +198,7 @@ def render_status(status: dict | None, now: float, current: str | None, previous
     devices = status.get("devices") or {}
     for name, d in sorted(devices.items()):
         lines.append(f"device    {name:<10} {'ok  ' if d.get('ok') else 'FAIL'} {d.get('detail', '')}")
+    lines.extend(venue_lines(status))
     faults = status.get("faults") or []
     if faults:
         lines.append("recent faults:")
@@ -207,6 +208,34 @@ def render_status(status: dict | None, now: float, current: str | None, previous
     healthy = (not stale and state not in FATAL_STATES + WAIT_STATES and all(d.get("ok") for d in devices.values())
                and service in (None, "active"))
     return "\n".join(lines), healthy
+
+
+def venue_lines(status: dict) -> list[str]:
+    """Opening hours, what auto-detection found, OSC: only for a box that has them."""
+    lines = []
+    sched = status.get("schedule")
+    if isinstance(sched, dict):
+        nxt = sched.get("next_change")
+        when = f" until {nxt.replace('T', ' ')}" if nxt else ""
+        lines.append(f"schedule  {'OPEN' if sched.get('open') else 'CLOSED'}{when}"
+                     + ("  (overridden by OSC /humus/open)" if sched.get("overridden") else ""))
+    proj = status.get("projector")
+    if isinstance(proj, dict):
+        want = {True: "on", False: "off", None: "-"}
+        lines.append(f"projector wanted {want.get(proj.get('wanted'), '?')}, confirmed "
+                     f"{want.get(proj.get('confirmed'), '?')}: {proj.get('detail', '')}")
+    found = status.get("detected")
+    if isinstance(found, dict):
+        for role, what in sorted(found.items()):
+            if role == "warnings":
+                lines.extend(f"detected  WARNING {w}" for w in what)
+            else:
+                lines.append(f"detected  {role:<10} {what}")
+    osc = status.get("osc")
+    if isinstance(osc, dict):
+        lines.append(f"osc       listen {osc.get('listen') or '-'}, {osc.get('received', 0)} in "
+                     f"({osc.get('bad', 0)} bad, {osc.get('dropped', 0)} dropped), {osc.get('sent', 0)} out")
+    return lines
 
 
 def cmd_status(args) -> int:
@@ -231,6 +260,8 @@ def cmd_status(args) -> int:
 
 
 def cmd_doctor(args) -> int:
+    if args.detect:
+        return _doctor_detect(args)
     on_box = Path(args.root).resolve() == Path("/")
     ctx = doctormod.Context(root=Path(args.root), config_path=Path(args.config) if args.config else None, on_box=on_box)
     # Live device checks open the serial ports and the camera, which the running show holds.
@@ -250,6 +281,23 @@ def cmd_doctor(args) -> int:
         failed = sum(r.ok is False for r in results)
         print(f"{failed} problem(s)" if failed else "all checks passed")
     return 1 if any(r.ok is False for r in results) else 0
+
+
+def _doctor_detect(args) -> int:
+    """Probe every port and camera now and print the config lines that pin what was found."""
+    from firmware.config import ConfigError, load_config
+    from firmware.devices.detect import scanner_for
+    from firmware.devices.hotplug import pin_lines
+    path = Path(args.config) if args.config else Path(args.root) / "etc/humus/humus.toml"
+    try:
+        config = load_config(path if path.is_file() or args.config else None, search=False)
+    except ConfigError as exc:
+        _err(str(exc))
+        return 2
+    detection = scanner_for(config, roles={"camera", "presence", "dmx"}).scan()
+    print("# found by humus doctor --detect; paste into /etc/humus/humus.toml to pin it")
+    print(pin_lines(detection, config), end="")
+    return 0
 
 
 def cmd_logs(args) -> int:
@@ -314,6 +362,8 @@ def register(subparsers) -> None:
     _common(p)
     p.add_argument("--config", help="default: ROOT/etc/humus/humus.toml")
     p.add_argument("--live", action="store_true", help="open each device even while the show runs")
+    p.add_argument("--detect", action="store_true", help="probe serial ports and cameras now and print "
+                   "the config lines that pin what was found (stop the show first: it holds the ports)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_doctor)
 

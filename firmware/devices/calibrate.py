@@ -37,6 +37,9 @@ def calibrate(config, duration: float | None = None, rate_hz: float = 5.0, out=N
     from firmware.show.presence import PresenceParams, PresenceState, update_presence
     out = out or sys.stdout
     clock = clock or RealClock()
+    if config.presence.type == "auto":   # calibrate what the box would find now
+        from firmware.devices.hotplug import resolve_config
+        config, _ = resolve_config(config)
     show, pcfg = config.show, config.presence
     params = PresenceParams(show.trigger_m, show.release_m, show.dwell_s, show.leave_grace_s, pcfg.stale_after_s)
     span = max(2 * show.release_m, 6.0)

@@ -104,6 +104,8 @@ def check_presence(config, timeout: float = 1.5) -> DeviceCheck:
     name = f"presence {cfg.type}"
     if cfg.type == "sim":
         return DeviceCheck(name, None, "simulated visitor")
+    if cfg.type == "none":
+        return DeviceCheck(name, None, "no sensor (visitors only through OSC, or auto found none)")
     port = getattr(cfg, "port", None)
     if port:
         missing = _port_missing(name, port)
@@ -211,12 +213,40 @@ def check_display(config, sysfs: str = "/sys/class/drm") -> DeviceCheck:
     return DeviceCheck("projector", True, f"connected on {', '.join(on)}")
 
 
-CHECKS: list[Callable] = [check_dmx, check_presence, check_camera, check_display]
+def check_projector(config) -> DeviceCheck:
+    """[projector]: PJLink asked for its power state (harmless); for CEC the tool and the adapter."""
+    cfg = config.projector
+    if cfg.type in ("none", "sim"):
+        return DeviceCheck(f"projector {cfg.type}", None, "projector power not controlled")
+    if cfg.type == "cec":
+        import shutil
+        if shutil.which(cfg.command) is None:
+            return DeviceCheck("projector cec", False, f"{cfg.command} not found", "sudo apt install v4l-utils")
+        ok = Path(cfg.device).exists()
+        return DeviceCheck("projector cec", ok, f"{cfg.device} " + ("present" if ok else "missing"),
+                           None if ok else "is the HDMI-CEC adapter enabled in the device tree?")
+    from firmware.devices.projector_pjlink import PJLinkProjector
+    try:
+        on = PJLinkProjector(cfg).is_on()
+    except OSError as exc:
+        return DeviceCheck("projector pjlink", False, str(exc),
+                           "check the address, that network standby (PJLink) is enabled, and the password")
+    return DeviceCheck("projector pjlink", True, f"{cfg.host} answers: power {'on' if on else 'off'}")
+
+
+CHECKS: list[Callable] = [check_dmx, check_presence, check_camera, check_display, check_projector]
 
 
 def run_device_checks(config, checks: list[Callable] | None = None) -> list[DeviceCheck]:
-    """Every check, in order; a check that raises becomes a failed row (the doctor never crashes)."""
+    """Every check, in order; a check that raises becomes a failed row (the doctor never crashes).
+    `type = "auto"` sections are checked as what a scan finds now."""
+    from firmware.devices.hotplug import resolve_config
+    config, detection = resolve_config(config)
     rows: list[DeviceCheck] = []
+    if detection is not None:
+        rows.extend(DeviceCheck(f"auto {role}", None, what) for role, what in detection.summary().items())
+        rows.extend(DeviceCheck("auto", False, w, "unplug the one not wanted, or pin it: humus doctor --detect")
+                    for w in detection.warnings)
     for check in CHECKS if checks is None else checks:
         try:
             res = check(config)

@@ -80,6 +80,20 @@ class SimPresence(PresenceSensor):
         return self._last
 
 
+class NoPresence(PresenceSensor):
+    """No sensor (`type = "none"`, or auto found none yet): visitors come only through OSC. Never
+    stale: there is nothing to go quiet."""
+
+    name = "presence[none]"
+
+    def __init__(self, cfg=None, clock=None) -> None:
+        super().__init__()
+        self.health.detail = "no presence sensor"
+
+    def latest(self) -> Reading | None:
+        return None
+
+
 def _ld2410(cfg, clock) -> PresenceSensor:
     from firmware.devices.presence_serial import LD2410Sensor
     return LD2410Sensor(cfg, clock)
@@ -102,6 +116,7 @@ def _motion(cfg, clock) -> PresenceSensor:
 
 BACKENDS: dict[str, Callable[..., PresenceSensor]] = {
     "sim": SimPresence,
+    "none": NoPresence,
     "ld2410": _ld2410,
     "tfmini": _tfmini,
     "distance": _distance,

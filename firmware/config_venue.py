@@ -1,0 +1,157 @@
+"""Config sections for running at a venue: device auto-detection, opening hours, projector power and
+OSC show control. Kept apart from config.py so each section stays a small, self-contained model;
+config.py only adds them to the top-level `Config`.
+
+All of them are optional: a config without `[schedule]` is always open, without `[osc]` no port is
+opened, and `[projector] type = "none"` (the default) never touches the projector.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, field_validator
+
+# TOML arrays arrive as lists; a tuple field takes them (strict=False on the field) but each number in
+# it stays strict: "1" and true are not numbers.
+StrictNumber = Annotated[float, Strict()]
+
+DEFAULT_SERIAL_GLOBS = ["/dev/serial/by-id/*", "/dev/ttyUSB*", "/dev/ttyACM*", "/dev/ttyTHS*"]
+
+
+class _Section(BaseModel):
+    # The same rules as every other section (config.Section), plus no coercion ("1" is not 1, true
+    # is not 1) and finite numbers only; repeated here so this module does not import config.py.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+# ---------------------------------------------------------------------------------------- devices
+class DevicesConfig(_Section):
+    """Where `type = "auto"` looks. Globs are tried in order: the first (stable) name of a port wins."""
+    serial_ports: list[str] = Field(default_factory=lambda: list(DEFAULT_SERIAL_GLOBS))
+    cameras: list[str] = Field(default_factory=lambda: ["/dev/v4l/by-id/*", "/dev/v4l/by-path/*",
+                                                        "/dev/video*"])
+    sysfs: Path = Field(Path("/sys"), strict=False, description="where sysfs is mounted (tests: a fake tree)")
+    rescan_s: float = Field(1.0, gt=0, le=60, description="look for newly plugged devices this often")
+    probe_s: float = Field(0.3, gt=0, le=5, description="listen this long per probe step")
+
+
+# --------------------------------------------------------------------------------------- schedule
+class ClosedLook(_Section):
+    intensity: float = Field(ge=0, le=1)
+    color: tuple[StrictNumber, StrictNumber, StrictNumber] = Field(strict=False)
+
+    @field_validator("color")
+    @classmethod
+    def _unit(cls, v):
+        if not all(math.isfinite(c) and 0 <= c <= 1 for c in v):
+            raise ValueError("color is RGB in 0..1")
+        return v
+
+
+class ScheduleConfig(_Section):
+    timezone: str = Field(description="IANA name, e.g. Europe/Berlin")
+    open: list[str] = Field(min_length=1, description='windows, e.g. "mon-fri 10:00-18:00"')
+    closed_dates: list[str] = Field(default_factory=list, description="YYYY-MM-DD: no window starts")
+    warmup_s: float = Field(90.0, ge=0, le=3600, description="projector on this long before opening")
+    closed_look: ClosedLook | None = Field(None, description="lights while closed; unset = blackout")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        from firmware.show.schedule import load_zone
+        load_zone(v)   # raises ValueError naming the zone and what is missing
+        return v
+
+    @field_validator("open")
+    @classmethod
+    def _windows_parse(cls, v):
+        from firmware.show.schedule import parse_window
+        for w in v:
+            parse_window(w)
+        return v
+
+    @field_validator("closed_dates")
+    @classmethod
+    def _dates_parse(cls, v):
+        from firmware.show.schedule import parse_date
+        for d in v:
+            parse_date(d)
+        return v
+
+
+# -------------------------------------------------------------------------------------- projector
+class _ProjectorCommon(_Section):
+    retry_s: tuple[StrictNumber, StrictNumber] = Field((2.0, 60.0), strict=False,
+                                                       description="first and longest retry wait")
+    timeout_s: float = Field(5.0, gt=0, le=60, description="one command's time to answer")
+
+    @field_validator("retry_s")
+    @classmethod
+    def _retry(cls, v):
+        if not all(math.isfinite(x) and x > 0 for x in v) or v[0] > v[1]:
+            raise ValueError("retry_s must be two positive numbers, first <= second")
+        return v
+
+
+class ProjectorNone(_Section):
+    type: Literal["none"] = "none"
+
+
+class ProjectorSim(_ProjectorCommon):
+    type: Literal["sim"]
+
+
+class ProjectorPJLink(_ProjectorCommon):
+    type: Literal["pjlink"]
+    host: str
+    port: int = Field(4352, ge=1, le=65535)
+    password: str | None = Field(None, max_length=32, description="PJLink password, if the "
+                                 "projector asks for one")
+
+
+class ProjectorCec(_ProjectorCommon):
+    type: Literal["cec"]
+    device: str = "/dev/cec0"
+    command: str = Field("cec-ctl", description="the cec-ctl binary (v4l-utils)")
+    to: int = Field(0, ge=0, le=15, description="logical address of the projector (0 = TV)")
+
+
+def _projector_tag(v) -> str:
+    t = v.get("type", "none") if isinstance(v, dict) else getattr(v, "type", "none")
+    return t if isinstance(t, str) else repr(t)
+
+
+ProjectorConfig = Annotated[Union[Annotated[ProjectorNone, Tag("none")], Annotated[ProjectorSim, Tag("sim")],
+                                  Annotated[ProjectorPJLink, Tag("pjlink")], Annotated[ProjectorCec, Tag("cec")]],
+                            Discriminator(_projector_tag)]
+
+
+# -------------------------------------------------------------------------------------------- osc
+def parse_hostport(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"'{text}' is not host:port (e.g. 127.0.0.1:9000)")
+    return host, int(port)
+
+
+class OscConfig(_Section):
+    listen: str | None = Field(None, description='"host:port" to receive on; unset = send only')
+    send: list[str] = Field(default_factory=list, description='"host:port" targets for state out')
+    max_rate_hz: float = Field(200.0, gt=0, le=10000, description="messages in per second; more are dropped")
+    noise_hz: float = Field(20.0, ge=10, le=120, description="/humus/noise rate in immersion and emergence")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v):
+        if v is not None:
+            parse_hostport(v)
+        return v
+
+    @field_validator("send")
+    @classmethod
+    def _send(cls, v):
+        for a in v:
+            parse_hostport(a)
+        return v
