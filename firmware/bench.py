@@ -328,6 +328,15 @@ def run_bench(args) -> int:
     for k, v in report["engine"]["steps"].items():
         print(f"  {k} steps: per step {v['per_step_median_ms']} ms -> {v['images_per_s']:.1f} images/s")
     report["images_per_s"] = report["engine"]["images_per_s"]
+    from firmware.bench_cascade import bench_upsampler, cascade_estimate, output_images_per_s, windowed, x_display
+    up = report["upsampler"] = bench_upsampler(model, seconds, config.model.threads)
+    up_ms = up.get("median_ms") if up else None
+    report["output_images_per_s"] = {k: output_images_per_s(v["per_step_median_ms"], up_ms)
+                                     for k, v in report["engine"]["steps"].items()}
+    if up is not None:
+        print(f"  upsampler {model.resolution[0]} -> {model.output_resolution[0]}: "
+              + (f"{up_ms:.2f} ms per image; " if up_ms else f"{up.get('skipped')}; ")
+              + ", ".join(f"{k} steps + upsampler {v:.1f} images/s" for k, v in report["output_images_per_s"].items()))
     if not args.no_torch:
         report["torch_eager"] = bench_torch(model.dir, net.name, seconds / 2, args.torch_checkpoint)
         te = report["torch_eager"]
@@ -347,6 +356,11 @@ def run_bench(args) -> int:
               f"per eval, {f['flops_per_image_g']:.3f} GFLOP per image; Orin Nano estimate "
               f"{f['eval_ms']:.2f} ms per eval ({f['bound']}-bound), {f['orin_nano_images_per_s']:.0f} "
               f"images/s, {f['max_side_at_30_images_per_s']} px square at 30 images/s")
+    report["cascade_flops"] = cf = cascade_estimate(model, net, net.default_steps)
+    if cf:
+        print(f"== per finished {cf['output'][0]}x{cf['output'][1]} image: {cf['gflop_per_image']:.3f} GFLOP "
+              f"({cf['generator_gflop_per_image']:.3f} generator, {cf['upsampler_gflop']:.3f} upsampler); "
+              f"Orin Nano estimate {cf['orin_nano_ms_per_image']:.2f} ms, {cf['orin_nano_images_per_s']:.0f} images/s")
     print(f"== stages at {d.width}x{d.height} (median / p99 ms)")
     report["stages"] = bench_stages(config, model, seconds)
     for k, v in report["stages"].items():
@@ -359,6 +373,19 @@ def run_bench(args) -> int:
               f"{rt['images_per_s_while_displaying']:.1f} images/s; DMX ({rt['dmx_sender']}) "
               f"{rt['dmx_rate_hz']:.2f} Hz, "
               f"jitter p50 {rt['dmx_jitter_p50_ms']:.3f} ms p99 {rt['dmx_jitter_p99_ms']:.3f} ms")
+    if getattr(args, "window", False):
+        try:
+            with x_display(d.width, d.height) as (where, kind):
+                report["realtime_window"] = rw = bench_realtime(windowed(config), seconds)
+                rw["x_display"] = f"{where} ({kind})"
+            print(f"== the same loop in a real X11 window on {rw['x_display']}")
+            if "fps" in rw:
+                print(f"  display {rw['fps']:.1f} fps, missed {rw['missed']} ({rw['missed_pct']:.2f}%), "
+                      f"frame interval p99 {rw['frame_interval_p99_ms']:.1f} ms; generating "
+                      f"{rw['images_per_s_while_displaying']:.1f} images/s")
+        except RuntimeError as exc:
+            report["realtime_window"] = {"skipped": str(exc)}
+            print(f"== window: skipped ({exc})")
     report["trigger"] = tr = bench_trigger(config)
     print(f"== trigger to first visible change: median {tr['median_ms']:.1f} ms, p99 {tr['p99_ms']:.1f} ms "
           f"({tr['trials']} trials)")

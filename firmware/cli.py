@@ -216,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="FILE")
     b.add_argument("--seconds", type=number(float, 0.1, 3600), default=5.0, help="per measurement")
     b.add_argument("--no-torch", action="store_true", help="skip the torch eager comparison")
+    b.add_argument("--window", action="store_true", help="also run the realtime loop through a real X11 "
+                   "window (an Xvfb is started when there is no screen)")
     b.add_argument("--torch-checkpoint", help="studio checkpoint of the same network, to time the "
                    "original torch module (default: the ONNX graph run op by op in torch)")
     b.add_argument("--venue", action="store_true", help="only the venue figures: detection after a plug, "
