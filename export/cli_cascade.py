@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import fields
+from pathlib import Path
 
 
 def _upsampler(a):
@@ -66,6 +67,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     w.add_argument("--no-subjects", action="store_true", help="keep the network without subject conditioning")
     w.set_defaults(fn=_warm_start)
 
+    g = sub.add_parser("grids", help="a sample grid per subject at the model's output resolution "
+                                     "(rows: seeds; columns: decay 0 -> 1)")
+    g.add_argument("--model", default="models/default")
+    g.add_argument("--out", help="folder (default MODEL/eval)")
+    g.add_argument("--rows", type=int, default=3)
+    g.add_argument("--cols", type=int, default=6)
+    g.add_argument("--steps", type=int, default=None)
+    g.add_argument("--threads", type=int, default=1)
+    g.set_defaults(fn=_grids)
+
     c = sub.add_parser("demo-clip", help="cut the shipped demo clip (real decay footage) from the credited data")
     c.add_argument("decay_root", help="../shared/data/decay")
     c.add_argument("--out", default="firmware/data/footage/demo_decay.mp4")
@@ -73,3 +84,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--side", type=int, default=384)
     c.add_argument("--fps", type=int, default=8)
     c.set_defaults(fn=_demo_clip)
+
+
+def _grids(a):
+    from .sample import Generator
+
+    gen = Generator(a.model, threads=a.threads)
+    out = Path(a.out or Path(a.model) / "eval")
+    out.mkdir(parents=True, exist_ok=True)
+    written = [str(p) for p in subject_grids(gen, out, a.rows, a.cols, a.steps)]
+    print(json.dumps(written, indent=1))
+
+
+def subject_grids(gen, out: Path, rows: int, cols: int, steps: int | None) -> list[Path]:
+    """One grid per subject at the model's output resolution: rows are seeds, columns run from fresh
+    (decay 0) to fully decayed (1), so a viewer sees what each subject grows and how it rots."""
+    import numpy as np
+    from PIL import Image
+
+    decay = np.tile(np.linspace(0.0, 1.0, cols), rows)
+    paths = []
+    for k, name in enumerate(gen.info.subjects or ("all",)):
+        imgs = gen.generate_many(rows * cols, steps, decay=decay, seed=1000 + k,
+                                 subject=k if gen.info.subjects else None)
+        h, w = imgs.shape[1:3]
+        grid = imgs.reshape(rows, cols, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, 3)
+        p = out / f"grid_{name}.jpg"
+        Image.fromarray(grid).save(p, quality=88)
+        paths.append(p)
+    return paths
