@@ -66,7 +66,7 @@ def _evaluate(a):
     torch.set_num_threads(a.threads) if a.threads else None
     m = evaluate(a.model, a.cache, featnet=a.featnet, generated=a.generated, per_subject=a.per_subject,
                  teacher_steps=a.teacher_steps, walks=a.walks, featnet_steps=a.featnet_steps, boots=a.boots,
-                 upscale=a.upscale, secondary=not a.no_secondary)
+                 upscaled_caches=a.upscaled_cache, secondary=not a.no_secondary)
     print(json.dumps({k: m.get(k) for k in ("kid", "kid_ci90", "kid_ratios", "fid", "walk_mean_frame_distance")},
                      indent=1))
 
@@ -207,8 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "small, so many generated images leave only its own noise in the KID")
     e.add_argument("--per-subject", type=int, default=0,
                    help="at least this many generated images per subject (0 = generated / 4)")
-    e.add_argument("--upscale", type=int, help="measure the model's images bicubic-upscaled to this side (the "
-                                               "cache must hold images of that side); adds metrics.upscaled.SIDE")
+    e.add_argument("--upscaled-cache", action="append", default=[],
+                   help="a cache at a larger side (e.g. cache/footage256.npz): also measure the same generated "
+                        "images bicubic-upscaled to that side against it (metrics.upscaled.SIDE); repeatable")
     e.add_argument("--threads", type=int, default=0, help="torch threads for the Inception features (0 = default)")
     e.add_argument("--boots", type=int, default=400, help="bootstrap replicates for intervals and ratios")
     e.add_argument("--teacher-steps", type=int, default=35)

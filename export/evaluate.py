@@ -162,14 +162,14 @@ class FeatNetFeatures:
 def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | None = None, generated: int = 0,
              per_subject: int = 0, teacher_steps: int = 35, student_steps=(1, 2, 4), walks: int = 4, seed: int = 0,
              update_manifest: bool = True, featnet_steps: int = 800, boots: int = 400, goal: float = 1.25,
-             upscale: int | None = None, secondary: bool = True, extractor=None) -> dict:
+             upscaled_caches=(), secondary: bool = True, extractor=None) -> dict:
     """Inception KID/FID of teacher and student, per subject and overall, against the test half of
     the held-out split, beside the real-vs-real floor (export/quality.py); ``generated`` images per
     model overall (0 = as many as test images), at least ``per_subject`` (0 = generated // 4) for
     each subject. Those are the headline ``metrics`` of manifest.json; the self-trained FeatureNet
     figures follow as ``metrics.secondary_featnet``, with grids and walk figure in ``model_dir``/eval/.
-    ``upscale``: measure the model's images bicubic-resized to that side instead (the cache must hold
-    images of that side); the block lands in ``metrics.upscaled.<side>`` and the rest is kept."""
+    ``upscaled_caches``: caches at sides above the model's; the same generated images, bicubic-
+    upscaled to each side, are measured against each as ``metrics.upscaled.<side>``."""
     import shutil
 
     from .onnx import read_manifest, sha256_file, write_manifest
@@ -180,35 +180,34 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
     ev.mkdir(parents=True, exist_ok=True)
     mf = read_manifest(model_dir)
     native = int(mf["resolution"][0])
-    if upscale is not None and upscale < native:
-        raise ValueError(f"--upscale {upscale} is below the model's own resolution {native}")
-    side = upscale or native
-    full = load_cache(cache)
-    if full.images.shape[1:3] != (side, side):
-        h, w = full.images.shape[1:3]
-        made = f"the model's images ({native}x{native}" + (f", upscaled to {side}x{side})" if upscale else ")")
-        raise ValueError(f"{cache}: holds {h}x{w} images but {made} are measured at {side}x{side}; build a "
-                         f"matching cache: humus-export footage <footage> --resolution {side} "
-                         f"--cache cache/footage{side}.npz")
+    full = _cache_at(cache, native, native)
+    # Every cache is checked before the long measurement starts.
+    bigger = [(c, _cache_at(c, None, native)) for c in upscaled_caches]
     test = full.heldout_part("test")
     generated = max(2, generated or len(test))
+    per_subject = per_subject or max(2, generated // 4)
     runs = [(net, k) for net, k in [("teacher", teacher_steps)] + [("student", k) for k in student_steps]
             if net in mf["networks"]]
-    block, overall = inception_metrics(model_dir, full, runs, generated, per_subject or max(2, generated // 4), boots,
-                                    seed=seed, goal=goal, upscale=upscale, extractor=extractor,
-                                    log=lambda m: print(m, flush=True))
-    if upscale:
-        mf = read_manifest(model_dir)  # again: it may have changed during the long measurement
-        metrics = dict(mf.get("metrics") or {})
-        metrics.setdefault("upscaled", {})[str(upscale)] = block
-        if update_manifest:
-            write_manifest(model_dir, {**mf, "metrics": metrics})
-        (ev / f"metrics_upscaled_{upscale}.json").write_text(json.dumps(block, indent=2))
-        return block
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    if extractor is None:
+        from .inception import Inception
+
+        extractor = Inception()
+    block, overall, sets = inception_metrics(model_dir, full, runs, generated, per_subject, boots, seed=seed,
+                                             goal=goal, extractor=extractor, log=log)
+    upscaled = {}
+    for c, big in bigger:
+        side = int(big.images.shape[1])
+        log(f"-- upscaled to {side}x{side}, against {c}")
+        upscaled[str(side)], _, _ = inception_metrics(model_dir, big, runs, generated, per_subject, boots, seed=seed,
+                                                      goal=goal, upscale=side, extractor=extractor, log=log,
+                                                      sets=sets)
     for key, imgs in overall.items():
         save_grid(imgs[:64], ev / f"grid_{key}.png")
     save_grid(test.images[np.random.default_rng(seed).permutation(len(test))[:64]], ev / "grid_heldout.png")
     metrics = dict(block)
+    if upscaled:
+        metrics["upscaled"] = upscaled
     if secondary:
         featnet = Path(featnet) if featnet else model_dir / "kid_features.pt"
         if not featnet.exists():
@@ -232,6 +231,18 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
         write_manifest(model_dir, {**read_manifest(model_dir), "metrics": metrics})
     (ev / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def _cache_at(cache, side: int | None, native: int):
+    """The cache, refused unless its images are side x side (None: any side above the model's)."""
+    full = load_cache(cache)
+    h, w = full.images.shape[1:3]
+    if h != w or (side is not None and h != side) or (side is None and h <= native):
+        want = f"{side}x{side}" if side else f"larger than the model's {native}x{native}"
+        raise ValueError(f"{cache}: holds {h}x{w} images but the model's images are measured at {want}; build a "
+                         f"matching cache: humus-export footage <footage> --resolution {side or 4 * native} "
+                         f"--cache cache/footage{side or 4 * native}.npz")
+    return full
 
 
 def _featnet_block(featnet: Path, full, test, overall: dict, runs, boots: int, seed: int, goal: float) -> dict:

@@ -107,19 +107,22 @@ def panel(f_ref: np.ndarray, feats: dict[str, np.ndarray], student_steps, teache
 
 def inception_metrics(model_dir, full: Dataset, runs: list[tuple[str, int]], generated: int, per_subject: int,
                       boots: int, seed: int = 0, goal: float = 1.25, upscale: int | None = None,
-                      extractor=None, log=print) -> tuple[dict, dict]:
-    """The headline block (see the module docstring) and the overall generated sets, uint8 per
-    model (for grids and the secondary figures). ``upscale``: bicubic-resize generated images to that side first (a model
-    shown bigger than it is made); the cache must then hold references at that resolution."""
-    from .inception import DIM, WEIGHTS_SHA1, Inception, upscale as resize
+                      extractor=None, log=print, sets: dict | None = None) -> tuple[dict, dict, dict]:
+    """The headline block (see the module docstring), the overall generated sets (uint8 per model,
+    for grids and the secondary figures) and every generated set (``generate_sets``; pass them back
+    as ``sets`` to measure the same images against another cache). ``upscale``: bicubic-resize the
+    generated images to that side first (a model shown bigger than it is made); the cache must then
+    hold references at that resolution."""
+    from .inception import DIM, WEIGHTS_SHA1, Inception
+    from .inception import upscale as resize
 
     inc = extractor or Inception()
     test, val = full.heldout_part("test"), full.heldout_part("validation")
     if val is test or len(val) == len(full.split(heldout=True)):
         val = None  # below 8 held-out images both "halves" are the whole split: no separate floor
     sched = plan(full, test, generated, per_subject)
-    sets = generate_sets(model_dir, full, sched, runs, seed,
-                         transform=(lambda im: resize(im, upscale)) if upscale else None)
+    if sets is None:
+        sets = generate_sets(model_dir, full, sched, runs, seed)
     keys = [f"{n}_{k}" for n, k in runs]
     student_steps = [k for n, k in runs if n == "student"]
     teacher_steps = next((k for n, k in runs if n == "teacher"), 35)
@@ -129,13 +132,17 @@ def inception_metrics(model_dir, full: Dataset, runs: list[tuple[str, int]], gen
         if s in sets:
             ref = inc.features(test.images[test.source == s])
             ref_all.append(ref)
-            feats = {k: inc.features(sets[s]["images"][k]) for k in keys}
+            imgs = {k: resize(sets[s]["images"][k], upscale) if upscale else sets[s]["images"][k] for k in keys}
+            feats = {k: inc.features(imgs[k]) for k in keys}
+            # Sets made for another cache's test half may hold fewer than this one's share.
+            n_over = min(p["overall"], len(next(iter(imgs.values()))))
             for k in keys:
-                pooled[k].append((feats[k][:p["overall"]], sets[s]["images"][k][:p["overall"]]))
-        if p["reference"] < 2:
+                pooled[k].append((feats[k][:n_over], imgs[k][:n_over]))
+        if p["reference"] < 2 or s not in sets:
             by_subject[s] = {"samples": {"reference": p["reference"]},
                              "note": f"{p['reference']} images of {s!r} in the test half of the held-out split; "
-                                     f"KID needs at least 2 (the split holds out whole groups)"}
+                                     f"KID needs at least 2 (the split holds out whole groups)"
+                             if p["reference"] < 2 else "no generated set for this subject"}
             continue
         for name, imgs in floor_sets(full, val, s, p["total"], rng).items():
             if imgs is not None:
@@ -162,4 +169,4 @@ def inception_metrics(model_dir, full: Dataset, runs: list[tuple[str, int]], gen
                            "decay": "drawn per subject from its training decay values",
                            "subject_mix": "overall: subjects in the test half's proportions"},
              "bootstrap": boots}
-    return block, overall_images
+    return block, overall_images, sets

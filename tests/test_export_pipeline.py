@@ -197,28 +197,38 @@ def test_sample_draws_decay_from_the_recorded_distribution(pipeline, tmp_path, t
 
 
 def test_evaluate_writes_inception_metrics_per_subject(pipeline, tmp_path):
+    import shutil
+
     from export.evaluate import evaluate
     from export.inception import WEIGHTS_SHA1
 
     model = tmp_path / "model"
-    import shutil
-
     shutil.copytree(pipeline["model"], model)
+    cache64 = tmp_path / "c64.npz"
+    assert cli.main(["footage", str(pipeline["src"]), "--cache", str(cache64), "--resolution", "64",
+                     "--holdout", "0.3", "--dedup", "0"]) == 0
+    # A cache at another resolution than the images measured: refused before any work, naming it.
+    with pytest.raises(ValueError, match=r"c64.npz: holds 64x64 images.*--resolution 32"):
+        evaluate(model, cache64, walks=0)
+    with pytest.raises(ValueError, match=r"cache.npz: holds 32x32 images.*larger than"):
+        evaluate(model, pipeline["cache"], upscaled_caches=[pipeline["cache"]])
     m = evaluate(model, pipeline["cache"], featnet=tmp_path / "f.pt", generated=4, per_subject=2, walks=1,
-                 featnet_steps=5, student_steps=(1, 2), boots=50)
+                 featnet_steps=5, student_steps=(1, 2), boots=50, upscaled_caches=[cache64])
     mf = json.loads((model / "manifest.json").read_text())
     assert mf["metrics"] == json.loads(json.dumps(m))
-    assert "InceptionV3" in m["features"]["kind"] and m["features"]["sha1"] == WEIGHTS_SHA1
-    assert m["resolution"] == [32, 32] and m["bootstrap"] == 50
-    assert {"teacher_35", "student_1", "student_2", "floor_train"} <= set(m["kid"])
-    assert all(np.isfinite(v) for v in m["kid"].values())
-    assert m["samples"]["student_2"] == 4  # the overall set: `generated` images per model
-    r = m["kid_ratios"]["student_2/teacher_35"]
-    lo, hi = r["ci90"]  # an end is None (unbounded) when the teacher's KID reaches zero
-    assert r["goal"] == 1.25 and 0.0 <= r["p_le_goal"] <= 1.0
-    assert (lo is None or hi is None or lo <= hi) and r["excess"]["ci90"][0] <= r["excess"]["ci90"][1]
+    up = m["upscaled"]["64"]  # the same images, bicubic-upscaled, against photographs read at 64x64
+    for block, side in ((m, 32), (up, 64)):
+        assert "InceptionV3" in block["features"]["kind"] and block["features"]["sha1"] == WEIGHTS_SHA1
+        assert block["resolution"] == [side, side] and block["bootstrap"] == 50
+        assert {"teacher_35", "student_1", "student_2", "floor_train"} <= set(block["kid"])
+        assert all(np.isfinite(v) for v in block["kid"].values())
+        r = block["kid_ratios"]["student_2/teacher_35"]
+        lo, hi = r["ci90"]  # an end is None (unbounded) when the teacher's KID reaches zero
+        assert r["goal"] == 1.25 and 0.0 <= r["p_le_goal"] <= 1.0
+        assert (lo is None or hi is None or lo <= hi) and r["excess"]["ci90"][0] <= r["excess"]["ci90"][1]
+        assert set(block["by_subject"]) == {"fruit", "clip"}
+    assert m["samples"]["student_2"] == 4 and m["resized"] is None and "bicubic" in up["resized"]
     test = load_cache(pipeline["cache"]).heldout_part("test")  # the split hashes paths: varies with tmp dirs
-    assert set(m["by_subject"]) == {"fruit", "clip"}
     for s, b in m["by_subject"].items():
         n_ref = int((test.source == s).sum())
         assert b["samples"]["reference"] == n_ref
@@ -229,27 +239,6 @@ def test_evaluate_writes_inception_metrics_per_subject(pipeline, tmp_path):
     sec = m["secondary_featnet"]
     assert "NOT Inception" in sec["features"]["kind"] and {"student_2", "floor_train"} <= set(sec["kid"])
     assert (model / "eval" / "grid_student_2.png").exists() and (model / "eval" / "walks.png").exists()
-
-
-def test_evaluate_upscaled_needs_a_cache_at_that_resolution(pipeline, tmp_path):
-    from export.evaluate import evaluate
-
-    model = tmp_path / "model"
-    import shutil
-
-    shutil.copytree(pipeline["model"], model)
-    cache64 = tmp_path / "c64.npz"
-    assert cli.main(["footage", str(pipeline["src"]), "--cache", str(cache64), "--resolution", "64",
-                     "--holdout", "0.3", "--dedup", "0"]) == 0
-    with pytest.raises(ValueError, match=r"c64.npz: holds 64x64 images.*--resolution 32"):
-        evaluate(model, cache64, walks=0)
-    with pytest.raises(ValueError, match=r"cache.npz: holds 32x32 images.*--resolution 64"):
-        evaluate(model, pipeline["cache"], upscale=64)
-    assert cli.main(["evaluate", "--model", str(model), "--cache", str(cache64), "--upscale", "64", "--generated", "3",
-                     "--per-subject", "2", "--boots", "20", "--no-secondary", "--walks", "0"]) == 0
-    mf = json.loads((model / "manifest.json").read_text())
-    up = mf["metrics"]["upscaled"]["64"]
-    assert up["resolution"] == [64, 64] and "bicubic" in up["resized"] and "student_2" in up["kid"]
 
 
 def test_tune_chooses_by_inception_kid_and_onnx_takes_it(pipeline, tmp_path):
