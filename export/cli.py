@@ -13,7 +13,7 @@ def _footage(a):
     cfg = FootageConfig(resolution=a.resolution, video_fps=a.fps, dedup_threshold=a.dedup,
                         holdout=a.holdout, seed=a.seed)
     s = build_cache(a.inputs, a.cache, cfg)
-    print(json.dumps(s, indent=1))
+    print(json.dumps({k: v for k, v in s.items() if k != "decay_distribution"}, indent=1))
 
 
 def _train(a):
@@ -54,7 +54,7 @@ def _onnx(a):
             raise ValueError(f"{a.student_steps}: expected JSON with key 'steps' {{\"2\": [80.0, 0.8], ...}} ({e})")
     m = build_model_dir(a.name, a.teacher or Path(a.run) / "teacher.pt", student, a.out or f"models/{a.name}",
                         student_steps=steps, measure_latency=not a.no_latency, student_weights=weights,
-                        extra_training=extra)
+                        extra_training=extra, cache=a.cache)
     print(json.dumps({k: {kk: m["networks"][k][kk] for kk in ("parity_max_abs_diff", "latency_ms_ort_cpu")
                           if kk in m["networks"][k]} for k in m["networks"]}, indent=1))
 
@@ -62,20 +62,39 @@ def _onnx(a):
 def _evaluate(a):
     from .evaluate import evaluate
 
-    m = evaluate(a.model, a.cache, featnet=a.featnet, n=a.n, generated=a.generated, teacher_steps=a.teacher_steps,
-                 walks=a.walks, featnet_steps=a.featnet_steps, boots=a.boots)
-    print(json.dumps({k: m[k] for k in ("kid", "kid_ci90", "kid_ratios", "fid", "walk_mean_frame_distance")}, indent=1))
+    import torch
+
+    torch.set_num_threads(a.threads) if a.threads else None
+    m = evaluate(a.model, a.cache, featnet=a.featnet, generated=a.generated, per_subject=a.per_subject,
+                 teacher_steps=a.teacher_steps, walks=a.walks, featnet_steps=a.featnet_steps, boots=a.boots,
+                 upscaled_caches=a.upscaled_cache, secondary=not a.no_secondary)
+    print(json.dumps({k: m.get(k) for k in ("kid", "kid_ci90", "kid_ratios", "fid", "walk_mean_frame_distance")},
+                     indent=1))
 
 
 def _tune(a):
-    from .evaluate import train_featnet, tune_student_sigmas
+    from .evaluate import FeatNetFeatures, train_featnet, tune_student_sigmas
 
-    fn = Path(a.featnet)
-    if not fn.exists():
-        train_featnet(a.cache, fn)
-    r = tune_student_sigmas(a.student or Path(a.run) / "student.pt", a.cache, fn, n=a.n, device=a.device, seeds=a.seeds)
+    if a.features == "featnet":
+        fn = Path(a.featnet)
+        if not fn.exists():
+            train_featnet(a.cache, fn)
+        ext = FeatNetFeatures(fn)
+    else:
+        from .inception import Inception
+
+        ext = Inception(device=a.device)
+    r = tune_student_sigmas(a.student or Path(a.run) / "student.pt", a.cache, ext, n=a.n, device=a.device, seeds=a.seeds)
     Path(a.out).write_text(json.dumps(r, indent=1))
     print(json.dumps(r, indent=1))
+
+
+def _decay_dist(a):
+    from .onnx import record_decay_distribution
+
+    block = record_decay_distribution(a.model, a.cache)
+    print(json.dumps({s: {k: e[k] for k in ("images", "decay_known") if k in e} | {"mean": e.get("decay_mean")}
+                      for s, e in block["by_source"].items()}, indent=1))
 
 
 def _sample(a):
@@ -93,7 +112,8 @@ def _all(a):
     chain = [["footage", *a.inputs, *common],
              ["train", *common, "--run", str(run), "--preset", a.preset, "--minutes", str(a.train_minutes)],
              ["distill", *common, "--run", str(run), "--minutes", str(a.distill_minutes)],
-             ["tune", *common, "--run", str(run), "--featnet", str(run / "kid_features.pt"), "--out", str(tuned)],
+             # One generated set per score: Inception on 2 cores costs ~10 minutes per set of 256.
+             ["tune", *common, "--run", str(run), "--seeds", "1", "--out", str(tuned)],
              ["onnx", "--run", str(run), "--name", name, "--student-steps", str(tuned)],
              ["evaluate", "--model", f"models/{name}", *common, "--featnet", str(run / "kid_features.pt")]]
     for argv in chain:
@@ -156,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--cache", default="cache/footage64.npz")
     u.add_argument("--workdir", "--run", dest="run", default="runs/default")
     u.add_argument("--student")
-    u.add_argument("--featnet", default="runs/default/kid_features.pt")
+    u.add_argument("--features", choices=("inception", "featnet"), default="inception",
+                   help="what KID is measured in: InceptionV3 (the headline metric) or the self-trained FeatureNet")
+    u.add_argument("--featnet", default="runs/default/kid_features.pt", help="with --features featnet")
     u.add_argument("--n", type=int, default=256)
     u.add_argument("--out", default="runs/default/student_sigmas.json")
     u.add_argument("--device", default="cpu", help="where the student samples (cpu, cuda)")
@@ -172,21 +194,36 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--no-student", action="store_true", help="export the teacher only")
     o.add_argument("--student-steps", help="JSON from `tune` with the student's sigmas per step count")
     o.add_argument("--no-latency", action="store_true")
+    o.add_argument("--cache", help="footage cache the teacher was trained on: records its per-source decay "
+                                   "distribution when the checkpoint's data summary predates them")
     o.set_defaults(fn=_onnx)
 
-    e = sub.add_parser("evaluate", help="KID/FID, grids and walk smoothness; writes manifest metrics")
+    e = sub.add_parser("evaluate", help="Inception KID/FID per subject with the real-vs-real floor, grids and walk "
+                                        "smoothness; writes manifest metrics")
     e.add_argument("--model", default="models/default")
     e.add_argument("--cache", default="cache/footage64.npz")
-    e.add_argument("--featnet", help="feature network weights (trained on the cache if missing)")
+    e.add_argument("--featnet", help="secondary figures: feature network weights (trained on the cache if missing)")
     e.add_argument("--featnet-steps", type=int, default=800)
-    e.add_argument("--n", type=int, default=0, help="reference images (0 = the whole test half of the held-out split)")
-    e.add_argument("--generated", type=int, default=2000,
-                   help="generated images per model (0 = as many as reference images); the held-out set is "
+    e.add_argument("--no-secondary", action="store_true", help="skip the self-trained FeatureNet figures")
+    e.add_argument("--generated", type=int, default=1000,
+                   help="generated images per model overall (0 = as many as test images); the held-out set is "
                         "small, so many generated images leave only its own noise in the KID")
+    e.add_argument("--per-subject", type=int, default=0,
+                   help="at least this many generated images per subject (0 = generated / 4)")
+    e.add_argument("--upscaled-cache", action="append", default=[],
+                   help="a cache at a larger side (e.g. cache/footage256.npz): also measure the same generated "
+                        "images bicubic-upscaled to that side against it (metrics.upscaled.SIDE); repeatable")
+    e.add_argument("--threads", type=int, default=0, help="torch threads for the Inception features (0 = default)")
     e.add_argument("--boots", type=int, default=400, help="bootstrap replicates for intervals and ratios")
     e.add_argument("--teacher-steps", type=int, default=35)
     e.add_argument("--walks", type=int, default=4)
     e.set_defaults(fn=_evaluate)
+
+    dd = sub.add_parser("decay-dist", help="record a cache's per-source training decay distribution in a model's "
+                                           "manifest (models exported before `onnx` recorded it)")
+    dd.add_argument("--model", default="models/default")
+    dd.add_argument("--cache", default="cache/footage64.npz")
+    dd.set_defaults(fn=_decay_dist)
 
     s = sub.add_parser("sample", help="write N PNGs from a model directory via the firmware runtime")
     s.add_argument("--model", default="models/default")
@@ -194,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=16)
     s.add_argument("--out", required=True)
     s.add_argument("--network", default="student")
-    s.add_argument("--decay", type=float, default=None)
+    s.add_argument("--decay", type=float, default=None,
+                   help="one decay value for every image (default: drawn per image from the manifest's per-source "
+                        "training decay distributions, sources in equal proportion)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=_sample)
 

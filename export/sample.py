@@ -87,15 +87,30 @@ def to_uint8(x: np.ndarray, value_range=(-1.0, 1.0)) -> np.ndarray:
 
 def sample_to_folder(model_dir, steps: int | None, n: int, out: str | Path, network: str = "student",
                      decay: float | None = None, seed: int = 0) -> list[Path]:
-    """Write n PNGs to ``out``; returns their paths."""
+    """Write n PNGs to ``out`` and ``samples.json`` (each file's decay and the source it was drawn
+    for); returns the PNG paths. Without ``decay`` each image's decay value is drawn from the
+    manifest's per-source training decay distribution (export/decaydist.py)."""
+    import json
+
     from PIL import Image
 
+    from .decaydist import KEY, draw
+
     out = Path(out)
+    gen = Generator(model_dir, network)
+    if decay is None:
+        mf_path = Path(model_dir) / "manifest.json"
+        dec, src = draw(json.loads(mf_path.read_text()).get(KEY), n, np.random.default_rng([seed, 2]),
+                        where=str(mf_path))
+    else:
+        dec, src = np.full(n, decay, np.float32), [None] * n
     out.mkdir(parents=True, exist_ok=True)
-    imgs = Generator(model_dir, network).generate_many(n, steps, decay=decay, seed=seed)
-    paths = []
+    imgs = gen.generate_many(n, steps, decay=dec, seed=seed)
+    paths, record = [], []
     for i, im in enumerate(imgs):
         p = out / f"{network}_{steps or 'default'}_{i:04d}.png"
         Image.fromarray(im).save(p)
         paths.append(p)
+        record.append({"file": p.name, "decay": round(float(dec[i]), 6), "drawn_for": src[i]})
+    (out / "samples.json").write_text(json.dumps(record, indent=1))
     return paths

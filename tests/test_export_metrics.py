@@ -71,3 +71,13 @@ def test_panel_is_reproducible_and_rejects_a_set_too_small():
     assert kid_panel(ref, s, boots=50, seed=4) == kid_panel(ref, s, boots=50, seed=4)
     with pytest.raises(ValueError, match="'tiny'"):
         kid_panel(ref, {"tiny": gauss(1)}, boots=10)
+
+
+def test_tiny_sets_give_finite_intervals():
+    """Two or four images (a rare subject's held-out photographs): no replicate may be all one
+    image, which has no within-set pair and would make the interval NaN."""
+    p = kid_panel(gauss(2, seed=40), {"a": gauss(4, 0.5, seed=41), "b": gauss(3, seed=42)}, boots=400, seed=2,
+                  ratios={"a/b": ("a", "b")}, goal=1.25)
+    for name in ("a", "b"):
+        assert np.isfinite(p["se"][name]) and all(np.isfinite(p["ci90"][name])), name
+    assert all(np.isfinite(p["ratio"]["a/b"]["excess"]["ci90"]))

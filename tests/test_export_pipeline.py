@@ -172,29 +172,90 @@ def test_sampler_noise_levels_equal_manifest(pipeline):
     np.testing.assert_allclose(fw, th, atol=2e-3)
 
 
-def test_sample_and_evaluate_through_firmware_runtime(pipeline, tmp_path):
-    from export.evaluate import evaluate
-
+def test_sample_draws_decay_from_the_recorded_distribution(pipeline, tmp_path, tiny_model):
+    mf = json.loads((pipeline["model"] / "manifest.json").read_text())
+    dist = mf["decay_distribution"]["by_source"]  # recorded at `onnx` time from the cache's training split
+    ds = load_cache(pipeline["cache"])
+    train = ds.split(heldout=False)
+    assert set(dist) == {"fruit", "clip"}
+    for s, e in dist.items():
+        assert e["images"]["train"] == int((train.source == s).sum())
     out = tmp_path / "png"
-    assert cli.main(["sample", "--model", str(pipeline["model"]), "--steps", "2", "--n", "3", "--out", str(out)]) == 0
+    assert cli.main(["sample", "--model", str(pipeline["model"]), "--steps", "2", "--n", "12", "--out", str(out)]) == 0
     pngs = sorted(out.glob("*.png"))
-    assert len(pngs) == 3 and Image.open(pngs[0]).size == (32, 32)
+    assert len(pngs) == 12 and Image.open(pngs[0]).size == (32, 32)
+    rec = json.loads((out / "samples.json").read_text())
+    assert [r["file"] for r in rec] == [p.name for p in pngs]
+    assert {r["drawn_for"] for r in rec} == {"fruit", "clip"}  # 12 draws, two sources: both (p = 1 - 2^-11)
+    for r in rec:  # every decay is one that source's training images hold
+        held = train.decay[train.source == r["drawn_for"]]
+        assert np.isclose(held, r["decay"], atol=1e-4).any(), r
+    assert len({r["decay"] for r in rec}) > 1  # drawn, not one fixed value
+    # --decay keeps its meaning: one value for every image.
+    assert cli.main(["sample", "--model", str(pipeline["model"]), "--n", "2", "--decay", "0.3",
+                     "--out", str(tmp_path / "fixed")]) == 0
+    assert [r["decay"] for r in json.loads((tmp_path / "fixed" / "samples.json").read_text())] == [0.3, 0.3]
     # A step count the manifest does not list is an error naming the key, not a guess.
     assert cli.main(["sample", "--model", str(pipeline["model"]), "--steps", "3", "--n", "1",
                      "--out", str(out)]) == 2
-    m = evaluate(pipeline["model"], pipeline["cache"], featnet=tmp_path / "f.pt", n=4, generated=6, walks=1,
-                 featnet_steps=5, student_steps=(1, 2), boots=50)
-    assert m["samples"]["generated_per_model"] == 6 and m["samples"]["bootstrap"] == 50
-    r = m["kid_ratios"]["student_2/teacher_35"]
-    lo, hi = r["ci90"]  # an end is None (unbounded) when the teacher's KID reaches zero
-    assert r["goal"] == 1.25 and 0.0 <= r["p_le_goal"] <= 1.0
-    assert (lo is None or hi is None or lo <= hi) and r["excess"]["ci90"][0] <= r["excess"]["ci90"][1]
+    # A model without recorded distributions: a clear error, unless --decay is given.
+    assert cli.main(["sample", "--model", str(tiny_model), "--n", "1", "--out", str(tmp_path / "t")]) == 2
+    assert cli.main(["sample", "--model", str(tiny_model), "--n", "1", "--decay", "0.5",
+                     "--out", str(tmp_path / "t")]) == 0
+
+
+def test_evaluate_writes_inception_metrics_per_subject(pipeline, tmp_path):
+    import shutil
+
+    from export.evaluate import evaluate
+    from export.inception import WEIGHTS_SHA1
+
+    model = tmp_path / "model"
+    shutil.copytree(pipeline["model"], model)
+    cache64 = tmp_path / "c64.npz"
+    assert cli.main(["footage", str(pipeline["src"]), "--cache", str(cache64), "--resolution", "64",
+                     "--holdout", "0.3", "--dedup", "0"]) == 0
+    # A cache at another resolution than the images measured: refused before any work, naming it.
+    with pytest.raises(ValueError, match=r"c64.npz: holds 64x64 images.*--resolution 32"):
+        evaluate(model, cache64, walks=0)
+    with pytest.raises(ValueError, match=r"cache.npz: holds 32x32 images.*larger than"):
+        evaluate(model, pipeline["cache"], upscaled_caches=[pipeline["cache"]])
+    m = evaluate(model, pipeline["cache"], featnet=tmp_path / "f.pt", generated=4, per_subject=2, walks=1,
+                 featnet_steps=5, student_steps=(1, 2), boots=50, upscaled_caches=[cache64])
+    mf = json.loads((model / "manifest.json").read_text())
+    assert mf["metrics"] == json.loads(json.dumps(m))
+    up = m["upscaled"]["64"]  # the same images, bicubic-upscaled, against photographs read at 64x64
+    for block, side in ((m, 32), (up, 64)):
+        assert "InceptionV3" in block["features"]["kind"] and block["features"]["sha1"] == WEIGHTS_SHA1
+        assert block["resolution"] == [side, side] and block["bootstrap"] == 50
+        assert {"teacher_35", "student_1", "student_2", "floor_train"} <= set(block["kid"])
+        assert all(np.isfinite(v) for v in block["kid"].values())
+        r = block["kid_ratios"]["student_2/teacher_35"]
+        lo, hi = r["ci90"]  # an end is None (unbounded) when the teacher's KID reaches zero
+        assert r["goal"] == 1.25 and 0.0 <= r["p_le_goal"] <= 1.0
+        assert (lo is None or hi is None or lo <= hi) and r["excess"]["ci90"][0] <= r["excess"]["ci90"][1]
+        assert set(block["by_subject"]) == {"fruit", "clip"}
+    assert m["samples"]["student_2"] == 4 and m["resized"] is None and "bicubic" in up["resized"]
+    test = load_cache(pipeline["cache"]).heldout_part("test")  # the split hashes paths: varies with tmp dirs
+    for s, b in m["by_subject"].items():
+        n_ref = int((test.source == s).sum())
+        assert b["samples"]["reference"] == n_ref
+        if n_ref >= 2:  # enough held-out images of the subject: its own panel
+            assert b["samples"]["student_2"] >= 2 and "floor_train" in b["kid"]
+        else:
+            assert "kid" not in b and "KID needs at least 2" in b["note"]
+    sec = m["secondary_featnet"]
+    assert "NOT Inception" in sec["features"]["kind"] and {"student_2", "floor_train"} <= set(sec["kid"])
+    assert (model / "eval" / "grid_student_2.png").exists() and (model / "eval" / "walks.png").exists()
+
+
+def test_tune_chooses_by_inception_kid_and_onnx_takes_it(pipeline, tmp_path):
     # `tune` picks weights and sigmas on the held-out validation half; `onnx` takes its JSON.
     tuned = tmp_path / "tuned.json"
-    assert cli.main(["tune", "--cache", str(pipeline["cache"]), "--run", str(pipeline["run"]), "--featnet",
-                     str(tmp_path / "f.pt"), "--n", "4", "--seeds", "2", "--out", str(tuned)]) == 0
+    assert cli.main(["tune", "--cache", str(pipeline["cache"]), "--run", str(pipeline["run"]), "--n", "2",
+                     "--seeds", "1", "--out", str(tuned)]) == 0
     t = json.loads(tuned.read_text())
-    assert t["search"]["seeds"] == 2
+    assert t["search"]["seeds"] == 1 and "InceptionV3" in t["search"]["features"]
     assert t["weights"] in ("ema", "model") and len(t["steps"]["2"]) == 2 and t["steps"]["2"][0] == 80.0
     out2 = tmp_path / "m2"
     assert cli.main(["onnx", "--run", str(pipeline["run"]), "--out", str(out2), "--no-latency",
@@ -202,10 +263,8 @@ def test_sample_and_evaluate_through_firmware_runtime(pipeline, tmp_path):
     mf2 = json.loads((out2 / "manifest.json").read_text())
     assert mf2["networks"]["student"]["steps"]["2"] == t["steps"]["2"]
     assert mf2["training"]["distill"]["exported_weights"] == t["weights"]
-    assert {"teacher_35", "student_1", "student_2", "train_vs_heldout"} <= set(m["kid"])
-    assert all(np.isfinite(v) for v in m["kid"].values())
-    held = len(load_cache(pipeline["cache"]).heldout_part("test"))  # the split hashes paths: varies with tmp dirs
-    assert json.loads((pipeline["model"] / "manifest.json").read_text())["metrics"]["samples"]["reference"] == min(4, held)
+    assert mf2["decay_distribution"]["by_source"].keys() == {"fruit", "clip"}
+    assert "decay_distribution" not in mf2["training"]["data"]  # recorded once, at the top
 
 
 def test_torchrun_ddp_world_size_1_gloo(pipeline, tmp_path):

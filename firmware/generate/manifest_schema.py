@@ -140,6 +140,7 @@ class Manifest(_Strict):
     tools: Info = None
     credits: Info = None
     data_summary: Info = None
+    decay_distribution: Info = None  # per-source decay quantiles, read by `humus-export sample`
     stages: Info = None              # the cascade's stages, checked by stages.py (a broken one is a fault)
 
     @model_validator(mode="after")
