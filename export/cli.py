@@ -100,7 +100,8 @@ def _decay_dist(a):
 def _sample(a):
     from .sample import sample_to_folder
 
-    paths = sample_to_folder(a.model, a.steps, a.n, a.out, network=a.network, decay=a.decay, seed=a.seed)
+    paths = sample_to_folder(a.model, a.steps, a.n, a.out, network=a.network, decay=a.decay, seed=a.seed,
+                             subject=a.subject)
     print(f"wrote {len(paths)} images to {a.out}")
 
 
@@ -231,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=16)
     s.add_argument("--out", required=True)
     s.add_argument("--network", default="student")
+    s.add_argument("--subject", default=None, help="footage source to grow (default: drawn in equal proportion)")
     s.add_argument("--decay", type=float, default=None,
                    help="one decay value for every image (default: drawn per image from the manifest's per-source "
                         "training decay distributions, sources in equal proportion)")

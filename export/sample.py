@@ -86,10 +86,12 @@ def to_uint8(x: np.ndarray, value_range=(-1.0, 1.0)) -> np.ndarray:
 
 
 def sample_to_folder(model_dir, steps: int | None, n: int, out: str | Path, network: str = "student",
-                     decay: float | None = None, seed: int = 0) -> list[Path]:
+                     decay: float | None = None, seed: int = 0, subject: str | None = None) -> list[Path]:
     """Write n PNGs to ``out`` and ``samples.json`` (each file's decay and the source it was drawn
     for); returns the PNG paths. Without ``decay`` each image's decay value is drawn from the
-    manifest's per-source training decay distribution (export/decaydist.py)."""
+    manifest's per-source training decay distribution (export/decaydist.py). ``subject`` names the
+    footage source to grow (and to draw decay from); without it subjects are drawn in equal
+    proportion. A model with subjects is conditioned on each image's subject."""
     import json
 
     from PIL import Image
@@ -98,14 +100,23 @@ def sample_to_folder(model_dir, steps: int | None, n: int, out: str | Path, netw
 
     out = Path(out)
     gen = Generator(model_dir, network)
+    mf_path = Path(model_dir) / "manifest.json"
+    block = json.loads(mf_path.read_text()).get(KEY) or {}
+    known = sorted(set(gen.info.subjects) | set(block.get("by_source") or {}))
+    if subject is not None and subject not in known:
+        raise ValueError(f"{mf_path}: no subject {subject!r} (has {known or 'none'})")
+    if subject is not None and block.get("by_source"):
+        block = {**block, "by_source": {k: v for k, v in block["by_source"].items() if k == subject}}
+    rng = np.random.default_rng([seed, 2])
     if decay is None:
-        mf_path = Path(model_dir) / "manifest.json"
-        dec, src = draw(json.loads(mf_path.read_text()).get(KEY), n, np.random.default_rng([seed, 2]),
-                        where=str(mf_path))
+        dec, src = draw(block, n, rng, where=str(mf_path))
     else:
-        dec, src = np.full(n, decay, np.float32), [None] * n
+        names = [subject] if subject is not None else list(gen.info.subjects)
+        src = [names[i] for i in rng.integers(len(names), size=n)] if names else [None] * n
+        dec = np.full(n, decay, np.float32)
+    subj = [gen.subject_index(s) for s in src] if gen.info.subjects else None
     out.mkdir(parents=True, exist_ok=True)
-    imgs = gen.generate_many(n, steps, decay=dec, seed=seed)
+    imgs = gen.generate_many(n, steps, decay=dec, seed=seed, subject=subj)
     paths, record = [], []
     for i, im in enumerate(imgs):
         p = out / f"{network}_{steps or 'default'}_{i:04d}.png"
