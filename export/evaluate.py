@@ -179,7 +179,10 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
     ev = model_dir / "eval"
     ev.mkdir(parents=True, exist_ok=True)
     mf = read_manifest(model_dir)
-    native = int(mf["resolution"][0])
+    from firmware.generate.manifest import load_model_dir
+    # Measured as the wall shows it: at the cascade's output resolution when the model has a stage
+    # (the Generator runs it, as the box does), else at the generator's own.
+    native = int(load_model_dir(model_dir).output_resolution[0])
     full = _cache_at(cache, native, native)
     # Every cache is checked before the long measurement starts.
     bigger = [(c, _cache_at(c, None, native)) for c in upscaled_caches]
