@@ -303,12 +303,11 @@ def jetson_estimate(flops_per_eval: float, bytes_per_eval: float, steps: int, si
 
 
 def run_bench(args) -> int:
-    from firmware.cli import _load
-    from firmware.config import DisplayHeadless
+    from firmware.config import DisplayHeadless, load_config_or_exit
     from firmware.generate.engines import open_engine
     from firmware.generate.manifest import ModelError, load_model_dir
 
-    config = _load(args)
+    config = load_config_or_exit(getattr(args, "config", None))
     d = config.display
     config = config.model_copy(update={"display": DisplayHeadless(width=d.width, height=d.height,
                                                                   fps=d.fps)})

@@ -19,12 +19,8 @@ from firmware import __version__
 
 
 def _load(args):
-    from firmware.config import ConfigError, load_config
-    try:
-        return load_config(getattr(args, "config", None))
-    except ConfigError as exc:
-        print(f"humus: {exc}", file=sys.stderr)
-        raise SystemExit(2)
+    from firmware.config import load_config_or_exit
+    return load_config_or_exit(getattr(args, "config", None))
 
 
 def cmd_check_config(args) -> int:

@@ -516,6 +516,16 @@ def load_config(path: str | Path | None = None, *, search: bool = True) -> Confi
     return _resolve_relative_paths(config, found.parent)
 
 
+def load_config_or_exit(path: str | Path | None) -> Config:
+    """The commands' way in (run, bench, safe): a config that does not load ends the command with
+    its message and exit status 2, never a traceback."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"humus: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def _resolve_relative_paths(config: Config, base: Path) -> Config:
     """Relative paths in a config file are relative to that file, not to wherever the box started."""
     def fix(p):
