@@ -80,7 +80,7 @@ def bench_stages(config, model, seconds: float) -> dict:
     from firmware.render import noise as nz
     from firmware.render.compositor import Compositor
     from firmware.show.lights import LightLevel, render_universe
-    from firmware.show.machine import Cue
+    from firmware.show.machine import Cue, State
 
     W, H = config.display.width, config.display.height
     side = model.resolution[1] if model else 64
@@ -96,12 +96,12 @@ def bench_stages(config, model, seconds: float) -> dict:
     out = display.present  # the upload to the projector (pygame blit+flip, or headless copy)
     dmx = SimDmxTransport(max_frames=1000)
     universe = render_universe(config.lights.fixtures, LightLevel(0.5, (1, 0.5, 0.2), 0.0))
-    cue = Cue("immersion", 0.5, 1, 3.0, 1.0, 0.0, 0.0, 0.95)
+    cue = Cue(State.IMMERSION, 0.5, 1, 3.0, 1.0, 0.0, 0.0, 0.95)
     k = [0]
 
     def compose_uncached():
         k[0] += 1  # new image every time: the worst case, an upscale per frame
-        comp.compose(Cue("emergence", 0.5, 1, 1.0, 0, 0, 0.5, 0.7), camera_full, camera_full,
+        comp.compose(Cue(State.EMERGENCE, 0.5, 1, 1.0, 0, 0, 0.5, 0.7), camera_full, camera_full,
                      vn.screen_u8, gen_u8, ("bench", k[0]))
     t = lambda fn: _stats(_timeit(fn, seconds / 8))  # noqa: E731
     res = {

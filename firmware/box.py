@@ -32,7 +32,7 @@ from firmware.render import noise as nz
 from firmware.render.compositor import Compositor
 from firmware.render.footage import FootageError, FootagePlayer, footage_path, load_footage
 from firmware.show.lights import light_level, safe_universe
-from firmware.show.machine import ShowState, Timings, step_show
+from firmware.show.machine import ShowState, State, Timings, step_show
 from firmware.show.presence import PresenceParams, PresenceState, update_presence
 from firmware.show.subjects import drift_subject, pick_subject, subject_weights
 
@@ -45,7 +45,7 @@ DRIFT_FPS = 8.0   # drift images per second requested while idle (the walk is sl
 @dataclass
 class Trace:
     """What happened, for the preview, tests and the field tech: state changes and DMX frames."""
-    states: list[tuple[float, str, int]] = field(default_factory=list)
+    states: list[tuple[float, State, int]] = field(default_factory=list)
     faults: list[tuple[float, str]] = field(default_factory=list)
 
 
@@ -124,7 +124,7 @@ class Box(VenueSteps):
         self._cam_key = None
         self._cam_display: np.ndarray | None = None
         self._drift_requested_at = -math.inf
-        self._prev_state = "idle"
+        self._prev_state = State.IDLE
         self._u8_cache: dict[str, tuple] = {}
         self.frames = 0
         self.frame_times: list[float] = []
@@ -220,12 +220,12 @@ class Box(VenueSteps):
         inputs = self.venue.inputs
         if inputs.triggers != self._triggers_seen:
             self._triggers_seen = inputs.triggers
-            if self.show_state.state == "idle":   # a trigger starts a sequence, cooldown or not
-                self.show_state = ShowState("approach", now, self.show_state.visitor + 1)
+            if self.show_state.state == State.IDLE:   # a trigger starts a sequence, cooldown or not
+                self.show_state = ShowState(State.APPROACH, now, self.show_state.visitor + 1)
                 self._forced_visitor = self.show_state.visitor
         # a triggered sequence plays in full, as if its visitor stayed until the hold was over
         forced = (self._forced_visitor == self.show_state.visitor
-                  and self.show_state.state in ("approach", "immersion", "emergence", "hold"))
+                  and self.show_state.state in (State.APPROACH, State.IMMERSION, State.EMERGENCE, State.HOLD))
         present = self.presence_state.present or inputs.visitor or forced
         self.show_state, cue = step_show(self.timings, self.show_state, present, now)
         self.cue = cue
@@ -247,7 +247,7 @@ class Box(VenueSteps):
             generated = self._u8(("gen", gen_key), vres.preds[k])
         eps = self._noise.screen_u8 if self._noise is not None and self._noise_visitor == cue.visitor else None
         if (vres is not None and vres.visitor == cue.visitor and vres.failed is not None
-                and cue.state in ("emergence", "hold")):
+                and cue.state in (State.EMERGENCE, State.HOLD)):
             eps = None  # this visitor's generation failed: show the idle, not a still sea of noise
         frame = self.compositor.compose(cue, idle, camera, eps, generated, gen_key)
         self.display.present(frame)
@@ -274,7 +274,7 @@ class Box(VenueSteps):
     @staticmethod
     def _shown_step(cue, n_steps: int, n_done: int) -> int:
         """Which prediction the emergence shows: reveal walks through the steps; never one not done."""
-        want = n_steps - 1 if cue.state != "emergence" else min(n_steps - 1, int(cue.reveal * n_steps))
+        want = n_steps - 1 if cue.state != State.EMERGENCE else min(n_steps - 1, int(cue.reveal * n_steps))
         return min(want, n_done - 1)
 
     def _camera_picture(self) -> np.ndarray | None:
@@ -304,12 +304,12 @@ class Box(VenueSteps):
     # ------------------------------------------------------------------ generation requests
     def _visitor_work(self, cue, now: float) -> None:
         self._noise_work(cue)
-        if cue.state == "idle" or self.model is None:
+        if cue.state == State.IDLE or self.model is None:
             return
         # Once the visitor is immersed, grow their images from their noise (off this thread).
         # A failed generation (a transient engine error) is tried again while there is still
         # a sequence to show it in; after VISITOR_TRIES the emergence shows the idle instead.
-        if cue.state not in ("immersion", "emergence") or self._noise_visitor != cue.visitor:
+        if cue.state not in (State.IMMERSION, State.EMERGENCE) or self._noise_visitor != cue.visitor:
             return
         if self._job_visitor == cue.visitor:
             res = self.worker.visitor_result.get()
@@ -324,7 +324,7 @@ class Box(VenueSteps):
     def _noise_work(self, cue) -> None:
         """Each visitor gets one noise field, at display and model resolution. It is made while the
         box is idle, for the visitor who has not come yet, so a trigger costs the display nothing."""
-        want = cue.visitor + 1 if cue.state == "idle" else cue.visitor
+        want = cue.visitor + 1 if cue.state == State.IDLE else cue.visitor
         if self._noise_visitor == want:
             return
         future = self._noise_future
@@ -371,7 +371,7 @@ class Box(VenueSteps):
         return pick_subject(self.subject_weights, visitor)
 
     def _drift_work(self, now: float) -> None:
-        if self.model is None or self.show_state.state not in ("idle", "release", "approach"):
+        if self.model is None or self.show_state.state not in (State.IDLE, State.RELEASE, State.APPROACH):
             return
         if now - self._drift_requested_at < 1.0 / DRIFT_FPS or self.worker.busy:
             return
@@ -392,9 +392,9 @@ class Box(VenueSteps):
     def _lights(self, cue, now: float) -> None:
         looks = self.config.lights.looks
         since = now - self.show_state.since
-        prev = self.trace.states[-2][1] if len(self.trace.states) >= 2 else "idle"
-        if prev == "closed":
-            prev = "idle"   # opening: fade up from the idle look's place
+        prev = self.trace.states[-2][1] if len(self.trace.states) >= 2 else State.IDLE
+        if prev == State.CLOSED:
+            prev = State.IDLE   # opening: fade up from the idle look's place
         level = light_level(looks, cue.state, prev, since, self.config.lights.fade_s, cue.noise_level)
         self._send_universe(level)
 

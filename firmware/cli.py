@@ -140,6 +140,7 @@ def _appliance_hooks(config):
     """sd_notify (a no-op off systemd) and the status file `humus status` reads."""
     from firmware.appliance.sdnotify import Notifier
     from firmware.appliance.statusfile import StatusWriter
+    from firmware.show.machine import State
     writer = StatusWriter(config.status.path)
     reported_faults = 0
 
@@ -153,7 +154,7 @@ def _appliance_hooks(config):
             venue["detected"] = box.auto.status()
         writer.update(**venue)
         writer.update(state="running" if all(d["ok"] for d in health.values()) else "degraded",
-                      show=("closed" if not box.venue_now.open else cue.state) if cue else None,
+                      show=(State.CLOSED if not box.venue_now.open else cue.state) if cue else None,
                       fps=round(len(recent) / max(1e-6, sum(recent)), 1) if recent else 0.0,
                       engine=box.engine.describe() if box.engine else None, devices=health,
                       model={"name": box.model.name, "network": box.net.name} if box.model else None)

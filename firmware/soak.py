@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware.show.machine import State
+
 log = logging.getLogger("humus.soak")
 
 REPO = Path(__file__).resolve().parent.parent
@@ -459,7 +461,7 @@ class Soak:
         t_show0, t_real0 = clock.now(), time.monotonic()
         self.next_fault = t_show0 + self.rng.expovariate(1.0 / opts.fault_every_s)
         # what the per-frame checks remember between frames
-        self.prev_state, self.prev_hash, self.still_since = "idle", None, clock.now()
+        self.prev_state, self.prev_hash, self.still_since = State.IDLE, None, clock.now()
         self.near_since, self.presence_ok_since, self.dmx_window = None, clock.now(), None
         self.last_success, self.seen_result = -math.inf, None
         self.faults_seen = {k: 0 for k in ("camera", "presence", "dmx", "display", "generator")}
@@ -485,12 +487,12 @@ class Soak:
             self._schedule(now, ending=ending_since is not None)
             rig.drive_devices(now)
             frame = self._step()
-            state = box.cue.state if box.cue else "idle"
+            state = box.cue.state if box.cue else State.IDLE
             self._check_frame(now, frame, state, period)
             self._track_faults(now)
             # -- cycles, memory --
-            reached_hold = reached_hold or state == "hold"
-            if self.prev_state != "idle" and state == "idle":
+            reached_hold = reached_hold or state == State.HOLD
+            if self.prev_state != State.IDLE and state == State.IDLE:
                 cycles += 1
                 full_cycles += reached_hold
                 reached_hold = False
@@ -548,7 +550,7 @@ class Soak:
             if frame.shape != (self.opts.height, self.opts.width, 3) or frame.dtype != np.uint8:
                 self.violate("frame shape", now, str(frame.shape))
             h = zlib.crc32(frame.data)
-            if h != self.prev_hash or state != self.prev_state or state == "hold":
+            if h != self.prev_hash or state != self.prev_state or state == State.HOLD:
                 self.still_since = now
             elif now - self.still_since > STILL_S:
                 self.violate("picture stands still", now, state)
@@ -557,8 +559,8 @@ class Soak:
         if not box.display.gone and box.display.frames_shown != self.shown + 1:
             self.violate("frame not presented", now)
         self.shown = box.display.frames_shown
-        dur = {"approach": SHOW["approach_s"], "immersion": SHOW["immersion_s"],
-               "emergence": SHOW["emergence_s"], "hold": SHOW["hold_s"], "release": SHOW["release_s"]}
+        dur = {State.APPROACH: SHOW["approach_s"], State.IMMERSION: SHOW["immersion_s"],
+               State.EMERGENCE: SHOW["emergence_s"], State.HOLD: SHOW["hold_s"], State.RELEASE: SHOW["release_s"]}
         if state in dur and now - box.show_state.since > dur[state] + 1.5 * period:
             self.violate("state held too long", now, state)
         # Idle only while nobody is there: a visitor the sensor can see (no presence fault lately)
@@ -568,7 +570,7 @@ class Soak:
                 not box.presence.health.ok:
             self.presence_ok_since = now
         wait = SHOW["dwell_s"] + 0.5 + (0.5 if rig.pty else 0.0)
-        if state == "idle" and self.near_since is not None and now - self.near_since > wait and \
+        if state == State.IDLE and self.near_since is not None and now - self.near_since > wait and \
                 now - self.presence_ok_since > wait and now > box.show_state.cooldown_until + wait:
             self.violate("idle with a visitor", now)
             self.near_since = now
