@@ -200,11 +200,11 @@ def bench_trigger(config, trials: int = 40) -> dict:
             box.show_state = ShowState(since=box.clock.now(), visitor=box.show_state.visitor)
             box.presence_state = PresenceState()
             box.presence.latest = lambda: Reading(10.0, box.clock.now())  # nobody near
-            box._drift_requested_at = math.inf  # hold the idle picture still, so any change is ours
+            box.generation.hold_drift()  # the idle picture stands still, so any change is ours
             # A real idle lasts at least the cooldown: long enough to have the next visitor's noise
             # ready (the box prepares it while idle). Wait for that, as the venue would.
             deadline = time.perf_counter() + 3.0
-            while box._noise_visitor != box.show_state.visitor + 1 and time.perf_counter() < deadline:
+            while box.generation.noise_visitor != box.show_state.visitor + 1 and time.perf_counter() < deadline:
                 box.step()
                 time.sleep(period)
             for _ in range(3):

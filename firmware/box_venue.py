@@ -27,9 +27,7 @@ class VenueSteps:
         self.venue.publish(State.CLOSED, False, 0.0, self.trace.faults)
         if self._dark is None:
             self._dark = np.zeros((self.height, self.width, 3), np.uint8)
-        self.display.present(self._dark)
-        if self.recorder is not None:
-            self.recorder.write(self._dark)
+        self._to_sinks(self._dark)
         look = self.config.schedule.closed_look if self.config.schedule else None
         level = LightLevel(look.intensity, tuple(look.color), 0.0) if look else LightLevel(0.0, (0, 0, 0), 0.0)
         self._send_universe(level)

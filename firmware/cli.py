@@ -88,8 +88,8 @@ def cmd_run(args) -> int:
         notifier, status = _appliance_hooks(config)
     if args.record:
         from firmware.render.recorder import Recorder
-        box.recorder = Recorder(args.record, config.display.width, config.display.height,
-                                config.display.fps, scale=args.record_scale)
+        box.attach_recorder(Recorder(args.record, config.display.width, config.display.height,
+                                     config.display.fps, scale=args.record_scale))
     try:
         if offline:
             stats = run_offline(box, duration)

@@ -131,7 +131,7 @@ def heal(rig, f: Fault) -> None:
         box.display.gone = False
     elif k == "disk_full":
         rig.disk.full = False
-    f.mark = {"cam": box._cam_key, "sent": box.dmx.sent, "shown": box.display.frames_shown,
+    f.mark = {"cam": box.camera_picture.key, "sent": box.dmx.sent, "shown": box.display.frames_shown,
               "opens": getattr(box.presence, "opens", 0),
               "widget": rig.widget.frames if rig.widget else 0,
               "write": rig.writer._last_write or 0.0}
@@ -150,7 +150,7 @@ def is_back(rig, f: Fault, now: float, last_success: float) -> bool:
     if unhealthy(rig, k):
         return False
     if k.startswith("camera"):
-        return box._cam_key is not None and box._cam_key != m["cam"]
+        return box.camera_picture.key is not None and box.camera_picture.key != m["cam"]
     if k in ("sensor_garbage", "sensor_silent", "radar_unplug"):
         ps = box.presence_state
         if ps.stale or (k == "radar_unplug" and box.presence.opens <= m["opens"]):
