@@ -55,23 +55,13 @@ class Rig:
         self.status, self.writer = self._status_hook(workdir / "status.json")
 
     def _status_hook(self, path: Path):
-        """What the runtime does every frame (cli._appliance_hooks), with the writer on show time so
-        an accelerated soak writes (and meets a full disk) as often as a box does."""
+        """What the runtime does every frame (cli._appliance_hooks: the same publisher), with the
+        writer on show time so an accelerated soak writes (and meets a full disk) as often as a box does."""
         from firmware.appliance.statusfile import StatusWriter
+        from firmware.status_publisher import StatusPublisher
         clock = self.clock
         writer = StatusWriter(path, clock=lambda: 1.7e9 + clock.now(), min_interval=1.0)
-        reported = [0]
-
-        def status(box) -> None:
-            health = box.devices_health()
-            writer.update(state="running" if all(d["ok"] for d in health.values()) else "degraded",
-                          show=box.cue.state if box.cue else None, engine=box.engine.describe(),
-                          devices=health, model={"name": box.model.name, "network": box.net.name})
-            for _, text in box.trace.faults[reported[0]:]:
-                writer.fault(text)
-            reported[0] = len(box.trace.faults)
-            writer.flush()
-        return status, writer
+        return StatusPublisher(writer), writer
 
     def truth(self, t: float) -> float:
         return truth_at(self._st, self._sd, t - 1000.0)
