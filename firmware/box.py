@@ -247,7 +247,7 @@ class Box(VenueSteps):
         return cue
 
     def _compose(self, cue, now: float) -> np.ndarray:
-        camera = self.camera_picture.update(self.camera.latest(), getattr(self.config.camera, "mirror", False))
+        camera = self.camera_picture.update(self.camera.latest(), self.config.camera.mirror)
         idle = self._idle_picture(now)
         generated, gen_key, eps = self.generation.visitor_pictures(cue)
         return self.compositor.compose(cue, idle, camera, eps, generated, gen_key)
@@ -299,8 +299,7 @@ class Box(VenueSteps):
 
     def close(self) -> None:
         try:
-            self.dmx.send_final(safe_universe(self.config.lights, self.config.dmx.safe_look
-                                              if hasattr(self.config.dmx, "safe_look") else "blackout",
+            self.dmx.send_final(safe_universe(self.config.lights, self.config.dmx.safe_look,
                                               self.dmx.channels))
         except Exception as exc:  # shutting down: report, never raise
             log.warning("could not send the safe look: %s", exc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, model_validator
 
@@ -95,6 +95,9 @@ class CameraPicamera2(_CameraCommon):
 
 class CameraNone(Section):
     type: Literal["none"]
+    # What the box reads from every camera section, fixed here: class constants, not fields, so
+    # `[camera] type = "none"` accepts no other key and check-config prints none.
+    mirror: ClassVar[bool] = False
 
 
 class CameraAuto(_CameraCommon):
@@ -231,6 +234,12 @@ class DmxSacn(_DmxCommon):
 
 class DmxNone(Section):
     type: Literal["none"]
+    # What the box reads from every DMX section, fixed here (class constants, not fields, as for
+    # CameraNone): nothing is sent, so the sender keeps its default rate and the safe look is dark.
+    rate_hz: ClassVar[float] = 40.0
+    channels: ClassVar[int] = 512
+    safe_look: ClassVar[str] = "blackout"
+    own_process: ClassVar[bool] = False
 
 
 class DmxAuto(_DmxCommon):

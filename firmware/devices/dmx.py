@@ -17,10 +17,10 @@ __all__ = ["BACKENDS", "DmxSender", "DmxTransport", "NullTransport", "SentFrame"
 def open_dmx(cfg, clock, isolate: bool = False):
     """The sender for a [dmx] section. With `isolate` (the box on the real clock), a real transport
     with `own_process = true` is driven from a process of its own (see dmx_process.py)."""
-    if isolate and getattr(cfg, "own_process", False) and cfg.type not in ("sim", "none"):
+    if isolate and cfg.own_process and cfg.type not in ("sim", "none"):
         from firmware.devices.dmx_process import DmxProcessSender  # multiprocessing only where used
         return DmxProcessSender(cfg)
     transport = BACKENDS[cfg.type](cfg, clock)
-    channels = getattr(cfg, "channels", 512)
-    rate = getattr(cfg, "rate_hz", 40.0)
+    channels = cfg.channels
+    rate = cfg.rate_hz
     return DmxSender(transport, clock, rate_hz=rate, channels=channels)
