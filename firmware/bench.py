@@ -80,7 +80,7 @@ def bench_stages(config, model, seconds: float) -> dict:
     from firmware.render import noise as nz
     from firmware.render.compositor import Compositor
     from firmware.show.lights import LightLevel, render_universe
-    from firmware.show.machine import Cue
+    from firmware.show.machine import Cue, State
 
     W, H = config.display.width, config.display.height
     side = model.resolution[1] if model else 64
@@ -96,12 +96,12 @@ def bench_stages(config, model, seconds: float) -> dict:
     out = display.present  # the upload to the projector (pygame blit+flip, or headless copy)
     dmx = SimDmxTransport(max_frames=1000)
     universe = render_universe(config.lights.fixtures, LightLevel(0.5, (1, 0.5, 0.2), 0.0))
-    cue = Cue("immersion", 0.5, 1, 3.0, 1.0, 0.0, 0.0, 0.95)
+    cue = Cue(State.IMMERSION, 0.5, 1, 3.0, 1.0, 0.0, 0.0, 0.95)
     k = [0]
 
     def compose_uncached():
         k[0] += 1  # new image every time: the worst case, an upscale per frame
-        comp.compose(Cue("emergence", 0.5, 1, 1.0, 0, 0, 0.5, 0.7), camera_full, camera_full,
+        comp.compose(Cue(State.EMERGENCE, 0.5, 1, 1.0, 0, 0, 0.5, 0.7), camera_full, camera_full,
                      vn.screen_u8, gen_u8, ("bench", k[0]))
     t = lambda fn: _stats(_timeit(fn, seconds / 8))  # noqa: E731
     res = {
@@ -200,11 +200,11 @@ def bench_trigger(config, trials: int = 40) -> dict:
             box.show_state = ShowState(since=box.clock.now(), visitor=box.show_state.visitor)
             box.presence_state = PresenceState()
             box.presence.latest = lambda: Reading(10.0, box.clock.now())  # nobody near
-            box._drift_requested_at = math.inf  # hold the idle picture still, so any change is ours
+            box.generation.hold_drift()  # the idle picture stands still, so any change is ours
             # A real idle lasts at least the cooldown: long enough to have the next visitor's noise
             # ready (the box prepares it while idle). Wait for that, as the venue would.
             deadline = time.perf_counter() + 3.0
-            while box._noise_visitor != box.show_state.visitor + 1 and time.perf_counter() < deadline:
+            while box.generation.noise_visitor != box.show_state.visitor + 1 and time.perf_counter() < deadline:
                 box.step()
                 time.sleep(period)
             for _ in range(3):
@@ -303,12 +303,11 @@ def jetson_estimate(flops_per_eval: float, bytes_per_eval: float, steps: int, si
 
 
 def run_bench(args) -> int:
-    from firmware.cli import _load
-    from firmware.config import DisplayHeadless
+    from firmware.config import DisplayHeadless, load_config_or_exit
     from firmware.generate.engines import open_engine
     from firmware.generate.manifest import ModelError, load_model_dir
 
-    config = _load(args)
+    config = load_config_or_exit(getattr(args, "config", None))
     d = config.display
     config = config.model_copy(update={"display": DisplayHeadless(width=d.width, height=d.height,
                                                                   fps=d.fps)})

@@ -76,6 +76,7 @@ def bench_osc(trials: int = 10) -> dict:
     from firmware.clock import RealClock
     from firmware.config import parse_config
     from firmware.runner import Stopper, run_realtime
+    from firmware.show.machine import State
 
     got: list[tuple[float, str, tuple]] = []
     d = Dispatcher()
@@ -97,7 +98,7 @@ def bench_osc(trials: int = 10) -> dict:
     try:
         time.sleep(0.5)
         for _ in range(trials):
-            while box.show_state.state != "idle":
+            while box.show_state.state != State.IDLE:
                 time.sleep(0.01)
             n_states = len(box.trace.states)
             got_before = len(got)
@@ -106,11 +107,11 @@ def bench_osc(trials: int = 10) -> dict:
             while len(box.trace.states) == n_states:
                 time.sleep(0.0005)
             to_state.append(box.trace.states[n_states][0] - t_send)
-            while not any(a == "/humus/state" and v == ("approach",) for _, a, v in got[got_before:]):
+            while not any(a == "/humus/state" and v == (State.APPROACH,) for _, a, v in got[got_before:]):
                 time.sleep(0.0005)
-            arrival = next(t for t, a, v in got[got_before:] if a == "/humus/state" and v == ("approach",))
+            arrival = next(t for t, a, v in got[got_before:] if a == "/humus/state" and v == (State.APPROACH,))
             round_trip.append(arrival - t_send)
-            while box.show_state.state not in ("hold", "release", "idle"):
+            while box.show_state.state not in (State.HOLD, State.RELEASE, State.IDLE):
                 time.sleep(0.01)
             time.sleep(0.05)
             noise = [t for t, a, _ in got[got_before:] if a == "/humus/noise"]

@@ -9,16 +9,12 @@ projector frame; everything it calls either returns at once or reads a latest va
 """
 from __future__ import annotations
 
-import json
 import logging
-import math
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from firmware.box_generation import DRIFT_FPS, VISITOR_TRIES, GenerationPlanner  # noqa: F401  (re-exported)
 from firmware.box_venue import VenueSteps
 from firmware.config import Config
 from firmware.devices.camera import NoCamera, open_camera
@@ -27,25 +23,22 @@ from firmware.devices.dmx import open_dmx
 from firmware.devices.presence import NoPresence, open_presence
 from firmware.generate.manifest import ModelError, ModelInfo, load_model_dir
 from firmware.generate.stages import Upsampler
-from firmware.generate.worker import DriftJob, GenerationWorker, VisitorJob, seeded_sigmas, slerp
-from firmware.render import noise as nz
+from firmware.generate.worker import GenerationWorker
+from firmware.render.camera_picture import CameraPicture
 from firmware.render.compositor import Compositor
 from firmware.render.footage import FootageError, FootagePlayer, footage_path, load_footage
 from firmware.show.lights import light_level, safe_universe
-from firmware.show.machine import ShowState, Timings, step_show
+from firmware.show.machine import ShowState, State, Timings, step_show
 from firmware.show.presence import PresenceParams, PresenceState, update_presence
-from firmware.show.subjects import drift_subject, pick_subject, subject_weights
+from firmware.show.subjects import subject_weights
 
 log = logging.getLogger("humus.box")
-
-VISITOR_TRIES = 3  # generations started per visitor before the emergence gives up on them
-DRIFT_FPS = 8.0   # drift images per second requested while idle (the walk is slow; 8 looks fluid)
 
 
 @dataclass
 class Trace:
     """What happened, for the preview, tests and the field tech: state changes and DMX frames."""
-    states: list[tuple[float, str, int]] = field(default_factory=list)
+    states: list[tuple[float, State, int]] = field(default_factory=list)
     faults: list[tuple[float, str]] = field(default_factory=list)
 
 
@@ -115,20 +108,16 @@ class Box(VenueSteps):
         if frames:
             self.footage = FootagePlayer(frames, show.footage_fps)
 
-        self._prep = ThreadPoolExecutor(1, thread_name_prefix="visitor-prep") if threaded else None
-        self._noise_future: Future | None = None
-        self._noise: nz.VisitorNoise | None = None
-        self._noise_visitor = -1
-        self._job_visitor = -1
-        self._job_tries = 0
-        self._cam_key = None
-        self._cam_display: np.ndarray | None = None
-        self._drift_requested_at = -math.inf
-        self._prev_state = "idle"
-        self._u8_cache: dict[str, tuple] = {}
+        self.generation = GenerationPlanner(self.worker, self.compositor, show, self.width, self.height,
+                                            threaded, self.started_at, self.subject_weights)
+        self.generation.use_model(self.model, self.net, self.sigmas)
+        self.camera_picture = CameraPicture(self.width, self.height)
+        self._prev_state = State.IDLE
         self.frames = 0
         self.frame_times: list[float] = []
         self.recorder = None
+        # Where each composed frame goes, in order: the projector, then (with --record) the file.
+        self.sinks = [self.display.present]
         from firmware.venue import Venue
         self.venue = Venue(config, clock, wall_start, t0=self.started_at)   # --start is the box's start
         self.venue_now = self.venue.update()
@@ -194,17 +183,38 @@ class Box(VenueSteps):
                 self._fault(f"model: warm-up failed ({type(exc).__name__}: {exc}); showing footage only")
                 self.worker.engine = self.engine = self.model = self.net = None
                 self.sigmas = ()
+                self.generation.use_model(None, None, ())
                 self.worker.health.ok, self.worker.health.detail = False, "no model: warm-up failed"
 
     # ------------------------------------------------------------------ the frame
     def step(self) -> np.ndarray:
+        """One projector frame: read the latest inputs, advance the show, ask for generation,
+        compose, and hand the frame to the sinks and the lights."""
         now = self.clock.now()
-        if self.auto is not None:
-            for role, section in self.auto.changes():
-                self._swap(role, section)
+        self._follow_plugs()
         self.venue_now = self.venue.update()
         if not self.venue_now.open:
             return self._closed_step(now)
+        present = self._read_presence(now)
+        cue = self._advance_show(present, now)
+        self.generation.request(cue, now, self.show_state.state, self.camera_picture.picture,
+                                self.decay, self.subject)
+        if not self.threaded:
+            self.worker.process_pending()
+        frame = self._compose(cue, now)
+        self._to_sinks(frame)
+        self._lights(cue, now)
+        self._prev_state = cue.state
+        self.frames += 1
+        return frame
+
+    def _follow_plugs(self) -> None:
+        if self.auto is not None:
+            for role, section in self.auto.changes():
+                self._swap(role, section)
+
+    def _read_presence(self, now: float) -> bool:
+        """Whether someone is there: the filtered sensor, an OSC visitor, or a triggered sequence."""
         reading = self.presence.latest()
         self.presence_state = update_presence(
             self.presence_params, self.presence_state,
@@ -220,43 +230,36 @@ class Box(VenueSteps):
         inputs = self.venue.inputs
         if inputs.triggers != self._triggers_seen:
             self._triggers_seen = inputs.triggers
-            if self.show_state.state == "idle":   # a trigger starts a sequence, cooldown or not
-                self.show_state = ShowState("approach", now, self.show_state.visitor + 1)
+            if self.show_state.state == State.IDLE:   # a trigger starts a sequence, cooldown or not
+                self.show_state = ShowState(State.APPROACH, now, self.show_state.visitor + 1)
                 self._forced_visitor = self.show_state.visitor
         # a triggered sequence plays in full, as if its visitor stayed until the hold was over
         forced = (self._forced_visitor == self.show_state.visitor
-                  and self.show_state.state in ("approach", "immersion", "emergence", "hold"))
-        present = self.presence_state.present or inputs.visitor or forced
+                  and self.show_state.state in (State.APPROACH, State.IMMERSION, State.EMERGENCE, State.HOLD))
+        return self.presence_state.present or inputs.visitor or forced
+
+    def _advance_show(self, present: bool, now: float):
         self.show_state, cue = step_show(self.timings, self.show_state, present, now)
         self.cue = cue
         self._note_state(now, cue.state, cue.visitor)
         self.venue.publish(cue.state, present, cue.noise_level, self.trace.faults)
         self.venue.publish_health(now, self.devices_health)
-        self._visitor_work(cue, now)
-        self._drift_work(now)
-        if not self.threaded:
-            self.worker.process_pending()
+        return cue
 
-        camera = self._camera_picture()
+    def _compose(self, cue, now: float) -> np.ndarray:
+        camera = self.camera_picture.update(self.camera.latest(), self.config.camera.mirror)
         idle = self._idle_picture(now)
-        vres = self.worker.visitor_result.get()
-        generated, gen_key = None, None
-        if vres is not None and vres.visitor == cue.visitor and vres.preds and vres.failed is None:
-            k = self._shown_step(cue, len(vres.sigmas), len(vres.preds))
-            gen_key = (cue.visitor, k)
-            generated = self._u8(("gen", gen_key), vres.preds[k])
-        eps = self._noise.screen_u8 if self._noise is not None and self._noise_visitor == cue.visitor else None
-        if (vres is not None and vres.visitor == cue.visitor and vres.failed is not None
-                and cue.state in ("emergence", "hold")):
-            eps = None  # this visitor's generation failed: show the idle, not a still sea of noise
-        frame = self.compositor.compose(cue, idle, camera, eps, generated, gen_key)
-        self.display.present(frame)
-        if self.recorder is not None:
-            self.recorder.write(frame)
-        self._lights(cue, now)
-        self._prev_state = cue.state
-        self.frames += 1
-        return frame
+        generated, gen_key, eps = self.generation.visitor_pictures(cue)
+        return self.compositor.compose(cue, idle, camera, eps, generated, gen_key)
+
+    def _to_sinks(self, frame: np.ndarray) -> None:
+        for sink in self.sinks:
+            sink(frame)
+
+    def attach_recorder(self, recorder) -> None:
+        """Record every frame the projector shows from now on; the box closes the recorder."""
+        self.recorder = recorder
+        self.sinks.append(recorder.write)
 
     def _note_state(self, now: float, state: str, visitor: int) -> None:
         if state != self._prev_state:
@@ -265,136 +268,22 @@ class Box(VenueSteps):
                 del self.trace.states[:2_000]
             log.info("state %s -> %s (visitor %d)", self._prev_state, state, visitor)
 
-    def _u8(self, key, images: np.ndarray) -> list[np.ndarray]:
-        """Model outputs as pictures, converted once per new image, not once per frame."""
-        if self._u8_cache.get(key[0], (None,))[0] != key:
-            self._u8_cache[key[0]] = (key, [nz.to_u8(img) for img in images])
-        return self._u8_cache[key[0]][1]
-
-    @staticmethod
-    def _shown_step(cue, n_steps: int, n_done: int) -> int:
-        """Which prediction the emergence shows: reveal walks through the steps; never one not done."""
-        want = n_steps - 1 if cue.state != "emergence" else min(n_steps - 1, int(cue.reveal * n_steps))
-        return min(want, n_done - 1)
-
-    def _camera_picture(self) -> np.ndarray | None:
-        frame = self.camera.latest()
-        if frame is None:
-            # Forget the last picture: a visitor must never be seeded with an earlier one (no camera:
-            # generation from pure noise).
-            self._cam_display = self._cam_key = None
-            return None
-        if self._cam_key != frame.seq:
-            img = frame.image[:, ::-1] if getattr(self.config.camera, "mirror", False) else frame.image
-            # live video: bilinear is enough and half the cost of bicubic at projector size
-            self._cam_display = nz.cover(img, self.width, self.height, smooth=False)
-            self._cam_key = frame.seq
-        return self._cam_display
-
     def _idle_picture(self, now: float) -> np.ndarray:
         t = now - self.started_at
         foot, foot_key = None, None
         if self.footage is not None:
             foot_key = self.footage.index_at(t)
             foot = self.footage.frames[foot_key]
-        dres = self.worker.drift_result.get()
-        drift = self._u8(("drift", dres.key), dres.images) if dres is not None else None
-        return self.compositor.idle_picture(t, foot, foot_key, drift, dres.key if dres else None)
-
-    # ------------------------------------------------------------------ generation requests
-    def _visitor_work(self, cue, now: float) -> None:
-        self._noise_work(cue)
-        if cue.state == "idle" or self.model is None:
-            return
-        # Once the visitor is immersed, grow their images from their noise (off this thread).
-        # A failed generation (a transient engine error) is tried again while there is still
-        # a sequence to show it in; after VISITOR_TRIES the emergence shows the idle instead.
-        if cue.state not in ("immersion", "emergence") or self._noise_visitor != cue.visitor:
-            return
-        if self._job_visitor == cue.visitor:
-            res = self.worker.visitor_result.get()
-            failed = res is not None and res.visitor == cue.visitor and res.failed is not None
-            if not failed or self._job_tries >= VISITOR_TRIES:
-                return
-        if self.worker.available:
-            self._job_tries = self._job_tries + 1 if self._job_visitor == cue.visitor else 1
-            self._job_visitor = cue.visitor
-            self.worker.submit_visitor(self._visitor_job(cue))
-
-    def _noise_work(self, cue) -> None:
-        """Each visitor gets one noise field, at display and model resolution. It is made while the
-        box is idle, for the visitor who has not come yet, so a trigger costs the display nothing."""
-        want = cue.visitor + 1 if cue.state == "idle" else cue.visitor
-        if self._noise_visitor == want:
-            return
-        future = self._noise_future
-        if future is not None:
-            if not future.done():
-                return
-            self._noise_future = None
-            noise, visitor = future.result()
-            if visitor == want:
-                self._noise, self._noise_visitor = noise, visitor
-                return
-        make = (lambda v=want: (self._make_noise(v), v))
-        if self._prep is not None:
-            self._noise_future = self._prep.submit(make)
-        else:
-            self._noise, self._noise_visitor = make()
-
-    def _make_noise(self, visitor: int) -> nz.VisitorNoise:
-        # Without a model the dissolve still runs (it is the show's forward process, not the model's
-        # output); the model-resolution half of the noise is then simply unused.
-        model_hw = self.model.resolution if self.model is not None else (64, 64)
-        return nz.make_visitor_noise(visitor * 1_000_003 + 17, self.compositor.tiles, self.width,
-                                     self.height, model_hw)
-
-    def _visitor_job(self, cue) -> VisitorJob:
-        show = self.config.show
-        seed = None
-        sigmas = self.sigmas
-        if show.seed_strength > 0 and self._cam_display is not None:
-            side = self.model_side
-            seed = np.stack([nz.from_u8(nz.resize(self._cam_display[t.y:t.y + t.h, t.x:t.x + t.w],
-                                                   side, side, smooth=False))
-                             for t in self.compositor.tiles])
-            sigmas = seeded_sigmas(self.sigmas, show.seed_strength, self.model.sigma_max)
-        return VisitorJob(visitor=cue.visitor, eps=self._noise.model_eps, sigmas=sigmas,
-                          sampler=self.net.sampler, decay=self.decay, seed_image=seed,
-                          strength=show.seed_strength, subject=self._subject_for(cue.visitor))
-
-    def _subject_for(self, visitor: int) -> int | None:
-        """The visitor's subject: the one a show controller named (/humus/subject), if the model has
-        it, else drawn by the configured weights."""
-        if self.model is not None and self.subject in self.model.subjects:
-            return self.model.subjects.index(self.subject)
-        return pick_subject(self.subject_weights, visitor)
-
-    def _drift_work(self, now: float) -> None:
-        if self.model is None or self.show_state.state not in ("idle", "release", "approach"):
-            return
-        if now - self._drift_requested_at < 1.0 / DRIFT_FPS or self.worker.busy:
-            return
-        self._drift_requested_at = now
-        t = (now - self.started_at) / self.config.show.drift_period_s
-        j, p = int(math.floor(t)), t - math.floor(t)
-        n = len(self.compositor.tiles)
-        shape = (n, self.model.channels, *self.model.resolution)
-        a = np.random.default_rng(j).standard_normal(shape, dtype=np.float32)
-        b = np.random.default_rng(j + 1).standard_normal(shape, dtype=np.float32)
-        sigmas = self.net.sigmas(min(self.net.steps)) if self.net.sampler == "consistency" else self.sigmas
-        self.worker.submit_drift(DriftJob(key=t, noise=slerp(a, b, p),
-                                          sigmas=sigmas, sampler=self.net.sampler,
-                                          decay=self.decay,
-                                          subject=drift_subject(self.subject_weights, j)))
+        drift, drift_key = self.generation.drift_pictures()
+        return self.compositor.idle_picture(t, foot, foot_key, drift, drift_key)
 
     # ------------------------------------------------------------------ lights
     def _lights(self, cue, now: float) -> None:
         looks = self.config.lights.looks
         since = now - self.show_state.since
-        prev = self.trace.states[-2][1] if len(self.trace.states) >= 2 else "idle"
-        if prev == "closed":
-            prev = "idle"   # opening: fade up from the idle look's place
+        prev = self.trace.states[-2][1] if len(self.trace.states) >= 2 else State.IDLE
+        if prev == State.CLOSED:
+            prev = State.IDLE   # opening: fade up from the idle look's place
         level = light_level(looks, cue.state, prev, since, self.config.lights.fade_s, cue.noise_level)
         self._send_universe(level)
 
@@ -410,8 +299,7 @@ class Box(VenueSteps):
 
     def close(self) -> None:
         try:
-            self.dmx.send_final(safe_universe(self.config.lights, self.config.dmx.safe_look
-                                              if hasattr(self.config.dmx, "safe_look") else "blackout",
+            self.dmx.send_final(safe_universe(self.config.lights, self.config.dmx.safe_look,
                                               self.dmx.channels))
         except Exception as exc:  # shutting down: report, never raise
             log.warning("could not send the safe look: %s", exc)
@@ -424,7 +312,6 @@ class Box(VenueSteps):
                 dev.close()
             except Exception as exc:
                 log.warning("closing %s: %s", dev.name, exc)
-        if self._prep is not None:
-            self._prep.shutdown(wait=False, cancel_futures=True)
+        self.generation.close()
         if self.recorder is not None:
             self.recorder.close()

@@ -12,7 +12,7 @@ from firmware.devices.camera import NoCamera, open_camera
 from firmware.devices.dmx import open_dmx
 from firmware.devices.presence import open_presence
 from firmware.show.lights import LightLevel, render_universe
-from firmware.show.machine import ShowState, make_cue
+from firmware.show.machine import ShowState, State, make_cue
 
 log = logging.getLogger("humus.box")
 
@@ -20,20 +20,18 @@ log = logging.getLogger("humus.box")
 class VenueSteps:
     def _closed_step(self, now: float) -> np.ndarray:
         """Outside opening hours the show rests: no generation, the wall dark, the closed look."""
-        self.show_state = ShowState("idle", now, self.show_state.visitor)   # no cooldown at opening
+        self.show_state = ShowState(State.IDLE, now, self.show_state.visitor)   # no cooldown at opening
         self.cue = make_cue(self.timings, self.show_state, now)
-        self._note_state(now, "closed", self.show_state.visitor)
+        self._note_state(now, State.CLOSED, self.show_state.visitor)
         self._triggers_seen = self.venue.inputs.triggers   # a trigger while closed does not wait for opening
-        self.venue.publish("closed", False, 0.0, self.trace.faults)
+        self.venue.publish(State.CLOSED, False, 0.0, self.trace.faults)
         if self._dark is None:
             self._dark = np.zeros((self.height, self.width, 3), np.uint8)
-        self.display.present(self._dark)
-        if self.recorder is not None:
-            self.recorder.write(self._dark)
+        self._to_sinks(self._dark)
         look = self.config.schedule.closed_look if self.config.schedule else None
         level = LightLevel(look.intensity, tuple(look.color), 0.0) if look else LightLevel(0.0, (0, 0, 0), 0.0)
         self._send_universe(level)
-        self._prev_state = "closed"
+        self._prev_state = State.CLOSED
         self.frames += 1
         return self._dark
 

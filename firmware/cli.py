@@ -19,12 +19,8 @@ from firmware import __version__
 
 
 def _load(args):
-    from firmware.config import ConfigError, load_config
-    try:
-        return load_config(getattr(args, "config", None))
-    except ConfigError as exc:
-        print(f"humus: {exc}", file=sys.stderr)
-        raise SystemExit(2)
+    from firmware.config import load_config_or_exit
+    return load_config_or_exit(getattr(args, "config", None))
 
 
 def cmd_check_config(args) -> int:
@@ -92,8 +88,8 @@ def cmd_run(args) -> int:
         notifier, status = _appliance_hooks(config)
     if args.record:
         from firmware.render.recorder import Recorder
-        box.recorder = Recorder(args.record, config.display.width, config.display.height,
-                                config.display.fps, scale=args.record_scale)
+        box.attach_recorder(Recorder(args.record, config.display.width, config.display.height,
+                                     config.display.fps, scale=args.record_scale))
     try:
         if offline:
             stats = run_offline(box, duration)
@@ -144,28 +140,8 @@ def _appliance_hooks(config):
     """sd_notify (a no-op off systemd) and the status file `humus status` reads."""
     from firmware.appliance.sdnotify import Notifier
     from firmware.appliance.statusfile import StatusWriter
-    writer = StatusWriter(config.status.path)
-    reported_faults = 0
-
-    def status(box):
-        nonlocal reported_faults
-        cue = box.cue
-        health = box.devices_health()
-        recent = box.frame_times[-60:]
-        venue = box.venue.status()
-        if box.auto is not None:
-            venue["detected"] = box.auto.status()
-        writer.update(**venue)
-        writer.update(state="running" if all(d["ok"] for d in health.values()) else "degraded",
-                      show=("closed" if not box.venue_now.open else cue.state) if cue else None,
-                      fps=round(len(recent) / max(1e-6, sum(recent)), 1) if recent else 0.0,
-                      engine=box.engine.describe() if box.engine else None, devices=health,
-                      model={"name": box.model.name, "network": box.net.name} if box.model else None)
-        for _, text in box.trace.faults[reported_faults:]:
-            writer.fault(text)
-        reported_faults = len(box.trace.faults)
-        writer.flush()
-    return Notifier(), status
+    from firmware.status_publisher import StatusPublisher
+    return Notifier(), StatusPublisher(StatusWriter(config.status.path))
 
 
 def cmd_safe(args) -> int:

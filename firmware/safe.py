@@ -48,7 +48,7 @@ def run_safe(config, duration_s: float | None = None, clock=None, stopper=None) 
             from firmware.config import DmxNone
             config = config.model_copy(update={"dmx": DmxNone(type="none")})
     dmx = open_dmx(config.dmx, clock)
-    universe = safe_universe(config.lights, getattr(config.dmx, "safe_look", "blackout"), dmx.channels)
+    universe = safe_universe(config.lights, config.dmx.safe_look, dmx.channels)
     dmx.set_universe(universe)
     dmx.start()
     still = still_image(config.display.width, config.display.height)

@@ -16,10 +16,11 @@ from datetime import datetime, timedelta, timezone
 
 from firmware.devices.projector import open_projector
 from firmware.show.control import ShowInputs, apply_message
+from firmware.show.machine import State
 from firmware.show.schedule import compile_schedule, projector_on_at, state_at
 
 log = logging.getLogger("humus.venue")
-NOISE_STATES = ("immersion", "emergence")
+NOISE_STATES = (State.IMMERSION, State.EMERGENCE)
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class Venue:
         return load_zone(self.schedule.zone) if self.schedule else timezone.utc
 
     # ------------------------------------------------------------------ out
-    def publish(self, state: str, visitor: bool, noise: float, faults: list) -> None:
+    def publish(self, state: State, visitor: bool, noise: float, faults: list) -> None:
         """OSC out: the state on each change, the visitor on each change, the noise at noise_hz
         during immersion and emergence, and every new fault."""
         if self.osc is None:

@@ -17,7 +17,7 @@ def cycle(tiny_model):
     log = []
 
     def on_frame(b, frame):
-        cam = b._cam_display
+        cam = b.camera_picture.picture
         log.append({"t": b.clock.now(), "state": b.cue.state, "sigma": b.cue.sigma,
                     "hf": hf_energy(frame), "frame": frame.copy() if b.frames % 5 == 0 else None,
                     "cam_diff": float(np.abs(frame.astype(np.int16) - cam).mean()) if cam is not None else None})
@@ -166,11 +166,11 @@ def test_failed_generation_is_tried_again_then_gives_up(tiny_model, fails, caplo
         faults = [r.message for r in caplog.records if "generation failed: CUDA error" in r.message]
         if fails == 1:   # one transient error: the second try grows the images
             assert res.done and res.failed is None and len(res.preds) == len(box.sigmas)
-            assert box._job_tries == 2 and len(faults) == 1
+            assert box.generation.job_tries == 2 and len(faults) == 1
             hold = [e for s, e in states if s == "hold"]
             assert hold and max(hold) < 40          # images, not noise
         else:            # a broken engine: VISITOR_TRIES generations, then the idle, never a still sea of noise
-            assert res.failed is not None and box._job_tries == VISITOR_TRIES
+            assert res.failed is not None and box.generation.job_tries == VISITOR_TRIES
             assert engine.calls == VISITOR_TRIES    # each try failed at its first evaluation
             assert faults                           # and it was logged (once: faults log on change)
             assert box.cue.state != "immersion"     # the show went on
@@ -216,7 +216,7 @@ def test_seeded_generation_starts_from_the_visitor_plus_their_noise(tiny_model):
               engine=Recording(), model=model)
     submitted = []
     submit = box.worker.submit_visitor
-    box.worker.submit_visitor = lambda job: (submitted.append((job, box._cam_display.copy())), submit(job))
+    box.worker.submit_visitor = lambda job: (submitted.append((job, box.camera_picture.picture.copy())), submit(job))
     run_frames(box, 22.0)
     box.close()
     (job, cam), = submitted
@@ -226,5 +226,5 @@ def test_seeded_generation_starts_from_the_visitor_plus_their_noise(tiny_model):
     assert 0.5 < s0 < model.sigma_max / 10 and len(visitor) == len(job.sigmas)
     seed = np.stack([nz.from_u8(nz.resize(cam[t.y:t.y + t.h, t.x:t.x + t.w], 32, 32, smooth=False))
                      for t in box.compositor.tiles])
-    np.testing.assert_allclose(x0, seed + s0 * box._noise.model_eps, atol=1e-5)
-    np.testing.assert_allclose(job.eps, box._noise.model_eps)
+    np.testing.assert_allclose(x0, seed + s0 * box.generation.noise.model_eps, atol=1e-5)
+    np.testing.assert_allclose(job.eps, box.generation.noise.model_eps)

@@ -81,7 +81,7 @@ def test_scenario_with_a_heun_network_holds_the_final_image(heun_model):
     run_frames(box, 30.0, lambda b, f: held.append(f.copy()) if b.cue.state == "hold" else None)
     assert held, "the scripted visitor reached the hold"
     want, _ = sample(lambda x, s: box.engine.denoise(x, s, box.config.show.decay), box.sigmas,
-                     box._noise.model_eps, "heun")
+                     box.generation.noise.model_eps, "heun")
     tile = box.compositor.tiles[0]
     expect = nz.model_to_tile(nz.to_u8(want[0]), tile, box.model_side)
     got = held[-1][tile.y:tile.y + tile.h, tile.x:tile.x + tile.w]

@@ -7,6 +7,7 @@ import io
 import pytest
 
 from emulators.serial_devices import EnttecEmulator, LD2410Emulator
+from firmware.check_result import CheckResult
 from firmware.config import Config, parse_config
 
 
@@ -79,7 +80,7 @@ def test_doctor_presence_and_network_and_camera(tmp_path):
         row = check_presence(parse_config({"presence": {"type": "ld2410", "port": emu.dev.port}}))
     finally:
         emu.close()
-    assert row == ("presence ld2410", True, "reading: target at 2.20 m", "")
+    assert row == CheckResult("presence ld2410", True, "reading: target at 2.20 m", "")
     row = check_dmx(parse_config({"dmx": {"type": "artnet", "host": "127.0.0.1"}}))
     assert row.ok is True and "from 127.0.0.1" in row.detail
     rows = check_camera(parse_config({"camera": {"type": "file", "path": str(tmp_path / "nope.mp4")}}))
@@ -95,7 +96,7 @@ def test_doctor_projector_from_sysfs(tmp_path):
     row = check_display(cfg, sysfs=str(tmp_path))
     assert row.ok is False and "HDMI-A-1" in row.detail and "switch the projector on" in row.fix_hint
     (tmp_path / "card0-HDMI-A-1" / "status").write_text("connected\n")
-    assert check_display(cfg, sysfs=str(tmp_path)) == ("projector", True, "connected on HDMI-A-1", "")
+    assert check_display(cfg, sysfs=str(tmp_path)) == CheckResult("projector", True, "connected on HDMI-A-1", "")
 
 
 def test_run_device_checks_never_crashes():
@@ -105,5 +106,5 @@ def test_run_device_checks_never_crashes():
         raise RuntimeError("driver exploded")
 
     rows = run_device_checks(Config(), checks=[boom])
-    assert rows == [("boom", False, "check crashed: RuntimeError('driver exploded')", "")]
+    assert rows == [CheckResult("boom", False, "check crashed: RuntimeError('driver exploded')", "")]
     assert all(r.ok is None for r in run_device_checks(Config())[:2])   # sim devices: not applicable

@@ -15,6 +15,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from firmware import config as cfg
+from firmware.config_errors import type_tags
 from firmware.fuzz import check_config_dict, fuzz_config_toml
 
 N = int(os.environ.get("HUMUS_FUZZ_EXAMPLES", "0"))
@@ -34,7 +35,7 @@ json_like = st.recursive(scalars, lambda c: st.lists(c, max_size=4) |
 SECTIONS = list(cfg.Config.model_fields)
 KEYS = sorted({k for v in vars(cfg).values()
                if isinstance(v, type) and issubclass(v, cfg.Section) for k in v.model_fields})
-TAGS = sorted(cfg._TAGS | {"enttec-pro", "open-dmx"})
+TAGS = sorted(type_tags(cfg.Config))   # every backend tag, read from the models
 CHANNELS = ["dimmer", "dimmer16", "red", "green", "blue", "white", "amber", "strobe", "red16", "green16",
             "blue16", "fixed", "uv"]
 STATES = ["idle", "approach", "immersion", "emergence", "hold", "release", "safe", "party"]

@@ -175,7 +175,7 @@ def test_closing_and_opening_on_the_schedule(tiny_model, tmp_path):
         proj = box.venue.projector
         assert step_until(box, lambda b: False, 1.0) is False
         assert box.venue_now.open and wait_for(lambda: proj.confirmed is True)
-        assert step_until(box, lambda b: b._prev_state == "closed", 3.0)
+        assert step_until(box, lambda b: b.trace.states and b.trace.states[-1][1] == "closed", 3.0)
         done = box.worker.images_done
         frame = box.step()
         assert not frame.any()                                            # the wall is dark
@@ -193,7 +193,7 @@ def test_closing_and_opening_on_the_schedule(tiny_model, tmp_path):
         assert box.worker.images_done == done                             # no generation while closed
         box.clock.advance(90)
         box.step()
-        assert box.venue_now.open and box._prev_state == "idle"
+        assert box.venue_now.open and box.trace.states[-1][1] == "idle"
         assert [s for _, s, _ in box.trace.states][-2:] == ["closed", "idle"]
         assert [on for _, on in proj.backend.commands] == [True, False, True]
         assert box.venue.status()["schedule"]["next_change"].startswith("2026-12-05T02:00:00+01:00")

@@ -3,7 +3,7 @@ import math
 import pytest
 
 from firmware.config import ShowConfig
-from firmware.show.machine import SIGMA_START, ShowState, Timings, noise_level, step_show
+from firmware.show.machine import SIGMA_START, STATES, ShowState, State, Timings, noise_level, step_show
 from firmware.show.presence import PresenceParams, PresenceState, update_presence
 
 T = Timings.from_config(ShowConfig())
@@ -99,3 +99,21 @@ def test_presence_filter_dwell_grace_hysteresis_and_stale():
     # stale: a reading from long ago counts as nobody
     s2 = update_presence(P, PresenceState(present=True, far_since=None), 1.0, 0.0, 10.0)
     assert s2.stale and s2.distance_m is None
+
+
+def test_states_are_enum_members_that_read_as_the_words_they_always_were():
+    """The trace, the status file and OSC carry the same text as before the states were an Enum."""
+    import json
+
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    t = Timings.from_config(ShowConfig())
+    s, cue = step_show(t, ShowState(), True, 0.0)
+    assert s.state is State.APPROACH and cue.state is State.APPROACH
+    assert [str(x) for x in STATES] == ["idle", "approach", "immersion", "emergence", "hold", "release"]
+    assert json.dumps([0.0, State.HOLD, 3]) == '[0.0, "hold", 3]'
+    assert f"{State.CLOSED} {State.IDLE!s}" == "closed idle"
+    as_enum, as_text = OscMessageBuilder("/humus/state"), OscMessageBuilder("/humus/state")
+    as_enum.add_arg(State.EMERGENCE)
+    as_text.add_arg("emergence")
+    assert as_enum.build().dgram == as_text.build().dgram

@@ -211,7 +211,7 @@ def test_no_camera_means_no_seed_from_an_earlier_picture(tiny_model):
     not be the last picture the box had (perhaps of the previous visitor): pure noise instead."""
     box = Box(small_config(tiny_model, show={"seed_strength": 0.5}), FakeClock(), threaded=False)
     run_frames(box, 2.0)
-    assert box._cam_display is not None
+    assert box.camera_picture.picture is not None
     box.camera.unplug()
     jobs = []
     real_submit = box.worker.submit_visitor

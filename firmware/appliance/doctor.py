@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from firmware.check_result import CheckResult  # re-exported: doctor.CheckResult
+
 from . import bundle as bundlemod
 from . import releases as rel
 from .service import SAFE_SERVICE, SERVICE, Systemctl
@@ -32,14 +34,6 @@ DEVICE_LINKS = {  # stable names from systemd/udev/99-humus.rules
 }
 GROUPS = ("video", "dialout", "gpio", "render")
 MIN_FREE_BYTES = 1 << 30
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    ok: bool | None
-    detail: str
-    fix_hint: str = ""
 
 
 @dataclass

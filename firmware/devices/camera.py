@@ -6,27 +6,11 @@ A camera publishes only its newest frame; the show reads `latest()` and never wa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from firmware.devices.base import Device
-
-
-@dataclass(frozen=True)
-class Frame:
-    image: np.ndarray  # H x W x 3, uint8, RGB
-    t: float           # capture time on the box clock
-    seq: int           # increases with every new frame
-
-
-class Camera(Device):
-    name = "camera"
-
-    def latest(self) -> Frame | None:
-        """The newest frame, or None when there is none (no camera, stalled, not started)."""
-        raise NotImplementedError
+from firmware.devices.camera_interface import Camera, Frame  # re-exported: the interface
 
 
 class NoCamera(Camera):
@@ -65,7 +49,7 @@ class SimCamera(Camera):
         self._t0 = clock.now()
         # The same pure watchdog the real capture loop runs, so an injected stall or freeze looks to
         # the box exactly like a real one: frames for a while, then None and a camera fault.
-        from firmware.devices.camera_watchdog import FrameWatchdog, frame_hash  # it imports this module
+        from firmware.devices.camera_watchdog import FrameWatchdog, frame_hash
         self._hash = frame_hash
         self._watchdog = FrameWatchdog(cfg.stall_timeout_s, cfg.frozen_timeout_s)
         self._watchdog.reset(self._t0)

@@ -9,21 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from firmware.devices.base import Device
-
-
-class Display(Device):
-    name = "display"
-    width: int
-    height: int
-
-    def present(self, frame: np.ndarray) -> None:
-        """Show an H x W x 3 uint8 RGB frame of exactly (height, width)."""
-        raise NotImplementedError
-
-    def poll_quit(self) -> bool:
-        """True when the operator asked to quit (a window closed). Kiosks never do."""
-        return False
+from firmware.devices.display_interface import Display  # re-exported: the interface
 
 
 class HeadlessDisplay(Display):

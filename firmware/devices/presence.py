@@ -6,26 +6,11 @@ dwell, grace and cooldown, the same for every sensor kind.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from firmware.devices.base import Device
-
-
-@dataclass(frozen=True)
-class Reading:
-    distance_m: float | None  # nearest person, None = nobody seen
-    t: float                  # when it was read (box clock)
-
-
-class PresenceSensor(Device):
-    name = "presence"
-
-    def latest(self) -> Reading | None:
-        """Newest reading; None if the sensor has produced nothing yet."""
-        raise NotImplementedError
+from firmware.devices.presence_interface import PresenceSensor, Reading  # re-exported: the interface
 
 
 class SimPresence(PresenceSensor):

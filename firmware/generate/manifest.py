@@ -5,10 +5,11 @@ check is refused with an error naming the file and key, so a broken model never 
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from firmware.digest import sha256_file  # noqa: F401  (re-exported: manifest.sha256_file)
 
 if TYPE_CHECKING:
     from firmware.generate.stages import UpsamplerInfo
@@ -72,14 +73,6 @@ class ModelInfo:
             raise ModelError(f"{self.dir / 'manifest.json'}: no network '{name}' "
                              f"(has {sorted(self.networks)})")
         return self.networks[name]
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_model_dir(model_dir: str | Path, check_hash: bool = True) -> ModelInfo:

@@ -116,7 +116,7 @@ class Upsampler(Device):
 
     @staticmethod
     def _open(info: UpsamplerInfo, threads: int, check_hash: bool):
-        from firmware.generate.manifest import sha256_file
+        from firmware.digest import sha256_file
         if check_hash and sha256_file(info.path) != info.sha256:
             raise StageError(f"{info.path.name}: sha256 does not match the manifest")
         import onnxruntime as ort

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.generate.engines import Engine, EngineError
+from firmware.generate.engine_interface import Engine, EngineError
 from firmware.generate.manifest import NetworkInfo
 
 log = logging.getLogger("humus.trt")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from firmware.render import noise as nz
-from firmware.show.machine import Cue
+from firmware.show.machine import Cue, State
 
 
 CACHE_BYTES = 64 * 2**20
@@ -34,7 +34,7 @@ class Compositor:
         # adds two new ones per drift image, 8 a second), a sawtooth a Jetson's shared RAM must not see.
         self._cache_max = max(4, min(64, CACHE_BYTES // self.frame.nbytes))
         self._snapshot: np.ndarray | None = None
-        self._last_state = "idle"
+        self._last_state = State.IDLE
         self._grey = np.full((height, width, 3), 40, np.uint8)
 
     # -- cached upscaling --
@@ -81,25 +81,25 @@ class Compositor:
                 eps_screen: np.ndarray | None, generated: list[np.ndarray] | None, gen_key) -> np.ndarray:
         """One frame for the projector. `camera` is already at display size (or None)."""
         if cue.state != self._last_state:
-            if cue.state == "release":
+            if cue.state == State.RELEASE:
                 self._snapshot = self.frame.copy()
             self._last_state = cue.state
         out = self.frame
         state = cue.state
-        if state == "idle":
+        if state == State.IDLE:
             out[...] = idle
-        elif state == "approach":
+        elif state == State.APPROACH:
             if camera is None:
                 out[...] = idle
             else:
                 nz.blend(idle, camera, cue.camera_mix, out=out)
-        elif state == "immersion":
+        elif state == State.IMMERSION:
             base = camera if camera is not None else idle
             if eps_screen is None:
                 out[...] = base
             else:
                 nz.dissolve(base, eps_screen, cue.sigma, out=out)
-        elif state in ("emergence", "hold"):
+        elif state in (State.EMERGENCE, State.HOLD):
             grown = self._tiles_from_model(("gen", gen_key), generated) if generated else None
             if grown is None:
                 # Nothing generated yet: the sea of noise holds (pure noise at the peak level).
@@ -112,7 +112,7 @@ class Compositor:
                 nz.dissolve(grown, eps_screen, cue.sigma, out=out)
             else:
                 out[...] = grown
-        elif state == "release":
+        elif state == State.RELEASE:
             src = self._snapshot if self._snapshot is not None else idle
             nz.blend(src, idle, cue.idle_mix, out=out)
         return out

@@ -20,8 +20,25 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
-STATES = ("idle", "approach", "immersion", "emergence", "hold", "release")
+
+class State(StrEnum):
+    """The show's states. A StrEnum: its members are their values as text, so the trace, the
+    status file and OSC carry exactly the words they always did ("idle", "hold", ...)."""
+
+    IDLE = "idle"
+    APPROACH = "approach"
+    IMMERSION = "immersion"
+    EMERGENCE = "emergence"
+    HOLD = "hold"
+    RELEASE = "release"
+    # Not a state of the machine: what the box shows outside opening hours (firmware.show.schedule),
+    # in the trace, the status file and OSC alike.
+    CLOSED = "closed"
+
+
+STATES = (State.IDLE, State.APPROACH, State.IMMERSION, State.EMERGENCE, State.HOLD, State.RELEASE)
 SIGMA_START = 0.02  # where the dissolve starts: invisible noise
 APPROACH_FIRST = 0.2  # the visitor's image is already this visible on the approach's first frame
 
@@ -44,7 +61,7 @@ class Timings:
 
 @dataclass(frozen=True)
 class ShowState:
-    state: str = "idle"
+    state: State = State.IDLE
     since: float = 0.0             # when the current state began
     visitor: int = 0               # increments per visitor; seeds that visitor's noise
     cooldown_until: float = -math.inf
@@ -54,7 +71,7 @@ class ShowState:
 @dataclass(frozen=True)
 class Cue:
     """What the audience should see and feel now. Everything downstream renders from this alone."""
-    state: str
+    state: State
     progress: float        # 0..1 through the current state
     visitor: int
     sigma: float           # noise level of the dissolve / emergence (0 = clean picture)
@@ -64,14 +81,14 @@ class Cue:
     noise_level: float     # 0..1, sigma normalised for the lights (0 clean, 1 all noise)
 
 
-def _duration(t: Timings, state: str) -> float:
-    return {"approach": t.approach_s, "immersion": t.immersion_s, "emergence": t.emergence_s,
-            "hold": t.hold_s, "release": t.release_s}.get(state, math.inf)
+def _duration(t: Timings, state: State) -> float:
+    return {State.APPROACH: t.approach_s, State.IMMERSION: t.immersion_s, State.EMERGENCE: t.emergence_s,
+            State.HOLD: t.hold_s, State.RELEASE: t.release_s}.get(state, math.inf)
 
 
-def _next(state: str) -> str:
-    return {"approach": "immersion", "immersion": "emergence", "emergence": "hold", "hold": "release",
-            "release": "idle"}[state]
+def _next(state: State) -> State:
+    return {State.APPROACH: State.IMMERSION, State.IMMERSION: State.EMERGENCE, State.EMERGENCE: State.HOLD,
+            State.HOLD: State.RELEASE, State.RELEASE: State.IDLE}[state]
 
 
 def step_show(t: Timings, s: ShowState, present: bool, now: float) -> tuple[ShowState, Cue]:
@@ -83,23 +100,23 @@ def step_show(t: Timings, s: ShowState, present: bool, now: float) -> tuple[Show
 def _transition(t: Timings, s: ShowState, present: bool, now: float) -> ShowState:
     # Loop because a long gap (a stalled main loop, a big fake-clock jump) may cross several states.
     for _ in range(len(STATES) + 1):
-        if s.state == "idle":
+        if s.state == State.IDLE:
             if present and now >= s.cooldown_until:
-                return ShowState("approach", now, s.visitor + 1, s.cooldown_until)
+                return ShowState(State.APPROACH, now, s.visitor + 1, s.cooldown_until)
             return s
-        if not present and s.state in ("approach", "immersion", "hold"):
-            return replace(s, state="release", since=now, leaving=False)
-        if not present and s.state == "emergence":
+        if not present and s.state in (State.APPROACH, State.IMMERSION, State.HOLD):
+            return replace(s, state=State.RELEASE, since=now, leaving=False)
+        if not present and s.state == State.EMERGENCE:
             s = replace(s, leaving=True)
         end = s.since + _duration(t, s.state)
         if now < end:
             return s
         nxt = _next(s.state)
-        if nxt == "hold" and s.leaving:
-            nxt = "release"
-        if nxt == "idle":
-            return ShowState("idle", end, s.visitor, end + t.cooldown_s)
-        s = replace(s, state=nxt, since=end, leaving=s.leaving and nxt != "release")
+        if nxt == State.HOLD and s.leaving:
+            nxt = State.RELEASE
+        if nxt == State.IDLE:
+            return ShowState(State.IDLE, end, s.visitor, end + t.cooldown_s)
+        s = replace(s, state=nxt, since=end, leaving=s.leaving and nxt != State.RELEASE)
     return s
 
 
@@ -118,18 +135,18 @@ def make_cue(t: Timings, s: ShowState, now: float) -> Cue:
     dur = _duration(t, s.state)
     p = 0.0 if math.isinf(dur) else min(max((now - s.since) / dur, 0.0), 1.0)
     sigma, camera, idle, reveal = 0.0, 0.0, 1.0, 0.0
-    if s.state == "approach":
+    if s.state == State.APPROACH:
         # Start at APPROACH_FIRST so the very first frame answers the visitor (no dead 1/4 second).
         camera = APPROACH_FIRST + (1.0 - APPROACH_FIRST) * p
         idle = 1.0 - camera
-    elif s.state == "immersion":
+    elif s.state == State.IMMERSION:
         camera, idle, sigma = 1.0, 0.0, immersion_sigma(t, p)
-    elif s.state == "emergence":
+    elif s.state == State.EMERGENCE:
         camera, idle, reveal = 0.0, 0.0, p
         sigma = immersion_sigma(t, 1.0 - p) if p < 1.0 else 0.0
-    elif s.state == "hold":
+    elif s.state == State.HOLD:
         camera, idle, reveal = 0.0, 0.0, 1.0
-    elif s.state == "release":
+    elif s.state == State.RELEASE:
         camera, idle, reveal = 0.0, p, 1.0
     return Cue(state=s.state, progress=p, visitor=s.visitor, sigma=sigma, camera_mix=camera,
                idle_mix=idle, reveal=reveal, noise_level=noise_level(sigma))

@@ -1,0 +1,171 @@
+"""Fault injection for the soak: the kinds, the record of one fault, the switches that break the
+model and the disk, and for each kind how to inject it, heal it and see that the box is back.
+
+Each kind throws one switch: an injection method of the simulated device (stall, unplug, freeze,
+garbage, silence, heal), of the pty emulator (garbage, silent, unplug, replug), or a proxy here.
+"""
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SIM_KINDS = ("camera_stall", "camera_unplug", "camera_frozen", "sensor_garbage", "sensor_silent",
+             "dmx_unplug", "model_nan", "model_raise", "display_gone", "disk_full")
+PTY_KINDS = SIM_KINDS + ("radar_unplug",)
+DEVICE_OF = {"camera_stall": "camera", "camera_unplug": "camera", "camera_frozen": "camera",
+             "sensor_garbage": "presence", "sensor_silent": "presence", "radar_unplug": "presence",
+             "dmx_unplug": "dmx", "model_nan": "generator", "model_raise": "generator",
+             "display_gone": "display", "disk_full": "status"}
+
+
+@dataclass
+class Fault:
+    kind: str
+    start: float
+    heal_at: float
+    healed: float | None = None
+    detected: bool = False
+    recovered: float | None = None
+    mark: dict = field(default_factory=dict)   # counters at the heal, to see the box come back
+
+
+class FaultyEngine:
+    """The real engine behind a switch: `mode` None (pass through), "nan" or "raise"."""
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.mode: str | None = None
+        self.calls = 0
+
+    def denoise(self, x, sigma, decay):
+        self.calls += 1
+        if self.mode == "raise":
+            raise RuntimeError("injected engine failure (CUDA error: an illegal memory access)")
+        out = self.engine.denoise(x, sigma, decay)
+        return np.full_like(out, np.nan) if self.mode == "nan" else out
+
+    def describe(self) -> str:
+        return f"soak proxy over {self.engine.describe()}"
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class FullDisk:
+    """While `full`, the status file's atomic write fails with ENOSPC, as on a full /run or /var."""
+
+    def __init__(self) -> None:
+        from firmware.appliance import statusfile
+        self.module, self.real = statusfile, statusfile.write_atomic
+        self.full = False
+        self.refused = 0
+
+    def __enter__(self):
+        def write_atomic(path, data, mode=0o644):
+            if self.full:
+                self.refused += 1
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+            return self.real(path, data, mode)
+        self.module.write_atomic = write_atomic
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.module.write_atomic = self.real
+
+
+def inject(rig, f: Fault) -> None:
+    box, k = rig.box, f.kind
+    if k == "camera_stall":
+        box.camera.stall()
+    elif k == "camera_unplug":
+        box.camera.unplug()
+    elif k == "camera_frozen":
+        box.camera.freeze()
+    elif k == "sensor_garbage":
+        if rig.pty:
+            rig.radar.garbage = True
+        else:
+            box.presence.garbage()
+    elif k == "sensor_silent":
+        if rig.pty:
+            rig.radar.silent = True
+        else:
+            box.presence.silence()
+    elif k == "radar_unplug":
+        rig.radar.port.unplug()
+    elif k == "dmx_unplug":
+        if rig.pty:
+            rig.widget.port.unplug()
+        else:
+            box.dmx.transport.unplugged = True
+    elif k in ("model_nan", "model_raise"):
+        rig.engine.mode = k[6:]
+    elif k == "display_gone":
+        box.display.gone = True
+    elif k == "disk_full":
+        rig.disk.full = True
+
+
+def heal(rig, f: Fault) -> None:
+    box, k = rig.box, f.kind
+    if k.startswith("camera"):
+        box.camera.heal()
+    elif k in ("sensor_garbage", "sensor_silent"):
+        if rig.pty:
+            rig.radar.garbage = rig.radar.silent = False
+        else:
+            box.presence.heal()
+    elif k == "radar_unplug":
+        rig.radar.port.replug()
+    elif k == "dmx_unplug":
+        if rig.pty:
+            rig.widget.port.replug()
+        else:
+            box.dmx.transport.unplugged = False
+    elif k.startswith("model"):
+        rig.engine.mode = None
+    elif k == "display_gone":
+        box.display.gone = False
+    elif k == "disk_full":
+        rig.disk.full = False
+    f.mark = {"cam": box.camera_picture.key, "sent": box.dmx.sent, "shown": box.display.frames_shown,
+              "opens": getattr(box.presence, "opens", 0),
+              "widget": rig.widget.frames if rig.widget else 0,
+              "write": rig.writer._last_write or 0.0}
+
+
+def unhealthy(rig, kind: str) -> bool:
+    dev = DEVICE_OF[kind]
+    if dev == "status":
+        return rig.writer._failing
+    return not getattr(rig.box, {"generator": "worker"}.get(dev, dev)).health.ok
+
+
+def is_back(rig, f: Fault, now: float, last_success: float) -> bool:
+    """The device is healthy again and the box uses it again."""
+    box, k, m = rig.box, f.kind, f.mark
+    if unhealthy(rig, k):
+        return False
+    if k.startswith("camera"):
+        return box.camera_picture.key is not None and box.camera_picture.key != m["cam"]
+    if k in ("sensor_garbage", "sensor_silent", "radar_unplug"):
+        ps = box.presence_state
+        if ps.stale or (k == "radar_unplug" and box.presence.opens <= m["opens"]):
+            return False
+        truth = rig.truth(now)
+        seen = ps.distance_m
+        far = truth > rig.config.show.release_m
+        return (seen is None or seen > rig.config.show.release_m) if far else \
+            (seen is not None and abs(seen - truth) < 0.5)
+    if k == "dmx_unplug":
+        return box.dmx.sent > m["sent"] and (not rig.pty or rig.widget.frames > m["widget"])
+    if k.startswith("model"):
+        return last_success > f.healed
+    if k == "display_gone":
+        return box.display.frames_shown > m["shown"]
+    if k == "disk_full":
+        return (rig.writer._last_write or 0.0) > m["write"]
+    return True
