@@ -39,10 +39,10 @@ def fruit(n, seed, size=64, color=(190, 40, 30)):
 
 
 def test_features_are_2048d_deterministic_at_any_size(inc):
-    for size in (32, 64, 256):
-        imgs = fruit(3, seed=size, size=size)
+    for size in (32, 256):  # the model's 64 lies between; every size is resized to 299 inside
+        imgs = fruit(2, seed=size, size=size)
         f = inc.features(imgs)
-        assert f.shape == (3, DIM) and f.dtype == np.float64 and np.isfinite(f).all()
+        assert f.shape == (2, DIM) and f.dtype == np.float64 and np.isfinite(f).all()
         assert f.min() >= 0 and f.std() > 0  # pooled ReLU activations, not a constant
         np.testing.assert_array_equal(f, inc.features(imgs))  # deterministic
         np.testing.assert_allclose(inc.features(imgs[1:2]), f[1:2], rtol=1e-4, atol=1e-5)  # batch-independent

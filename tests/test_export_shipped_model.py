@@ -35,9 +35,24 @@ def test_manifest_schema(mf):
         assert net["batch"] == 1 and net["inputs"] == {"x": [1, 3, h, w], "sigma": [1], "decay": [1]}
         assert net["outputs"] == {"denoised": [1, 3, h, w]}
         assert net["parity_max_abs_diff"] < 1e-3
-    for key in ("teacher_35", "student_1", "student_2", "student_4"):
-        assert np.isfinite(mf["metrics"]["kid"][key])
-    assert mf["metrics"]["features"]["sha256"] == hashlib.sha256((MODEL / "kid_features.pt").read_bytes()).hexdigest()
+    m = mf["metrics"]
+    for block in (m, m["upscaled"]["256"]):  # the headline figures, and the model shown at 256x256
+        assert "InceptionV3" in block["features"]["kind"] and block["features"]["dim"] == 2048
+        for key in ("teacher_35", "student_1", "student_2", "student_4", "floor_train", "floor_validation"):
+            assert np.isfinite(block["kid"][key]), key
+            lo, hi = block["kid_ci90"][key]
+            assert lo <= block["kid"][key] <= hi, key
+        assert set(block["by_subject"]) == set(mf["data_summary"]["sources"])
+    assert m["upscaled"]["256"]["resolution"] == [256, 256] and m["resolution"] == [h, w]
+    sec = m["secondary_featnet"]["features"]
+    assert "NOT Inception" in sec["kind"]
+    assert sec["sha256"] == hashlib.sha256((MODEL / "kid_features.pt").read_bytes()).hexdigest()
+    # The decay distributions `sample` draws from: one per source, the training split's counts.
+    dist = mf["decay_distribution"]["by_source"]
+    assert set(dist) == set(mf["data_summary"]["sources"])
+    assert sum(e["images"]["train"] for e in dist.values()) == mf["data_summary"]["train"]
+    assert all(len(e["decay_quantiles"]) == 100 and 0 <= min(e["decay_quantiles"]) <= max(e["decay_quantiles"]) <= 1
+               for e in dist.values())
     assert {"torch", "onnx", "onnxruntime", "python"} <= set(mf["tools"])
     notice = (MODEL / "NOTICE").read_text()
     assert "Solymos" in notice and "Ahmed" in notice and "Ritschel" in notice
