@@ -11,15 +11,7 @@ from emulators.serial_devices import LD2410Emulator, TFminiEmulator
 from firmware.clock import RealClock
 from firmware.config import PresenceDistance, PresenceLD2410, PresenceMotion, PresenceTFmini
 from firmware.devices.presence import open_presence
-
-
-def wait_for(cond, timeout=3.0, step=0.01):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(step)
-    return False
+from waiting import wait_for
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from firmware.osc import listening_sockets
 from firmware.show.control import ShowInputs, apply_message
 from firmware.show.lights import LightLevel, render_universe
 from firmware.show.schedule import load_zone
+from waiting import wait_for
 
 BERLIN = load_zone("Europe/Berlin")
 SHOW = {"dwell_s": 0.1, "leave_grace_s": 0.1, "cooldown_s": 0.2, "approach_s": 0.3, "immersion_s": 1.0,
@@ -159,13 +160,6 @@ def test_no_port_listens_without_osc(tiny_model, tmp_path):
 
 SCHEDULE = {"timezone": "Europe/Berlin", "open": ["mon-fri 10:00-18:00", "fri 20:00-02:00"], "warmup_s": 90.0,
             "closed_look": {"intensity": 0.1, "color": [0.2, 0.3, 0.4]}}
-
-
-def wait_for(pred, timeout=3.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and not pred():
-        time.sleep(0.01)
-    return pred()
 
 
 def test_closing_and_opening_on_the_schedule(tiny_model, tmp_path):

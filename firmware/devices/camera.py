@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from firmware.devices.backend_table import lazy
 from firmware.devices.camera_interface import Camera, Frame  # re-exported: the interface
 
 
@@ -102,34 +103,14 @@ class SimCamera(Camera):
         return self._last
 
 
-def _file_camera(cfg, clock) -> Camera:
-    from firmware.devices.camera_file import FileCamera
-    return FileCamera(cfg, clock)
-
-
-def _v4l2_camera(cfg, clock) -> Camera:
-    from firmware.devices.camera_opencv import OpenCVCamera
-    return OpenCVCamera.v4l2(cfg, clock)
-
-
-def _argus_camera(cfg, clock) -> Camera:
-    from firmware.devices.camera_opencv import OpenCVCamera
-    return OpenCVCamera.argus(cfg, clock)
-
-
-def _picamera2_camera(cfg, clock) -> Camera:
-    from firmware.devices.camera_picamera2 import Picamera2Camera
-    return Picamera2Camera(cfg, clock)
-
-
 # The explicit backend table: config `type` -> constructor. No registries, no import side effects.
 BACKENDS: dict[str, Callable[..., Camera]] = {
     "sim": SimCamera,
     "none": NoCamera,
-    "file": _file_camera,
-    "v4l2": _v4l2_camera,
-    "argus": _argus_camera,
-    "picamera2": _picamera2_camera,
+    "file": lazy("firmware.devices.camera_file", "FileCamera"),
+    "v4l2": lazy("firmware.devices.camera_opencv", "OpenCVCamera.v4l2"),
+    "argus": lazy("firmware.devices.camera_opencv", "OpenCVCamera.argus"),
+    "picamera2": lazy("firmware.devices.camera_picamera2", "Picamera2Camera"),
 }
 
 

@@ -9,6 +9,7 @@ from typing import Callable
 
 import numpy as np
 
+from firmware.devices.backend_table import lazy
 from firmware.devices.display_interface import Display  # re-exported: the interface
 
 
@@ -33,15 +34,10 @@ class HeadlessDisplay(Display):
         self.last = frame
 
 
-def _pygame(cfg, clock) -> Display:
-    from firmware.devices.display_pygame import PygameDisplay
-    return PygameDisplay(cfg, clock)
-
-
 BACKENDS: dict[str, Callable[..., Display]] = {
     "headless": HeadlessDisplay,
     "sim": HeadlessDisplay,
-    "pygame": _pygame,
+    "pygame": lazy("firmware.devices.display_pygame", "PygameDisplay"),
 }
 
 

@@ -10,6 +10,7 @@ from typing import Callable
 
 import numpy as np
 
+from firmware.devices.backend_table import lazy
 from firmware.devices.presence_interface import PresenceSensor, Reading  # re-exported: the interface
 
 
@@ -79,33 +80,13 @@ class NoPresence(PresenceSensor):
         return None
 
 
-def _ld2410(cfg, clock) -> PresenceSensor:
-    from firmware.devices.presence_serial import LD2410Sensor
-    return LD2410Sensor(cfg, clock)
-
-
-def _tfmini(cfg, clock) -> PresenceSensor:
-    from firmware.devices.presence_serial import TFminiSensor
-    return TFminiSensor(cfg, clock)
-
-
-def _distance(cfg, clock) -> PresenceSensor:
-    from firmware.devices.presence_gpio import DistanceSensorBackend
-    return DistanceSensorBackend(cfg, clock)
-
-
-def _motion(cfg, clock) -> PresenceSensor:
-    from firmware.devices.presence_gpio import MotionSensorBackend
-    return MotionSensorBackend(cfg, clock)
-
-
 BACKENDS: dict[str, Callable[..., PresenceSensor]] = {
     "sim": SimPresence,
     "none": NoPresence,
-    "ld2410": _ld2410,
-    "tfmini": _tfmini,
-    "distance": _distance,
-    "motion": _motion,
+    "ld2410": lazy("firmware.devices.presence_serial", "LD2410Sensor"),
+    "tfmini": lazy("firmware.devices.presence_serial", "TFminiSensor"),
+    "distance": lazy("firmware.devices.presence_gpio", "DistanceSensorBackend"),
+    "motion": lazy("firmware.devices.presence_gpio", "MotionSensorBackend"),
 }
 
 
