@@ -243,7 +243,7 @@ def test_device_fault_goes_out_once(tiny_model, tmp_path):
                    camera={"type": "sim", "width": 64, "height": 48})
     try:
         box.step()
-        box.camera.unplug()
+        box.camera.inject("unplug")
         for _ in range(30):
             box.clock.advance(0.05)
             box.step()

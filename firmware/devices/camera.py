@@ -12,6 +12,7 @@ import numpy as np
 
 from firmware.devices.backend_table import lazy
 from firmware.devices.camera_interface import Camera, Frame  # re-exported: the interface
+from firmware.devices.fault_injection import FaultInjectable
 
 
 class NoCamera(Camera):
@@ -25,14 +26,16 @@ class NoCamera(Camera):
         return None
 
 
-class SimCamera(Camera):
+class SimCamera(FaultInjectable, Camera):
     """A moving figure against a textured wall, rendered on demand at the clock's time.
 
     Deterministic for a given time, so tests with a fake clock see exactly reproducible frames.
-    `stall()` / `unplug()` / `freeze()` inject the field failures a real camera has.
+    `inject("stall" | "unplug" | "frozen")` injects the field failures a real camera has.
     """
 
     name = "camera[sim]"
+    FAULTS = ("stall", "unplug", "frozen")
+    _MODE_OF = {"stall": "stalled", "unplug": "unplugged", "frozen": "frozen"}
 
     def __init__(self, cfg, clock) -> None:
         super().__init__()
@@ -55,18 +58,11 @@ class SimCamera(Camera):
         self._watchdog = FrameWatchdog(cfg.stall_timeout_s, cfg.frozen_timeout_s)
         self._watchdog.reset(self._t0)
 
-    # -- fault injection (soak tests) --
-    def stall(self) -> None:
-        self._mode = "stalled"
-
-    def unplug(self) -> None:
-        self._mode = "unplugged"
-
-    def freeze(self) -> None:
-        self._mode = "frozen"
-
-    def heal(self) -> None:
-        self._mode = "ok"
+    def _switch(self, fault: str, on: bool) -> None:
+        if on:
+            self._mode = self._MODE_OF[fault]
+        elif self._mode == self._MODE_OF[fault]:
+            self._mode = "ok"
 
     def render(self, t: float) -> np.ndarray:
         """A person-like figure (head + body) swaying in front of a wall."""

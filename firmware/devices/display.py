@@ -11,17 +11,19 @@ import numpy as np
 
 from firmware.devices.backend_table import lazy
 from firmware.devices.display_interface import Display  # re-exported: the interface
+from firmware.devices.fault_injection import FaultInjectable
 
 
-class HeadlessDisplay(Display):
+class HeadlessDisplay(FaultInjectable, Display):
     name = "display[headless]"
+    FAULTS = ("gone",)   # the soak: the projector went away
 
     def __init__(self, cfg, clock=None) -> None:
         super().__init__()
         self.width, self.height = cfg.width, cfg.height
         self.frames_shown = 0
         self.last: np.ndarray | None = None
-        self.gone = False  # soak: the projector went away
+        self.gone = False
 
     def present(self, frame: np.ndarray) -> None:
         if frame.shape != (self.height, self.width, 3):
@@ -32,6 +34,9 @@ class HeadlessDisplay(Display):
         self.recover()
         self.frames_shown += 1
         self.last = frame
+
+    def _switch(self, fault: str, on: bool) -> None:
+        self.gone = on
 
 
 BACKENDS: dict[str, Callable[..., Display]] = {

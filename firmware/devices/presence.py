@@ -11,16 +11,18 @@ from typing import Callable
 import numpy as np
 
 from firmware.devices.backend_table import lazy
+from firmware.devices.fault_injection import FaultInjectable
 from firmware.devices.presence_interface import PresenceSensor, Reading  # re-exported: the interface
 
 
-class SimPresence(PresenceSensor):
+class SimPresence(FaultInjectable, PresenceSensor):
     """A scripted visitor: distance over time from (seconds, metres) points, linearly interpolated.
 
-    `silence()` stops readings (a dead sensor), `garbage()` makes it report nonsense distances.
+    `inject("silent")` stops readings (a dead sensor), `inject("garbage")` makes it report nonsense distances.
     """
 
     name = "presence[sim]"
+    FAULTS = ("silent", "garbage")
 
     def __init__(self, cfg, clock) -> None:
         super().__init__()
@@ -41,15 +43,11 @@ class SimPresence(PresenceSensor):
             t = t % span
         return float(np.interp(t, self._ts, self._ds))
 
-    def silence(self) -> None:
-        self._silent_since = self.clock.now()
-
-    def garbage(self, on: bool = True) -> None:
-        self._garbage = on
-
-    def heal(self) -> None:
-        self._silent_since = None
-        self._garbage = False
+    def _switch(self, fault: str, on: bool) -> None:
+        if fault == "silent":
+            self._silent_since = self.clock.now() if on else None
+        else:
+            self._garbage = on
 
     def latest(self) -> Reading | None:
         if self.closed:
