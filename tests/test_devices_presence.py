@@ -251,3 +251,21 @@ def test_gpio_backend_without_a_usable_pin_factory_faults_then_opens(mock_factor
         assert wait_for(lambda: s.latest() is not None and s.health.ok)
     finally:
         s.close()
+
+
+def test_health_follows_the_filters_staleness_and_lifts_only_its_own_verdict():
+    from firmware.clock import FakeClock
+    from firmware.config import PresenceSim
+    from firmware.devices.presence import NoPresence, SimPresence
+    sensor = SimPresence(PresenceSim(type="sim"), FakeClock())
+    sensor.follow_filter(True, 2.0)
+    assert not sensor.health.ok and sensor.health.detail == "stale sensor: no reading for 2 s"
+    sensor.follow_filter(False, 2.0)
+    assert sensor.health.ok
+    sensor.follow_filter(True, 2.0)
+    sensor.fault("/dev/humus-radar lost: gone")        # the sensor's own fault, raised meanwhile
+    sensor.follow_filter(False, 2.0)
+    assert not sensor.health.ok and sensor.health.detail == "/dev/humus-radar lost: gone"
+    none = NoPresence()
+    none.follow_filter(True, 2.0)                      # nothing to go quiet: never stale
+    assert none.health.ok

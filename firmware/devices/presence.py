@@ -77,6 +77,9 @@ class NoPresence(PresenceSensor):
     def latest(self) -> Reading | None:
         return None
 
+    def follow_filter(self, stale: bool, stale_after_s: float) -> None:
+        pass   # never stale: without a sensor there is no reading to wait for
+
 
 BACKENDS: dict[str, Callable[..., PresenceSensor]] = {
     "sim": SimPresence,
