@@ -16,6 +16,17 @@ class FrameError(ValueError):
         self.offset = offset
 
 
+def length_field(buf: bytearray, at: int, most: int, overhead: int, what: str) -> int | None:
+    """The length of a frame whose data length is a 16-bit little-endian field at `at`: that length
+    plus the frame's `overhead` bytes; None until the field has arrived."""
+    if len(buf) < at + 2:
+        return None
+    n = buf[at] | buf[at + 1] << 8
+    if n > most:
+        raise FrameError(f"{what} {n} exceeds {most}", at)
+    return n + overhead
+
+
 class StreamParser:
     """The shape every stream parser shares; a protocol says where a frame starts, how long it is and
     how to decode it. After a bad frame only its first byte is dropped and the search starts again:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from firmware.devices.protocols import FrameError, StreamParser
+from firmware.devices.protocols import FrameError, StreamParser, length_field
 
 START, END = 0x7E, 0xE7
 LABEL_GET_PARAMS = 3
@@ -113,12 +113,7 @@ class Parser(StreamParser):
         return buf.find(START)
 
     def _frame_length(self, buf: bytearray) -> int | None:
-        if len(buf) < 4:
-            return None
-        n = buf[2] | buf[3] << 8
-        if n > MAX_DATA:
-            raise FrameError(f"data length {n} exceeds {MAX_DATA}", 2)
-        return n + 5
+        return length_field(buf, 2, MAX_DATA, 5, "data length")
 
     def _decode(self, frame: bytes) -> Message:
         return decode(frame)

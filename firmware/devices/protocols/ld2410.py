@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from firmware.devices.protocols import FrameError, StreamParser
+from firmware.devices.protocols import FrameError, StreamParser, length_field
 
 REPORT_HEAD, REPORT_TAIL = b"\xf4\xf3\xf2\xf1", b"\xf8\xf7\xf6\xf5"
 CMD_HEAD, CMD_TAIL = b"\xfd\xfc\xfb\xfa", b"\x04\x03\x02\x01"
@@ -149,12 +149,7 @@ class Parser(StreamParser):
         return _find_header(buf)
 
     def _frame_length(self, buf: bytearray) -> int | None:
-        if len(buf) < 6:
-            return None
-        n = buf[4] | buf[5] << 8
-        if n > MAX_LEN:
-            raise FrameError(f"length field {n} exceeds {MAX_LEN}", 4)
-        return n + 10
+        return length_field(buf, 4, MAX_LEN, 10, "length field")
 
     def _decode(self, frame: bytes) -> Report | Ack:
         return decode(frame)
