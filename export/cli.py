@@ -2,9 +2,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
+
+# The default of an option that sets a TrainConfig/DistillConfig field: none here. An option not given
+# is absent from the namespace, and the dataclass's own default (the one place it is written) holds.
+FROM_CONFIG = argparse.SUPPRESS
+
+
+def _config_from(cls, a, **fixed):
+    """`cls` from the options given on the command line (and `fixed`); every other field keeps its default."""
+    given = {f.name: getattr(a, f.name) for f in dataclasses.fields(cls) if hasattr(a, f.name)}
+    return cls(**given, **fixed)
 
 
 def _footage(a):
@@ -21,20 +32,15 @@ def _train(a):
 
     from .train import TrainConfig, train
 
-    torch.set_num_threads(a.threads) if a.threads else None
-    cfg = TrainConfig(preset=a.preset, batch=a.batch, lr=a.lr, steps=a.steps, minutes=a.minutes,
-                      ema=a.ema, decay_cond=not a.no_decay, subjects=not a.no_subjects,
-                      ckpt_every=a.ckpt_every, seed=a.seed,
-                      device=a.device, threads=a.threads)
+    cfg = _config_from(TrainConfig, a, decay_cond=not a.no_decay, subjects=not a.no_subjects)
+    torch.set_num_threads(cfg.threads) if cfg.threads else None
     print(train(a.cache, a.run, cfg, resume=not a.no_resume))
 
 
 def _distill(a):
     from .distill import DistillConfig, distill
 
-    cfg = DistillConfig(batch=a.batch, lr=a.lr, steps=a.steps, minutes=a.minutes, stages=a.stages,
-                        first_stage=a.first_stage, ema=a.ema, dropout=a.dropout, ckpt_every=a.ckpt_every,
-                        seed=a.seed, device=a.device, threads=a.threads)
+    cfg = _config_from(DistillConfig, a)
     print(distill(a.cache, a.teacher or Path(a.run) / "teacher.pt", a.run, cfg, resume=not a.no_resume,
                   init=a.init))
 
@@ -128,13 +134,14 @@ def _training_run_options(p: argparse.ArgumentParser, minutes: float) -> None:
     p.add_argument("--cache", default="cache/footage64.npz")
     p.add_argument("--workdir", "--run", dest="run", default="runs/default",
                    help="output folder (checkpoints, grids, curves)")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--batch", type=int, default=FROM_CONFIG)
+    p.add_argument("--steps", type=int, default=FROM_CONFIG)
+    # A budget the laptop can afford, where the dataclass has none (0): the command line's own default.
     p.add_argument("--minutes", type=float, default=minutes, help="wall-time budget (0 = none)")
-    p.add_argument("--ckpt-every", type=float, default=180.0, help="seconds")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--ckpt-every", type=float, default=FROM_CONFIG, help="seconds")
+    p.add_argument("--seed", type=int, default=FROM_CONFIG)
+    p.add_argument("--device", default=FROM_CONFIG)
+    p.add_argument("--threads", type=int, default=FROM_CONFIG)
     p.add_argument("--no-resume", action="store_true")
 
 
@@ -154,9 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train the EDM teacher (torchrun-ready)")
     _training_run_options(t, minutes=60.0)
-    t.add_argument("--preset", default="cpu")
-    t.add_argument("--lr", type=float, default=4e-4)
-    t.add_argument("--ema", type=float, default=0.999)
+    t.add_argument("--preset", default=FROM_CONFIG)
+    t.add_argument("--lr", type=float, default=FROM_CONFIG)
+    t.add_argument("--ema", type=float, default=FROM_CONFIG)
     t.add_argument("--no-decay", action="store_true", help="unconditional model")
     t.add_argument("--no-subjects", action="store_true",
                    help="one model for all footage, drawn as it comes (default: conditioned on subjects, balanced)")
@@ -165,12 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("distill", help="ECT few-step student from the teacher (torchrun-ready)")
     _training_run_options(d, minutes=40.0)
     d.add_argument("--teacher", help="teacher checkpoint (default RUN/teacher.pt)")
-    d.add_argument("--lr", type=float, default=1e-4)
-    d.add_argument("--stages", type=int, default=4)
-    d.add_argument("--first-stage", type=int, default=1, help="gap stage to start in (1: gap t/2)")
+    d.add_argument("--lr", type=float, default=FROM_CONFIG)
+    d.add_argument("--stages", type=int, default=FROM_CONFIG)
+    d.add_argument("--first-stage", type=int, default=FROM_CONFIG, help="gap stage to start in (1: gap t/2)")
     d.add_argument("--init", help="start from this student checkpoint's EMA weights, not the teacher's")
-    d.add_argument("--ema", type=float, default=0.999)
-    d.add_argument("--dropout", type=float, default=0.0)
+    d.add_argument("--ema", type=float, default=FROM_CONFIG)
+    d.add_argument("--dropout", type=float, default=FROM_CONFIG)
     d.set_defaults(fn=_distill)
 
     u = sub.add_parser("tune", help="choose the student's weights and 2/4-step sigmas on the validation half of the held-out split")

@@ -64,12 +64,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .footage import load_cache
 from .train import (SubjectTable, _dist_setup, decay_values, denoiser_from_state, draw_batch, ema_update,
-                    load_checkpoint, save_loss_curve, shared_elapsed, show_progress, subject_ids, to_tensor)
+                    finish_run, load_checkpoint, optimizer_step, save_loss_curve, shared_elapsed, show_progress,
+                    subject_ids, to_tensor)
 
 
 @dataclass
@@ -203,10 +203,7 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
             target = torch.where(b(r) > 0, model(x0 + b(r) * n, r.clamp(min=0.002), dec, subj), x0)
         pred = ddp(x0 + b(t) * n, t, dec, subj)
         loss = (pseudo_huber(pred - target, c) / (t - r)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(opt, model, loss)
         ema_update(ema, model, cfg.ema)
         step += 1
         lv = float(loss.detach())
@@ -219,11 +216,7 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
         if time.time() - last > cfg.ckpt_every:
             checkpoint()
             last = time.time()
-    checkpoint()
-    if bar is not None:
-        bar.close()
-    if world > 1:
-        dist.barrier()
+    finish_run(checkpoint, bar, world)
     return ckpt_path
 
 

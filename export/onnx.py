@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from firmware.generate.manifest_schema import FORMAT, parse_manifest
+
 from .decaydist import KEY as DIST_KEY
 from .decaydist import describe as describe_decay
 from .schedule import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, f32, karras_sigmas
 
-FORMAT = "humus-model/1"
 OPSET = 17
 REFERENCE_ATOL = 2e-2  # what an fp16 engine may differ from the fp32 reference (x0 in [-1, 1])
 TEACHER_STEPS = (35, 18)
@@ -276,9 +277,12 @@ def subject_conditioning(tstate: dict) -> dict:
 
 
 def write_manifest(out_dir: str | Path, manifest: dict):
+    """Write manifest.json after checking it with the box's own schema: one schema, writer and reader."""
     p = Path(out_dir) / "manifest.json"
+    text = json.dumps(manifest, indent=2) + "\n"
+    parse_manifest(text, p, ValueError)
     tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.write_text(text)
     shutil.move(tmp, p)
 
 

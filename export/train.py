@@ -211,6 +211,23 @@ def _dist_setup(device: str):
     return rank, world, torch.device(device)
 
 
+def optimizer_step(opt, model: torch.nn.Module, loss: torch.Tensor) -> None:
+    """One step on `loss`, gradients clipped to norm 1 (a rare huge batch must not throw the weights)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
+def finish_run(checkpoint, bar, world: int) -> None:
+    """The last checkpoint, the bar closed, and every rank waits until rank 0 has written the file."""
+    checkpoint()
+    if bar is not None:
+        bar.close()
+    if world > 1:
+        dist.barrier()
+
+
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float):
     for pe, pm in zip(ema.parameters(), model.parameters()):
@@ -311,10 +328,7 @@ def train(cache: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = T
         loss = (w[:, None, None, None] * (d - x0) ** 2).mean()
         for g in opt.param_groups:
             g["lr"] = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup, 1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        optimizer_step(opt, model, loss)
         ema_update(ema, model, min(cfg.ema, (1 + step) / (10 + step)))
         step += 1
         lv = float(loss.detach())
@@ -326,11 +340,7 @@ def train(cache: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = T
         if time.time() - last_ckpt > cfg.ckpt_every:
             checkpoint()
             last_ckpt = time.time()
-    checkpoint()
-    if bar is not None:
-        bar.close()
-    if world > 1:
-        dist.barrier()
+    finish_run(checkpoint, bar, world)
     return ckpt_path
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -114,7 +115,9 @@ def bench_realtime(config, seconds: float) -> dict:
     from firmware.box import Box
     from firmware.clock import RealClock
     from firmware.generate.worker import VisitorJob
+    from firmware.appliance.statusfile import StatusWriter
     from firmware.runner import Stopper, run_realtime
+    from firmware.status_publisher import StatusPublisher
 
     if config.dmx.type == "sim":
         # Measure the deployed path: a real transport (Art-Net to a loopback port nobody listens on)
@@ -141,12 +144,17 @@ def bench_realtime(config, seconds: float) -> dict:
     f = threading.Thread(target=feeder, daemon=True)
     images0 = box.worker.images_done
     f.start()
+    # The status file is published as on the box (the same publisher as run and soak, to a scratch
+    # path), so the loop's figures include what publishing costs the frame.
+    scratch = tempfile.TemporaryDirectory(prefix="humus-bench-")
+    status = StatusPublisher(StatusWriter(Path(scratch.name) / "status.json"))
     try:
-        stats = run_realtime(box, seconds, stopper=stop)
+        stats = run_realtime(box, seconds, status=status, stopper=stop)
     finally:
         stop.event.set()
         f.join()
         box.close()
+        scratch.cleanup()
     iv = sorted(box.frame_times)
     period = 1.0 / config.display.fps
     send = box.dmx.send_times

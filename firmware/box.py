@@ -20,14 +20,14 @@ from firmware.config import Config
 from firmware.devices.camera import NoCamera, open_camera
 from firmware.devices.display import open_display
 from firmware.devices.dmx import open_dmx
-from firmware.devices.presence import NoPresence, open_presence
+from firmware.devices.presence import open_presence
 from firmware.generate.manifest import ModelError, ModelInfo, load_model_dir
 from firmware.generate.stages import Upsampler
 from firmware.generate.worker import GenerationWorker
 from firmware.render.camera_picture import CameraPicture
 from firmware.render.compositor import Compositor
 from firmware.render.footage import FootageError, FootagePlayer, footage_path, load_footage
-from firmware.show.lights import light_level, safe_universe
+from firmware.show.lights import LightsState, safe_universe, step_lights
 from firmware.show.machine import ShowState, State, Timings, step_show
 from firmware.show.presence import PresenceParams, PresenceState, update_presence
 from firmware.show.subjects import subject_weights
@@ -113,6 +113,7 @@ class Box(VenueSteps):
         self.generation.use_model(self.model, self.net, self.sigmas)
         self.camera_picture = CameraPicture(self.width, self.height)
         self._prev_state = State.IDLE
+        self.lights = LightsState()
         self.frames = 0
         self.frame_times: list[float] = []
         self.recorder = None
@@ -220,13 +221,7 @@ class Box(VenueSteps):
             self.presence_params, self.presence_state,
             # No reading yet counts from start-up: a sensor still opening is not stale at the first frame.
             reading.distance_m if reading else None, reading.t if reading else self.started_at, now)
-        if self.presence_state.stale and not isinstance(self.presence, NoPresence):
-            self.presence.fault("stale sensor: no reading for "
-                                f"{self.config.presence.stale_after_s:g} s")
-        elif reading is not None and self.presence.health.detail.startswith("stale sensor"):
-            # Undo only the stale verdict: a fault the sensor raised itself (its port lost, say)
-            # is the sensor's to clear, or the health (and the log) would flap every frame.
-            self.presence.recover()
+        self.presence.follow_filter(self.presence_state.stale, self.presence_params.stale_after_s)
         inputs = self.venue.inputs
         if inputs.triggers != self._triggers_seen:
             self._triggers_seen = inputs.triggers
@@ -279,12 +274,8 @@ class Box(VenueSteps):
 
     # ------------------------------------------------------------------ lights
     def _lights(self, cue, now: float) -> None:
-        looks = self.config.lights.looks
-        since = now - self.show_state.since
-        prev = self.trace.states[-2][1] if len(self.trace.states) >= 2 else State.IDLE
-        if prev == State.CLOSED:
-            prev = State.IDLE   # opening: fade up from the idle look's place
-        level = light_level(looks, cue.state, prev, since, self.config.lights.fade_s, cue.noise_level)
+        self.lights, level = step_lights(self.config.lights.looks, self.lights, cue.state,
+                                         now - self.show_state.since, self.config.lights.fade_s, cue.noise_level)
         self._send_universe(level)
 
     # ------------------------------------------------------------------ lifecycle

@@ -11,7 +11,7 @@ import numpy as np
 from firmware.devices.camera import NoCamera, open_camera
 from firmware.devices.dmx import open_dmx
 from firmware.devices.presence import open_presence
-from firmware.show.lights import LightLevel, render_universe
+from firmware.show.lights import LightLevel, follow_show, render_universe
 from firmware.show.machine import ShowState, State, make_cue
 
 log = logging.getLogger("humus.box")
@@ -31,6 +31,7 @@ class VenueSteps:
         look = self.config.schedule.closed_look if self.config.schedule else None
         level = LightLevel(look.intensity, tuple(look.color), 0.0) if look else LightLevel(0.0, (0, 0, 0), 0.0)
         self._send_universe(level)
+        self.lights = follow_show(self.lights, State.CLOSED)
         self._prev_state = State.CLOSED
         self.frames += 1
         return self._dark

@@ -52,9 +52,7 @@ def sim_config(config, headless: bool):
 
 
 def cmd_run(args) -> int:
-    from firmware.box import Box
-    from firmware.clock import FakeClock, RealClock
-    from firmware.runner import Stopper, run_offline, run_realtime, write_traces
+    from firmware.runner import RunOptions, run_box, run_summary, write_traces
 
     config = _load(args)
     if args.sim:
@@ -80,39 +78,13 @@ def cmd_run(args) -> int:
             return 2
     # --start rehearses in real time (the schedule, the projector, OSC peers all live on it)
     offline = args.sim and config.display.type == "headless" and not args.realtime and not wall_start
-    clock = FakeClock() if offline else RealClock()
     duration = args.duration if args.duration is not None else (45.0 if args.sim else None)
-    box = Box(config, clock, threaded=not offline, wall_start=wall_start)
-    notifier = status = None
-    if not args.sim:
-        notifier, status = _appliance_hooks(config)
-    if args.record:
-        from firmware.render.recorder import Recorder
-        box.attach_recorder(Recorder(args.record, config.display.width, config.display.height,
-                                     config.display.fps, scale=args.record_scale))
-    try:
-        if offline:
-            stats = run_offline(box, duration)
-        else:
-            stats = run_realtime(box, duration, notifier, status, Stopper().install())
-    finally:
-        box.close()
-    prefix = Path(args.record) if args.record else Path("humus-run")
-    written = write_traces(box, prefix) if (args.record or args.sim) else []
-    print(f"humus: {stats['frames']} frames in {stats['seconds']:.1f} s "
-          f"({stats['fps']:.1f} fps, {stats['missed']} missed); states: "
-          + " -> ".join(s for _, s, _ in box.trace.states))
-    if box.net is not None:
-        print(f"humus: model {box.model.name}/{box.net.name} on {box.engine.describe()}, "
-              f"{box.worker.images_done} images generated")
-    if box.config.schedule is not None or wall_start is not None:
-        now = box.venue_now
-        print(f"humus: wall clock {box.venue.wall().isoformat(timespec='seconds')}; "
-              f"{'open' if now.open else 'closed'}" + (f" until {now.next_change.isoformat()}" if now.next_change else ""))
-    proj = box.venue.projector
-    if proj is not None and hasattr(proj.backend, "commands"):
-        print("humus: projector power " + (" -> ".join("on" if on else "off" for _, on in proj.backend.commands)
-                                           or "(no command)"))
+    box, stats = run_box(config, RunOptions(duration, offline, appliance=not args.sim, record=args.record,
+                                            record_scale=args.record_scale), wall_start)
+    # The traces go beside a recording, or for a rehearsal to humus-run.*; the field box writes none.
+    written = write_traces(box, Path(args.record or "humus-run")) if (args.record or args.sim) else []
+    for line in run_summary(box, stats, wall_start is not None):
+        print(line)
     for p in ([Path(args.record)] if args.record else []) + written:
         print(f"humus: wrote {p}")
     return 0
@@ -134,14 +106,6 @@ def _wall_start(text: str, config):
 def _can_show_window() -> bool:
     import os
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def _appliance_hooks(config):
-    """sd_notify (a no-op off systemd) and the status file `humus status` reads."""
-    from firmware.appliance.sdnotify import Notifier
-    from firmware.appliance.statusfile import StatusWriter
-    from firmware.status_publisher import StatusPublisher
-    return Notifier(), StatusPublisher(StatusWriter(config.status.path))
 
 
 def cmd_safe(args) -> int:

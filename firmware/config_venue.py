@@ -64,20 +64,13 @@ class ScheduleConfig(_Section):
         load_zone(v)   # raises ValueError naming the zone and what is missing
         return v
 
-    @field_validator("open")
+    @field_validator("open", "closed_dates")
     @classmethod
-    def _windows_parse(cls, v):
-        from firmware.show.schedule import parse_window
-        for w in v:
-            parse_window(w)
-        return v
-
-    @field_validator("closed_dates")
-    @classmethod
-    def _dates_parse(cls, v):
-        from firmware.show.schedule import parse_date
-        for d in v:
-            parse_date(d)
+    def _each_parses(cls, v, info):
+        from firmware.show.schedule import parse_date, parse_window
+        parse = parse_window if info.field_name == "open" else parse_date
+        for text in v:
+            parse(text)   # raises ValueError naming the text and what is wrong with it
         return v
 
 
@@ -142,16 +135,9 @@ class OscConfig(_Section):
     max_rate_hz: float = Field(200.0, gt=0, le=10000, description="messages in per second; more are dropped")
     noise_hz: float = Field(20.0, ge=10, le=120, description="/humus/noise rate in immersion and emergence")
 
-    @field_validator("listen")
+    @field_validator("listen", "send")
     @classmethod
-    def _listen(cls, v):
-        if v is not None:
-            parse_hostport(v)
-        return v
-
-    @field_validator("send")
-    @classmethod
-    def _send(cls, v):
-        for a in v:
-            parse_hostport(a)
+    def _hostports(cls, v):
+        for text in [v] if isinstance(v, str) else v or ():
+            parse_hostport(text)
         return v

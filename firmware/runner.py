@@ -6,6 +6,7 @@ import json
 import logging
 import signal
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from firmware.box import Box
@@ -88,6 +89,65 @@ def run_offline(box: Box, duration_s: float) -> dict:
         box.step()
         box.clock.advance(period)
     return {"frames": box.frames, "seconds": duration_s, "fps": box.config.display.fps, "missed": 0}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How `humus run` runs the box, once its arguments are read."""
+    duration_s: float | None          # None: until stopped
+    offline: bool                     # a stepped clock, generation inline: an exact preview
+    appliance: bool                   # sd_notify and the status file `humus status` reads
+    record: str | Path | None = None  # every projector frame to this file
+    record_scale: float = 1.0
+
+
+def appliance_hooks(config):
+    """sd_notify (a no-op off systemd) and the status file `humus status` reads."""
+    from firmware.appliance.sdnotify import Notifier
+    from firmware.appliance.statusfile import StatusWriter
+    from firmware.status_publisher import StatusPublisher
+    return Notifier(), StatusPublisher(StatusWriter(config.status.path))
+
+
+def run_box(config, options: RunOptions, wall_start=None) -> tuple[Box, dict]:
+    """Build the box, wire its hooks and recorder, run it and close it; returns it (closed) and the
+    run's figures."""
+    clock = FakeClock() if options.offline else RealClock()
+    box = Box(config, clock, threaded=not options.offline, wall_start=wall_start)
+    notifier, status = appliance_hooks(config) if options.appliance else (None, None)
+    if options.record:
+        from firmware.render.recorder import Recorder
+        d = config.display
+        box.attach_recorder(Recorder(options.record, d.width, d.height, d.fps, scale=options.record_scale))
+    try:
+        if options.offline:
+            stats = run_offline(box, options.duration_s)
+        else:
+            stats = run_realtime(box, options.duration_s, notifier, status, Stopper().install())
+    finally:
+        box.close()
+    return box, stats
+
+
+def run_summary(box: Box, stats: dict, rehearsed_start: bool) -> list[str]:
+    """What `humus run` says when the run is over: frames and states, the model, the wall clock
+    (with a schedule or --start), and the projector's power commands (when simulated)."""
+    lines = [f"humus: {stats['frames']} frames in {stats['seconds']:.1f} s "
+             f"({stats['fps']:.1f} fps, {stats['missed']} missed); states: "
+             + " -> ".join(s for _, s, _ in box.trace.states)]
+    if box.net is not None:
+        lines.append(f"humus: model {box.model.name}/{box.net.name} on {box.engine.describe()}, "
+                     f"{box.worker.images_done} images generated")
+    if box.config.schedule is not None or rehearsed_start:
+        now = box.venue_now
+        lines.append(f"humus: wall clock {box.venue.wall().isoformat(timespec='seconds')}; "
+                     f"{'open' if now.open else 'closed'}"
+                     + (f" until {now.next_change.isoformat()}" if now.next_change else ""))
+    proj = box.venue.projector
+    if proj is not None and hasattr(proj.backend, "commands"):
+        lines.append("humus: projector power " + (" -> ".join("on" if on else "off" for _, on in proj.backend.commands)
+                                                  or "(no command)"))
+    return lines
 
 
 def write_traces(box: Box, prefix: Path) -> list[Path]:

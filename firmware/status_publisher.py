@@ -1,6 +1,7 @@
 """The box's status, published once per frame to the status file `humus status` reads: the device
 health, the show state, the frame rate, the engine and model, the venue figures and every new
-fault. One publisher for `humus run` and `humus soak`, so the soak meets the file the field sees."""
+fault. One publisher for `humus run`, `humus soak` and `humus bench`, so the soak meets the file the
+field sees and the bench pays what the field pays for it."""
 from __future__ import annotations
 
 from firmware.show.machine import State

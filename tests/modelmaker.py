@@ -107,6 +107,17 @@ def make_model_dir(out: Path, side: int = 32, sigma_data: float = 0.5, nan: bool
     return out
 
 
+def edited_copy(model_dir: Path, dest: Path, edit=None) -> Path:
+    """A copy of a model directory at `dest` whose manifest `edit` (a function of the parsed JSON) changed."""
+    import shutil
+    shutil.copytree(model_dir, dest)
+    if edit is not None:
+        manifest = json.loads((dest / "manifest.json").read_text())
+        edit(manifest)
+        (dest / "manifest.json").write_text(json.dumps(manifest))
+    return dest
+
+
 def add_upsampler(model_dir: Path, scale: int = 4, reference: bool = True) -> Path:
     """Give a model directory a real ONNX cascade stage (manifest `stages.upsampler`): bilinear
     enlargement plus a fixed sharpening convolution, so its output differs from a plain resize."""

@@ -13,19 +13,13 @@ import pytest
 from firmware.appliance import bundle as bundlemod
 from firmware.appliance import releases as rel
 from firmware.appliance import updater
-from test_appliance_support import REPO, craft_bundle, make_key, make_root, make_src, reg, tree
+from test_appliance_support import REPO, craft_bundle, installed_box, make_key, make_src, reg, tree
 
 
 @pytest.fixture
 def box(tmp_path):
     """A root with one installed release (1.0.0) and a trusted key; returns helpers."""
-    key, pub = make_key(tmp_path)
-    root = make_root(tmp_path, pub)
-    layout = rel.Layout.at(root)
-    b1 = tmp_path / "1.0.0.bundle"
-    bundlemod.build_bundle(make_src(tmp_path, "1.0.0"), key, "1.0.0", b1)
-    updater.update(layout, b1)
-    return {"tmp": tmp_path, "key": key, "pub": pub, "root": root, "layout": layout}
+    return installed_box(tmp_path)
 
 
 def refused(box, bundle_path, match, **kw):

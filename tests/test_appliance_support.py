@@ -42,6 +42,19 @@ def make_root(dirpath: Path, pub: Path) -> Path:
     return root
 
 
+def installed_box(dirpath: Path) -> dict:
+    """A root with one installed release (1.0.0) and a trusted key: what the bundle and update tests start from."""
+    from firmware.appliance import releases as rel
+    from firmware.appliance import updater
+    key, pub = make_key(dirpath)
+    root = make_root(dirpath, pub)
+    layout = rel.Layout.at(root)
+    b1 = dirpath / "1.0.0.bundle"
+    bundlemod.build_bundle(make_src(dirpath, "1.0.0"), key, "1.0.0", b1)
+    updater.update(layout, b1)
+    return {"tmp": dirpath, "key": key, "pub": pub, "root": root, "layout": layout}
+
+
 def tree(root: Path) -> dict[str, str]:
     """Everything under root: file hashes and symlink targets (to prove 'nothing changed')."""
     out = {}

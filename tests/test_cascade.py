@@ -16,19 +16,15 @@ from firmware.generate.stages import StageError, Upsampler, parse_upsampler
 from firmware.generate.worker import GenerationWorker, VisitorJob
 from firmware.render import noise as nz
 from firmware.render.footage import DEMO_CLIP, footage_path, load_footage
-from modelmaker import add_upsampler, make_model_dir
+from modelmaker import add_upsampler, edited_copy, make_model_dir
 from scenario import run_frames, small_config
 
 
 @pytest.fixture
 def heun_model(tiny_model, tmp_path):
     """The tiny model described as an ODE network (Heun, 3 steps), as a teacher would be."""
-    d = tmp_path / "heun"
-    shutil.copytree(tiny_model, d)
-    m = json.loads((d / "manifest.json").read_text())
-    m["networks"]["student"].update(sampler="heun", steps={"3": [10.0, 5.0, 1.0]}, default_steps=3)
-    (d / "manifest.json").write_text(json.dumps(m))
-    return d
+    return edited_copy(tiny_model, tmp_path / "heun", lambda m: m["networks"]["student"].update(
+        sampler="heun", steps={"3": [10.0, 5.0, 1.0]}, default_steps=3))
 
 
 @pytest.fixture(scope="module")

@@ -14,18 +14,10 @@ from firmware.clock import RealClock
 from firmware.config import CameraArgus, CameraFile, CameraPicamera2, CameraV4L2
 from firmware.devices.camera import open_camera
 from firmware.devices.camera_watchdog import FrameWatchdog, frame_hash
+from waiting import wait_for
 
 FAST = dict(width=64, height=48, fps=50, stall_timeout_s=0.3, frozen_timeout_s=0.3,
             reconnect_backoff_s=(0.05, 0.2))
-
-
-def wait_for(cond, timeout=4.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_watchdog_verdicts():

@@ -14,15 +14,7 @@ from firmware.clock import RealClock
 from firmware.config import DmxArtNet, DmxEnttecPro, DmxOpenDmx, DmxSacn
 from firmware.devices.dmx import DmxSender, open_dmx
 from firmware.devices.protocols import artnet, sacn
-
-
-def wait_for(cond, timeout=3.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return False
+from waiting import wait_for
 
 
 def universe(*head: int, n: int = 512) -> bytes:

@@ -11,15 +11,7 @@ from emulators.serial_devices import LD2410Emulator, TFminiEmulator
 from firmware.clock import RealClock
 from firmware.config import PresenceDistance, PresenceLD2410, PresenceMotion, PresenceTFmini
 from firmware.devices.presence import open_presence
-
-
-def wait_for(cond, timeout=3.0, step=0.01):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(step)
-    return False
+from waiting import wait_for
 
 
 @pytest.fixture
@@ -259,3 +251,21 @@ def test_gpio_backend_without_a_usable_pin_factory_faults_then_opens(mock_factor
         assert wait_for(lambda: s.latest() is not None and s.health.ok)
     finally:
         s.close()
+
+
+def test_health_follows_the_filters_staleness_and_lifts_only_its_own_verdict():
+    from firmware.clock import FakeClock
+    from firmware.config import PresenceSim
+    from firmware.devices.presence import NoPresence, SimPresence
+    sensor = SimPresence(PresenceSim(type="sim"), FakeClock())
+    sensor.follow_filter(True, 2.0)
+    assert not sensor.health.ok and sensor.health.detail == "stale sensor: no reading for 2 s"
+    sensor.follow_filter(False, 2.0)
+    assert sensor.health.ok
+    sensor.follow_filter(True, 2.0)
+    sensor.fault("/dev/humus-radar lost: gone")        # the sensor's own fault, raised meanwhile
+    sensor.follow_filter(False, 2.0)
+    assert not sensor.health.ok and sensor.health.detail == "/dev/humus-radar lost: gone"
+    none = NoPresence()
+    none.follow_filter(True, 2.0)                      # nothing to go quiet: never stale
+    assert none.health.ok

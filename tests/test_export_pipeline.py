@@ -204,17 +204,21 @@ def test_sample_draws_decay_from_the_recorded_distribution(pipeline, tmp_path, t
                      "--out", str(tmp_path / "t")]) == 0
 
 
-def test_evaluate_writes_inception_metrics_per_subject(pipeline, tmp_path):
-    import shutil
+def model_copy_and_footage(pipeline, tmp_path, cache_name: str, resolution: int):
+    """A copy of the pipeline's model to write into, and the pipeline's footage cached at `resolution`."""
+    model = tmp_path / "model"
+    shutil.copytree(pipeline["model"], model)
+    cache = tmp_path / cache_name
+    assert cli.main(["footage", str(pipeline["src"]), "--cache", str(cache), "--resolution", str(resolution),
+                     "--holdout", "0.3", "--dedup", "0"]) == 0
+    return model, cache
 
+
+def test_evaluate_writes_inception_metrics_per_subject(pipeline, tmp_path):
     from export.evaluate import evaluate
     from export.inception import WEIGHTS_SHA1
 
-    model = tmp_path / "model"
-    shutil.copytree(pipeline["model"], model)
-    cache64 = tmp_path / "c64.npz"
-    assert cli.main(["footage", str(pipeline["src"]), "--cache", str(cache64), "--resolution", "64",
-                     "--holdout", "0.3", "--dedup", "0"]) == 0
+    model, cache64 = model_copy_and_footage(pipeline, tmp_path, "c64.npz", 64)
     # A cache at another resolution than the images measured: refused before any work, naming it.
     with pytest.raises(ValueError, match=r"c64.npz: holds 64x64 images.*--resolution 32"):
         evaluate(model, cache64, walks=0)
@@ -283,11 +287,7 @@ def test_upsampler_stage_trains_exports_and_runs_in_the_firmware(pipeline, tmp_p
     from firmware.generate.manifest import load_model_dir
     from firmware.generate.stages import Upsampler
 
-    model = tmp_path / "model"
-    shutil.copytree(pipeline["model"], model)
-    hr = tmp_path / "hr.npz"
-    assert cli.main(["footage", str(pipeline["src"]), "--cache", str(hr), "--resolution", "128",
-                     "--holdout", "0.3", "--dedup", "0"]) == 0
+    model, hr = model_copy_and_footage(pipeline, tmp_path, "hr.npz", 128)
     assert cli.main(["upsampler", "--cache", str(hr), "--run", str(tmp_path / "run"), "--minutes", "0",
                      "--steps", "3", "--steps-only", "--batch", "2", "--crop", "64", "--width", "8",
                      "--blocks", "1", "--model", str(model)]) == 0

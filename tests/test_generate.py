@@ -8,6 +8,7 @@ from firmware.generate.engines import EngineError, open_engine
 from firmware.generate.manifest import ModelError, load_model_dir
 from firmware.generate.sampler import sample
 from firmware.generate.worker import GenerationWorker, VisitorJob, seeded_sigmas, slerp
+from modelmaker import edited_copy
 
 
 def test_manifest_loads_and_checks_sha(tiny_model, tmp_path):
@@ -29,13 +30,8 @@ def test_manifest_loads_and_checks_sha(tiny_model, tmp_path):
     (lambda m: m["networks"]["student"]["inputs"].pop("decay"), "missing input 'decay'"),
 ])
 def test_manifest_errors_name_the_key(tiny_model, tmp_path, edit, match):
-    d = tmp_path / "m"
-    shutil.copytree(tiny_model, d)
-    raw = json.loads((d / "manifest.json").read_text())
-    edit(raw)
-    (d / "manifest.json").write_text(json.dumps(raw))
     with pytest.raises(ModelError, match=match):
-        load_model_dir(d)
+        load_model_dir(edited_copy(tiny_model, tmp_path / "m", edit))
 
 
 def test_sampler_uses_exactly_the_manifest_sigmas(tiny_model):

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from firmware.box import Box
 from firmware.clock import FakeClock
 from firmware.generate.manifest import ModelError, load_model_dir
+from modelmaker import edited_copy
 from scenario import hf_energy, run_frames, small_config
 
 FOOTAGE = [np.full((90, 120, 3), v, np.uint8) for v in (60, 120, 180)]
@@ -61,14 +62,9 @@ def model_files(tiny_model):
 
 
 def model_dir(tmp_path, tiny_model, edit=None, text=None, name="m") -> os.PathLike:
-    d = tmp_path / name
-    shutil.copytree(tiny_model, d)
+    d = edited_copy(tiny_model, tmp_path / name, edit)
     if text is not None:
         (d / "manifest.json").write_bytes(text)
-    elif edit is not None:
-        raw = json.loads((d / "manifest.json").read_text())
-        edit(raw)
-        (d / "manifest.json").write_text(json.dumps(raw, allow_nan=True))
     return d
 
 

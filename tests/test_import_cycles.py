@@ -2,8 +2,8 @@
 
 A cycle means two modules each need the other half-built at import time; it is
 how "the table imports its backends and the backends import the table" starts.
-Imports inside functions count too: deferring one of the two imports into a
-function hides a cycle from the interpreter but leaves the two modules just as
+Imports inside functions count too, and so does a backend table's
+`lazy("module", ...)`: deferring one of the two imports into a function hides a cycle from the interpreter but leaves the two modules just as
 tangled. (Deferred imports of vendor libraries - pygame, cv2, onnxruntime - are
 outside the package and do not count.) Imports under `if TYPE_CHECKING:` never
 run and do not count.
@@ -47,6 +47,12 @@ def is_type_checking(node: ast.AST) -> bool:
         or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"))
 
 
+def is_lazy_backend(node: ast.AST) -> bool:
+    """`lazy("firmware.devices.camera_file", ...)` in a backend table (firmware/devices/backend_table.py)."""
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "lazy"
+            and bool(node.args) and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str))
+
+
 def package_imports(path: Path, known: set[str]) -> set[str]:
     """The package modules `path` imports, at module level or inside a function."""
     tree = ast.parse(path.read_text(), filename=str(path))
@@ -61,6 +67,8 @@ def package_imports(path: Path, known: set[str]) -> set[str]:
             found.add(target)
             # `from pkg import mod` imports the sub-module pkg.mod.
             found.update(f"{target}.{alias.name}" for alias in node.names)
+        elif is_lazy_backend(node):  # a backend table's deferred import, by name
+            found.add(node.args[0].value)
         if is_type_checking(node):  # never runs: annotations only
             for child in node.orelse:
                 visit(child)

@@ -37,3 +37,22 @@ def test_safe_look_and_blackout():
     assert safe_universe(cfg, "blackout") == bytes(512)
     calm = safe_universe(cfg, "calm")
     assert calm[0] == round(cfg.looks["safe"].intensity * 255)
+
+
+def test_lights_follow_the_show_and_fade_from_their_own_previous_state():
+    from firmware.show.lights import LightsState, follow_show, step_lights
+    from firmware.show.machine import State
+    looks = LightsConfig().looks
+    lights = LightsState()
+    lights, level = step_lights(looks, lights, State.IDLE, 0.0, 2.0, 0.0)
+    assert lights == LightsState(State.IDLE, State.IDLE)
+    lights, start = step_lights(looks, lights, State.APPROACH, 0.0, 2.0, 0.0)
+    assert lights == LightsState(State.APPROACH, State.IDLE)
+    assert start == light_level(looks, State.APPROACH, State.IDLE, 0.0, 2.0, 0.0)   # the fade starts at idle
+    lights, _ = step_lights(looks, lights, State.APPROACH, 1.0, 2.0, 0.0)
+    assert lights.previous == State.IDLE                                         # same state: same fade
+    # After closed hours the fade starts at the idle look, not at the schedule's closed look.
+    lights = follow_show(lights, State.CLOSED)
+    lights, level = step_lights(looks, lights, State.IDLE, 0.0, 2.0, 0.0)
+    assert lights.previous == State.CLOSED
+    assert level == light_level(looks, State.IDLE, State.IDLE, 0.0, 2.0, 0.0)

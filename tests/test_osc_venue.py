@@ -19,6 +19,7 @@ from firmware.osc import listening_sockets
 from firmware.show.control import ShowInputs, apply_message
 from firmware.show.lights import LightLevel, render_universe
 from firmware.show.schedule import load_zone
+from waiting import wait_for
 
 BERLIN = load_zone("Europe/Berlin")
 SHOW = {"dwell_s": 0.1, "leave_grace_s": 0.1, "cooldown_s": 0.2, "approach_s": 0.3, "immersion_s": 1.0,
@@ -161,13 +162,6 @@ SCHEDULE = {"timezone": "Europe/Berlin", "open": ["mon-fri 10:00-18:00", "fri 20
             "closed_look": {"intensity": 0.1, "color": [0.2, 0.3, 0.4]}}
 
 
-def wait_for(pred, timeout=3.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end and not pred():
-        time.sleep(0.01)
-    return pred()
-
-
 def test_closing_and_opening_on_the_schedule(tiny_model, tmp_path):
     box = make_box(tiny_model, tmp_path, wall_start=datetime(2026, 12, 4, 17, 59, 58, tzinfo=BERLIN),
                    schedule=SCHEDULE, projector={"type": "sim", "retry_s": [0.01, 0.02]})
@@ -249,7 +243,7 @@ def test_device_fault_goes_out_once(tiny_model, tmp_path):
                    camera={"type": "sim", "width": 64, "height": 48})
     try:
         box.step()
-        box.camera.unplug()
+        box.camera.inject("unplug")
         for _ in range(30):
             box.clock.advance(0.05)
             box.step()

@@ -3,22 +3,13 @@ cec-ctl, and the control's retries when the projector does not answer."""
 import hashlib
 import os
 import stat
-import time
 
 import pytest
 
 from firmware.config import parse_config
 from firmware.devices import projector_pjlink as pj
 from firmware.devices.projector import ProjectorControl, SimProjector, open_projector
-
-
-def wait_for(pred, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.01)
-    return False
+from waiting import wait_for
 
 
 def test_auth_prefix_matches_the_spec_example():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pytest
 
 from firmware.box import Box
 from firmware.clock import FakeClock
@@ -90,7 +91,7 @@ def test_failed_generation_shows_the_idle_not_a_still_sea_of_noise(tiny_model):
     from firmware.generate.manifest import load_model_dir
     model = load_model_dir(tiny_model)
     engine = FaultyEngine(open_engine(model, "student", "onnxruntime"))
-    engine.mode = "raise"
+    engine.inject("raise")
     footage = [np.full((90, 120, 3), v, np.uint8) for v in (60, 120, 180)]
     box = Box(small_config(tiny_model), FakeClock(), threaded=False, engine=engine, model=model,
               footage_frames=footage)
@@ -151,19 +152,19 @@ def test_sim_camera_faults_look_like_real_ones():
             clock.advance(0.05)
         return frames
     assert all(f is not None for f in run(1.0)) and cam.health.ok
-    cam.stall()
+    cam.inject("stall")
     got = run(3.0)
     assert got[0] is not None and got[-1] is None and cam.health.detail.startswith("stalled")
     cam.heal()
     assert run(0.2)[-1] is not None and cam.health.ok
-    cam.freeze()
+    cam.inject("frozen")
     got = run(4.0)
     live = [f for f in got if f is not None]
     assert len({f.seq for f in live}) > 10 and len({f.image.tobytes() for f in live}) == 1  # new frames, one picture
     assert got[-1] is None and cam.health.detail.startswith("frozen")
     cam.heal()
     assert run(0.2)[-1] is not None and cam.health.ok
-    cam.unplug()
+    cam.inject("unplug")
     assert cam.latest() is None and cam.health.detail == "unplugged"
     cam.heal()
     assert run(0.2)[-1] is not None and cam.health.ok and cam.health.faults == 3
@@ -177,13 +178,13 @@ def test_a_full_disk_never_stops_the_status_writer(tmp_path, caplog):
     with FullDisk() as disk:
         writer.update(state="idle")
         assert read_status(tmp_path / "status.json")["state"] == "idle"
-        disk.full = True
+        disk.inject("full")
         for _ in range(50):
             t[0] += 1.0
             writer.update(state="hold")          # never raises
         assert read_status(tmp_path / "status.json")["state"] == "idle"   # the old snapshot is intact
         assert [p.name for p in tmp_path.iterdir()] == ["status.json"]    # and no debris
-        disk.full = False
+        disk.heal()
         t[0] += 1.0
         writer.update(state="release")
     assert read_status(tmp_path / "status.json")["state"] == "release"
@@ -212,7 +213,7 @@ def test_no_camera_means_no_seed_from_an_earlier_picture(tiny_model):
     box = Box(small_config(tiny_model, show={"seed_strength": 0.5}), FakeClock(), threaded=False)
     run_frames(box, 2.0)
     assert box.camera_picture.picture is not None
-    box.camera.unplug()
+    box.camera.inject("unplug")
     jobs = []
     real_submit = box.worker.submit_visitor
     box.worker.submit_visitor = lambda job: (jobs.append(job), real_submit(job))
@@ -220,3 +221,42 @@ def test_no_camera_means_no_seed_from_an_earlier_picture(tiny_model):
     assert jobs and all(j.seed_image is None for j in jobs)
     assert box.worker.visitor_result.get().done
     box.close()
+
+
+def test_every_simulated_device_breaks_and_heals_through_one_api(tmp_path):
+    """inject(fault) / heal() on each sim backend, with the effect a real failure has."""
+    from firmware.clock import FakeClock
+    from firmware.config import CameraSim, DisplayHeadless, PresenceSim
+    from firmware.devices.camera import SimCamera
+    from firmware.devices.display import HeadlessDisplay
+    from firmware.devices.dmx_transport import SimDmxTransport
+    from firmware.devices.presence import SimPresence
+
+    clock = FakeClock()
+    sensor = SimPresence(PresenceSim(type="sim", script=[(0.0, 1.0)]), clock)
+    first = sensor.latest()
+    sensor.inject("silent")
+    clock.advance(1.0)
+    assert sensor.latest() is first                  # a dead sensor: nothing new
+    sensor.heal()
+    assert sensor.latest().t > first.t and sensor.latest().distance_m == 1.0
+
+    dmx = SimDmxTransport()
+    dmx.inject("unplug")
+    with pytest.raises(OSError):
+        dmx.send(bytes(512))
+    dmx.heal()
+    dmx.send(bytes(512))
+    assert len(dmx.frames) == 1
+
+    display = HeadlessDisplay(DisplayHeadless(type="headless", width=64, height=64))
+    display.inject("gone")
+    display.present(np.zeros((64, 64, 3), np.uint8))
+    assert not display.health.ok and display.frames_shown == 0
+    display.heal()
+    display.present(np.zeros((64, 64, 3), np.uint8))
+    assert display.health.ok and display.frames_shown == 1
+
+    camera = SimCamera(CameraSim(type="sim"), clock)
+    with pytest.raises(ValueError, match="no fault 'gone'"):
+        camera.inject("gone")

@@ -2,7 +2,6 @@
 configured weights and the idle drift wanders through them."""
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from firmware.config import ConfigError, parse_config
 from firmware.generate.engines import open_engine
 from firmware.generate.manifest import ModelError, load_model_dir
 from firmware.show.subjects import DRIFT_SEGMENTS_PER_SUBJECT, drift_subject, pick_subject, subject_weights
-from modelmaker import make_model_dir
+from modelmaker import edited_copy, make_model_dir
 from scenario import run_frames, small_config
 
 NAMES = ("bananas", "melon", "tomatoes")
@@ -117,11 +116,5 @@ def test_unknown_configured_subjects_are_a_fault_not_a_stop(subject_model):
     (lambda m: m["networks"]["student"]["inputs"].update(subject=[4]), "inputs.subject"),
 ])
 def test_hostile_subject_manifests_name_the_key(subject_model, tmp_path, patch, key):
-    import shutil
-    d = tmp_path / "m"
-    shutil.copytree(subject_model, d)
-    m = json.loads((d / "manifest.json").read_text())
-    patch(m)
-    (d / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ModelError, match=key):
-        load_model_dir(d)
+        load_model_dir(edited_copy(subject_model, tmp_path / "m", patch))

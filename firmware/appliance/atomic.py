@@ -7,6 +7,7 @@ the directory is fsynced so the rename itself survives the power cut.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -23,6 +24,17 @@ def fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def _removed_on_failure(tmp: str | os.PathLike):
+    """The temp file goes if anything fails before its rename (even Ctrl-C), so no debris is left."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int = 0o644) -> Path:
     """Replace `path` with `data` atomically and durably; returns the path.
 
@@ -34,19 +46,13 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int = 0o644) 
         data = data.encode("utf-8")
     directory = target.parent if str(target.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    try:
+    with _removed_on_failure(tmp):
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     fsync_dir(directory)
     return target
 
@@ -65,17 +71,9 @@ def symlink_atomic(target: str, link: str | os.PathLike) -> None:
     """
     link = Path(link)
     tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
-    except FileNotFoundError:
-        pass
     os.symlink(target, tmp)
-    try:
+    with _removed_on_failure(tmp):
         os.replace(tmp, link)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     fsync_dir(link.parent)

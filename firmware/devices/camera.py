@@ -10,7 +10,9 @@ from typing import Callable
 
 import numpy as np
 
+from firmware.devices.backend_table import lazy
 from firmware.devices.camera_interface import Camera, Frame  # re-exported: the interface
+from firmware.devices.fault_injection import FaultInjectable
 
 
 class NoCamera(Camera):
@@ -24,14 +26,16 @@ class NoCamera(Camera):
         return None
 
 
-class SimCamera(Camera):
+class SimCamera(FaultInjectable, Camera):
     """A moving figure against a textured wall, rendered on demand at the clock's time.
 
     Deterministic for a given time, so tests with a fake clock see exactly reproducible frames.
-    `stall()` / `unplug()` / `freeze()` inject the field failures a real camera has.
+    `inject("stall" | "unplug" | "frozen")` injects the field failures a real camera has.
     """
 
     name = "camera[sim]"
+    FAULTS = ("stall", "unplug", "frozen")
+    _MODE_OF = {"stall": "stalled", "unplug": "unplugged", "frozen": "frozen"}
 
     def __init__(self, cfg, clock) -> None:
         super().__init__()
@@ -54,18 +58,11 @@ class SimCamera(Camera):
         self._watchdog = FrameWatchdog(cfg.stall_timeout_s, cfg.frozen_timeout_s)
         self._watchdog.reset(self._t0)
 
-    # -- fault injection (soak tests) --
-    def stall(self) -> None:
-        self._mode = "stalled"
-
-    def unplug(self) -> None:
-        self._mode = "unplugged"
-
-    def freeze(self) -> None:
-        self._mode = "frozen"
-
-    def heal(self) -> None:
-        self._mode = "ok"
+    def _switch(self, fault: str, on: bool) -> None:
+        if on:
+            self._mode = self._MODE_OF[fault]
+        elif self._mode == self._MODE_OF[fault]:
+            self._mode = "ok"
 
     def render(self, t: float) -> np.ndarray:
         """A person-like figure (head + body) swaying in front of a wall."""
@@ -102,34 +99,14 @@ class SimCamera(Camera):
         return self._last
 
 
-def _file_camera(cfg, clock) -> Camera:
-    from firmware.devices.camera_file import FileCamera
-    return FileCamera(cfg, clock)
-
-
-def _v4l2_camera(cfg, clock) -> Camera:
-    from firmware.devices.camera_opencv import OpenCVCamera
-    return OpenCVCamera.v4l2(cfg, clock)
-
-
-def _argus_camera(cfg, clock) -> Camera:
-    from firmware.devices.camera_opencv import OpenCVCamera
-    return OpenCVCamera.argus(cfg, clock)
-
-
-def _picamera2_camera(cfg, clock) -> Camera:
-    from firmware.devices.camera_picamera2 import Picamera2Camera
-    return Picamera2Camera(cfg, clock)
-
-
 # The explicit backend table: config `type` -> constructor. No registries, no import side effects.
 BACKENDS: dict[str, Callable[..., Camera]] = {
     "sim": SimCamera,
     "none": NoCamera,
-    "file": _file_camera,
-    "v4l2": _v4l2_camera,
-    "argus": _argus_camera,
-    "picamera2": _picamera2_camera,
+    "file": lazy("firmware.devices.camera_file", "FileCamera"),
+    "v4l2": lazy("firmware.devices.camera_opencv", "OpenCVCamera.v4l2"),
+    "argus": lazy("firmware.devices.camera_opencv", "OpenCVCamera.argus"),
+    "picamera2": lazy("firmware.devices.camera_picamera2", "Picamera2Camera"),
 }
 
 

@@ -9,18 +9,21 @@ from typing import Callable
 
 import numpy as np
 
+from firmware.devices.backend_table import lazy
 from firmware.devices.display_interface import Display  # re-exported: the interface
+from firmware.devices.fault_injection import FaultInjectable
 
 
-class HeadlessDisplay(Display):
+class HeadlessDisplay(FaultInjectable, Display):
     name = "display[headless]"
+    FAULTS = ("gone",)   # the soak: the projector went away
 
     def __init__(self, cfg, clock=None) -> None:
         super().__init__()
         self.width, self.height = cfg.width, cfg.height
         self.frames_shown = 0
         self.last: np.ndarray | None = None
-        self.gone = False  # soak: the projector went away
+        self.gone = False
 
     def present(self, frame: np.ndarray) -> None:
         if frame.shape != (self.height, self.width, 3):
@@ -32,16 +35,14 @@ class HeadlessDisplay(Display):
         self.frames_shown += 1
         self.last = frame
 
-
-def _pygame(cfg, clock) -> Display:
-    from firmware.devices.display_pygame import PygameDisplay
-    return PygameDisplay(cfg, clock)
+    def _switch(self, fault: str, on: bool) -> None:
+        self.gone = on
 
 
 BACKENDS: dict[str, Callable[..., Display]] = {
     "headless": HeadlessDisplay,
     "sim": HeadlessDisplay,
-    "pygame": _pygame,
+    "pygame": lazy("firmware.devices.display_pygame", "PygameDisplay"),
 }
 
 

@@ -7,34 +7,16 @@ from __future__ import annotations
 
 from typing import Callable
 
+from firmware.devices.backend_table import lazy
+
 from firmware.devices.dmx_transport import DmxTransport, NullTransport, SimDmxTransport
-
-
-def _enttec(cfg, clock):
-    from firmware.devices.dmx_serial import EnttecProTransport
-    return EnttecProTransport(cfg)
-
-
-def _open_dmx(cfg, clock):
-    from firmware.devices.dmx_serial import OpenDmxTransport
-    return OpenDmxTransport(cfg)
-
-
-def _artnet(cfg, clock):
-    from firmware.devices.dmx_net import ArtNetTransport
-    return ArtNetTransport(cfg)
-
-
-def _sacn(cfg, clock):
-    from firmware.devices.dmx_net import SacnTransport
-    return SacnTransport(cfg)
 
 
 BACKENDS: dict[str, Callable[..., DmxTransport]] = {
     "sim": SimDmxTransport,
     "none": lambda cfg, clock: NullTransport(),
-    "enttec-pro": _enttec,
-    "open-dmx": _open_dmx,
-    "artnet": _artnet,
-    "sacn": _sacn,
+    "enttec-pro": lazy("firmware.devices.dmx_serial", "EnttecProTransport", with_clock=False),
+    "open-dmx": lazy("firmware.devices.dmx_serial", "OpenDmxTransport", with_clock=False),
+    "artnet": lazy("firmware.devices.dmx_net", "ArtNetTransport", with_clock=False),
+    "sacn": lazy("firmware.devices.dmx_net", "SacnTransport", with_clock=False),
 }

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from firmware.devices.fault_injection import FaultInjectable
+
 
 class DmxTransport:
     """Puts one universe on the wire. `send` raises OSError when the interface is gone."""
@@ -28,10 +30,11 @@ class SentFrame:
     data: bytes
 
 
-class SimDmxTransport(DmxTransport):
-    """Records every universe sent (time, bytes). `unplug()` makes sends fail like a vanished port."""
+class SimDmxTransport(FaultInjectable, DmxTransport):
+    """Records every universe sent (time, bytes). `inject("unplug")` makes sends fail like a vanished port."""
 
     name = "dmx[sim]"
+    FAULTS = ("unplug",)
 
     def __init__(self, cfg=None, clock=None, max_frames: int = 100_000) -> None:
         self.clock = clock
@@ -51,6 +54,9 @@ class SimDmxTransport(DmxTransport):
         if len(self.frames) >= self.max_frames:  # bounded: a long soak must not grow memory
             del self.frames[: self.max_frames // 2]
         self.frames.append(SentFrame(self.clock.now() if self.clock else 0.0, bytes(universe)))
+
+    def _switch(self, fault: str, on: bool) -> None:
+        self.unplugged = on
 
 
 class NullTransport(DmxTransport):

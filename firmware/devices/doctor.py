@@ -29,44 +29,41 @@ def _port_missing(name: str, port: str) -> CheckResult | None:
 
 
 # ------------------------------------------------------------------------------------------ DMX
+def _enttec_answers(name: str, cfg, t, timeout: float) -> CheckResult:
+    """An open DMX USB Pro asked for its serial number and parameters; a plain FTDI cable never answers."""
+    try:
+        serial_no = t.serial_number(timeout)
+        p = t.parameters(timeout)
+    except TimeoutError as exc:
+        return CheckResult(name, False, f"{cfg.port} opens but {exc}",
+                           "not a DMX USB Pro? A plain FTDI cable is type = \"open-dmx\"; "
+                           "otherwise unplug and replug the widget")
+    return CheckResult(name, True, f"Enttec widget serial {serial_no}, firmware "
+                       f"{p.firmware >> 8}.{p.firmware & 0xFF:02d}, break {p.break_us:.0f} us, "
+                       f"MAB {p.mab_us:.0f} us, {p.rate_hz} Hz")
+
+
 def check_dmx(config, timeout: float = 1.0) -> CheckResult:
     cfg = config.dmx
     name = f"dmx {cfg.type}"
     if cfg.type in ("sim", "none"):
         return CheckResult(name, None, "no DMX interface configured")
-    if cfg.type == "enttec-pro":
+    if cfg.type in ("enttec-pro", "open-dmx"):
         missing = _port_missing(name, cfg.port)
         if missing:
             return missing
-        from firmware.devices.dmx_serial import EnttecProTransport
-        t = EnttecProTransport(cfg)
+        from firmware.devices.dmx_serial import EnttecProTransport, OpenDmxTransport
+        enttec = cfg.type == "enttec-pro"
+        t = EnttecProTransport(cfg) if enttec else OpenDmxTransport(cfg)
         try:
             t.open()
-            serial_no = t.serial_number(timeout)
-            p = t.parameters(timeout)
-        except TimeoutError as exc:
-            return CheckResult(name, False, f"{cfg.port} opens but {exc}",
-                               "not a DMX USB Pro? A plain FTDI cable is type = \"open-dmx\"; "
-                               "otherwise unplug and replug the widget")
+            if enttec:
+                return _enttec_answers(name, cfg, t, timeout)
         except (OSError, ValueError) as exc:
             return CheckResult(name, False, f"{cfg.port}: {exc}", SERIAL_HINT)
         finally:
             t.close()
-        return CheckResult(name, True, f"Enttec widget serial {serial_no}, firmware "
-                           f"{p.firmware >> 8}.{p.firmware & 0xFF:02d}, break {p.break_us:.0f} us, "
-                           f"MAB {p.mab_us:.0f} us, {p.rate_hz} Hz")
-    if cfg.type == "open-dmx":
-        missing = _port_missing(name, cfg.port)
-        if missing:
-            return missing
-        from firmware.devices.dmx_serial import OpenDmxTransport
-        t = OpenDmxTransport(cfg)
-        try:
-            t.open()
-        except OSError as exc:
-            return CheckResult(name, False, f"{cfg.port}: {exc}", SERIAL_HINT)
-        finally:
-            t.close()
+        # Open DMX has nothing to ask: a port that opens is all there is to check.
         return CheckResult(name, True, f"{cfg.port} opens at 250000 8N2 (Open DMX timing is best-effort; "
                            "a Pro-style widget or Art-Net/sACN node flickers less)")
     # Network: does the kernel have a route to where we send? (connect() on UDP sends nothing.)

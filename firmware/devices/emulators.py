@@ -16,6 +16,7 @@ import random
 import tty
 from pathlib import Path
 
+from firmware.devices.fault_injection import FaultInjectable
 from firmware.devices.protocols import ld2410
 
 
@@ -87,10 +88,12 @@ class PtyPort:
         self.unplug()
 
 
-class RadarEmulator:
+class RadarEmulator(FaultInjectable):
     """An HLK-LD2410 reporting a visitor at `distance_m` (None = nobody) at `rate_hz` of the caller's
     clock. Faults: `silent` (powered, no reports), `garbage` (line noise and mangled frames between
-    the reports), and the port's unplug/replug."""
+    the reports), and `unplug` (the port's pty closed, as a pulled cable)."""
+
+    FAULTS = ("silent", "garbage", "unplug")
 
     def __init__(self, link, rate_hz: float = 20.0, seed: int = 0) -> None:
         self.port = PtyPort(link)
@@ -125,12 +128,20 @@ class RadarEmulator:
                 self.sent += 1
         self.port.read()   # the host's commands (engineering mode) are not answered; drop them
 
+    def _switch(self, fault: str, on: bool) -> None:
+        if fault == "unplug":
+            self.port.unplug() if on else self.port.replug()   # each a no-op when already so
+        else:
+            setattr(self, fault, on)
+
     def close(self) -> None:
         self.port.close()
 
 
-class WidgetEmulator:
-    """An Enttec DMX USB Pro: counts label-6 universes and keeps the newest one."""
+class WidgetEmulator(FaultInjectable):
+    """An Enttec DMX USB Pro: counts label-6 universes and keeps the newest one. Fault: `unplug`."""
+
+    FAULTS = ("unplug",)
 
     def __init__(self, link) -> None:
         self.port = PtyPort(link)
@@ -158,6 +169,9 @@ class WidgetEmulator:
             elif label == 4:
                 self.params += 1
         return got
+
+    def _switch(self, fault: str, on: bool) -> None:
+        self.port.unplug() if on else self.port.replug()
 
     def close(self) -> None:
         self.port.close()

@@ -10,16 +10,19 @@ from typing import Callable
 
 import numpy as np
 
+from firmware.devices.backend_table import lazy
+from firmware.devices.fault_injection import FaultInjectable
 from firmware.devices.presence_interface import PresenceSensor, Reading  # re-exported: the interface
 
 
-class SimPresence(PresenceSensor):
+class SimPresence(FaultInjectable, PresenceSensor):
     """A scripted visitor: distance over time from (seconds, metres) points, linearly interpolated.
 
-    `silence()` stops readings (a dead sensor), `garbage()` makes it report nonsense distances.
+    `inject("silent")` stops readings (a dead sensor), `inject("garbage")` makes it report nonsense distances.
     """
 
     name = "presence[sim]"
+    FAULTS = ("silent", "garbage")
 
     def __init__(self, cfg, clock) -> None:
         super().__init__()
@@ -40,15 +43,11 @@ class SimPresence(PresenceSensor):
             t = t % span
         return float(np.interp(t, self._ts, self._ds))
 
-    def silence(self) -> None:
-        self._silent_since = self.clock.now()
-
-    def garbage(self, on: bool = True) -> None:
-        self._garbage = on
-
-    def heal(self) -> None:
-        self._silent_since = None
-        self._garbage = False
+    def _switch(self, fault: str, on: bool) -> None:
+        if fault == "silent":
+            self._silent_since = self.clock.now() if on else None
+        else:
+            self._garbage = on
 
     def latest(self) -> Reading | None:
         if self.closed:
@@ -78,34 +77,17 @@ class NoPresence(PresenceSensor):
     def latest(self) -> Reading | None:
         return None
 
-
-def _ld2410(cfg, clock) -> PresenceSensor:
-    from firmware.devices.presence_serial import LD2410Sensor
-    return LD2410Sensor(cfg, clock)
-
-
-def _tfmini(cfg, clock) -> PresenceSensor:
-    from firmware.devices.presence_serial import TFminiSensor
-    return TFminiSensor(cfg, clock)
-
-
-def _distance(cfg, clock) -> PresenceSensor:
-    from firmware.devices.presence_gpio import DistanceSensorBackend
-    return DistanceSensorBackend(cfg, clock)
-
-
-def _motion(cfg, clock) -> PresenceSensor:
-    from firmware.devices.presence_gpio import MotionSensorBackend
-    return MotionSensorBackend(cfg, clock)
+    def follow_filter(self, stale: bool, stale_after_s: float) -> None:
+        pass   # never stale: without a sensor there is no reading to wait for
 
 
 BACKENDS: dict[str, Callable[..., PresenceSensor]] = {
     "sim": SimPresence,
     "none": NoPresence,
-    "ld2410": _ld2410,
-    "tfmini": _tfmini,
-    "distance": _distance,
-    "motion": _motion,
+    "ld2410": lazy("firmware.devices.presence_serial", "LD2410Sensor"),
+    "tfmini": lazy("firmware.devices.presence_serial", "TFminiSensor"),
+    "distance": lazy("firmware.devices.presence_gpio", "DistanceSensorBackend"),
+    "motion": lazy("firmware.devices.presence_gpio", "MotionSensorBackend"),
 }
 
 

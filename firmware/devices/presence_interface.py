@@ -17,6 +17,22 @@ class Reading:
 class PresenceSensor(Device):
     name = "presence"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._stale_verdict: str | None = None   # the fault follow_filter raised, while it stands
+
     def latest(self) -> Reading | None:
         """Newest reading; None if the sensor has produced nothing yet."""
         raise NotImplementedError
+
+    def follow_filter(self, stale: bool, stale_after_s: float) -> None:
+        """The show's presence filter owns staleness (its state says `stale`); the health follows it
+        here. Back from stale, only this verdict is lifted: a fault the sensor raised itself (its port
+        lost, say) is the sensor's to clear, or the health (and the log) would flap every frame."""
+        if stale:
+            self._stale_verdict = f"stale sensor: no reading for {stale_after_s:g} s"
+            self.fault(self._stale_verdict)
+        elif self._stale_verdict is not None:
+            if self.health.detail == self._stale_verdict:
+                self.recover()
+            self._stale_verdict = None

@@ -13,6 +13,8 @@ import threading
 import time
 from typing import Callable
 
+from firmware.devices.backend_table import lazy
+
 from firmware.devices.base import Device
 
 log = logging.getLogger("humus.projector")
@@ -35,17 +37,11 @@ class SimProjector:
         self.commands.append((time.monotonic(), on))
 
 
-def _pjlink(cfg):
-    from firmware.devices.projector_pjlink import PJLinkProjector
-    return PJLinkProjector(cfg)
-
-
-def _cec(cfg):
-    from firmware.devices.projector_cec import CecProjector
-    return CecProjector(cfg)
-
-
-BACKENDS: dict[str, Callable] = {"sim": SimProjector, "pjlink": _pjlink, "cec": _cec}
+BACKENDS: dict[str, Callable] = {
+    "sim": SimProjector,
+    "pjlink": lazy("firmware.devices.projector_pjlink", "PJLinkProjector", with_clock=False),
+    "cec": lazy("firmware.devices.projector_cec", "CecProjector", with_clock=False),
+}
 
 
 class ProjectorControl(Device):

@@ -14,7 +14,6 @@ from firmware.digest import sha256_file  # noqa: F401  (re-exported: manifest.sh
 if TYPE_CHECKING:
     from firmware.generate.stages import UpsamplerInfo
 
-FORMAT = "humus-model/1"
 SAMPLERS = ("consistency", "heun", "euler")
 
 

@@ -124,7 +124,7 @@ class Conditioning(_Strict):
 
 
 class Manifest(_Strict):
-    format: Literal["humus-model/1"]
+    format: Literal[FORMAT]
     name: Optional[str] = Field(None, min_length=1, max_length=64)
     created: Optional[str] = Field(None, max_length=64)
     resolution: Annotated[list[Annotated[int, Field(ge=8, le=1024)]], Field(min_length=2, max_length=2)]
@@ -165,6 +165,12 @@ def read_manifest(path: Path, error: type[Exception]) -> Manifest:
         raise error(f"{path}: cannot read ({exc.strerror})") from None
     if len(raw) > MAX_MANIFEST_BYTES:
         raise error(f"{path}: over {MAX_MANIFEST_BYTES} bytes; not a model manifest")
+    return parse_manifest(raw, path, error)
+
+
+def parse_manifest(raw: bytes | str, path: Path, error: type[Exception]) -> Manifest:
+    """Validate manifest JSON text: what the box reads, and what humus-export checks before it writes
+    one (so a writer and reader that drift apart fail at export, not on the box)."""
     try:
         # JSON mode: arrays are lists, NaN/Infinity tokens are refused by allow_inf_nan=False
         return Manifest.model_validate_json(raw, strict=True)

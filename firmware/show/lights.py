@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from firmware.show.machine import State
+
 WIDTH = {"dimmer": 1, "red": 1, "green": 1, "blue": 1, "white": 1, "amber": 1, "strobe": 1,
          "fixed": 1, "dimmer16": 2, "red16": 2, "green16": 2, "blue16": 2}
 
@@ -58,6 +60,28 @@ def light_level(looks, state: str, previous: str, since_s: float, fade_s: float,
     n = min(max(noise_level, 0.0), 1.0)
     intensity *= (1.0 - follow) + follow * (0.25 + 0.75 * n)
     return LightLevel(intensity=min(max(intensity, 0.0), 1.0), color=color, strobe=strobe)
+
+
+@dataclass(frozen=True)
+class LightsState:
+    """What the lights follow: the show state they show, and the one they fade from."""
+    state: State = State.IDLE
+    previous: State = State.IDLE
+
+
+def follow_show(lights: LightsState, state: State) -> LightsState:
+    """The lights after a frame of the show in `state`: a new state starts a fade from the old one."""
+    return lights if state == lights.state else LightsState(state, lights.state)
+
+
+def step_lights(looks, lights: LightsState, state: State, since_s: float, fade_s: float,
+                noise_level: float) -> tuple[LightsState, LightLevel]:
+    """One frame of the lights, fed by the show: their new state and the level to send."""
+    lights = follow_show(lights, state)
+    # Opening after closed hours fades up from the idle look's place: the closed look is the
+    # schedule's, not one of the show's looks.
+    previous = State.IDLE if lights.previous == State.CLOSED else lights.previous
+    return lights, light_level(looks, state, previous, since_s, fade_s, noise_level)
 
 
 def _put(universe: bytearray, slot: int, value: float, width: int) -> None:

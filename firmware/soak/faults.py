@@ -1,8 +1,8 @@
 """Fault injection for the soak: the kinds, the record of one fault, the switches that break the
 model and the disk, and for each kind how to inject it, heal it and see that the box is back.
 
-Each kind throws one switch: an injection method of the simulated device (stall, unplug, freeze,
-garbage, silence, heal), of the pty emulator (garbage, silent, unplug, replug), or a proxy here.
+Each kind breaks one device through the one fault API (`inject(fault)`, `heal()`): a simulated
+device of the box, a pty emulator, or a proxy here (the engine, the disk).
 """
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from firmware.devices.fault_injection import FaultInjectable
 
 SIM_KINDS = ("camera_stall", "camera_unplug", "camera_frozen", "sensor_garbage", "sensor_silent",
              "dmx_unplug", "model_nan", "model_raise", "display_gone", "disk_full")
@@ -32,8 +34,10 @@ class Fault:
     mark: dict = field(default_factory=dict)   # counters at the heal, to see the box come back
 
 
-class FaultyEngine:
+class FaultyEngine(FaultInjectable):
     """The real engine behind a switch: `mode` None (pass through), "nan" or "raise"."""
+
+    FAULTS = ("nan", "raise")
 
     def __init__(self, engine) -> None:
         self.engine = engine
@@ -47,6 +51,12 @@ class FaultyEngine:
         out = self.engine.denoise(x, sigma, decay)
         return np.full_like(out, np.nan) if self.mode == "nan" else out
 
+    def _switch(self, fault: str, on: bool) -> None:
+        if on:
+            self.mode = fault
+        elif self.mode == fault:
+            self.mode = None
+
     def describe(self) -> str:
         return f"soak proxy over {self.engine.describe()}"
 
@@ -54,8 +64,10 @@ class FaultyEngine:
         self.engine.close()
 
 
-class FullDisk:
+class FullDisk(FaultInjectable):
     """While `full`, the status file's atomic write fails with ENOSPC, as on a full /run or /var."""
+
+    FAULTS = ("full",)
 
     def __init__(self) -> None:
         from firmware.appliance import statusfile
@@ -72,65 +84,48 @@ class FullDisk:
         self.module.write_atomic = write_atomic
         return self
 
+    def _switch(self, fault: str, on: bool) -> None:
+        self.full = on
+
     def __exit__(self, *exc) -> None:
         self.module.write_atomic = self.real
 
 
+def _sensor(rig):
+    return rig.radar if rig.pty else rig.box.presence
+
+
+def _dmx(rig):
+    return rig.widget if rig.pty else rig.box.dmx.transport
+
+
+# kind -> (the device it breaks: the box's sim device, or the pty emulator when the soak runs --pty;
+# the fault that device gets). Every one of them takes `inject(fault)` and `heal()`.
+BREAKS = {
+    "camera_stall": (lambda rig: rig.box.camera, "stall"),
+    "camera_unplug": (lambda rig: rig.box.camera, "unplug"),
+    "camera_frozen": (lambda rig: rig.box.camera, "frozen"),
+    "sensor_garbage": (_sensor, "garbage"),
+    "sensor_silent": (_sensor, "silent"),
+    "radar_unplug": (lambda rig: rig.radar, "unplug"),
+    "dmx_unplug": (_dmx, "unplug"),
+    "model_nan": (lambda rig: rig.engine, "nan"),
+    "model_raise": (lambda rig: rig.engine, "raise"),
+    "display_gone": (lambda rig: rig.box.display, "gone"),
+    "disk_full": (lambda rig: rig.disk, "full"),
+}
+
+
 def inject(rig, f: Fault) -> None:
-    box, k = rig.box, f.kind
-    if k == "camera_stall":
-        box.camera.stall()
-    elif k == "camera_unplug":
-        box.camera.unplug()
-    elif k == "camera_frozen":
-        box.camera.freeze()
-    elif k == "sensor_garbage":
-        if rig.pty:
-            rig.radar.garbage = True
-        else:
-            box.presence.garbage()
-    elif k == "sensor_silent":
-        if rig.pty:
-            rig.radar.silent = True
-        else:
-            box.presence.silence()
-    elif k == "radar_unplug":
-        rig.radar.port.unplug()
-    elif k == "dmx_unplug":
-        if rig.pty:
-            rig.widget.port.unplug()
-        else:
-            box.dmx.transport.unplugged = True
-    elif k in ("model_nan", "model_raise"):
-        rig.engine.mode = k[6:]
-    elif k == "display_gone":
-        box.display.gone = True
-    elif k == "disk_full":
-        rig.disk.full = True
+    device, fault = BREAKS[f.kind]
+    device(rig).inject(fault)
 
 
 def heal(rig, f: Fault) -> None:
-    box, k = rig.box, f.kind
-    if k.startswith("camera"):
-        box.camera.heal()
-    elif k in ("sensor_garbage", "sensor_silent"):
-        if rig.pty:
-            rig.radar.garbage = rig.radar.silent = False
-        else:
-            box.presence.heal()
-    elif k == "radar_unplug":
-        rig.radar.port.replug()
-    elif k == "dmx_unplug":
-        if rig.pty:
-            rig.widget.port.replug()
-        else:
-            box.dmx.transport.unplugged = False
-    elif k.startswith("model"):
-        rig.engine.mode = None
-    elif k == "display_gone":
-        box.display.gone = False
-    elif k == "disk_full":
-        rig.disk.full = False
+    # The schedule never breaks one device twice at once, so healing the device heals this fault.
+    device, _ = BREAKS[f.kind]
+    device(rig).heal()
+    box = rig.box
     f.mark = {"cam": box.camera_picture.key, "sent": box.dmx.sent, "shown": box.display.frames_shown,
               "opens": getattr(box.presence, "opens", 0),
               "widget": rig.widget.frames if rig.widget else 0,

@@ -55,7 +55,7 @@ class Rig:
         self.status, self.writer = self._status_hook(workdir / "status.json")
 
     def _status_hook(self, path: Path):
-        """What the runtime does every frame (cli._appliance_hooks: the same publisher), with the
+        """What the runtime does every frame (runner.appliance_hooks: the same publisher), with the
         writer on show time so an accelerated soak writes (and meets a full disk) as often as a box does."""
         from firmware.appliance.statusfile import StatusWriter
         from firmware.status_publisher import StatusPublisher

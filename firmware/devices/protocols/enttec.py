@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from firmware.devices.protocols import FrameError
+from firmware.devices.protocols import FrameError, StreamParser, length_field
 
 START, END = 0x7E, 0xE7
 LABEL_GET_PARAMS = 3
@@ -106,42 +106,14 @@ def decode(frame: bytes) -> Message:
     return Message(frame[1], bytes(frame[4:-1]))
 
 
-class Parser:
+class Parser(StreamParser):
     """Incremental: feed(bytes) -> complete messages. Resyncs on 0x7E after a bad frame."""
 
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.rejected = 0
-        self.last_error: FrameError | None = None
+    def _find_start(self, buf: bytearray) -> int:
+        return buf.find(START)
 
-    def feed(self, data: bytes) -> list[Message]:
-        self._buf += data
-        out: list[Message] = []
-        buf = self._buf
-        while True:
-            start = buf.find(START)
-            if start < 0:
-                buf.clear()
-                break
-            del buf[:start]
-            if len(buf) < 4:
-                break
-            n = buf[2] | buf[3] << 8
-            if n > MAX_DATA:
-                self._reject(FrameError(f"data length {n} exceeds {MAX_DATA}", 2))
-                continue
-            if len(buf) < n + 5:
-                break
-            try:
-                out.append(decode(bytes(buf[: n + 5])))
-            except FrameError as exc:
-                self._reject(exc)
-                continue
-            del buf[: n + 5]
-        return out
+    def _frame_length(self, buf: bytearray) -> int | None:
+        return length_field(buf, 2, MAX_DATA, 5, "data length")
 
-    def _reject(self, exc: FrameError) -> None:
-        # Drop only the false start byte: the real frame may begin inside what we just tried.
-        self.rejected += 1
-        self.last_error = exc
-        del self._buf[:1]
+    def _decode(self, frame: bytes) -> Message:
+        return decode(frame)

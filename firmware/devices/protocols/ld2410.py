@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from firmware.devices.protocols import FrameError
+from firmware.devices.protocols import FrameError, StreamParser, length_field
 
 REPORT_HEAD, REPORT_TAIL = b"\xf4\xf3\xf2\xf1", b"\xf8\xf7\xf6\xf5"
 CMD_HEAD, CMD_TAIL = b"\xfd\xfc\xfb\xfa", b"\x04\x03\x02\x01"
@@ -136,47 +136,23 @@ def decode(frame: bytes) -> Report | Ack:
     return payload(bytes(frame[6:-4]))
 
 
-class Parser:
+class Parser(StreamParser):
     """Incremental parser for the radar's output: reports and command ACKs, mixed.
 
     After a bad length or footer it drops one byte and searches for the next header, so a frame that
     began inside the rejected bytes is still found.
     """
 
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.rejected = 0
-        self.last_error: FrameError | None = None
+    KEEP = 3   # a possible partial header
 
-    def feed(self, data: bytes) -> list[Report | Ack]:
-        buf = self._buf
-        buf += data
-        out: list[Report | Ack] = []
-        while True:
-            i = _find_header(buf)
-            if i < 0:
-                del buf[: max(0, len(buf) - 3)]   # keep a possible partial header
-                return out
-            del buf[:i]
-            if len(buf) < 6:
-                return out
-            n = buf[4] | buf[5] << 8
-            if n > MAX_LEN:
-                self._reject(FrameError(f"length field {n} exceeds {MAX_LEN}", 4))
-                continue
-            if len(buf) < n + 10:
-                return out
-            try:
-                out.append(decode(bytes(buf[: n + 10])))
-            except FrameError as exc:
-                self._reject(exc)
-                continue
-            del buf[: n + 10]
+    def _find_start(self, buf: bytearray) -> int:
+        return _find_header(buf)
 
-    def _reject(self, exc: FrameError) -> None:
-        self.rejected += 1
-        self.last_error = exc
-        del self._buf[:1]
+    def _frame_length(self, buf: bytearray) -> int | None:
+        return length_field(buf, 4, MAX_LEN, 10, "length field")
+
+    def _decode(self, frame: bytes) -> Report | Ack:
+        return decode(frame)
 
 
 def _find_header(buf: bytearray) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from firmware.devices.protocols import FrameError
+from firmware.devices.protocols import FrameError, StreamParser
 
 HEADER = b"\x59\x59"
 FRAME_LEN = 9
@@ -48,30 +48,16 @@ def decode(frame: bytes) -> Measurement:
     return Measurement(*struct.unpack_from("<HHH", frame, 2))
 
 
-class Parser:
+class Parser(StreamParser):
     """Incremental: resyncs on `59 59`; a bad checksum drops one byte so a shifted frame is found."""
 
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.rejected = 0
-        self.last_error: FrameError | None = None
+    KEEP = 1   # a trailing 0x59 may start the next frame
 
-    def feed(self, data: bytes) -> list[Measurement]:
-        buf = self._buf
-        buf += data
-        out: list[Measurement] = []
-        while True:
-            i = buf.find(HEADER)
-            if i < 0:
-                del buf[: max(0, len(buf) - 1)]   # a trailing 0x59 may start the next frame
-                return out
-            del buf[:i]
-            if len(buf) < FRAME_LEN:
-                return out
-            try:
-                out.append(decode(bytes(buf[:FRAME_LEN])))
-                del buf[:FRAME_LEN]
-            except FrameError as exc:
-                self.rejected += 1
-                self.last_error = exc
-                del buf[:1]
+    def _find_start(self, buf: bytearray) -> int:
+        return buf.find(HEADER)
+
+    def _frame_length(self, buf: bytearray) -> int:
+        return FRAME_LEN
+
+    def _decode(self, frame: bytes) -> Measurement:
+        return decode(frame)
