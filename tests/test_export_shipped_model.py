@@ -31,22 +31,25 @@ def test_manifest_schema(mf):
         assert all(a > b > 0 for a, b in zip(sig, sig[1:]))
         assert all(float(str(np.float32(s))) == s for s in sig)  # shortest float32 decimals
     assert len(te["steps"]["35"]) == 35 and te["default_steps"] >= 35
+    subjects = mf["conditioning"]["subject"]["names"]
+    assert subjects == sorted(mf["data_summary"]["sources"])           # one per footage source
     for net in (st, te):
-        assert net["batch"] == 1 and net["inputs"] == {"x": [1, 3, h, w], "sigma": [1], "decay": [1]}
+        assert net["batch"] == 1
+        assert net["inputs"] == {"x": [1, 3, h, w], "sigma": [1], "decay": [1], "subject": [1]}
         assert net["outputs"] == {"denoised": [1, 3, h, w]}
         assert net["parity_max_abs_diff"] < 1e-3
-    m = mf["metrics"]
-    for block in (m, m["upscaled"]["256"]):  # the headline figures, and the model shown at 256x256
-        assert "InceptionV3" in block["features"]["kind"] and block["features"]["dim"] == 2048
-        for key in ("teacher_35", "student_1", "student_2", "student_4", "floor_train", "floor_validation"):
-            assert np.isfinite(block["kid"][key]), key
-            lo, hi = block["kid_ci90"][key]
-            assert lo <= block["kid"][key] <= hi, key
-        assert set(block["by_subject"]) == set(mf["data_summary"]["sources"])
-    assert m["upscaled"]["256"]["resolution"] == [256, 256] and m["resolution"] == [h, w]
-    sec = m["secondary_featnet"]["features"]
-    assert "NOT Inception" in sec["kind"]
-    assert sec["sha256"] == hashlib.sha256((MODEL / "kid_features.pt").read_bytes()).hexdigest()
+    up = mf["stages"]["upsampler"]
+    assert up["inputs"] == {"image": [1, 3, h, w]} and up["outputs"] == {"upsampled": [1, 3, 4 * h, 4 * w]}
+    m = mf["metrics"]   # measured as the wall shows it: at the cascade's output resolution
+    assert m["resolution"] == [4 * h, 4 * w]
+    assert "InceptionV3" in m["features"]["kind"] and m["features"]["dim"] == 2048
+    for key in ("teacher_35", "student_1", "student_2", "student_4", "floor_train", "floor_validation"):
+        assert np.isfinite(m["kid"][key]), key
+        lo, hi = m["kid_ci90"][key]
+        assert lo <= m["kid"][key] <= hi, key
+    assert set(m["by_subject"]) == set(subjects)
+    for name in subjects:  # the grid a viewer looks at, per subject
+        assert (MODEL / "eval" / f"grid_{name}.jpg").stat().st_size > 10_000
     # The decay distributions `sample` draws from: one per source, the training split's counts.
     dist = mf["decay_distribution"]["by_source"]
     assert set(dist) == set(mf["data_summary"]["sources"])
@@ -67,7 +70,7 @@ def test_files_sha256_size_and_graph(mf):
         assert p.stat().st_size < 40 * 2**20  # small enough for git
         g = onnx.load(str(p))
         assert g.opset_import[0].version == 17
-        assert [i.name for i in g.graph.input] == ["x", "sigma", "decay"]
+        assert [i.name for i in g.graph.input] == ["x", "sigma", "decay", "subject"]
         assert [o.name for o in g.graph.output] == ["denoised"]
         dims = [d.dim_value for d in g.graph.input[0].type.tensor_type.shape.dim]
         assert dims == net["inputs"]["x"]  # static, no symbolic batch
@@ -82,10 +85,24 @@ def test_reference_pairs_reproduce_and_sigmas_match_schedule(mf):
     from export.schedule import karras_sigmas
 
     info = load_model_dir(MODEL)
+    assert info.stage_errors == () and info.output_resolution == (256, 256)
     for name in ("student", "teacher"):
         ref = np.load(MODEL / mf["networks"][name]["reference"]["output"])
         eng = open_engine(info, network=name, kind="onnxruntime")
-        got = eng.denoise(ref["x"], ref["sigma"], ref["decay"])
+        got = eng.denoise(ref["x"], ref["sigma"], ref["decay"], ref["subject"])
         assert np.abs(got - ref["denoised"]).max() < 1e-4
         assert info.network(name).sigmas() == tuple(mf["networks"][name]["steps"][str(mf["networks"][name]["default_steps"])])
     assert mf["networks"]["teacher"]["steps"]["35"] == karras_sigmas(35)
+
+
+def test_the_cascade_stage_reproduces_its_reference_and_enlarges(mf):
+    pytest.importorskip("onnxruntime")
+    from firmware.generate.manifest import load_model_dir
+    from firmware.generate.stages import Upsampler
+
+    info = load_model_dir(MODEL)
+    up = Upsampler(info.upsampler)   # the reference check runs when it loads
+    assert up.failed is None and up.active
+    ref = np.load(MODEL / mf["stages"]["upsampler"]["reference"]["output"])
+    assert np.abs(up(ref["image"]) - ref["upsampled"]).max() < 1e-4
+    assert (MODEL / mf["stages"]["upsampler"]["file"]).stat().st_size < 4 * 2**20
