@@ -230,7 +230,8 @@ def split_mask(groups: list[str], holdout: float, seed: int, sources: list[str] 
     """True = held out. A stable hash of the group name decides, so adding files never
     reshuffles existing ones.
 
-    Every subject (source) with two or more groups holds out at least its lowest-hash group: a
+    Every subject (source) with two or more groups holds out at least its lowest-hash group and
+    trains on at least its highest-hash one: a
     subject judged per subject needs held-out images of its own (by the hash alone, none of the 9
     bananas fell below 10%, so the bananas were never judged on images the model had not seen)."""
     h = np.array([int(hashlib.sha1(f"{seed}:{g}".encode()).hexdigest()[:8], 16) / 2**32 for g in groups])
@@ -239,8 +240,12 @@ def split_mask(groups: list[str], holdout: float, seed: int, sources: list[str] 
         src = np.asarray(sources)
         for s in np.unique(src):
             mine = src == s
-            if not held[mine].any() and len(set(np.asarray(groups)[mine])) >= 2:
+            if len(set(np.asarray(groups)[mine])) < 2:
+                continue
+            if not held[mine].any():
                 held |= mine & (h == h[mine].min())
+            if held[mine].all():   # and trains on at least one group of its own
+                held &= ~(mine & (h == h[mine].max()))
     # Tiny data sets: KID needs >= 2 held-out images; take the lowest-hash groups until there
     # are (still deterministic; never triggers on real data, e.g. 482 of 5,251 held out).
     if holdout > 0 and held.sum() < 2 and len(set(groups)) >= 4:
