@@ -55,12 +55,30 @@ def has_subjects(model: torch.nn.Module) -> bool:
     return int(getattr(model.net.cfg, "subjects", 0)) > 0
 
 
-def _feed(model, x, sigma, decay, subject: float = 0.0) -> dict:
-    """onnxruntime inputs for one call; `subject` (a float class index) only if the graph has it."""
+def _feed(x, sigma, decay, subject: float | None = None) -> dict:
+    """onnxruntime inputs for one call; `subject` (a float class index) only for a graph that takes one."""
     feed = {"x": x, "sigma": np.asarray(sigma, np.float32).reshape(1), "decay": np.asarray(decay, np.float32).reshape(1)}
-    if has_subjects(model):
+    if subject is not None:
         feed["subject"] = np.array([subject], np.float32)
     return feed
+
+
+def _takes_subject(sess) -> bool:
+    return any(i.name == "subject" for i in sess.get_inputs())
+
+
+def median_run_ms(sess, feed: dict, runs: int = 50, warmup: int = 5) -> float:
+    """Median wall time of one `sess.run` on `feed`, after `warmup` untimed runs."""
+    import time
+
+    for _ in range(warmup):
+        sess.run(None, feed)
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        sess.run(None, feed)
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts) * 1000)
 
 
 def export_denoiser(model: torch.nn.Module, path: str | Path, resolution: int, channels: int = 3) -> Path:
@@ -111,7 +129,7 @@ def parity(model: torch.nn.Module, path: str | Path, resolution: int, n: int = 8
         x = (x0 + s * g.standard_normal(x0.shape)).astype(np.float32)
         d = np.array([g.uniform()], np.float32)
         k = float(g.integers(max(1, int(getattr(model.net.cfg, "subjects", 0)))))
-        feed = _feed(model, x, s, d, k)
+        feed = _feed(x, s, d, k if has_subjects(model) else None)
         with torch.no_grad():
             ref = model(*[torch.from_numpy(v) for v in feed.values()]).numpy()
         got = sess.run(["denoised"], feed)[0]
@@ -121,21 +139,10 @@ def parity(model: torch.nn.Module, path: str | Path, resolution: int, n: int = 8
 
 def latency_ms(path: str | Path, resolution: int, threads: int = 2, runs: int = 50) -> float:
     """Median wall time of one batch-1 evaluation in onnxruntime CPU."""
-    import time
-
     sess = ort_session(path, threads)
-    feed = {"x": np.zeros((1, 3, resolution, resolution), np.float32),
-            "sigma": np.ones(1, np.float32), "decay": np.full(1, 0.5, np.float32)}
-    if any(i.name == "subject" for i in sess.get_inputs()):
-        feed["subject"] = np.zeros(1, np.float32)
-    for _ in range(5):
-        sess.run(None, feed)
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        sess.run(None, feed)
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts) * 1000)
+    feed = _feed(np.zeros((1, 3, resolution, resolution), np.float32), 1.0, 0.5,
+                 0.0 if _takes_subject(sess) else None)
+    return median_run_ms(sess, feed, runs)
 
 
 def write_reference(path_onnx: Path, out: Path, resolution: int, seed: int = 0, sigma: float = 2.5,
@@ -144,12 +151,8 @@ def write_reference(path_onnx: Path, out: Path, resolution: int, seed: int = 0, 
     g = np.random.default_rng(seed)
     x0 = np.clip(g.standard_normal((1, 3, resolution, resolution)) * 0.5, -1, 1)
     x = (x0 + sigma * g.standard_normal(x0.shape)).astype(np.float32)
-    s = np.array([sigma], np.float32)
-    d = np.array([decay], np.float32)
     sess = ort_session(path_onnx)
-    feed = {"x": x, "sigma": s, "decay": d}
-    if any(i.name == "subject" for i in sess.get_inputs()):
-        feed["subject"] = np.zeros(1, np.float32)
+    feed = _feed(x, sigma, decay, 0.0 if _takes_subject(sess) else None)
     den = sess.run(["denoised"], feed)[0]
     np.savez(out, **feed, denoised=den)
     return {"seed": seed, "sigma": sigma, "decay": decay, "input_sha256": hashlib.sha256(x.tobytes()).hexdigest(),

@@ -218,7 +218,7 @@ def add_stage(ckpt: str | Path, model_dir: str | Path, threads: int = 1) -> dict
 
     import onnx
 
-    from .onnx import OPSET, REFERENCE_ATOL, ort_session, read_manifest, sha256_file, write_manifest
+    from .onnx import OPSET, REFERENCE_ATOL, median_run_ms, ort_session, read_manifest, sha256_file, write_manifest
 
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
@@ -247,7 +247,7 @@ def add_stage(ckpt: str | Path, model_dir: str | Path, threads: int = 1) -> dict
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     record_path = Path(ckpt).parent / "upsampler_record.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {"steps": state["step"]}
-    lat = _latency(path, (1, 3, h, w), threads)
+    lat = median_run_ms(sess, {"image": np.zeros((1, 3, h, w), np.float32)}, runs=30, warmup=3)
     stage = {"file": path.name, "sha256": sha256_file(path),
              "inputs": {"image": [1, 3, h, w]}, "outputs": {"upsampled": list(want.shape)},
              "reference": {"output": "reference_upsampler.npz", "atol": REFERENCE_ATOL},
@@ -259,19 +259,3 @@ def add_stage(ckpt: str | Path, model_dir: str | Path, threads: int = 1) -> dict
     manifest["stages"] = {"upsampler": stage}
     write_manifest(model_dir, manifest)
     return stage
-
-
-def _latency(path: Path, shape: tuple, threads: int, runs: int = 30) -> float:
-    """Median wall time of one pass in onnxruntime CPU."""
-    from .onnx import ort_session
-
-    sess = ort_session(path, threads)
-    feed = {"image": np.zeros(shape, np.float32)}
-    for _ in range(3):
-        sess.run(None, feed)
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        sess.run(None, feed)
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts) * 1000)
