@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageSequence
 
+from .footage import center_square
+
 MAX_BYTES = 8 * 2**20
 
 NOTICE = """\
@@ -30,14 +32,6 @@ Made by `humus-export demo-clip` (export/democlip.py): {frames} frames, {side}x{
 """
 
 
-def _square(img: Image.Image, side: int) -> np.ndarray:
-    img = img.convert("RGB")
-    w, h = img.size
-    s = min(w, h)
-    img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-    return np.asarray(img.resize((side, side), Image.LANCZOS), dtype=np.uint8)
-
-
 def banana_frames(folder: Path, ids: list[str], side: int, hold: int) -> list[np.ndarray]:
     """Each chosen banana's photographs in date order (the name sorts by date), each held ``hold`` frames."""
     frames = []
@@ -47,13 +41,13 @@ def banana_frames(folder: Path, ids: list[str], side: int, hold: int) -> list[np
             raise FileNotFoundError(f"{folder}: no photographs of banana {bid}")
         for p in shots:
             with Image.open(p) as im:
-                frames += [_square(im, side)] * hold
+                frames += [center_square(im, side)] * hold
     return frames
 
 
 def melon_frames(path: Path, side: int) -> list[np.ndarray]:
     with Image.open(path) as im:
-        return [_square(f.copy(), side) for f in ImageSequence.Iterator(im)]
+        return [center_square(f.copy(), side) for f in ImageSequence.Iterator(im)]
 
 
 def build_demo_clip(decay_root: str | Path, out: str | Path, bananas=("11", "21", "25"), side: int = 384,
