@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .footage import load_cache
-from .train import save_loss_curve
+from .train import SubjectTable, save_loss_curve, subject_ids, subject_names
 
 SCALE = 4
 
@@ -104,21 +104,10 @@ def area_down(x: torch.Tensor, factor: int = SCALE) -> torch.Tensor:
     return F.avg_pool2d(x, factor)
 
 
-def balanced_indices(source: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """n indices with every source (subject) equally likely, whatever its image count."""
-    subjects = np.unique(source)
-    picks = rng.integers(len(subjects), size=n)
-    out = np.empty(n, np.int64)
-    for k, s in enumerate(subjects):
-        members = np.flatnonzero(source == s)
-        m = picks == k
-        out[m] = members[rng.integers(len(members), size=int(m.sum()))]
-    return out
-
-
-def draw_pairs(images: np.ndarray, source: np.ndarray, cfg: UpsamplerConfig, rng: np.random.Generator):
-    """A batch of (low-res input, high-res target) crops in [-1, 1], subjects balanced."""
-    idx = balanced_indices(source, cfg.batch, rng)
+def draw_pairs(images: np.ndarray, subjects: SubjectTable, cfg: UpsamplerConfig, rng: np.random.Generator,
+               gen: torch.Generator):
+    """A batch of (low-res input, high-res target) crops in [-1, 1], subjects balanced as in `train`."""
+    idx = subjects.draw(cfg.batch, gen).numpy()
     side = images.shape[1]
     c = min(cfg.crop, side)
     ys, xs = rng.integers(0, side - c + 1, size=cfg.batch), rng.integers(0, side - c + 1, size=cfg.batch)
@@ -158,6 +147,8 @@ def train_upsampler(cache: str | Path, out: str | Path, cfg: UpsamplerConfig, re
         opt.load_state_dict(state["opt"])
         step, history, elapsed = state["step"], state["history"], state["elapsed"]
     rng = np.random.default_rng([cfg.seed, step])
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + step)
+    subjects = SubjectTable(subject_ids(ds, subject_names(ds)), "cpu")
     budget = cfg.minutes * 60 if cfg.minutes > 0 else float("inf")
 
     def checkpoint():
@@ -171,7 +162,7 @@ def train_upsampler(cache: str | Path, out: str | Path, cfg: UpsamplerConfig, re
     t_run, last_ckpt = time.time() - elapsed, time.time()
     model.train()
     while step < cfg.steps and elapsed < budget:
-        lr_img, hr_img = draw_pairs(ds.images, ds.source, cfg, rng)
+        lr_img, hr_img = draw_pairs(ds.images, subjects, cfg, rng, gen)
         for g in opt.param_groups:  # cosine decay to 10%
             g["lr"] = cfg.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(step / cfg.steps, 1.0))))
         loss = (model(lr_img) - hr_img).abs().mean()
