@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from firmware.digest import sha256_file  # noqa: F401  (re-exported: manifest.sha256_file)
+from firmware.digest import resolve_inside, sha256_file  # noqa: F401  (sha256_file re-exported: manifest.sha256_file)
 
 if TYPE_CHECKING:
     from firmware.generate.stages import UpsamplerInfo
@@ -124,9 +124,8 @@ def _stages(raw: dict, model_dir: Path, mf: str, channels: int, res: tuple[int, 
 def inside(model_dir: Path, name: str, where: str) -> Path:
     """`name` from the manifest as a regular file inside `model_dir` (symlinks resolved), or ModelError:
     a manifest must not make the box load `../other/student.onnx` or `/etc/...`."""
-    base = model_dir.resolve()
-    path = (model_dir / name).resolve()
-    if Path(name).is_absolute() or (path != base and base not in path.parents):
+    path = resolve_inside(model_dir, name)
+    if path is None:
         raise ModelError(f"{where}: {name!r} is outside the model directory {model_dir}")
     if not path.is_file():
         raise ModelError(f"{where}: {model_dir / name} does not exist (or is not a file)")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from firmware.devices.base import Device
+from firmware.digest import resolve_inside, sha256_file
 
 log = logging.getLogger("humus.upsampler")
 
@@ -52,8 +53,8 @@ def _shape(v, where: str) -> tuple[int, ...]:
 def _inside(model_dir: Path, name, where: str) -> Path:
     if not isinstance(name, str) or not name or len(name) > 255:
         raise StageError(f"{where}: expected a file name, got {name!r}")
-    path = (model_dir / name).resolve()
-    if model_dir.resolve() not in path.parents:
+    path = resolve_inside(model_dir, name)
+    if path is None:
         raise StageError(f"{where}: {name!r} is outside the model directory")
     return path
 
@@ -116,7 +117,6 @@ class Upsampler(Device):
 
     @staticmethod
     def _open(info: UpsamplerInfo, threads: int, check_hash: bool):
-        from firmware.digest import sha256_file
         if check_hash and sha256_file(info.path) != info.sha256:
             raise StageError(f"{info.path.name}: sha256 does not match the manifest")
         import onnxruntime as ort
