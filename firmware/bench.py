@@ -62,9 +62,9 @@ def bench_torch(model_dir: Path, network: str, seconds: float, checkpoint: str |
 
 def bench_stages(config, model, seconds: float) -> dict:
     from firmware.clock import RealClock
-    from firmware.devices.camera import SimCamera
-    from firmware.devices.display import open_display
-    from firmware.devices.dmx import SimDmxTransport
+    from firmware.devices.camera.sim import SimCamera
+    from firmware.devices.display.table import open_display
+    from firmware.devices.dmx.sim import SimDmxTransport
     from firmware.render import noise as nz
     from firmware.render.compositor import Compositor
     from firmware.show.lights import LightLevel, render_universe
@@ -187,7 +187,7 @@ def bench_trigger(config, trials: int = 40) -> dict:
     cfg = config.model_copy(update={"show": config.show.model_copy(update={"dwell_s": 0.0})})
     box = Box(cfg, RealClock(), threaded=True)
     period = 1.0 / cfg.display.fps
-    from firmware.devices.presence import Reading
+    from firmware.devices.presence.interface import Reading
     rng = np.random.default_rng(0)
     lat = []
     try:

@@ -17,10 +17,11 @@ import numpy as np
 from firmware.box_generation import DRIFT_FPS, VISITOR_TRIES, GenerationPlanner  # noqa: F401  (re-exported)
 from firmware.box_venue import VenueSteps
 from firmware.config import Config
-from firmware.devices.camera import NoCamera, open_camera
-from firmware.devices.display import open_display
-from firmware.devices.dmx import open_dmx
-from firmware.devices.presence import open_presence
+from firmware.devices.camera.sim import NoCamera
+from firmware.devices.camera.table import open_camera
+from firmware.devices.display.table import open_display
+from firmware.devices.dmx.open import open_dmx
+from firmware.devices.presence.table import open_presence
 from firmware.generate.manifest import ModelError, ModelInfo, load_model_dir
 from firmware.generate.stages import Upsampler
 from firmware.generate.worker import GenerationWorker

@@ -8,9 +8,11 @@ import logging
 
 import numpy as np
 
-from firmware.devices.camera import NoCamera, open_camera
-from firmware.devices.dmx import open_dmx
-from firmware.devices.presence import open_presence
+from firmware.devices.camera.sim import NoCamera
+
+from firmware.devices.camera.table import open_camera
+from firmware.devices.dmx.open import open_dmx
+from firmware.devices.presence.table import open_presence
 from firmware.show.lights import LightLevel, follow_show, render_universe
 from firmware.show.machine import ShowState, State, make_cue
 

@@ -36,7 +36,7 @@ def cmd_check_config(args) -> int:
 
 def sim_config(config, headless: bool):
     """--sim: every device simulated (the display too unless a window can be shown)."""
-    from firmware.config import CameraSim, DisplayHeadless, DisplayPygame, DmxSim, PresenceSim
+    from firmware.config import CameraSim, DisplayHeadless, DmxSim, PresenceSim
     display = config.display
     if headless or display.type != "pygame":
         display = DisplayHeadless(width=display.width, height=display.height, fps=display.fps)

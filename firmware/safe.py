@@ -26,8 +26,9 @@ def still_image(width: int, height: int) -> np.ndarray:
 def run_safe(config, duration_s: float | None = None, clock=None, stopper=None) -> int:
     from firmware.appliance.sdnotify import Notifier
     from firmware.clock import RealClock
-    from firmware.devices.display import HeadlessDisplay, open_display
-    from firmware.devices.dmx import open_dmx
+    from firmware.devices.display.sim import HeadlessDisplay
+    from firmware.devices.display.table import open_display
+    from firmware.devices.dmx.open import open_dmx
     from firmware.runner import Stopper
     from firmware.show.lights import safe_universe
 

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from firmware.devices.projector import open_projector
+from firmware.devices.projector.control import open_projector
 from firmware.show.control import ShowInputs, apply_message
 from firmware.show.machine import State
 from firmware.show.schedule import compile_schedule, projector_on_at, state_at

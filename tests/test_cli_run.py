@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 
 def test_sim_run_writes_preview_dmx_trace_and_state_log(tiny_model, tmp_path):

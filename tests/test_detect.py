@@ -14,7 +14,7 @@ from emulators.serial_devices import EnttecEmulator, LD2410Emulator, TFminiEmula
 from firmware.config import parse_config
 from firmware.devices.detect import V4L2_CAP_VIDEO_CAPTURE, Scanner, find_cameras, probe_serial
 from firmware.devices.hotplug import Hotplug, pin_lines
-from firmware.devices.presence_serial import LD2410Sensor
+from firmware.devices.presence.uart import LD2410Sensor
 
 GET_SERIAL = bytes.fromhex("7e 0a 00 00 e7")   # Enttec API: label 10, no data
 

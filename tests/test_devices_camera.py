@@ -12,8 +12,8 @@ import pytest
 
 from firmware.clock import RealClock
 from firmware.config import CameraArgus, CameraFile, CameraPicamera2, CameraV4L2
-from firmware.devices.camera import open_camera
-from firmware.devices.camera_watchdog import FrameWatchdog, frame_hash
+from firmware.devices.camera.table import open_camera
+from firmware.devices.camera.watchdog import FrameWatchdog, frame_hash
 from waiting import wait_for
 
 FAST = dict(width=64, height=48, fps=50, stall_timeout_s=0.3, frozen_timeout_s=0.3,
@@ -48,7 +48,7 @@ def test_frame_hash_sees_noise_not_copies():
 
 
 def test_argus_pipeline_matches_protocols_doc():
-    from firmware.devices.camera_opencv import argus_pipeline
+    from firmware.devices.camera.opencv import argus_pipeline
     assert argus_pipeline(1, 1280, 720, 30.0) == (
         "nvarguscamerasrc sensor-id=1 ! video/x-raw(memory:NVMM),width=1280,height=720,framerate=30/1 ! "
         "nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! "
@@ -57,7 +57,7 @@ def test_argus_pipeline_matches_protocols_doc():
 
 def test_argus_without_gstreamer_faults_and_show_runs_on():
     import cv2
-    from firmware.devices.camera_opencv import opencv_has_gstreamer
+    from firmware.devices.camera.opencv import opencv_has_gstreamer
     if opencv_has_gstreamer(cv2):
         pytest.skip("this OpenCV has GStreamer")
     cam = open_camera(CameraArgus(type="argus", **FAST), RealClock())
@@ -158,7 +158,7 @@ class World:
 
 
 def scripted_camera(world, **cfg):
-    from firmware.devices.camera_opencv import OpenCVCamera
+    from firmware.devices.camera.opencv import OpenCVCamera
     c = CameraV4L2(type="v4l2", device="/dev/humus-camera", **{**FAST, **cfg})
     return OpenCVCamera.v4l2(c, RealClock(), opener=world.opener,
                              run_command=lambda cmd: world.commands.append(cmd) or 0)
@@ -218,7 +218,7 @@ def test_dead_camera_escalates_after_n_failures_and_recovers():
 
 
 def test_real_escalation_runs_the_command(tmp_path):
-    from firmware.devices.camera_watchdog import _run_escalation
+    from firmware.devices.camera.watchdog import _run_escalation
     marker = tmp_path / "restarted"
     assert _run_escalation(f"touch {marker}") == 0 and marker.exists()
     assert _run_escalation("/nonexistent/command") == -1

@@ -26,7 +26,7 @@ def cfg():
 
 
 def test_frames_reach_the_screen_without_cursor(cfg):
-    from firmware.devices.display import open_display
+    from firmware.devices.display.table import open_display
     with open_display(cfg, FakeClock()) as d:
         assert d.connected and d.driver == "dummy" and d.health.ok
         assert pygame.mouse.get_visible() is False
@@ -38,7 +38,7 @@ def test_frames_reach_the_screen_without_cursor(cfg):
 
 
 def test_no_projector_at_boot_then_switched_on(cfg, monkeypatch):
-    from firmware.devices.display_pygame import PygameDisplay
+    from firmware.devices.display.pygame_window import PygameDisplay
     clock = FakeClock()
     real_set_mode = pygame.display.set_mode
 
@@ -65,7 +65,7 @@ def test_no_projector_at_boot_then_switched_on(cfg, monkeypatch):
 
 
 def test_display_lost_mid_show_is_reopened(cfg, monkeypatch):
-    from firmware.devices.display_pygame import PygameDisplay
+    from firmware.devices.display.pygame_window import PygameDisplay
     clock = FakeClock()
     d = PygameDisplay(cfg, clock)
     d.present(frame())
@@ -81,7 +81,7 @@ def test_display_lost_mid_show_is_reopened(cfg, monkeypatch):
 
 
 def test_unavailable_driver_falls_back_to_headless(cfg):
-    from firmware.devices.display_pygame import PygameDisplay
+    from firmware.devices.display.pygame_window import PygameDisplay
     d = PygameDisplay(cfg.model_copy(update={"driver": "kmsdrm"}), FakeClock())
     try:
         assert not d.connected and "kmsdrm" in d.health.detail
@@ -92,14 +92,14 @@ def test_unavailable_driver_falls_back_to_headless(cfg):
 
 
 def test_wrong_frame_shape_is_a_bug(cfg):
-    from firmware.devices.display_pygame import PygameDisplay
+    from firmware.devices.display.pygame_window import PygameDisplay
     with PygameDisplay(cfg, FakeClock()) as d:
         with pytest.raises(ValueError):
             d.present(np.zeros((10, 10, 3), np.uint8))
 
 
 def test_windowed_development_mode_can_quit(cfg):
-    from firmware.devices.display_pygame import PygameDisplay
+    from firmware.devices.display.pygame_window import PygameDisplay
     with PygameDisplay(cfg.model_copy(update={"fullscreen": False}), FakeClock()) as d:
         d.present(frame())
         pygame.event.post(pygame.event.Event(pygame.QUIT))
@@ -107,7 +107,7 @@ def test_windowed_development_mode_can_quit(cfg):
 
 
 def test_drivers_for(monkeypatch):
-    from firmware.devices.display_pygame import drivers_for
+    from firmware.devices.display.pygame_window import drivers_for
     monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setenv("DISPLAY", ":0")

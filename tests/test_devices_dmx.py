@@ -12,7 +12,8 @@ from emulators.serial_devices import EnttecEmulator
 from emulators.udp import UdpReceiver
 from firmware.clock import RealClock
 from firmware.config import DmxArtNet, DmxEnttecPro, DmxOpenDmx, DmxSacn
-from firmware.devices.dmx import DmxSender, open_dmx
+from firmware.devices.dmx.open import open_dmx
+from firmware.devices.dmx.sender import DmxSender
 from firmware.devices.protocols import artnet, sacn
 from waiting import wait_for
 
@@ -47,7 +48,7 @@ def test_enttec_params_then_frames_at_rate(widget):
 
 
 def test_enttec_serial_number_and_parameters(widget):
-    from firmware.devices.dmx_serial import EnttecProTransport
+    from firmware.devices.dmx.usb import EnttecProTransport
     t = EnttecProTransport(DmxEnttecPro(type="enttec-pro", port=widget.dev.port))
     try:
         assert t.serial_number() == "12345678"
@@ -116,7 +117,7 @@ class _BreakSpy:
 
 def test_open_dmx_break_mab_then_start_code_and_slots(tmp_path, monkeypatch):
     from emulators.pty_device import PtyDevice
-    from firmware.devices import dmx_serial
+    from firmware.devices.dmx import usb as dmx_serial
     dev = PtyDevice(tmp_path / "ftdi")
     spies = []
     real_open = dmx_serial.open_serial
@@ -198,7 +199,7 @@ def test_sacn_unicast_priority_cid_sequence_and_termination(tmp_path):
 
 
 def test_sacn_cid_is_stable_per_box():
-    from firmware.devices.dmx_net import SacnTransport
+    from firmware.devices.dmx.net import SacnTransport
     a = SacnTransport(DmxSacn(type="sacn"))
     b = SacnTransport(DmxSacn(type="sacn"))
     assert a.cid == b.cid and len(a.cid) == 16
@@ -226,7 +227,7 @@ def test_sacn_multicast_on_loopback():
 
 def test_bench_dmx_smoke():
     from firmware.devices.bench import bench_dmx
-    from firmware.devices.dmx import SimDmxTransport
+    from firmware.devices.dmx.sim import SimDmxTransport
     r = bench_dmx(SimDmxTransport(), seconds=0.6, load=False)
     assert r["frames"] >= 20 and 35 <= r["rate_hz"] <= 45
     assert r["jitter_p50_ms"] < r["jitter_p99_ms"] + 1e-9 and r["jitter_p99_ms"] < 25
@@ -249,7 +250,7 @@ def test_bench_command_on_configured_transport(tmp_path, capsys):
 def test_bench_dmx_with_a_caller_supplied_load():
     import contextlib
     from firmware.devices.bench import bench_dmx
-    from firmware.devices.dmx import SimDmxTransport
+    from firmware.devices.dmx.sim import SimDmxTransport
     entered = []
 
     @contextlib.contextmanager
@@ -264,7 +265,7 @@ def test_bench_dmx_with_a_caller_supplied_load():
 
 def test_sender_skips_missed_slots_without_a_burst_and_keeps_its_phase():
     from firmware.clock import FakeClock
-    from firmware.devices.dmx import SimDmxTransport
+    from firmware.devices.dmx.sim import SimDmxTransport
     clock = FakeClock()
     s = DmxSender(SimDmxTransport(clock=clock), clock, rate_hz=40)
     assert s.pump()                          # t=0: first frame

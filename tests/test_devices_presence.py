@@ -10,7 +10,7 @@ import pytest
 from emulators.serial_devices import LD2410Emulator, TFminiEmulator
 from firmware.clock import RealClock
 from firmware.config import PresenceDistance, PresenceLD2410, PresenceMotion, PresenceTFmini
-from firmware.devices.presence import open_presence
+from firmware.devices.presence.table import open_presence
 from waiting import wait_for
 
 
@@ -130,7 +130,7 @@ def test_distance_sensor_hcsr04(mock_factory):
     mock_factory.pin(23, pin_class=MockTriggerPin, echo_pin=echo, echo_time=0.0087)
     cfg = PresenceDistance(type="distance", echo_pin=24, trigger_pin=23, max_distance_m=4.0, rate_hz=20,
                            stale_after_s=0.5)
-    from firmware.devices.presence_gpio import DistanceSensorBackend
+    from firmware.devices.presence.gpio import DistanceSensorBackend
     with DistanceSensorBackend(cfg, RealClock(), pin_factory=mock_factory) as s:
         assert wait_for(lambda: s.latest() is not None)
         time.sleep(0.3)
@@ -145,7 +145,7 @@ def test_distance_sensor_hcsr04(mock_factory):
 
 @pytest.mark.filterwarnings("ignore::gpiozero.DistanceSensorNoEcho")
 def test_distance_sensor_without_echo_goes_stale(mock_factory):
-    from firmware.devices.presence_gpio import DistanceSensorBackend
+    from firmware.devices.presence.gpio import DistanceSensorBackend
     mock_factory.pin(24)
     mock_factory.pin(23)                           # a trigger pin wired to nothing: no echo ever
     cfg = PresenceDistance(type="distance", echo_pin=24, trigger_pin=23, rate_hz=20, stale_after_s=0.3)
@@ -155,7 +155,7 @@ def test_distance_sensor_without_echo_goes_stale(mock_factory):
 
 
 def test_motion_sensor_pir(mock_factory):
-    from firmware.devices.presence_gpio import MotionSensorBackend
+    from firmware.devices.presence.gpio import MotionSensorBackend
     pin = mock_factory.pin(17)
     cfg = PresenceMotion(type="motion", pin=17, present_distance_m=1.0, absent_distance_m=8.0)
     with MotionSensorBackend(cfg, RealClock(), pin_factory=mock_factory) as s:
@@ -235,7 +235,7 @@ def test_jetson_detection_is_false_here():
 
 
 def test_gpio_backend_without_a_usable_pin_factory_faults_then_opens(mock_factory):
-    from firmware.devices.presence_gpio import MotionSensorBackend
+    from firmware.devices.presence.gpio import MotionSensorBackend
 
     class Broken:
         """Stands in for a pin factory that cannot start (no Jetson.GPIO, no permissions)."""
@@ -256,7 +256,7 @@ def test_gpio_backend_without_a_usable_pin_factory_faults_then_opens(mock_factor
 def test_health_follows_the_filters_staleness_and_lifts_only_its_own_verdict():
     from firmware.clock import FakeClock
     from firmware.config import PresenceSim
-    from firmware.devices.presence import NoPresence, SimPresence
+    from firmware.devices.presence.sim import NoPresence, SimPresence
     sensor = SimPresence(PresenceSim(type="sim"), FakeClock())
     sensor.follow_filter(True, 2.0)
     assert not sensor.health.ok and sensor.health.detail == "stale sensor: no reading for 2 s"

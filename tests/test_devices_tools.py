@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import io
 
-import pytest
 
 from emulators.serial_devices import EnttecEmulator, LD2410Emulator
 from firmware.check_result import CheckResult

@@ -3,12 +3,11 @@ the fixed rate, and the last look is sent on close."""
 import socket
 import time
 
-import pytest
 
 from firmware.clock import RealClock
 from firmware.config import parse_config
-from firmware.devices.dmx import open_dmx
-from firmware.devices.dmx_process import DmxProcessSender
+from firmware.devices.dmx.open import open_dmx
+from firmware.devices.dmx.process import DmxProcessSender
 
 
 def test_universe_reaches_the_wire_from_the_child_process():

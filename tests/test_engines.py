@@ -23,7 +23,8 @@ class Spy:
         return None
 sys.meta_path.insert(0, Spy())
 import firmware.cli, firmware.box, firmware.bench, firmware.safe, firmware.generate.trt
-import firmware.devices.camera, firmware.devices.presence, firmware.devices.dmx, firmware.devices.display
+import firmware.devices.camera.table, firmware.devices.presence.table, firmware.devices.dmx.open
+import firmware.devices.display.table, firmware.devices.projector.control
 firmware.cli.build_parser()
 print(' '.join(sorted(asked)))
 """

@@ -107,7 +107,7 @@ def test_sim_keeps_the_configs_presence_script(tmp_path):
 def test_the_camera_retry_loop_has_a_floor_even_for_a_config_built_in_code():
     """reconnect_backoff_s is bounded by the config; a (0, 0) built without validation still waits."""
     import threading
-    from firmware.devices import camera_watchdog as cw
+    from firmware.devices.camera import watchdog as cw
     waits = []
 
     class Stop:

@@ -48,7 +48,7 @@ def is_type_checking(node: ast.AST) -> bool:
 
 
 def is_lazy_backend(node: ast.AST) -> bool:
-    """`lazy("firmware.devices.camera_file", ...)` in a backend table (firmware/devices/backend_table.py)."""
+    """`lazy("firmware.devices.camera.file", ...)` in a backend table (firmware/devices/backend_table.py)."""
     return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "lazy"
             and bool(node.args) and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str))
 

@@ -7,8 +7,9 @@ import stat
 import pytest
 
 from firmware.config import parse_config
-from firmware.devices import projector_pjlink as pj
-from firmware.devices.projector import ProjectorControl, SimProjector, open_projector
+from firmware.devices.projector import pjlink as pj
+from firmware.devices.projector.control import ProjectorControl, open_projector
+from firmware.devices.projector.sim import SimProjector
 from waiting import wait_for
 
 

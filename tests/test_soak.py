@@ -141,7 +141,7 @@ def test_the_state_history_stays_bounded(tiny_model):
 
 def test_sim_camera_faults_look_like_real_ones():
     from firmware.config import CameraSim
-    from firmware.devices.camera import SimCamera
+    from firmware.devices.camera.sim import SimCamera
     clock = FakeClock()
     cam = SimCamera(CameraSim(width=64, height=48, fps=10.0, stall_timeout_s=2.0, frozen_timeout_s=3.0), clock)
 
@@ -227,10 +227,10 @@ def test_every_simulated_device_breaks_and_heals_through_one_api(tmp_path):
     """inject(fault) / heal() on each sim backend, with the effect a real failure has."""
     from firmware.clock import FakeClock
     from firmware.config import CameraSim, DisplayHeadless, PresenceSim
-    from firmware.devices.camera import SimCamera
-    from firmware.devices.display import HeadlessDisplay
-    from firmware.devices.dmx_transport import SimDmxTransport
-    from firmware.devices.presence import SimPresence
+    from firmware.devices.camera.sim import SimCamera
+    from firmware.devices.display.sim import HeadlessDisplay
+    from firmware.devices.dmx.sim import SimDmxTransport
+    from firmware.devices.presence.sim import SimPresence
 
     clock = FakeClock()
     sensor = SimPresence(PresenceSim(type="sim", script=[(0.0, 1.0)]), clock)

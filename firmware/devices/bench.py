@@ -13,7 +13,8 @@ import sys
 import time
 
 from firmware.clock import RealClock
-from firmware.devices.dmx import DmxSender, DmxTransport
+from firmware.devices.dmx.interface import DmxTransport
+from firmware.devices.dmx.sender import DmxSender
 
 
 class _Timed(DmxTransport):
@@ -120,7 +121,7 @@ def main(argv=None) -> int:
     DMX transport, idle and under load (the same figures `humus bench` reports)."""
     import argparse
     from firmware.config import load_config
-    from firmware.devices.dmx import BACKENDS
+    from firmware.devices.dmx.table import BACKENDS
     p = argparse.ArgumentParser(prog="python -m firmware.devices.bench")
     p.add_argument("--config")
     p.add_argument("--seconds", type=float, default=5.0)

@@ -33,7 +33,7 @@ def _zone(d: float | None, trigger: float, release: float) -> str:
 
 def calibrate(config, duration: float | None = None, rate_hz: float = 5.0, out=None, clock=None) -> int:
     """Print readings until `duration` (None: until Ctrl-C). 0 if the sensor gave readings, else 1."""
-    from firmware.devices.presence import open_presence
+    from firmware.devices.presence.table import open_presence
     from firmware.show.presence import PresenceParams, PresenceState, update_presence
     out = out or sys.stdout
     clock = clock or RealClock()

@@ -52,7 +52,7 @@ def check_dmx(config, timeout: float = 1.0) -> CheckResult:
         missing = _port_missing(name, cfg.port)
         if missing:
             return missing
-        from firmware.devices.dmx_serial import EnttecProTransport, OpenDmxTransport
+        from firmware.devices.dmx.usb import EnttecProTransport, OpenDmxTransport
         enttec = cfg.type == "enttec-pro"
         t = EnttecProTransport(cfg) if enttec else OpenDmxTransport(cfg)
         try:
@@ -102,7 +102,7 @@ def check_presence(config, timeout: float = 1.5) -> CheckResult:
         missing = _port_missing(name, port)
         if missing:
             return missing
-    from firmware.devices.presence import open_presence
+    from firmware.devices.presence.table import open_presence
     try:
         sensor = open_presence(cfg, RealClock())
     except Exception as exc:  # GPIO libraries raise their own types
@@ -157,7 +157,7 @@ def check_camera(config) -> list[CheckResult]:
     if cfg.type == "argus":
         try:
             import cv2
-            from firmware.devices.camera_opencv import opencv_has_gstreamer
+            from firmware.devices.camera.opencv import opencv_has_gstreamer
             gst = opencv_has_gstreamer(cv2)
         except ImportError:
             gst = False
@@ -216,7 +216,7 @@ def check_projector(config) -> CheckResult:
         ok = Path(cfg.device).exists()
         return CheckResult("projector cec", ok, f"{cfg.device} " + ("present" if ok else "missing"),
                            None if ok else "is the HDMI-CEC adapter enabled in the device tree?")
-    from firmware.devices.projector_pjlink import PJLinkProjector
+    from firmware.devices.projector.pjlink import PJLinkProjector
     try:
         on = PJLinkProjector(cfg).is_on()
     except OSError as exc:

@@ -6,10 +6,8 @@ level modulates intensity, so the lights breathe with the dissolve. 16-bit chann
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import numpy as np
 
 from firmware.show.machine import State
 

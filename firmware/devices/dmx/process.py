@@ -24,8 +24,8 @@ RING = 4096
 
 def _child(cfg, shared, stop, ready) -> None:
     from firmware.clock import RealClock
-    from firmware.devices.dmx_backends import BACKENDS
-    from firmware.devices.dmx_sender import DmxSender, raise_thread_priority
+    from firmware.devices.dmx.table import BACKENDS
+    from firmware.devices.dmx.sender import DmxSender, raise_thread_priority
 
     universe, seq, ok, detail, sent, times, head = shared
     sender = DmxSender(BACKENDS[cfg.type](cfg, None), RealClock(), rate_hz=cfg.rate_hz,

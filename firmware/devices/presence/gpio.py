@@ -8,7 +8,7 @@ import threading
 import warnings
 
 from firmware.devices.base import Latest
-from firmware.devices.presence_interface import PresenceSensor, Reading
+from firmware.devices.presence.interface import PresenceSensor, Reading
 
 
 def default_pin_factory(kind: str = "auto"):

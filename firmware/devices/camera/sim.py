@@ -1,17 +1,11 @@
-"""Cameras: the interface, the backend table, and the simulated camera.
-
-A camera publishes only its newest frame; the show reads `latest()` and never waits. Real backends
-(argus, v4l2, picamera2, file) live in their own modules and import their vendor library lazily.
-"""
+"""The cameras with no hardware behind them: `sim` (a rendered visitor) and `none`."""
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import numpy as np
 
-from firmware.devices.backend_table import lazy
-from firmware.devices.camera_interface import Camera, Frame  # re-exported: the interface
+from firmware.devices.camera.interface import Camera, Frame
 from firmware.devices.fault_injection import FaultInjectable
 
 
@@ -53,7 +47,7 @@ class SimCamera(FaultInjectable, Camera):
         self._t0 = clock.now()
         # The same pure watchdog the real capture loop runs, so an injected stall or freeze looks to
         # the box exactly like a real one: frames for a while, then None and a camera fault.
-        from firmware.devices.camera_watchdog import FrameWatchdog, frame_hash
+        from firmware.devices.camera.watchdog import FrameWatchdog, frame_hash
         self._hash = frame_hash
         self._watchdog = FrameWatchdog(cfg.stall_timeout_s, cfg.frozen_timeout_s)
         self._watchdog.reset(self._t0)
@@ -97,18 +91,3 @@ class SimCamera(FaultInjectable, Camera):
             return None
         self.recover("frames")
         return self._last
-
-
-# The explicit backend table: config `type` -> constructor. No registries, no import side effects.
-BACKENDS: dict[str, Callable[..., Camera]] = {
-    "sim": SimCamera,
-    "none": NoCamera,
-    "file": lazy("firmware.devices.camera_file", "FileCamera"),
-    "v4l2": lazy("firmware.devices.camera_opencv", "OpenCVCamera.v4l2"),
-    "argus": lazy("firmware.devices.camera_opencv", "OpenCVCamera.argus"),
-    "picamera2": lazy("firmware.devices.camera_picamera2", "Picamera2Camera"),
-}
-
-
-def open_camera(cfg, clock) -> Camera:
-    return BACKENDS[cfg.type](cfg, clock)

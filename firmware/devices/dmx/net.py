@@ -9,7 +9,7 @@ import logging
 import socket
 from pathlib import Path
 
-from firmware.devices.dmx_transport import DmxTransport
+from firmware.devices.dmx.interface import DmxTransport
 from firmware.devices.protocols import artnet, sacn
 
 log = logging.getLogger("humus.dmx")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware.devices.camera_watchdog import CaptureCamera
+from firmware.devices.camera.watchdog import CaptureCamera
 
 
 class _Picamera2Source:

@@ -6,7 +6,7 @@ import logging
 import threading
 
 from firmware.devices.base import Device, Latest
-from firmware.devices.dmx_transport import DmxTransport
+from firmware.devices.dmx.interface import DmxTransport
 
 log = logging.getLogger("humus.dmx")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from firmware.devices.dmx_transport import DmxTransport
+from firmware.devices.dmx.interface import DmxTransport
 from firmware.devices.protocols import FrameError, enttec
 from firmware.devices.serial_port import close_quietly, open_serial
 

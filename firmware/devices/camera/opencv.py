@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from firmware.devices.camera_watchdog import CaptureCamera
+from firmware.devices.camera.watchdog import CaptureCamera
 
 
 def argus_pipeline(sensor_id: int, width: int, height: int, fps: float) -> str:

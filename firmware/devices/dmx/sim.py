@@ -1,33 +1,8 @@
-"""The DMX transport interface, and the transports with no hardware behind them (sim, none).
-
-Real transports (dmx_serial, dmx_net) import this module; the table in dmx_backends imports them.
-"""
+"""The DMX transports with no hardware behind them: `sim` (records what it was sent) and `none`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from firmware.devices.dmx.interface import DmxTransport, SentFrame
 from firmware.devices.fault_injection import FaultInjectable
-
-
-class DmxTransport:
-    """Puts one universe on the wire. `send` raises OSError when the interface is gone."""
-
-    name = "dmx"
-
-    def open(self) -> None:
-        pass
-
-    def send(self, universe: bytes) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-@dataclass
-class SentFrame:
-    t: float
-    data: bytes
 
 
 class SimDmxTransport(FaultInjectable, DmxTransport):

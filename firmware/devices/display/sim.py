@@ -1,16 +1,10 @@
-"""Displays: the projector. `present(frame)` shows one RGB frame; it must never block for long.
-
-`headless` keeps the last frame and counts what it was shown (tests, recording, benchmarks);
-`pygame` is the fullscreen kiosk (X11 or KMSDRM), in display_pygame.py.
-"""
+"""The display with no screen behind it: `headless` keeps the last frame and counts what it was shown
+(tests, recording, benchmarks)."""
 from __future__ import annotations
-
-from typing import Callable
 
 import numpy as np
 
-from firmware.devices.backend_table import lazy
-from firmware.devices.display_interface import Display  # re-exported: the interface
+from firmware.devices.display.interface import Display
 from firmware.devices.fault_injection import FaultInjectable
 
 
@@ -37,14 +31,3 @@ class HeadlessDisplay(FaultInjectable, Display):
 
     def _switch(self, fault: str, on: bool) -> None:
         self.gone = on
-
-
-BACKENDS: dict[str, Callable[..., Display]] = {
-    "headless": HeadlessDisplay,
-    "sim": HeadlessDisplay,
-    "pygame": lazy("firmware.devices.display_pygame", "PygameDisplay"),
-}
-
-
-def open_display(cfg, clock) -> Display:
-    return BACKENDS[cfg.type](cfg, clock)

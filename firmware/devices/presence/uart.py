@@ -11,7 +11,7 @@ import logging
 import threading
 
 from firmware.devices.base import Latest
-from firmware.devices.presence_interface import PresenceSensor, Reading
+from firmware.devices.presence.interface import PresenceSensor, Reading
 from firmware.devices.protocols import ld2410, tfmini
 from firmware.devices.serial_port import close_quietly, open_serial
 

@@ -6,19 +6,15 @@ that fails (a USB widget unplugged) is reopened with backoff by the sender; the 
 """
 from __future__ import annotations
 
-from firmware.devices.dmx_backends import BACKENDS
-from firmware.devices.dmx_sender import DmxSender, raise_thread_priority
-from firmware.devices.dmx_transport import DmxTransport, NullTransport, SentFrame, SimDmxTransport
-
-__all__ = ["BACKENDS", "DmxSender", "DmxTransport", "NullTransport", "SentFrame", "SimDmxTransport",
-           "open_dmx", "raise_thread_priority"]
+from firmware.devices.dmx.sender import DmxSender
+from firmware.devices.dmx.table import BACKENDS
 
 
 def open_dmx(cfg, clock, isolate: bool = False):
     """The sender for a [dmx] section. With `isolate` (the box on the real clock), a real transport
-    with `own_process = true` is driven from a process of its own (see dmx_process.py)."""
+    with `own_process = true` is driven from a process of its own (see dmx/process.py)."""
     if isolate and cfg.own_process and cfg.type not in ("sim", "none"):
-        from firmware.devices.dmx_process import DmxProcessSender  # multiprocessing only where used
+        from firmware.devices.dmx.process import DmxProcessSender  # multiprocessing only where used
         return DmxProcessSender(cfg)
     transport = BACKENDS[cfg.type](cfg, clock)
     channels = cfg.channels

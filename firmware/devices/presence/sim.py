@@ -1,19 +1,10 @@
-"""Presence sensors: the interface, the backend table and the scripted (simulated) visitor.
-
-A sensor publishes its newest reading: the distance of the nearest person in metres, or None when it
-sees nobody. The pure filter in firmware.show.presence turns readings into present/absent with
-dwell, grace and cooldown, the same for every sensor kind.
-"""
+"""The presence sensors with no hardware behind them: `sim` (a scripted visitor) and `none`."""
 from __future__ import annotations
-
-from typing import Callable
 
 import numpy as np
 
-from firmware.devices.backend_table import lazy
 from firmware.devices.fault_injection import FaultInjectable
-from firmware.devices.presence_interface import PresenceSensor, Reading  # re-exported: the interface
-
+from firmware.devices.presence.interface import PresenceSensor, Reading
 
 class SimPresence(FaultInjectable, PresenceSensor):
     """A scripted visitor: distance over time from (seconds, metres) points, linearly interpolated.
@@ -79,17 +70,3 @@ class NoPresence(PresenceSensor):
 
     def follow_filter(self, stale: bool, stale_after_s: float) -> None:
         pass   # never stale: without a sensor there is no reading to wait for
-
-
-BACKENDS: dict[str, Callable[..., PresenceSensor]] = {
-    "sim": SimPresence,
-    "none": NoPresence,
-    "ld2410": lazy("firmware.devices.presence_serial", "LD2410Sensor"),
-    "tfmini": lazy("firmware.devices.presence_serial", "TFminiSensor"),
-    "distance": lazy("firmware.devices.presence_gpio", "DistanceSensorBackend"),
-    "motion": lazy("firmware.devices.presence_gpio", "MotionSensorBackend"),
-}
-
-
-def open_presence(cfg, clock) -> PresenceSensor:
-    return BACKENDS[cfg.type](cfg, clock)

@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from firmware.devices.display_interface import Display
+from firmware.devices.display.interface import Display
 
 log = logging.getLogger("humus.display")
 

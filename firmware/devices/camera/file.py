@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.devices.camera_watchdog import CaptureCamera, paced
+from firmware.devices.camera.watchdog import CaptureCamera, paced
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 

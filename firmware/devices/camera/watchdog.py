@@ -21,7 +21,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from firmware.devices.base import Latest
-from firmware.devices.camera_interface import Camera, Frame
+from firmware.devices.camera.interface import Camera, Frame
 
 log = logging.getLogger("humus.camera")
 MIN_BACKOFF_S = 0.05   # the shortest wait between reconnect attempts, whatever the config says

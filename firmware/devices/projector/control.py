@@ -3,45 +3,18 @@ the projector where the schedule wants it.
 
 `ProjectorControl.want(on)` returns at once; a thread of its own sends the command, and a projector
 that does not answer (unplugged, hung, warming up with ERR3) is a fault retried with backoff, never
-an exception in the show. Backends: pjlink (projector_pjlink.py), cec (projector_cec.py), sim
+an exception in the show. Backends: pjlink (projector/pjlink.py), cec (projector/cec.py), sim
 (records what it was told), none (never touches anything).
 """
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from typing import Callable
-
-from firmware.devices.backend_table import lazy
 
 from firmware.devices.base import Device
+from firmware.devices.projector.table import BACKENDS
 
 log = logging.getLogger("humus.projector")
-
-
-class SimProjector:
-    """Records every power command (time, on) for rehearsals and tests; `fail` makes it not answer."""
-
-    name = "projector[sim]"
-
-    def __init__(self, cfg=None) -> None:
-        self.on: bool | None = None
-        self.commands: list[tuple[float, bool]] = []
-        self.fail = False
-
-    def power(self, on: bool) -> None:
-        if self.fail:
-            raise OSError("sim projector does not answer")
-        self.on = on
-        self.commands.append((time.monotonic(), on))
-
-
-BACKENDS: dict[str, Callable] = {
-    "sim": SimProjector,
-    "pjlink": lazy("firmware.devices.projector_pjlink", "PJLinkProjector", with_clock=False),
-    "cec": lazy("firmware.devices.projector_cec", "CecProjector", with_clock=False),
-}
 
 
 class ProjectorControl(Device):

@@ -1,0 +1,1 @@
+"""Camera devices: interface, backend table, simulated and real backends (one module each)."""

@@ -1,0 +1,1 @@
+"""Display devices: interface, backend table, simulated and real backends (one module each)."""

@@ -1,0 +1,1 @@
+"""Dmx devices: interface, backend table, simulated and real backends (one module each)."""

@@ -1,0 +1,1 @@
+"""Projector devices: interface, backend table, simulated and real backends (one module each)."""
