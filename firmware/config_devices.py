@@ -269,6 +269,9 @@ class DisplayPygame(_DisplayCommon):
     driver: Literal["auto", "x11", "kmsdrm", "wayland"] = "auto"
     fullscreen: bool = True
     reconnect_s: float = Field(2.0, gt=0, le=3600, description="retry opening a missing projector this often")
+    framebuffer: Literal["auto", "renderer", "direct"] = Field(
+        "auto", description="how frames reach the screen: SDL's GPU renderer (scales, vsync) or the X11 "
+                            "shared-memory framebuffer (no GPU); auto picks by display/pygame_window.framebuffer_for")
 
 
 DisplayConfig = by_type(DisplayHeadless, DisplayPygame, default="headless", aliases={"sim": "headless"})

@@ -115,3 +115,51 @@ def test_drivers_for(monkeypatch):
     monkeypatch.delenv("DISPLAY")
     assert drivers_for("auto") == ["kmsdrm"]
     assert drivers_for("x11") == ["x11"]
+
+
+def test_framebuffer_for():
+    from firmware.devices.display.pygame_window import framebuffer_for
+    # no GPU, X11, nothing to scale: the shared-memory surface, not OpenGL in software
+    assert framebuffer_for("auto", "x11", needs_scaling=False, gpu=False) == "direct"
+    assert framebuffer_for("auto", "x11", needs_scaling=False, gpu=True) == "renderer"
+    assert framebuffer_for("auto", "x11", needs_scaling=True, gpu=False) == "renderer"   # only it scales
+    for driver in ("kmsdrm", "wayland", "dummy"):
+        assert framebuffer_for("auto", driver, needs_scaling=False, gpu=False) == "renderer"
+    assert framebuffer_for("direct", "kmsdrm", needs_scaling=True, gpu=True) == "direct"   # the config wins
+    assert framebuffer_for("renderer", "x11", needs_scaling=False, gpu=False) == "renderer"
+
+
+def test_gpu_present(tmp_path):
+    from firmware.devices.display.pygame_window import gpu_present
+    assert gpu_present(tmp_path) is False
+    (tmp_path / "nvhost-ctrl").touch()                       # a Jetson
+    assert gpu_present(tmp_path) is True
+    (tmp_path / "nvhost-ctrl").unlink()
+    (tmp_path / "dri").mkdir()
+    (tmp_path / "dri" / "card0").touch()                     # a KMS card alone renders nothing
+    assert gpu_present(tmp_path) is False
+    (tmp_path / "dri" / "renderD128").touch()
+    assert gpu_present(tmp_path) is True
+
+
+@pytest.mark.parametrize("framebuffer", ["auto", "direct", "renderer"])
+def test_frames_reach_a_real_x11_window(cfg, framebuffer, monkeypatch):
+    """Through a real X server (an Xvfb started for the test): with the shared-memory surface and
+    with SDL's renderer the exact frame is on the window's surface and the flip goes through."""
+    import shutil
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb not installed (apt install xvfb)")
+    from firmware.bench_cascade import x_display
+    from firmware.devices.display import pygame_window
+    monkeypatch.setattr(pygame_window, "gpu_present", lambda: False)
+    monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)
+    with x_display(cfg.width, cfg.height):
+        c = cfg.model_copy(update={"fullscreen": False, "driver": "x11", "framebuffer": framebuffer})
+        with pygame_window.PygameDisplay(c, FakeClock()) as d:
+            assert d.connected and d.driver == "x11", d.health.detail
+            assert d.framebuffer == ("direct" if framebuffer == "auto" else framebuffer)
+            for i in range(3):
+                f = frame(seed=i)
+                d.present(f)
+                assert np.array_equal(shown_pixels(), f)
+            assert d.frames_shown == 3 and d.frames_dropped == 0
