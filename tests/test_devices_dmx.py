@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from emulators.udp import UdpReceiver
 from firmware.clock import RealClock
 from firmware.config import DmxArtNet, DmxEnttecPro, DmxOpenDmx, DmxSacn
 from firmware.devices.dmx.open import open_dmx
 from firmware.devices.dmx.sender import DmxSender
+from firmware.devices.emulators.network import UdpReceiver
 from firmware.devices.emulators.widget import EnttecEmulator
 from firmware.devices.protocols import artnet, sacn
 from waiting import wait_for

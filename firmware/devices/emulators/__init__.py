@@ -6,7 +6,8 @@ and `start()` runs the same object on a daemon thread on real time (`runner.Runn
 Faults go through the one fault API (`inject(fault)` / `heal()`, firmware/devices/fault_injection.py).
 
 - pty.py: a pty behind a stable symlink (unplug, replug) and the base of the serial emulators;
-- radar.py: HLK-LD2410; lidar.py: Benewake TFmini; widget.py: Enttec DMX USB Pro.
+- radar.py: HLK-LD2410; lidar.py: Benewake TFmini; widget.py: Enttec DMX USB Pro;
+- network.py: a loopback UDP receiver (Art-Net, sACN) and a PJLink projector on TCP.
 
 Nothing here is imported at import time of the package: a user names the module it needs.
 """
