@@ -30,7 +30,7 @@ def _pct(xs, q):
 
 def bench_detection(plugs: int = 20, rescan_s: float = 1.0, probe_s: float = 0.3) -> dict:
     from firmware.config import parse_config
-    from firmware.devices.emulators import RadarEmulator
+    from firmware.devices.emulators.radar import LD2410Emulator
     from firmware.devices.hotplug import Hotplug
     times = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -44,20 +44,15 @@ def bench_detection(plugs: int = 20, rescan_s: float = 1.0, probe_s: float = 0.3
         try:
             for i in range(plugs):
                 time.sleep(rescan_s * ((i * 0.37) % 1.0))   # plug at varied phases of the rescan
-                radar = RadarEmulator(byid / "usb-radar", rate_hz=20.0)
-                t0 = time.monotonic()
-                stop = threading.Event()
-                feeder = threading.Thread(target=lambda: [radar.tick(time.monotonic(), 1.5) or stop.wait(0.02)
-                                                          for _ in iter(stop.is_set, True)], daemon=True)
-                feeder.start()
+                radar = LD2410Emulator(byid / "usb-radar", distance_cm=150, rate_hz=20.0)
+                t0 = time.monotonic()                        # the link is there: plugged
+                radar.start()
                 while time.monotonic() - t0 < 10:
                     det = hp.latest.get()
                     if det is not None and det.chosen("presence") is not None:
                         break
                     time.sleep(0.005)
                 times.append(time.monotonic() - t0)
-                stop.set()
-                feeder.join()
                 radar.close()
                 while hp.latest.get().chosen("presence") is not None:   # unplugged: wait until seen
                     time.sleep(0.01)

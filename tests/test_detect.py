@@ -9,10 +9,12 @@ import time
 
 import pytest
 
-from emulators.pty_device import PtyDevice
-from emulators.serial_devices import EnttecEmulator, LD2410Emulator, TFminiEmulator
 from firmware.config import parse_config
 from firmware.devices.detect import V4L2_CAP_VIDEO_CAPTURE, Scanner, find_cameras, probe_serial
+from firmware.devices.emulators.lidar import TFminiEmulator
+from firmware.devices.emulators.pty import PtyPort
+from firmware.devices.emulators.radar import LD2410Emulator
+from firmware.devices.emulators.widget import EnttecEmulator
 from firmware.devices.hotplug import Hotplug, pin_lines
 from firmware.devices.presence.uart import LD2410Sensor
 
@@ -36,10 +38,10 @@ def test_each_device_is_recognised_without_harm(dev):
     lidar = TFminiEmulator(dev / "serial/by-id/usb-lidar").start()
     widget = EnttecEmulator(dev / "serial/by-id/usb-widget").start()
     try:
-        assert probe_serial(str(radar.dev.port), 0.25).kind == "ld2410"
+        assert probe_serial(radar.port.path, 0.25).kind == "ld2410"
         assert radar.commands == []                      # identified by listening: nothing written
-        assert probe_serial(str(lidar.dev.port), 0.25).kind == "tfmini"
-        found = probe_serial(str(widget.dev.port), 0.25)
+        assert probe_serial(lidar.port.path, 0.25).kind == "tfmini"
+        found = probe_serial(widget.port.path, 0.25)
         assert (found.kind, found.detail) == ("enttec-pro", "serial 12345678")
         assert widget.state.messages == [(10, b"")]      # the one request; no universe, no set-up
     finally:
@@ -48,16 +50,16 @@ def test_each_device_is_recognised_without_harm(dev):
 
 
 def test_silent_adapter_gets_only_the_serial_request(dev):
-    silent = PtyDevice(dev / "ttyUSB0")
+    silent = PtyPort(dev / "ttyUSB0")
     try:
-        assert probe_serial(silent.port, 0.1) is None
+        assert probe_serial(silent.path, 0.1) is None
         assert silent.read(0.1) == GET_SERIAL             # no DMX universe, no start code, nothing else
     finally:
         silent.close()
 
 
 def test_unknown_adapter_is_open_dmx_only_when_configured(dev, tmp_path):
-    silent = PtyDevice(dev / "ttyUSB0")
+    silent = PtyPort(dev / "ttyUSB0")
     try:
         det = scanner(dev, tmp_path).scan()
         assert det.chosen("dmx") is None and det.unknown == (str(dev / "ttyUSB0"),)
@@ -71,11 +73,11 @@ def test_stable_name_first_and_two_of_a_kind_warn(dev, tmp_path):
     a = LD2410Emulator(dev / "serial/by-id/usb-radar-a").start()
     b = LD2410Emulator(dev / "serial/by-id/usb-radar-b").start()
     # the kernel name of radar b, as udev would also show it: found once, under its by-id name
-    os.symlink(os.path.realpath(b.dev.port), dev / "ttyUSB0")
+    os.symlink(os.path.realpath(b.port.path), dev / "ttyUSB0")
     try:
         det = scanner(dev, tmp_path).scan()
-        assert [f.path for f in det.found] == [str(a.dev.port), str(b.dev.port)]
-        assert det.chosen("presence").path == str(a.dev.port)
+        assert [f.path for f in det.found] == [a.port.path, b.port.path]
+        assert det.chosen("presence").path == a.port.path
         assert len(det.warnings) == 1 and "usb-radar-b" in det.warnings[0]
     finally:
         a.close()
@@ -159,7 +161,7 @@ def test_box_swaps_in_a_plugged_radar_and_widget(dev, tmp_path, tiny_model):
                                                  and box.config.dmx.type == "enttec-pro"):
             box.step()
             time.sleep(0.02)
-        assert isinstance(box.presence, LD2410Sensor) and box.config.presence.port == str(radar.dev.port)
+        assert isinstance(box.presence, LD2410Sensor) and box.config.presence.port == radar.port.path
         assert box.config.dmx.type == "enttec-pro"
         t0 = time.monotonic()
         while time.monotonic() - t0 < 3 and (box.presence.latest() is None or not widget.state.frames):
@@ -188,13 +190,13 @@ def test_doctor_detect_prints_pinning_lines(dev, tmp_path):
         r = subprocess.run([sys.executable, "-m", "firmware.cli", "doctor", "--detect", "--config", str(cfg)],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
-        assert f'[presence]\ntype = "ld2410"\nport = "{radar.dev.port}"' in r.stdout
+        assert f'[presence]\ntype = "ld2410"\nport = "{radar.port.path}"' in r.stdout
         assert '[camera]\ntype = "none"' in r.stdout and '[dmx]\ntype = "none"' in r.stdout
         # the lines it prints are a valid config
         pinned = tmp_path / "pinned.toml"
         pinned.write_text("\n".join(ln for ln in r.stdout.splitlines() if not ln.startswith("#")))
         from firmware.config import load_config
-        assert load_config(pinned).presence.port == str(radar.dev.port)
+        assert load_config(pinned).presence.port == radar.port.path
     finally:
         radar.close()
 
@@ -218,12 +220,12 @@ def test_a_sensor_that_starts_late_is_probed_again(dev, tmp_path, monkeypatch):
     radar = LD2410Emulator(dev / "ttyUSB0")             # its port is there, the radar still booting
     sc = scanner(dev, tmp_path)
     try:
-        assert sc.scan().unknown == (radar.dev.port,)
+        assert sc.scan().unknown == (radar.port.path,)
         radar.start()
-        assert sc.scan().unknown == (radar.dev.port,)      # not probed again at once
+        assert sc.scan().unknown == (radar.port.path,)      # not probed again at once
         monkeypatch.setattr(detect, "UNKNOWN_RETRY_S", 0.0)
         assert sc.scan().chosen("presence").kind == "ld2410"
-        silent = PtyDevice(dev / "ttyUSB1")                # a port that stays silent is probed a
+        silent = PtyPort(dev / "ttyUSB1")                # a port that stays silent is probed a
         for _ in range(detect.UNKNOWN_RETRIES + 2):          # bounded number of times
             sc.scan()
         writes = silent.read(0.1)
@@ -239,7 +241,7 @@ def test_doctor_checks_auto_devices_as_found(dev, tmp_path):
     try:
         rows = {r.name: r for r in run_device_checks(auto_config(dev, tmp_path),
                                                      [check_presence, check_dmx, check_camera])}
-        assert rows["auto presence"].detail == f"ld2410 {radar.dev.port}"
+        assert rows["auto presence"].detail == f"ld2410 {radar.port.path}"
         assert rows["presence ld2410"].ok is True and "2.50 m" in rows["presence ld2410"].detail
         assert rows["auto dmx"].detail == "none found" and rows["dmx none"].ok is None
     finally:

@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from emulators.serial_devices import EnttecEmulator, LD2410Emulator
 from firmware.box import Box
 from firmware.clock import RealClock
 from firmware.config import parse_config
+from firmware.devices.emulators.radar import LD2410Emulator
+from firmware.devices.emulators.widget import EnttecEmulator
 from firmware.show.lights import safe_universe
 
 SHOW = {"trigger_m": 2.0, "release_m": 3.0, "dwell_s": 0.1, "leave_grace_s": 0.15, "cooldown_s": 0.3,
@@ -22,8 +23,8 @@ def rig(tmp_path, tiny_model):
     radar = LD2410Emulator(tmp_path / "humus-radar", distance_cm=500).start()
     widget = EnttecEmulator(tmp_path / "humus-dmx").start()
     config = parse_config({
-        "presence": {"type": "ld2410", "port": radar.dev.port, "stale_after_s": 0.5},
-        "dmx": {"type": "enttec-pro", "port": widget.dev.port, "safe_look": "calm"},
+        "presence": {"type": "ld2410", "port": radar.port.path, "stale_after_s": 0.5},
+        "dmx": {"type": "enttec-pro", "port": widget.port.path, "safe_look": "calm"},
         "camera": {"type": "sim", "width": 64, "height": 48},
         "display": {"type": "headless", "width": 320, "height": 180, "fps": 20.0},
         "model": {"dir": str(tiny_model), "engine": "onnxruntime", "engine_cache": str(tmp_path / "engines")},
@@ -78,16 +79,16 @@ def test_unplugs_mid_show_do_not_stop_it(rig):
     radar.distance_cm = 120
     assert run_until(box, lambda b: b.cue.state == "immersion", 5)
     n = len(widget.state.frames)
-    widget.dev.unplug()                                        # DMX widget pulled mid-immersion
+    widget.inject("unplug")                                    # DMX widget pulled mid-immersion
     assert run_until(box, lambda b: not b.dmx.health.ok, 2)
     assert run_until(box, lambda b: b.cue.state == "emergence", 5)   # the show goes on
-    widget.dev.replug()
+    widget.heal()
     assert run_until(box, lambda b: b.dmx.health.ok and len(widget.state.frames) > n + 5, 5)
-    radar.dev.unplug()                                         # the radar goes: the visitor counts as gone
+    radar.inject("unplug")                                     # the radar goes: the visitor counts as gone
     assert run_until(box, lambda b: b.presence_state.stale, 3)
     assert not box.presence.health.ok
     assert run_until(box, lambda b: b.cue.state in ("release", "idle"), 6)
     radar.distance_cm = 500
-    radar.dev.replug()
+    radar.heal()
     assert run_until(box, lambda b: b.presence.health.ok and not b.presence_state.stale, 5)
     assert box.display.frames_shown == box.frames            # not one frame skipped by device trouble

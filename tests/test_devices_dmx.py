@@ -8,12 +8,12 @@ import time
 
 import pytest
 
-from emulators.serial_devices import EnttecEmulator
-from emulators.udp import UdpReceiver
 from firmware.clock import RealClock
 from firmware.config import DmxArtNet, DmxEnttecPro, DmxOpenDmx, DmxSacn
 from firmware.devices.dmx.open import open_dmx
 from firmware.devices.dmx.sender import DmxSender
+from firmware.devices.emulators.network import UdpReceiver
+from firmware.devices.emulators.widget import EnttecEmulator
 from firmware.devices.protocols import artnet, sacn
 from waiting import wait_for
 
@@ -30,7 +30,7 @@ def widget(tmp_path):
 
 
 def test_enttec_params_then_frames_at_rate(widget):
-    cfg = DmxEnttecPro(type="enttec-pro", port=widget.dev.port, break_us=180, mab_us=20, rate_hz=40)
+    cfg = DmxEnttecPro(type="enttec-pro", port=widget.port.path, break_us=180, mab_us=20, rate_hz=40)
     sender = open_dmx(cfg, RealClock())
     sender.set_universe(universe(255, 128, 1))
     sender.start()
@@ -49,7 +49,7 @@ def test_enttec_params_then_frames_at_rate(widget):
 
 def test_enttec_serial_number_and_parameters(widget):
     from firmware.devices.dmx.usb import EnttecProTransport
-    t = EnttecProTransport(DmxEnttecPro(type="enttec-pro", port=widget.dev.port))
+    t = EnttecProTransport(DmxEnttecPro(type="enttec-pro", port=widget.port.path))
     try:
         assert t.serial_number() == "12345678"
         p = t.parameters()
@@ -60,20 +60,20 @@ def test_enttec_serial_number_and_parameters(widget):
 
 
 def test_enttec_unplug_and_replug_mid_show(widget):
-    cfg = DmxEnttecPro(type="enttec-pro", port=widget.dev.port)
+    cfg = DmxEnttecPro(type="enttec-pro", port=widget.port.path)
     sender = DmxSender(open_dmx(cfg, RealClock()).transport, RealClock(), rate_hz=40,
                        backoff_s=(0.05, 0.2))
     sender.start()
     try:
         sender.set_universe(universe(10))
         assert wait_for(lambda: widget.state.frames and widget.state.frames[-1][1][0] == 10)
-        widget.dev.unplug()
+        widget.inject("unplug")
         assert wait_for(lambda: not sender.health.ok)
         for v in range(20, 30):                    # the show keeps setting looks; nothing raises
             sender.set_universe(universe(v))
             time.sleep(0.01)
         n = len(widget.state.messages)
-        widget.dev.replug()
+        widget.heal()
         assert wait_for(lambda: sender.health.ok and widget.state.frames[-1][1][0] == 29, timeout=5)
         resumed = [label for label, _ in widget.state.messages[n:]]
         assert resumed[0] == 4 and 6 in resumed    # parameters re-sent on reopen, then frames
@@ -83,7 +83,7 @@ def test_enttec_unplug_and_replug_mid_show(widget):
 
 
 def test_enttec_safe_look_on_shutdown(widget):
-    cfg = DmxEnttecPro(type="enttec-pro", port=widget.dev.port)
+    cfg = DmxEnttecPro(type="enttec-pro", port=widget.port.path)
     sender = open_dmx(cfg, RealClock())
     sender.start()
     sender.set_universe(universe(200, 200, 200))
@@ -116,14 +116,14 @@ class _BreakSpy:
 
 
 def test_open_dmx_break_mab_then_start_code_and_slots(tmp_path, monkeypatch):
-    from emulators.pty_device import PtyDevice
+    from firmware.devices.emulators.pty import PtyPort
     from firmware.devices.dmx import usb as dmx_serial
-    dev = PtyDevice(tmp_path / "ftdi")
+    dev = PtyPort(tmp_path / "ftdi")
     spies = []
     real_open = dmx_serial.open_serial
     monkeypatch.setattr(dmx_serial, "open_serial",
                         lambda *a, **k: spies.append(_BreakSpy(real_open(*a, **k))) or spies[-1])
-    t = dmx_serial.OpenDmxTransport(DmxOpenDmx(type="open-dmx", port=dev.port, break_us=150, mab_us=20))
+    t = dmx_serial.OpenDmxTransport(DmxOpenDmx(type="open-dmx", port=dev.path, break_us=150, mab_us=20))
     try:
         t.open()
         assert spies[0].baudrate == 250000 and spies[0].stopbits == 2

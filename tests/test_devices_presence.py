@@ -7,9 +7,10 @@ import types
 
 import pytest
 
-from emulators.serial_devices import LD2410Emulator, TFminiEmulator
 from firmware.clock import RealClock
 from firmware.config import PresenceDistance, PresenceLD2410, PresenceMotion, PresenceTFmini
+from firmware.devices.emulators.lidar import TFminiEmulator
+from firmware.devices.emulators.radar import LD2410Emulator
 from firmware.devices.presence.table import open_presence
 from waiting import wait_for
 
@@ -22,7 +23,7 @@ def radar(tmp_path):
 
 
 def test_ld2410_reads_visitor_distance_and_follows_it(radar):
-    cfg = PresenceLD2410(type="ld2410", port=radar.dev.port, stale_after_s=1.0)
+    cfg = PresenceLD2410(type="ld2410", port=radar.port.path, stale_after_s=1.0)
     with open_presence(cfg, RealClock()) as s:
         assert wait_for(lambda: s.latest() is not None and s.latest().distance_m == 4.0)
         radar.distance_cm = 150
@@ -34,14 +35,14 @@ def test_ld2410_reads_visitor_distance_and_follows_it(radar):
 
 def test_ld2410_ignores_weak_targets(radar):
     radar.energy = 5
-    cfg = PresenceLD2410(type="ld2410", port=radar.dev.port, min_energy=10)
+    cfg = PresenceLD2410(type="ld2410", port=radar.port.path, min_energy=10)
     with open_presence(cfg, RealClock()) as s:
         assert wait_for(lambda: s.frames >= 2)
         assert s.latest().distance_m is None
 
 
 def test_ld2410_engineering_mode_is_requested_and_parsed(radar):
-    cfg = PresenceLD2410(type="ld2410", port=radar.dev.port, engineering=True)
+    cfg = PresenceLD2410(type="ld2410", port=radar.port.path, engineering=True)
     with open_presence(cfg, RealClock()) as s:
         assert wait_for(lambda: s.last_report is not None and s.last_report.engineering)
         assert len(s.last_report.moving_gates) == 9 and s.latest().distance_m == 4.0
@@ -51,32 +52,32 @@ def test_ld2410_engineering_mode_is_requested_and_parsed(radar):
 
 
 def test_ld2410_survives_dropped_bytes(radar):
-    radar.drop_bytes = True
-    cfg = PresenceLD2410(type="ld2410", port=radar.dev.port)
+    radar.inject("drop_bytes")
+    cfg = PresenceLD2410(type="ld2410", port=radar.port.path)
     with open_presence(cfg, RealClock()) as s:
         assert wait_for(lambda: s.frames >= 3 and s.parser.rejected >= 3)
         assert s.latest().distance_m == 4.0 and s.health.ok
 
 
 def test_ld2410_unplug_goes_stale_and_replug_recovers(radar):
-    cfg = PresenceLD2410(type="ld2410", port=radar.dev.port, stale_after_s=0.3)
+    cfg = PresenceLD2410(type="ld2410", port=radar.port.path, stale_after_s=0.3)
     with open_presence(cfg, RealClock()) as s:
         assert wait_for(lambda: s.frames > 0)
-        radar.dev.unplug()
+        radar.inject("unplug")
         assert wait_for(lambda: not s.health.ok)
         t_last = s.latest().t
         assert "lost" in s.health.detail or "stale" in s.health.detail
         time.sleep(0.5)
         assert s.latest().t == t_last              # nothing new while unplugged: the filter sees it age
         radar.distance_cm = 120
-        radar.dev.replug()                         # a new /dev/pts/N behind the same name
+        radar.heal()                               # a new /dev/pts/N behind the same name
         assert wait_for(lambda: s.health.ok and s.latest().distance_m == 1.2, timeout=5)
         assert s.opens >= 2 and s.health.recoveries >= 1 and s.health.faults == 1
 
 
 def test_ld2410_silent_port_raises_stale_fault(radar):
-    radar.stop()                                   # port present, radar mute
-    cfg = PresenceLD2410(type="ld2410", port=radar.dev.port, stale_after_s=0.2)
+    radar.inject("silent")                         # port present, radar mute
+    cfg = PresenceLD2410(type="ld2410", port=radar.port.path, stale_after_s=0.2)
     with open_presence(cfg, RealClock()) as s:
         assert wait_for(lambda: not s.health.ok)
         assert "stale" in s.health.detail and s.latest() is None
@@ -95,19 +96,20 @@ def test_missing_port_faults_without_raising(tmp_path):
 def test_tfmini_checksum_verified_and_strength_gated(tmp_path):
     emu = TFminiEmulator(tmp_path / "humus-lidar", distance_cm=250, strength=2000).start()
     try:
-        cfg = PresenceTFmini(type="tfmini", port=emu.dev.port, stale_after_s=0.3)
+        cfg = PresenceTFmini(type="tfmini", port=emu.port.path, stale_after_s=0.3)
         with open_presence(cfg, RealClock()) as s:
             assert wait_for(lambda: s.latest() is not None and s.latest().distance_m == 2.5)
             emu.strength = 40
             assert wait_for(lambda: s.latest().distance_m is None)
-            emu.corrupt = True                     # every checksum wrong: nothing valid -> stale
+            emu.inject("corrupt")                  # every checksum wrong: nothing valid -> stale
             assert wait_for(lambda: not s.health.ok)
             assert "stale" in s.health.detail and "checksum" in s.health.detail
-            emu.corrupt, emu.strength = False, 2000
+            emu.heal()
+            emu.strength = 2000
             assert wait_for(lambda: s.health.ok and s.latest().distance_m == 2.5)
-            emu.dev.unplug()
+            emu.inject("unplug")
             assert wait_for(lambda: not s.health.ok)
-            emu.dev.replug()
+            emu.heal()
             assert wait_for(lambda: s.health.ok, timeout=5)
     finally:
         emu.close()

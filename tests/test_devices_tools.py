@@ -5,9 +5,10 @@ import argparse
 import io
 
 
-from emulators.serial_devices import EnttecEmulator, LD2410Emulator
 from firmware.check_result import CheckResult
 from firmware.config import Config, parse_config
+from firmware.devices.emulators.radar import LD2410Emulator
+from firmware.devices.emulators.widget import EnttecEmulator
 
 
 def _run_cli(argv):
@@ -22,7 +23,7 @@ def test_calibrate_with_radar_shows_readings_and_thresholds(tmp_path, capsys):
     emu = LD2410Emulator(tmp_path / "radar", distance_cm=150).start()
     try:
         cfgfile = tmp_path / "humus.toml"
-        cfgfile.write_text(f'[presence]\ntype = "ld2410"\nport = "{emu.dev.port}"\n'
+        cfgfile.write_text(f'[presence]\ntype = "ld2410"\nport = "{emu.port.path}"\n'
                            "[show]\ntrigger_m = 1.8\nrelease_m = 2.6\ndwell_s = 0.1\n")
         rc = _run_cli(["calibrate", "--config", str(cfgfile), "--duration", "0.6", "--rate", "20"])
     finally:
@@ -53,18 +54,18 @@ def test_doctor_queries_enttec_serial(tmp_path):
     from firmware.devices.doctor import check_dmx
     emu = EnttecEmulator(tmp_path / "dmx").start()
     try:
-        row = check_dmx(parse_config({"dmx": {"type": "enttec-pro", "port": emu.dev.port}}))
+        row = check_dmx(parse_config({"dmx": {"type": "enttec-pro", "port": emu.port.path}}))
     finally:
         emu.close()
     assert row.ok is True and "serial 12345678" in row.detail and "firmware 1.68" in row.detail
 
 
 def test_doctor_silent_widget_and_missing_port(tmp_path):
-    from emulators.pty_device import PtyDevice
+    from firmware.devices.emulators.pty import PtyPort
     from firmware.devices.doctor import check_dmx
-    dev = PtyDevice(tmp_path / "ftdi")            # opens, never answers: an FTDI cable, not a Pro
+    dev = PtyPort(tmp_path / "ftdi")            # opens, never answers: an FTDI cable, not a Pro
     try:
-        row = check_dmx(parse_config({"dmx": {"type": "enttec-pro", "port": dev.port}}), timeout=0.2)
+        row = check_dmx(parse_config({"dmx": {"type": "enttec-pro", "port": dev.path}}), timeout=0.2)
     finally:
         dev.close()
     assert row.ok is False and "no label 10 reply" in row.detail and "open-dmx" in row.fix_hint
@@ -76,7 +77,7 @@ def test_doctor_presence_and_network_and_camera(tmp_path):
     from firmware.devices.doctor import check_camera, check_dmx, check_presence
     emu = LD2410Emulator(tmp_path / "radar", distance_cm=220).start()
     try:
-        row = check_presence(parse_config({"presence": {"type": "ld2410", "port": emu.dev.port}}))
+        row = check_presence(parse_config({"presence": {"type": "ld2410", "port": emu.port.path}}))
     finally:
         emu.close()
     assert row == CheckResult("presence ld2410", True, "reading: target at 2.20 m", "")

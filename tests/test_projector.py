@@ -7,6 +7,7 @@ import stat
 import pytest
 
 from firmware.config import parse_config
+from firmware.devices.emulators.network import PJLinkEmulator
 from firmware.devices.projector import pjlink as pj
 from firmware.devices.projector.control import ProjectorControl, open_projector
 from firmware.devices.projector.sim import SimProjector
@@ -22,7 +23,7 @@ def test_auth_prefix_matches_the_spec_example():
 
 
 def test_pjlink_power_bytes_without_password():
-    emu = pj.PJLinkEmulator()
+    emu = PJLinkEmulator()
     try:
         cfg = parse_config({"projector": {"type": "pjlink", "host": emu.host, "port": emu.port}}).projector
         p = pj.PJLinkProjector(cfg)
@@ -36,7 +37,7 @@ def test_pjlink_power_bytes_without_password():
 
 
 def test_pjlink_md5_auth_on_the_wire():
-    emu = pj.PJLinkEmulator(password="secret")
+    emu = PJLinkEmulator(password="secret")
     try:
         cfg = parse_config({"projector": {"type": "pjlink", "host": emu.host, "port": emu.port,
                                           "password": "secret"}}).projector
@@ -53,8 +54,8 @@ def test_pjlink_md5_auth_on_the_wire():
 
 
 def test_pjlink_busy_is_an_error():
-    emu = pj.PJLinkEmulator()
-    emu.busy = True
+    emu = PJLinkEmulator()
+    emu.inject("busy")
     try:
         cfg = parse_config({"projector": {"type": "pjlink", "host": emu.host, "port": emu.port}}).projector
         with pytest.raises(pj.PJLinkError, match="ERR3"):
@@ -64,8 +65,8 @@ def test_pjlink_busy_is_an_error():
 
 
 def test_unresponsive_projector_is_a_fault_retried_with_backoff():
-    emu = pj.PJLinkEmulator()
-    emu.mute = True
+    emu = PJLinkEmulator()
+    emu.inject("mute")
     cfg = parse_config({"projector": {"type": "pjlink", "host": emu.host, "port": emu.port,
                                       "timeout_s": 0.2, "retry_s": [0.05, 0.2]}}).projector
     ctl = open_projector(cfg)
@@ -73,7 +74,7 @@ def test_unresponsive_projector_is_a_fault_retried_with_backoff():
         ctl.want(True)
         assert wait_for(lambda: ctl.failures >= 2)
         assert not ctl.health.ok and "retry" in ctl.health.detail
-        emu.mute = False
+        emu.heal()
         assert wait_for(lambda: ctl.settled, 5.0)
         assert ctl.health.ok and emu.power is True
     finally:
@@ -82,7 +83,7 @@ def test_unresponsive_projector_is_a_fault_retried_with_backoff():
 
 
 def test_projector_gone_entirely_never_raises():
-    emu = pj.PJLinkEmulator()
+    emu = PJLinkEmulator()
     port = emu.port
     emu.close()                         # nothing listens: connection refused
     cfg = parse_config({"projector": {"type": "pjlink", "host": "127.0.0.1", "port": port,
@@ -151,7 +152,7 @@ def test_none_opens_nothing_and_sim_records():
 
 def test_doctor_asks_the_projector_harmlessly():
     from firmware.devices.doctor import check_projector
-    emu = pj.PJLinkEmulator(password="pw")
+    emu = PJLinkEmulator(password="pw")
     try:
         cfg = parse_config({"projector": {"type": "pjlink", "host": emu.host, "port": emu.port, "password": "pw"}})
         row = check_projector(cfg)

@@ -128,7 +128,7 @@ def heal(rig, f: Fault) -> None:
     box = rig.box
     f.mark = {"cam": box.camera_picture.key, "sent": box.dmx.sent, "shown": box.display.frames_shown,
               "opens": getattr(box.presence, "opens", 0),
-              "widget": rig.widget.frames if rig.widget else 0,
+              "widget": rig.widget.state.universes if rig.widget else 0,
               "write": rig.writer._last_write or 0.0}
 
 
@@ -156,7 +156,7 @@ def is_back(rig, f: Fault, now: float, last_success: float) -> bool:
         return (seen is None or seen > rig.config.show.release_m) if far else \
             (seen is not None and abs(seen - truth) < 0.5)
     if k == "dmx_unplug":
-        return box.dmx.sent > m["sent"] and (not rig.pty or rig.widget.frames > m["widget"])
+        return box.dmx.sent > m["sent"] and (not rig.pty or rig.widget.state.universes > m["widget"])
     if k.startswith("model"):
         return last_success > f.healed
     if k == "display_gone":

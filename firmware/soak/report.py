@@ -95,8 +95,9 @@ def build_report(soak, cycles, full_cycles, show_s, wall, rss_start, rss_end, rs
         "images_generated": box.worker.images_done,
     }
     if rig.pty:
-        report["dmx"].update(widget_frames=rig.widget.frames, widget_errors=rig.widget.errors,
-                             widget_opens=rig.widget.params)
+        widget = rig.widget.state
+        report["dmx"].update(widget_frames=widget.universes, widget_errors=widget.errors,
+                             widget_opens=widget.param_sets)
         report["presence"] = {"radar_reports": rig.radar.sent, "frames_parsed": box.presence.frames,
                               "rejected": box.presence.parser.rejected, "opens": box.presence.opens}
     report["ok"] = (report["crashes"] == 0 and not soak.checks.violations and recovered == injected

@@ -34,11 +34,12 @@ class Rig:
                 "show": dict(SHOW), "status": {"path": str(workdir / "status.json"),
                                                "state_dir": str(workdir)}}
         if pty:
-            from firmware.devices.emulators import RadarEmulator, WidgetEmulator
-            self.radar = RadarEmulator(workdir / "humus-radar", seed=seed)
-            self.widget = WidgetEmulator(workdir / "humus-dmx")
-            data["presence"] = {"type": "ld2410", "port": str(self.radar.port.link), "stale_after_s": 2.0}
-            data["dmx"] = {"type": "enttec-pro", "port": str(self.widget.port.link)}
+            from firmware.devices.emulators.radar import LD2410Emulator
+            from firmware.devices.emulators.widget import EnttecEmulator
+            self.radar = LD2410Emulator(workdir / "humus-radar", distance_cm=None, seed=seed)
+            self.widget = EnttecEmulator(workdir / "humus-dmx")
+            data["presence"] = {"type": "ld2410", "port": self.radar.port.path, "stale_after_s": 2.0}
+            data["dmx"] = {"type": "enttec-pro", "port": self.widget.port.path}
         else:
             data["presence"] = {"type": "sim", "script": self.script, "loop": False}
         self.config = parse_config(data, "<soak>")
@@ -69,8 +70,9 @@ class Rig:
     def drive_devices(self, now: float) -> None:
         if self.pty:
             truth = self.truth(now)
-            self.radar.tick(now, truth if truth < 8.0 else None)
-            self.widget.drain()
+            self.radar.distance_cm = round(truth * 100) if truth < 8.0 else None
+            self.radar.step(now)
+            self.widget.step(now)
 
     def close(self) -> None:
         try:
@@ -78,6 +80,6 @@ class Rig:
         finally:
             self.disk.__exit__()
             if self.pty:
-                self.widget.drain()
+                self.widget.step(self.clock.now())   # the safe look the box sent last
                 self.radar.close()
                 self.widget.close()

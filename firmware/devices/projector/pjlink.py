@@ -7,14 +7,12 @@ error: ERR1 undefined command, ERR2 out of parameter, ERR3 unavailable time (war
 ERR4 projector failure; `PJLINK ERRA\r` = wrong password. One connection per command keeps the
 client stateless: projectors close idle connections after ~30 s anyway.
 
-`PJLinkEmulator` is a projector on a loopback socket for tests, `humus bench` and rehearsals.
+A projector to talk to on loopback (tests, rehearsals): firmware/devices/emulators/network.py.
 """
 from __future__ import annotations
 
 import hashlib
-import secrets
 import socket
-import threading
 
 ERRORS = {"ERR1": "undefined command", "ERR2": "out of parameter",
           "ERR3": "unavailable time (warming up or cooling down)", "ERR4": "projector failure"}
@@ -83,83 +81,3 @@ class PJLinkProjector:
     def is_on(self) -> bool | None:
         state = command(self.cfg.host, self.cfg.port, "POWR ?", self.cfg.password, self.cfg.timeout_s)
         return {"0": False, "1": True, "2": False, "3": True}.get(state)   # 2 cooling, 3 warming
-
-
-class PJLinkEmulator:
-    """A class 1 projector on 127.0.0.1: answers POWR, checks the MD5 prefix, records every line.
-
-    `mute = True` accepts connections and never answers (a hung projector); `busy = True` answers
-    ERR3; `close()` stops listening (the projector unplugged)."""
-
-    def __init__(self, password: str | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.password = password
-        self.power = False
-        self.mute = False
-        self.busy = False
-        self.lines: list[bytes] = []       # every line received, as sent on the wire
-        self.greetings: list[bytes] = []
-        self.auth_failures = 0
-        self._sock = socket.create_server((host, port))
-        self._sock.settimeout(0.1)   # the accept loop checks for close() this often
-        self.host, self.port = self._sock.getsockname()[:2]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True, name="pjlink-emulator")
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:     # closed under us by close()
-                return
-            with conn:
-                try:
-                    self._session(conn)
-                except OSError:
-                    pass
-
-    def _session(self, conn: socket.socket) -> None:
-        conn.settimeout(2.0)
-        if self.mute:
-            self._stop.wait(3.0)
-            return
-        rand = secrets.token_hex(4) if self.password is not None else None
-        greeting = (f"PJLINK 1 {rand}\r" if rand else "PJLINK 0\r").encode()
-        self.greetings.append(greeting)
-        conn.sendall(greeting)
-        line = bytearray()
-        while not line.endswith(b"\r"):
-            chunk = conn.recv(1)
-            if not chunk:
-                return
-            line += chunk
-        self.lines.append(bytes(line))
-        text = line[:-1].decode("ascii", "replace")
-        if rand is not None:
-            want = hashlib.md5((rand + self.password).encode()).hexdigest()
-            if not text.startswith(want):
-                self.auth_failures += 1
-                conn.sendall(b"PJLINK ERRA\r")
-                return
-            text = text[32:]
-        conn.sendall(self._answer(text).encode())
-
-    def _answer(self, text: str) -> str:
-        if not text.startswith("%1POWR "):
-            return f"{text[:6]}=ERR1\r"
-        arg = text[7:]
-        if self.busy:
-            return "%1POWR=ERR3\r"
-        if arg == "?":
-            return f"%1POWR={int(self.power)}\r"
-        if arg in ("0", "1"):
-            self.power = arg == "1"
-            return "%1POWR=OK\r"
-        return "%1POWR=ERR2\r"
-
-    def close(self) -> None:
-        self._stop.set()
-        self._sock.close()
-        self._thread.join(timeout=2)
