@@ -10,7 +10,6 @@ what would run is printed. Needs no torch: it goes through the firmware's own en
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 
