@@ -28,7 +28,7 @@ def _child(cfg, shared, stop, ready) -> None:
     from firmware.devices.dmx.sender import DmxSender, raise_thread_priority
 
     universe, seq, ok, detail, sent, times, head = shared
-    sender = DmxSender(BACKENDS[cfg.type](cfg, None), RealClock(), rate_hz=cfg.rate_hz,
+    sender = DmxSender(BACKENDS.open(cfg, None), RealClock(), rate_hz=cfg.rate_hz,
                        channels=cfg.channels)
     sender.priority = raise_thread_priority()
     detail.value = sender.priority.encode()[:127]
