@@ -12,7 +12,6 @@ A check that raises is reported as failed, never crashes the doctor.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import time
@@ -57,14 +56,12 @@ def check_config(ctx: Context) -> CheckResult:
         return CheckResult("config", False, f"{ctx.config} is missing",
                            "run ./install.sh (it installs the example config) or copy humus.example.toml there")
     try:
-        config = importlib.import_module("firmware.config")
-        load = config.load_config
-        error = getattr(config, "ConfigError", ValueError)
-    except (ImportError, AttributeError) as exc:
+        from firmware.config import ConfigError, load_config
+    except ImportError as exc:   # a half-installed release (pydantic missing): say so, check the rest
         return CheckResult("config", None, f"cannot validate {ctx.config}: firmware.config unavailable ({exc})")
     try:
-        load(str(ctx.config))
-    except error as exc:
+        load_config(str(ctx.config))
+    except ConfigError as exc:
         return CheckResult("config", False, f"{ctx.config}: {exc}", f"edit {ctx.config}; the example config documents each key")
     return CheckResult("config", True, f"{ctx.config} loads")
 
