@@ -8,7 +8,9 @@ the firmware add theirs by appending to CHECKS (an explicit list, run in order):
     CHECKS.append(check_projector)
 
 `ok=None` means "skipped / not applicable here" (e.g. systemd checks in a --root rehearsal).
-A check that raises is reported as failed, never crashes the doctor.
+A check that raises is reported as failed, never crashes the doctor. The result type, that loop and
+the rendering are firmware/check_result.py's, shared with the live device checks
+(firmware/devices/doctor.py); this module only contributes checks.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from firmware.check_result import CheckResult  # re-exported: doctor.CheckResult
+from firmware.check_result import CheckResult, as_json, render, run_guarded  # noqa: F401  (re-exported)
 
 from . import bundle as bundlemod
 from . import releases as rel
@@ -233,12 +235,4 @@ def live_device_checks() -> list[Callable[[Context], list[CheckResult]]]:
 
 
 def run_checks(ctx: Context, checks=None) -> list[CheckResult]:
-    results: list[CheckResult] = []
-    for check in CHECKS if checks is None else checks:
-        try:
-            r = check(ctx)
-        except Exception as exc:  # a broken check must not hide the others
-            r = CheckResult(getattr(check, "__name__", "check"), False, f"check crashed: {exc!r}",
-                            "report this as a firmware bug")
-        results.extend(r if isinstance(r, list) else [r])
-    return results
+    return run_guarded(CHECKS if checks is None else checks, ctx)

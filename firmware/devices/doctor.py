@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from firmware.check_result import CheckResult
+from firmware.check_result import CheckResult, run_guarded
 from firmware.clock import RealClock
 from firmware.config import PresenceSerial
 
@@ -237,13 +237,7 @@ def run_device_checks(config, checks: list[Callable] | None = None) -> list[Chec
         rows.extend(CheckResult(f"auto {role}", None, what) for role, what in detection.summary().items())
         rows.extend(CheckResult("auto", False, w, "unplug the one not wanted, or pin it: humus doctor --detect")
                     for w in detection.warnings)
-    for check in CHECKS if checks is None else checks:
-        try:
-            res = check(config)
-        except Exception as exc:
-            res = CheckResult(check.__name__.removeprefix("check_"), False, f"check crashed: {exc!r}")
-        rows.extend(res if isinstance(res, list) else [res])
-    return rows
+    return rows + run_guarded(CHECKS if checks is None else checks, config)
 
 
 def live_checks(ctx) -> list:
