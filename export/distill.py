@@ -72,7 +72,7 @@ from .train import (RunBudget, SubjectTable, _dist_setup, decay_values, denoiser
                     subject_ids, to_tensor)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class DistillConfig(RunBudget):
     """ECT settings (and RunBudget's).
 

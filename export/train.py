@@ -26,7 +26,9 @@ from .precond import EDMDenoiser
 from .schedule import SIGMA_DATA, heun, karras_sigmas, train_sigmas
 
 
-@dataclass
+# kw_only, here and in the configs built on it: the base's fields come first in a subclass, so a
+# positional call would silently fill the wrong ones.
+@dataclass(kw_only=True)
 class RunBudget:
     """What every training run (teacher, student, upsampler) is told about its run, as opposed to its
     method. A config may re-declare a field to give it another default.
@@ -46,7 +48,7 @@ class RunBudget:
     threads: int = 0
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainConfig(RunBudget):
     """Optimisation settings (and RunBudget's).
 

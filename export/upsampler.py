@@ -35,7 +35,7 @@ from .train import RunBudget, SubjectTable, save_loss_curve, subject_ids, subjec
 SCALE = 4
 
 
-@dataclass
+@dataclass(kw_only=True)
 class UpsamplerConfig(RunBudget):
     """Network and optimisation settings (and RunBudget's: a shorter run, checkpointed more often).
 
