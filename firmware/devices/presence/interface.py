@@ -25,8 +25,8 @@ class PresenceSensor(Device):
         """Newest reading; None if the sensor has produced nothing yet."""
         raise NotImplementedError
 
-    # What `humus doctor` and `humus calibrate` show beside the distance. Every sensor answers; only
-    # the ones that parse a byte stream, or report per-gate energies, have anything but nothing to say.
+    # What `humus doctor` and `humus calibrate` show beside the distance. Every sensor answers, so
+    # they need not ask which kind they hold; most kinds have nothing to add and keep these.
     @property
     def rejected(self) -> int:
         """Malformed frames thrown away since start."""
