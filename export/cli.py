@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-# The default of an option that sets a TrainConfig/DistillConfig field: none here. An option not given
-# is absent from the namespace, and the dataclass's own default (the one place it is written) holds.
+# The default of an option that sets a FootageConfig/TrainConfig/DistillConfig field: none here. An option
+# not given is absent from the namespace, and the dataclass's own default (the one place it is written) holds.
 FROM_CONFIG = argparse.SUPPRESS
 
 
@@ -21,9 +21,7 @@ def _config_from(cls, a, **fixed):
 def _footage(a):
     from .footage import FootageConfig, build_cache
 
-    cfg = FootageConfig(resolution=a.resolution, video_fps=a.fps, dedup_threshold=a.dedup,
-                        holdout=a.holdout, seed=a.seed)
-    s = build_cache(a.inputs, a.cache, cfg)
+    s = build_cache(a.inputs, a.cache, _config_from(FootageConfig, a))
     print(json.dumps({k: v for k, v in s.items() if k != "decay_distribution"}, indent=1))
 
 
@@ -152,11 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("footage", help="ingest videos/image folders into a compact cache")
     f.add_argument("inputs", nargs="+", help="video files and/or folders")
     f.add_argument("--cache", default="cache/footage64.npz")
-    f.add_argument("--resolution", type=int, default=64)
-    f.add_argument("--fps", type=float, default=2.0, help="frames sampled per second of video")
-    f.add_argument("--dedup", type=float, default=2.0, help="near-duplicate threshold (0..255 MAE of 16x16 thumbs)")
-    f.add_argument("--holdout", type=float, default=0.1)
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--resolution", type=int, default=FROM_CONFIG)
+    f.add_argument("--fps", dest="video_fps", type=float, default=FROM_CONFIG,
+                   help="frames sampled per second of video")
+    f.add_argument("--dedup", dest="dedup_threshold", type=float, default=FROM_CONFIG,
+                   help="near-duplicate threshold (0..255 MAE of 16x16 thumbs)")
+    f.add_argument("--holdout", type=float, default=FROM_CONFIG)
+    f.add_argument("--seed", type=int, default=FROM_CONFIG)
     f.set_defaults(fn=_footage)
 
     t = sub.add_parser("train", help="train the EDM teacher (torchrun-ready)")

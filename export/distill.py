@@ -67,19 +67,18 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .footage import load_cache
-from .train import (SubjectTable, _dist_setup, decay_values, denoiser_from_state, draw_batch, ema_update,
+from .train import (RunBudget, SubjectTable, _dist_setup, decay_values, denoiser_from_state, draw_batch, ema_update,
                     finish_run, load_checkpoint, optimizer_step, save_loss_curve, shared_elapsed, show_progress,
                     subject_ids, to_tensor)
 
 
-@dataclass
-class DistillConfig:
-    """ECT settings.
+@dataclass(kw_only=True)
+class DistillConfig(RunBudget):
+    """ECT settings (and RunBudget's).
 
     Args:
         batch: images per step per process.
         lr: Adam learning rate (constant; the teacher is already a good initialisation).
-        steps / minutes: stop at whichever comes first (minutes 0 = no limit).
         stages: number of times the gap t - r halves over the run (q = 2).
         first_stage: stage the run starts in (1 = gap t/2 * n(t)).
         p_mean, p_std: log-normal distribution of t (ECT values).
@@ -87,14 +86,11 @@ class DistillConfig:
         huber_c: pseudo-Huber constant per image, in units of sqrt(pixels) (iCT: 0.00054).
         ema: EMA decay of the student weights that get exported.
         dropout: dropout in the residual blocks during tuning (0 = off).
-        ckpt_every: seconds between checkpoints (also writes grid and loss curve).
-        seed, device, threads: as in TrainConfig.
+        device: as in TrainConfig.
     """
 
     batch: int = 32
     lr: float = 1e-4
-    steps: int = 100_000
-    minutes: float = 0.0
     stages: int = 4
     first_stage: int = 1
     p_mean: float = -1.1
@@ -103,10 +99,7 @@ class DistillConfig:
     huber_c: float = 0.00054
     ema: float = 0.999
     dropout: float = 0.0
-    ckpt_every: float = 180.0
-    seed: int = 0
     device: str = "cpu"
-    threads: int = 0
 
 
 def r_of_t(t: torch.Tensor, stage: int, k: float, q: float = 2.0) -> torch.Tensor:

@@ -26,41 +26,53 @@ from .precond import EDMDenoiser
 from .schedule import SIGMA_DATA, heun, karras_sigmas, train_sigmas
 
 
-@dataclass
-class TrainConfig:
-    """Optimisation settings.
+# kw_only, here and in the configs built on it: the base's fields come first in a subclass, so a
+# positional call would silently fill the wrong ones.
+@dataclass(kw_only=True)
+class RunBudget:
+    """What every training run (teacher, student, upsampler) is told about its run, as opposed to its
+    method. A config may re-declare a field to give it another default.
+
+    Args:
+        steps: stop after this many optimiser steps ...
+        minutes: ... or after this much wall time, whichever comes first (0 = no limit).
+        ckpt_every: seconds between checkpoints (also writes the loss curve, and a grid where there is one).
+        seed: base random seed (under torchrun the rank is added).
+        threads: torch intra-op threads on CPU (0 = leave torch's default).
+    """
+
+    steps: int = 100_000
+    minutes: float = 0.0
+    ckpt_every: float = 180.0
+    seed: int = 0
+    threads: int = 0
+
+
+@dataclass(kw_only=True)
+class TrainConfig(RunBudget):
+    """Optimisation settings (and RunBudget's).
 
     Args:
         preset: network preset name in network.PRESETS ("cpu", "gpu", "tiny").
         batch: images per step per process.
         lr: Adam learning rate (after a linear warm-up of ``warmup`` steps).
-        steps: stop after this many optimiser steps ...
-        minutes: ... or after this much wall time, whichever comes first (0 = no limit).
         ema: EMA decay of the weights used for sampling; warmed up as min(ema, (1+n)/(10+n)).
         p_mean, p_std: log-normal training noise distribution (EDM defaults).
         decay_cond: condition on the decay value (frames with unknown decay get 0.5).
         subjects: condition on the subject (footage source), drawn balanced across subjects.
-        ckpt_every: seconds between checkpoints (also writes grid and loss curve).
-        seed: base random seed (rank is added).
         device: "cpu" or "cuda".
-        threads: torch intra-op threads on CPU (0 = leave torch's default).
     """
 
     preset: str = "cpu"
     batch: int = 32
     lr: float = 4e-4
     warmup: int = 200
-    steps: int = 100_000
-    minutes: float = 0.0
     ema: float = 0.999
     p_mean: float = -1.2
     p_std: float = 1.2
     decay_cond: bool = True
     subjects: bool = True
-    ckpt_every: float = 180.0
-    seed: int = 0
     device: str = "cpu"
-    threads: int = 0
     net: dict = field(default_factory=dict)
 
 

@@ -30,14 +30,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .footage import load_cache
-from .train import SubjectTable, save_loss_curve, subject_ids, subject_names
+from .train import RunBudget, SubjectTable, save_loss_curve, subject_ids, subject_names
 
 SCALE = 4
 
 
-@dataclass
-class UpsamplerConfig:
-    """Network and optimisation settings.
+@dataclass(kw_only=True)
+class UpsamplerConfig(RunBudget):
+    """Network and optimisation settings (and RunBudget's: a shorter run, checkpointed more often).
 
     Args:
         width: channels of the residual trunk (at input resolution).
@@ -45,24 +45,17 @@ class UpsamplerConfig:
         batch: crops per step.
         crop: side of the high-resolution training crop (input crop = crop / 4).
         lr: Adam learning rate, cosine-decayed to 10% over ``steps``.
-        steps, minutes: stop at whichever comes first (minutes 0 = no limit).
         input_noise: std (in [-1, 1] units) of the noise added to the inputs, at most.
-        ckpt_every: seconds between checkpoints.
-        threads: torch intra-op threads (0 = torch's default).
-        seed: random seed.
     """
 
+    steps: int = 20_000
+    ckpt_every: float = 120.0
     width: int = 48
     blocks: int = 6
     batch: int = 16
     crop: int = 128
     lr: float = 5e-4
-    steps: int = 20_000
-    minutes: float = 0.0
     input_noise: float = 0.03
-    ckpt_every: float = 120.0
-    threads: int = 0
-    seed: int = 0
     extra: dict = field(default_factory=dict)
 
 

@@ -20,8 +20,8 @@ from firmware.config_devices import (  # noqa: F401  (re-exported: config.Camera
     DAY, RGB, AnyPath, Backoff, CameraArgus, CameraAuto, CameraConfig, CameraFile, CameraNone, CameraPicamera2,
     CameraSim, CameraV4L2, DisplayConfig, DisplayHeadless, DisplayPygame, DmxArtNet, DmxAuto, DmxConfig,
     DmxEnttecPro, DmxNone, DmxOpenDmx, DmxSacn, DmxSim, Pin, PresenceAuto, PresenceConfig, PresenceDistance,
-    PresenceLD2410, PresenceMotion, PresenceNone, PresenceSim, PresenceTFmini, ScriptPoint, Section, Unit,
-    by_type)
+    PresenceLD2410, PresenceMotion, PresenceNone, PresenceSerial, PresenceSim, PresenceTFmini, ScriptPoint, Section,
+    Unit, by_type)
 from firmware.config_errors import describe
 from firmware.config_venue import DevicesConfig, OscConfig, ProjectorConfig, ProjectorNone, ScheduleConfig
 

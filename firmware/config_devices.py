@@ -26,6 +26,11 @@ ScriptPoint = Annotated[tuple[Annotated[float, Field(ge=0, le=DAY)], Annotated[f
 Pin = Union[Annotated[int, Field(ge=0, le=1023)], Annotated[str, Field(min_length=1, max_length=64)]]  # BCM or "BOARD11"
 Backoff = Annotated[tuple[Annotated[float, Field(ge=0.05, le=3600)], Annotated[float, Field(ge=0.05, le=3600)]],
                     Strict(False)]
+Baud = Annotated[int, Field(ge=300, le=4_000_000)]
+IpPort = Annotated[int, Field(ge=1, le=65535)]
+# The presence thresholds auto-detection hands on to the sensor it finds: one bound for both places.
+MinEnergy = Annotated[int, Field(ge=0, le=100)]
+MinStrength = Annotated[int, Field(ge=0, le=65535)]
 
 
 def by_type(*models: type[BaseModel], default: str, aliases: dict[str, str] | None = None):
@@ -34,7 +39,12 @@ def by_type(*models: type[BaseModel], default: str, aliases: dict[str, str] | No
     aliases = aliases or {}
 
     def pick(v: Any) -> str:
-        t = v.get("type", default) if isinstance(v, dict) else getattr(v, "type", default)
+        if isinstance(v, dict):          # a TOML table
+            t = v.get("type", default)
+        elif isinstance(v, models):      # a section built in code
+            t = v.type
+        else:                            # not a table at all: the default model says what is wrong
+            t = default
         if not isinstance(t, str):   # `type = []`: an unknown backend, named in the error, not a crash
             return repr(t)
         return aliases.get(t, t)
@@ -114,6 +124,18 @@ class _PresenceCommon(Section):
     stale_after_s: float = Field(2.0, gt=0, le=3600, description="no reading for this long = stale-sensor fault")
 
 
+class PresenceSerial(_PresenceCommon):
+    """A sensor on a serial port (presence/uart.py); each kind gives its own port name and baud rate."""
+    port: str
+    baud: Baud
+
+
+class _PresenceGpio(_PresenceCommon):
+    """A sensor on GPIO pins (presence/gpio.py)."""
+    pin_factory: Literal["auto", "jetson", "gpiozero"] = Field(
+        "auto", description="auto = Jetson.GPIO on a Jetson, else gpiozero's own choice")
+
+
 class PresenceSim(_PresenceCommon):
     type: Literal["sim"] = "sim"
     script: list[ScriptPoint] = Field(min_length=1, max_length=10_000,
@@ -123,40 +145,36 @@ class PresenceSim(_PresenceCommon):
     rate_hz: float = Field(20.0, gt=0, le=1000)
 
 
-class PresenceLD2410(_PresenceCommon):
+class PresenceLD2410(PresenceSerial):
     type: Literal["ld2410"]
     port: str = "/dev/humus-radar"
-    baud: int = Field(256000, ge=300, le=4_000_000)
-    min_energy: int = Field(10, ge=0, le=100, description="ignore targets weaker than this")
+    baud: Baud = 256000
+    min_energy: MinEnergy = Field(10, description="ignore targets weaker than this")
     engineering: bool = Field(False, description="ask the radar for engineering reports (energy per "
                               "0.75 m gate) when the port opens; `humus calibrate` shows them")
 
 
-class PresenceTFmini(_PresenceCommon):
+class PresenceTFmini(PresenceSerial):
     type: Literal["tfmini"]
     port: str = "/dev/humus-lidar"
-    baud: int = Field(115200, ge=300, le=4_000_000)
-    min_strength: int = Field(100, ge=0, le=65535)
+    baud: Baud = 115200
+    min_strength: MinStrength = 100
 
 
-class PresenceDistance(_PresenceCommon):
+class PresenceDistance(_PresenceGpio):
     type: Literal["distance"]
     echo_pin: Pin = 24
     trigger_pin: Pin = 23
     max_distance_m: float = Field(4.0, gt=0, le=10)
     rate_hz: float = Field(10.0, gt=0, le=50)
-    pin_factory: Literal["auto", "jetson", "gpiozero"] = Field(
-        "auto", description="auto = Jetson.GPIO on a Jetson, else gpiozero's own choice")
 
 
-class PresenceMotion(_PresenceCommon):
+class PresenceMotion(_PresenceGpio):
     type: Literal["motion"]
     pin: Pin = 17
     # A PIR only says yes/no; the show maps "present" to this distance.
     present_distance_m: float = Field(1.0, gt=0, le=100)
     absent_distance_m: float = Field(8.0, gt=0, le=100)
-    pin_factory: Literal["auto", "jetson", "gpiozero"] = Field(
-        "auto", description="auto = Jetson.GPIO on a Jetson, else gpiozero's own choice")
 
 
 class PresenceNone(_PresenceCommon):
@@ -167,8 +185,8 @@ class PresenceNone(_PresenceCommon):
 class PresenceAuto(_PresenceCommon):
     """An LD2410 or TFmini found on the serial ports ([devices] serial_ports), at start and on hotplug."""
     type: Literal["auto"]
-    min_energy: int = Field(10, ge=0, le=100, description="as [presence] type = \"ld2410\"")
-    min_strength: int = Field(100, ge=0, le=65535, description="as [presence] type = \"tfmini\"")
+    min_energy: MinEnergy = Field(10, description="as [presence] type = \"ld2410\"")
+    min_strength: MinStrength = Field(100, description="as [presence] type = \"tfmini\"")
 
 
 PresenceConfig = by_type(PresenceSim, PresenceLD2410, PresenceTFmini, PresenceDistance, PresenceMotion,
@@ -189,16 +207,19 @@ class DmxSim(_DmxCommon):
     record: bool = True
 
 
-class DmxEnttecPro(_DmxCommon):
-    type: Literal["enttec-pro"]
+class _DmxSerial(_DmxCommon):
+    """A USB widget (dmx/usb.py). Break and mark-after-break differ by widget: each kind bounds its own."""
     port: str = "/dev/humus-dmx"
+
+
+class DmxEnttecPro(_DmxSerial):
+    type: Literal["enttec-pro"]
     break_us: float = Field(100.0, ge=96, le=1355)
     mab_us: float = Field(12.0, ge=10.67, le=1355)
 
 
-class DmxOpenDmx(_DmxCommon):
+class DmxOpenDmx(_DmxSerial):
     type: Literal["open-dmx"]
-    port: str = "/dev/humus-dmx"
     break_us: float = Field(120.0, ge=88, le=1000)
     mab_us: float = Field(16.0, ge=8, le=1000)
 
@@ -206,18 +227,20 @@ class DmxOpenDmx(_DmxCommon):
 class DmxArtNet(_DmxCommon):
     type: Literal["artnet"]
     host: str = Field("255.255.255.255", description="node address or broadcast")
-    port: int = Field(6454, ge=1, le=65535)
+    port: IpPort = 6454
     universe: int = Field(0, ge=0, le=32767, description="15-bit port-address")
 
 
 class DmxSacn(_DmxCommon):
     type: Literal["sacn"]
     host: str | None = Field(None, description="unicast address; multicast when unset")
-    port: int = Field(5568, ge=1, le=65535)
+    port: IpPort = 5568
     universe: int = Field(1, ge=1, le=63999)
     priority: int = Field(100, ge=0, le=200)
     source_name: str = Field("humus", max_length=63)
     cid: str | None = Field(None, description="16-byte UUID; derived from the machine id when unset")
+    interface: str | None = Field(None, description="local IPv4 address to send multicast from; "
+                                  "needed when the lighting network has no default route")
 
     @model_validator(mode="after")
     def _cid_is_uuid(self):
@@ -228,8 +251,6 @@ class DmxSacn(_DmxCommon):
             except ValueError:
                 raise ValueError(f"cid '{self.cid}' is not a UUID (e.g. 6f1c3c9e-...-...)") from None
         return self
-    interface: str | None = Field(None, description="local IPv4 address to send multicast from; "
-                                  "needed when the lighting network has no default route")
 
 
 class DmxNone(Section):

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, field_validator
+from pydantic import Field, Strict, field_validator
+
+from firmware.config_devices import IpPort, Section, by_type
 
 # TOML arrays arrive as lists; a tuple field takes them (strict=False on the field) but each number in
 # it stays strict: "1" and true are not numbers.
@@ -20,14 +22,8 @@ StrictNumber = Annotated[float, Strict()]
 DEFAULT_SERIAL_GLOBS = ["/dev/serial/by-id/*", "/dev/ttyUSB*", "/dev/ttyACM*", "/dev/ttyTHS*"]
 
 
-class _Section(BaseModel):
-    # The same rules as every other section (config.Section), plus no coercion ("1" is not 1, true
-    # is not 1) and finite numbers only; repeated here so this module does not import config.py.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-
 # ---------------------------------------------------------------------------------------- devices
-class DevicesConfig(_Section):
+class DevicesConfig(Section):
     """Where `type = "auto"` looks. Globs are tried in order: the first (stable) name of a port wins."""
     serial_ports: list[str] = Field(default_factory=lambda: list(DEFAULT_SERIAL_GLOBS))
     cameras: list[str] = Field(default_factory=lambda: ["/dev/v4l/by-id/*", "/dev/v4l/by-path/*",
@@ -38,7 +34,7 @@ class DevicesConfig(_Section):
 
 
 # --------------------------------------------------------------------------------------- schedule
-class ClosedLook(_Section):
+class ClosedLook(Section):
     intensity: float = Field(ge=0, le=1)
     color: tuple[StrictNumber, StrictNumber, StrictNumber] = Field(strict=False)
 
@@ -50,7 +46,7 @@ class ClosedLook(_Section):
         return v
 
 
-class ScheduleConfig(_Section):
+class ScheduleConfig(Section):
     timezone: str = Field(description="IANA name, e.g. Europe/Berlin")
     open: list[str] = Field(min_length=1, description='windows, e.g. "mon-fri 10:00-18:00"')
     closed_dates: list[str] = Field(default_factory=list, description="YYYY-MM-DD: no window starts")
@@ -75,7 +71,7 @@ class ScheduleConfig(_Section):
 
 
 # -------------------------------------------------------------------------------------- projector
-class _ProjectorCommon(_Section):
+class _ProjectorCommon(Section):
     retry_s: tuple[StrictNumber, StrictNumber] = Field((2.0, 60.0), strict=False,
                                                        description="first and longest retry wait")
     timeout_s: float = Field(5.0, gt=0, le=60, description="one command's time to answer")
@@ -88,7 +84,7 @@ class _ProjectorCommon(_Section):
         return v
 
 
-class ProjectorNone(_Section):
+class ProjectorNone(Section):
     type: Literal["none"] = "none"
 
 
@@ -99,7 +95,7 @@ class ProjectorSim(_ProjectorCommon):
 class ProjectorPJLink(_ProjectorCommon):
     type: Literal["pjlink"]
     host: str
-    port: int = Field(4352, ge=1, le=65535)
+    port: IpPort = 4352
     password: str | None = Field(None, max_length=32, description="PJLink password, if the "
                                  "projector asks for one")
 
@@ -111,14 +107,7 @@ class ProjectorCec(_ProjectorCommon):
     to: int = Field(0, ge=0, le=15, description="logical address of the projector (0 = TV)")
 
 
-def _projector_tag(v) -> str:
-    t = v.get("type", "none") if isinstance(v, dict) else getattr(v, "type", "none")
-    return t if isinstance(t, str) else repr(t)
-
-
-ProjectorConfig = Annotated[Union[Annotated[ProjectorNone, Tag("none")], Annotated[ProjectorSim, Tag("sim")],
-                                  Annotated[ProjectorPJLink, Tag("pjlink")], Annotated[ProjectorCec, Tag("cec")]],
-                            Discriminator(_projector_tag)]
+ProjectorConfig = by_type(ProjectorNone, ProjectorSim, ProjectorPJLink, ProjectorCec, default="none")
 
 
 # -------------------------------------------------------------------------------------------- osc
@@ -129,7 +118,7 @@ def parse_hostport(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
-class OscConfig(_Section):
+class OscConfig(Section):
     listen: str | None = Field(None, description='"host:port" to receive on; unset = send only')
     send: list[str] = Field(default_factory=list, description='"host:port" targets for state out')
     max_rate_hz: float = Field(200.0, gt=0, le=10000, description="messages in per second; more are dropped")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from firmware.box import Box
 from firmware.clock import FakeClock, RealClock
+from firmware.devices.projector.sim import SimProjector
 
 log = logging.getLogger("humus.run")
 
@@ -144,7 +145,7 @@ def run_summary(box: Box, stats: dict, rehearsed_start: bool) -> list[str]:
                      f"{'open' if now.open else 'closed'}"
                      + (f" until {now.next_change.isoformat()}" if now.next_change else ""))
     proj = box.venue.projector
-    if proj is not None and hasattr(proj.backend, "commands"):
+    if proj is not None and isinstance(proj.backend, SimProjector):   # only the sim keeps its commands
         lines.append("humus: projector power " + (" -> ".join("on" if on else "off" for _, on in proj.backend.commands)
                                                   or "(no command)"))
     return lines
@@ -161,7 +162,7 @@ def write_traces(box: Box, prefix: Path) -> list[Path]:
         for t, text in box.trace.faults:
             f.write(json.dumps({"t": round(t - box.started_at, 4), "fault": text}) + "\n")
     written.append(states)
-    frames = getattr(box.dmx.transport, "frames", None)
+    frames = box.dmx.recorded
     if frames is not None:
         dmx = prefix.with_suffix(".dmx.jsonl")
         with open(dmx, "w") as f:

@@ -211,3 +211,15 @@ def test_doctor_says_what_to_fix_and_survives_a_crashing_check(tmp_path):
     (tmp_path / "etc/group").write_text("video:x:44:humus\ndialout:x:20:\n")
     r = doctor.check_user(ctx)
     assert r.ok is False and "dialout, gpio, render" in r.detail and "usermod -aG dialout,gpio,render humus" in r.fix_hint
+
+
+def test_doctor_report_marks_each_row_and_puts_the_fix_under_a_failure():
+    from firmware.appliance.doctor import CheckResult, render
+    text = render([CheckResult("release", True, "1.2.0 intact"), CheckResult("gpu", None, "not checked"),
+                   CheckResult("update keys", False, "no *.pub", "copy the studio's public key")])
+    assert text.splitlines() == ["[ok  ] release          1.2.0 intact",
+                                 "[skip] gpu              not checked",
+                                 "[FAIL] update keys      no *.pub",
+                                 "       fix: copy the studio's public key",
+                                 "1 problem(s)"]
+    assert render([CheckResult("release", True, "ok")]).endswith("all checks passed")

@@ -11,13 +11,20 @@ import numpy as np
 import pytest
 
 from firmware.clock import RealClock
-from firmware.config import CameraArgus, CameraFile, CameraPicamera2, CameraV4L2
+from firmware.config import CameraArgus, CameraAuto, CameraFile, CameraPicamera2, CameraV4L2
 from firmware.devices.camera.table import open_camera
 from firmware.devices.camera.watchdog import FrameWatchdog, frame_hash
 from waiting import wait_for
 
 FAST = dict(width=64, height=48, fps=50, stall_timeout_s=0.3, frozen_timeout_s=0.3,
             reconnect_backoff_s=(0.05, 0.2))
+
+
+def test_a_type_without_a_backend_is_named_with_the_ones_there_are():
+    # "auto" is hotplug's to resolve; handed to the table as it is, it must not be a bare KeyError
+    with pytest.raises(ValueError, match=r"\[camera\] type = 'auto' has no backend.*argus, file, none, "
+                                         r"picamera2, sim, v4l2"):
+        open_camera(CameraAuto(type="auto"), RealClock())
 
 
 def test_watchdog_verdicts():

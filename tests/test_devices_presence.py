@@ -30,7 +30,8 @@ def test_ld2410_reads_visitor_distance_and_follows_it(radar):
         assert wait_for(lambda: s.latest().distance_m == 1.5)
         radar.distance_cm = None
         assert wait_for(lambda: s.latest().distance_m is None)
-        assert s.health.ok and s.parser.rejected == 0
+        assert s.health.ok and s.parser.rejected == 0 and s.rejected == 0
+        assert s.gates == ()                 # basic reports carry no per-gate energies
 
 
 def test_ld2410_ignores_weak_targets(radar):
@@ -46,6 +47,7 @@ def test_ld2410_engineering_mode_is_requested_and_parsed(radar):
     with open_presence(cfg, RealClock()) as s:
         assert wait_for(lambda: s.last_report is not None and s.last_report.engineering)
         assert len(s.last_report.moving_gates) == 9 and s.latest().distance_m == 4.0
+        assert len(s.gates) == 9             # what `humus calibrate` prints
     assert radar.commands[:3] == [bytes.fromhex("fdfcfbfa0400ff00010004030201"),
                                   bytes.fromhex("fdfcfbfa0200620004030201"),
                                   bytes.fromhex("fdfcfbfa0200fe0004030201")]
@@ -56,6 +58,7 @@ def test_ld2410_survives_dropped_bytes(radar):
     cfg = PresenceLD2410(type="ld2410", port=radar.port.path)
     with open_presence(cfg, RealClock()) as s:
         assert wait_for(lambda: s.frames >= 3 and s.parser.rejected >= 3)
+        assert s.rejected >= 3               # what `humus doctor` reports as bad frames
         assert s.latest().distance_m == 4.0 and s.health.ok
 
 

@@ -202,16 +202,7 @@ def cmd_doctor(args) -> int:
     if on_box and not live:
         results.append(doctormod.CheckResult("devices (live)", None, "skipped while the show runs (it holds the "
                                              "ports); stop it (sudo systemctl stop humus) or use --live"))
-    if args.json:
-        print(json.dumps([r.__dict__ for r in results], indent=2))
-    else:
-        for r in results:
-            mark = {True: "ok  ", False: "FAIL", None: "skip"}[r.ok]
-            print(f"[{mark}] {r.name:<16} {r.detail}")
-            if r.ok is False and r.fix_hint:
-                print(f"       fix: {r.fix_hint}")
-        failed = sum(r.ok is False for r in results)
-        print(f"{failed} problem(s)" if failed else "all checks passed")
+    print(json.dumps(doctormod.as_json(results), indent=2) if args.json else doctormod.render(results))
     return 1 if any(r.ok is False for r in results) else 0
 
 

@@ -8,11 +8,12 @@ the firmware add theirs by appending to CHECKS (an explicit list, run in order):
     CHECKS.append(check_projector)
 
 `ok=None` means "skipped / not applicable here" (e.g. systemd checks in a --root rehearsal).
-A check that raises is reported as failed, never crashes the doctor.
+A check that raises is reported as failed, never crashes the doctor. The result type, that loop and
+the rendering are firmware/check_result.py's, shared with the live device checks
+(firmware/devices/doctor.py); this module only contributes checks.
 """
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from firmware.check_result import CheckResult  # re-exported: doctor.CheckResult
+from firmware.check_result import CheckResult, as_json, render, run_guarded  # noqa: F401  (re-exported)
 
 from . import bundle as bundlemod
 from . import releases as rel
@@ -57,14 +58,12 @@ def check_config(ctx: Context) -> CheckResult:
         return CheckResult("config", False, f"{ctx.config} is missing",
                            "run ./install.sh (it installs the example config) or copy humus.example.toml there")
     try:
-        config = importlib.import_module("firmware.config")
-        load = config.load_config
-        error = getattr(config, "ConfigError", ValueError)
-    except (ImportError, AttributeError) as exc:
+        from firmware.config import ConfigError, load_config
+    except ImportError as exc:   # a half-installed release (pydantic missing): say so, check the rest
         return CheckResult("config", None, f"cannot validate {ctx.config}: firmware.config unavailable ({exc})")
     try:
-        load(str(ctx.config))
-    except error as exc:
+        load_config(str(ctx.config))
+    except ConfigError as exc:
         return CheckResult("config", False, f"{ctx.config}: {exc}", f"edit {ctx.config}; the example config documents each key")
     return CheckResult("config", True, f"{ctx.config} loads")
 
@@ -236,12 +235,4 @@ def live_device_checks() -> list[Callable[[Context], list[CheckResult]]]:
 
 
 def run_checks(ctx: Context, checks=None) -> list[CheckResult]:
-    results: list[CheckResult] = []
-    for check in CHECKS if checks is None else checks:
-        try:
-            r = check(ctx)
-        except Exception as exc:  # a broken check must not hide the others
-            r = CheckResult(getattr(check, "__name__", "check"), False, f"check crashed: {exc!r}",
-                            "report this as a firmware bug")
-        results.extend(r if isinstance(r, list) else [r])
-    return results
+    return run_guarded(CHECKS if checks is None else checks, ctx)

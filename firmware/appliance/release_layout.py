@@ -11,47 +11,35 @@ from pathlib import Path
 from . import bundle as bundlemod
 
 RELEASE_FILE = "release.json"
+BASE = "opt/humus"             # below the root: the releases and what points at them
 
 
 class ReleaseError(Exception):
     pass
 
 
+def _below_root(path: str) -> property:
+    """A place that is always `path` below the layout's root (a --root rehearsal moves them all)."""
+    return property(lambda layout: layout.root / path, doc=f"<root>/{path}")
+
+
 @dataclass(frozen=True)
 class Layout:
+    """Where the appliance keeps things under `root`: one line per place."""
+
     root: Path
+
+    keys_dir = _below_root("etc/humus/keys")
+    base = _below_root(BASE)
+    releases = _below_root(f"{BASE}/releases")
+    current = _below_root(f"{BASE}/current")        # symlink to the release that runs
+    previous = _below_root(f"{BASE}/previous")      # symlink to the one `humus rollback` returns to
+    state_file = _below_root(f"{BASE}/state.json")
+    status_file = _below_root("run/humus/status.json")
 
     @classmethod
     def at(cls, root: str | os.PathLike = "/") -> "Layout":
         return cls(Path(root))
-
-    @property
-    def keys_dir(self) -> Path:
-        return self.root / "etc/humus/keys"
-
-    @property
-    def base(self) -> Path:
-        return self.root / "opt/humus"
-
-    @property
-    def releases(self) -> Path:
-        return self.base / "releases"
-
-    @property
-    def current(self) -> Path:
-        return self.base / "current"
-
-    @property
-    def previous(self) -> Path:
-        return self.base / "previous"
-
-    @property
-    def state_file(self) -> Path:
-        return self.base / "state.json"
-
-    @property
-    def status_file(self) -> Path:
-        return self.root / "run/humus/status.json"
 
     def release_dir(self, version: str) -> Path:
         return self.releases / bundlemod.check_version(version)

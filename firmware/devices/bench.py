@@ -132,7 +132,7 @@ def main(argv=None) -> int:
         print("no DMX configured")
         return 1
     for load in (False,) if args.no_load else (False, True):
-        transport = BACKENDS[cfg.type](cfg, RealClock())
+        transport = BACKENDS.open(cfg, RealClock())
         print(format_result(bench_dmx(transport, args.seconds, load, cfg.rate_hz, cfg.channels)), flush=True)
     return 0
 

@@ -33,6 +33,7 @@ def _zone(d: float | None, trigger: float, release: float) -> str:
 
 def calibrate(config, duration: float | None = None, rate_hz: float = 5.0, out=None, clock=None) -> int:
     """Print readings until `duration` (None: until Ctrl-C). 0 if the sensor gave readings, else 1."""
+    from firmware.config import PresenceDistance, PresenceMotion, PresenceSerial
     from firmware.devices.presence.table import open_presence
     from firmware.show.presence import PresenceParams, PresenceState, update_presence
     out = out or sys.stdout
@@ -43,7 +44,11 @@ def calibrate(config, duration: float | None = None, rate_hz: float = 5.0, out=N
     show, pcfg = config.show, config.presence
     params = PresenceParams(show.trigger_m, show.release_m, show.dwell_s, show.leave_grace_s, pcfg.stale_after_s)
     span = max(2 * show.release_m, 6.0)
-    where = getattr(pcfg, "port", None) or getattr(pcfg, "pin", None) or getattr(pcfg, "echo_pin", "")
+    match pcfg:   # the port or pin being read: the technician sees which sensor this is
+        case PresenceSerial(port=where) | PresenceMotion(pin=where) | PresenceDistance(echo_pin=where):
+            pass
+        case _:
+            where = ""
     print(f"presence {pcfg.type} {where}".rstrip() + f": trigger < {show.trigger_m:.2f} m (T), release > "
           f"{show.release_m:.2f} m (R), dwell {show.dwell_s:g} s, grace {show.leave_grace_s:g} s", file=out)
     print("Ctrl-C to stop." if duration is None else f"for {duration:g} s", file=out, flush=True)
@@ -59,10 +64,8 @@ def calibrate(config, duration: float | None = None, rate_hz: float = 5.0, out=N
             if r is not None:
                 seen += 1
             dist = "  -- m " if d is None else f"{d:5.2f} m"
-            extra = ""
-            rep = getattr(sensor, "last_report", None)
-            if rep is not None and rep.engineering:
-                extra = "  gates " + " ".join(f"{e:3d}" for e in rep.moving_gates)
+            gates = sensor.gates
+            extra = "  gates " + " ".join(f"{e:3d}" for e in gates) if gates else ""
             health = "" if sensor.health.ok else f"  [{sensor.health.detail}]"
             print(f"{now - t0:6.1f}s {dist} {_bar(d, show.trigger_m, show.release_m, span)} "
                   f"{_zone(d, show.trigger_m, show.release_m):22s} "

@@ -226,5 +226,7 @@ def scanner_for(config, roles=None) -> Scanner:
     dev = config.devices
     if roles is None:
         roles = {r for r in ("camera", "presence", "dmx") if getattr(config, r).type == "auto"}
+    # Only an auto [dmx] section has the switch: a pinned one never turns a silent port into Open DMX.
+    unknown_as_open_dmx = config.dmx.type == "auto" and config.dmx.unknown_as_open_dmx
     return Scanner(list(dev.serial_ports), list(dev.cameras), dev.sysfs, dev.probe_s,
-                   bool(getattr(config.dmx, "unknown_as_open_dmx", False)), frozenset(roles))
+                   unknown_as_open_dmx, frozenset(roles))

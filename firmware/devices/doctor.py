@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from firmware.check_result import CheckResult
+from firmware.check_result import CheckResult, run_guarded
 from firmware.clock import RealClock
+from firmware.config import PresenceSerial
 
 SERIAL_HINT = ("check the USB cable and `ls -l /dev/humus-*`; the udev rule in /etc/udev/rules.d/99-humus.rules "
                "must match the adapter (`lsusb`); the user needs the dialout group")
@@ -75,7 +76,7 @@ def check_dmx(config, timeout: float = 1.0) -> CheckResult:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        if cfg.type == "sacn" and cfg.host is None and getattr(cfg, "interface", None):
+        if cfg.type == "sacn" and cfg.host is None and cfg.interface:
             s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(cfg.interface))
         s.connect((dest, cfg.port))
         src = s.getsockname()[0]
@@ -97,9 +98,8 @@ def check_presence(config, timeout: float = 1.5) -> CheckResult:
         return CheckResult(name, None, "simulated visitor")
     if cfg.type == "none":
         return CheckResult(name, None, "no sensor (visitors only through OSC, or auto found none)")
-    port = getattr(cfg, "port", None)
-    if port:
-        missing = _port_missing(name, port)
+    if isinstance(cfg, PresenceSerial):
+        missing = _port_missing(name, cfg.port)
         if missing:
             return missing
     from firmware.devices.presence.table import open_presence
@@ -114,8 +114,7 @@ def check_presence(config, timeout: float = 1.5) -> CheckResult:
         while time.monotonic() < end and sensor.latest() is None:
             time.sleep(0.05)
         r = sensor.latest()
-        parser = getattr(sensor, "parser", None)
-        rejected = f", {parser.rejected} bad frames" if parser is not None and parser.rejected else ""
+        rejected = f", {sensor.rejected} bad frames" if sensor.rejected else ""
     finally:
         sensor.close()
     if r is None:
@@ -238,19 +237,13 @@ def run_device_checks(config, checks: list[Callable] | None = None) -> list[Chec
         rows.extend(CheckResult(f"auto {role}", None, what) for role, what in detection.summary().items())
         rows.extend(CheckResult("auto", False, w, "unplug the one not wanted, or pin it: humus doctor --detect")
                     for w in detection.warnings)
-    for check in CHECKS if checks is None else checks:
-        try:
-            res = check(config)
-        except Exception as exc:
-            res = CheckResult(check.__name__.removeprefix("check_"), False, f"check crashed: {exc!r}")
-        rows.extend(res if isinstance(res, list) else [res])
-    return rows
+    return rows + run_guarded(CHECKS if checks is None else checks, config)
 
 
 def live_checks(ctx) -> list:
     """Adapter for firmware.appliance.doctor.CHECKS: loads the box config, runs the device checks."""
     from firmware.config import ConfigError, load_config
-    if not getattr(ctx, "on_box", True):
+    if not ctx.on_box:
         return [CheckResult("devices (live)", None, "not checked in a --root rehearsal")]
     try:
         config = load_config(ctx.config if Path(ctx.config).is_file() else None, search=False)

@@ -126,6 +126,7 @@ class TensorRTEngine(Engine):
         for name, arr in self._host.items():
             err, ptr = cudart.cudaMalloc(arr.nbytes)
             if int(err) != 0:
+                self.close()   # the caller never gets this engine: free what was allocated so far
                 raise EngineError(f"cudaMalloc failed for {name}: {err}")
             self._dev[name] = ptr
             self.context.set_tensor_address(name, ptr)
@@ -144,6 +145,6 @@ class TensorRTEngine(Engine):
         return out.copy()
 
     def close(self) -> None:
-        for ptr in getattr(self, "_dev", {}).values():
+        for ptr in self._dev.values():
             self._cudart.cudaFree(ptr)
         self._dev = {}

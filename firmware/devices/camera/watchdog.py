@@ -160,7 +160,7 @@ class CaptureCamera(Camera):
         s.thread = threading.Thread(target=self._read_loop, args=(s,), name=f"{self.name}-read", daemon=True)
         with self._lock:
             self._watchdog = FrameWatchdog(self.cfg.stall_timeout_s, self.cfg.frozen_timeout_s,
-                                           getattr(source, "detect_frozen", True))
+                                           source.detect_frozen)
             self._watchdog.reset(self.clock.now())
             self._session = s
         s.thread.start()

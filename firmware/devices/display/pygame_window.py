@@ -168,7 +168,7 @@ class PygameDisplay(Display):
         pg = self._pg
         try:
             for ev in pg.event.get((pg.QUIT, pg.KEYDOWN)):
-                if ev.type == pg.QUIT or getattr(ev, "key", None) == pg.K_ESCAPE:
+                if ev.type == pg.QUIT or ev.key == pg.K_ESCAPE:   # only QUIT and KEYDOWN are fetched
                     return True
         except pg.error:
             pass

@@ -5,18 +5,13 @@ in display/pygame_window.py.
 """
 from __future__ import annotations
 
-from typing import Callable
-
-from firmware.devices.backend_table import lazy
+from firmware.devices.backend_table import BackendTable, lazy
 from firmware.devices.display.interface import Display
 from firmware.devices.display.sim import HeadlessDisplay
 
-BACKENDS: dict[str, Callable[..., Display]] = {
+BACKENDS: BackendTable[Display] = BackendTable("display", {
     "headless": HeadlessDisplay,
     "sim": HeadlessDisplay,
     "pygame": lazy("firmware.devices.display.pygame_window", "PygameDisplay"),
-}
-
-
-def open_display(cfg, clock) -> Display:
-    return BACKENDS[cfg.type](cfg, clock)
+})
+open_display = BACKENDS.open   # (cfg, clock) -> Display

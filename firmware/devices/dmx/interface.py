@@ -7,10 +7,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+@dataclass
+class SentFrame:
+    t: float
+    data: bytes
+
+
 class DmxTransport:
     """Puts one universe on the wire. `send` raises OSError when the interface is gone."""
 
     name = "dmx"
+    # The universes sent, oldest first, where the transport keeps them (the sim, for `humus run`'s
+    # trace and the tests); None: a wire keeps nothing.
+    frames: list[SentFrame] | None = None
 
     def open(self) -> None:
         pass
@@ -20,9 +29,3 @@ class DmxTransport:
 
     def close(self) -> None:
         pass
-
-
-@dataclass
-class SentFrame:
-    t: float
-    data: bytes

@@ -79,9 +79,8 @@ class SacnTransport(DmxTransport):
         if self.cfg.host is None:
             s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 8)
             s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)   # a console on the box sees it
-            iface = getattr(self.cfg, "interface", None)
-            if iface:  # without a default route the kernel has no idea where 239.255.x.y goes
-                s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(iface))
+            if self.cfg.interface:  # without a default route the kernel has no idea where 239.255.x.y goes
+                s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(self.cfg.interface))
         self._sock = s
 
     def _packet(self, universe: bytes, options: int = 0) -> bytes:

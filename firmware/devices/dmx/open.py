@@ -16,7 +16,7 @@ def open_dmx(cfg, clock, isolate: bool = False):
     if isolate and cfg.own_process and cfg.type not in ("sim", "none"):
         from firmware.devices.dmx.process import DmxProcessSender  # multiprocessing only where used
         return DmxProcessSender(cfg)
-    transport = BACKENDS[cfg.type](cfg, clock)
+    transport = BACKENDS.open(cfg, clock)
     channels = cfg.channels
     rate = cfg.rate_hz
     return DmxSender(transport, clock, rate_hz=rate, channels=channels)

@@ -5,7 +5,7 @@ worker; measured on 2 cores it then misses its 25 ms slot by up to 7-20 ms (p99)
 scheduling priority. In its own process (SCHED_FIFO where allowed) nothing in Python can hold it up.
 
 The parent keeps the DmxSender interface (set_universe, start, send_final, close, health, sent,
-send_times), so the box does not know which one it has. The universe crosses in shared memory (one
+send_times, recorded), so the box does not know which one it has. The universe crosses in shared memory (one
 512-byte slot, newest wins); health and send times come back the same way. The child owns the
 transport: a serial port or socket is opened, reopened after an unplug, and closed there.
 """
@@ -28,7 +28,7 @@ def _child(cfg, shared, stop, ready) -> None:
     from firmware.devices.dmx.sender import DmxSender, raise_thread_priority
 
     universe, seq, ok, detail, sent, times, head = shared
-    sender = DmxSender(BACKENDS[cfg.type](cfg, None), RealClock(), rate_hz=cfg.rate_hz,
+    sender = DmxSender(BACKENDS.open(cfg, None), RealClock(), rate_hz=cfg.rate_hz,
                        channels=cfg.channels)
     sender.priority = raise_thread_priority()
     detail.value = sender.priority.encode()[:127]
@@ -92,6 +92,8 @@ class DmxProcessSender(Device):
     def sent(self) -> int:
         return self._sent.value
 
+    recorded = None   # the transport lives in the child; what it sent does not come back
+
     @property
     def send_times(self) -> list[float]:
         head = self._head.value
@@ -106,7 +108,7 @@ class DmxProcessSender(Device):
     # Health lives in the child; reading it here brings the child's verdict over first.
     @property
     def health(self):
-        if not self._syncing and hasattr(self, "_proc"):
+        if not self._syncing and self._proc is not None:
             self._syncing = True
             try:
                 self._sync_health()
@@ -119,6 +121,7 @@ class DmxProcessSender(Device):
         self._health = value
 
     _syncing = False
+    _proc = None   # Device.__init__ sets the health before there is a child to ask
 
     def _sync_health(self) -> None:
         if not self._proc.is_alive() and self._proc.exitcode is not None and not self.closed:

@@ -6,7 +6,7 @@ import logging
 import threading
 
 from firmware.devices.base import Device, Latest
-from firmware.devices.dmx.interface import DmxTransport
+from firmware.devices.dmx.interface import DmxTransport, SentFrame
 
 log = logging.getLogger("humus.dmx")
 
@@ -37,6 +37,11 @@ class DmxSender(Device):
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.priority = "not started"   # what the sender thread got: SCHED_FIFO, nice, or normal
+
+    @property
+    def recorded(self) -> list[SentFrame] | None:
+        """What the transport kept of what was sent (see DmxTransport.frames)."""
+        return self.transport.frames
 
     def set_universe(self, universe: bytes) -> None:
         if len(universe) != self.channels:

@@ -5,20 +5,16 @@ table, and real transports are imported lazily (pyserial and sockets only where 
 """
 from __future__ import annotations
 
-from typing import Callable
-
-from firmware.devices.backend_table import lazy
-
+from firmware.devices.backend_table import BackendTable, lazy
 from firmware.devices.dmx.interface import DmxTransport
-
 from firmware.devices.dmx.sim import NullTransport, SimDmxTransport
 
 
-BACKENDS: dict[str, Callable[..., DmxTransport]] = {
+BACKENDS: BackendTable[DmxTransport] = BackendTable("dmx", {
     "sim": SimDmxTransport,
     "none": lambda cfg, clock: NullTransport(),
     "enttec-pro": lazy("firmware.devices.dmx.usb", "EnttecProTransport", with_clock=False),
     "open-dmx": lazy("firmware.devices.dmx.usb", "OpenDmxTransport", with_clock=False),
     "artnet": lazy("firmware.devices.dmx.net", "ArtNetTransport", with_clock=False),
     "sacn": lazy("firmware.devices.dmx.net", "SacnTransport", with_clock=False),
-}
+})

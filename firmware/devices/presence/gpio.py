@@ -41,7 +41,7 @@ class _PolledGpioSensor(PresenceSensor):
     def _open(self) -> bool:
         try:
             if self._factory is None:
-                self._factory = default_pin_factory(getattr(self.cfg, "pin_factory", "auto"))
+                self._factory = default_pin_factory(self.cfg.pin_factory)
             self._device = self._make_device()
             return True
         except Exception as exc:  # gpiozero/Jetson.GPIO raise many types (BadPinFactory, RuntimeError...)

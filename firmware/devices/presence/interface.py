@@ -25,6 +25,18 @@ class PresenceSensor(Device):
         """Newest reading; None if the sensor has produced nothing yet."""
         raise NotImplementedError
 
+    # What `humus doctor` and `humus calibrate` show beside the distance. Every sensor answers, so
+    # they need not ask which kind they hold; most kinds have nothing to add and keep these.
+    @property
+    def rejected(self) -> int:
+        """Malformed frames thrown away since start."""
+        return 0
+
+    @property
+    def gates(self) -> tuple[int, ...]:
+        """Moving-target energy per distance gate, nearest first, from the newest report; () if none."""
+        return ()
+
     def follow_filter(self, stale: bool, stale_after_s: float) -> None:
         """The show's presence filter owns staleness (its state says `stale`); the health follows it
         here. Back from stale, only this verdict is lifted: a fault the sensor raised itself (its port

@@ -6,22 +6,17 @@ dwell, grace and cooldown, the same for every sensor kind.
 """
 from __future__ import annotations
 
-from typing import Callable
-
-from firmware.devices.backend_table import lazy
+from firmware.devices.backend_table import BackendTable, lazy
 from firmware.devices.presence.interface import PresenceSensor
 from firmware.devices.presence.sim import NoPresence, SimPresence
 
 
-BACKENDS: dict[str, Callable[..., PresenceSensor]] = {
+BACKENDS: BackendTable[PresenceSensor] = BackendTable("presence", {
     "sim": SimPresence,
     "none": NoPresence,
     "ld2410": lazy("firmware.devices.presence.uart", "LD2410Sensor"),
     "tfmini": lazy("firmware.devices.presence.uart", "TFminiSensor"),
     "distance": lazy("firmware.devices.presence.gpio", "DistanceSensorBackend"),
     "motion": lazy("firmware.devices.presence.gpio", "MotionSensorBackend"),
-}
-
-
-def open_presence(cfg, clock) -> PresenceSensor:
-    return BACKENDS[cfg.type](cfg, clock)
+})
+open_presence = BACKENDS.open   # (cfg, clock) -> PresenceSensor

@@ -50,6 +50,10 @@ class SerialSensor(PresenceSensor):
         pass
 
     # -- public --
+    @property
+    def rejected(self) -> int:
+        return self.parser.rejected
+
     def start(self) -> None:
         if self._thread is None and not self.closed:
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -121,8 +125,13 @@ class LD2410Sensor(SerialSensor):
     def _new_parser(self):
         return ld2410.Parser()
 
+    @property
+    def gates(self) -> tuple[int, ...]:
+        rep = self.last_report   # engineering reports only: a basic one has no gates
+        return tuple(rep.moving_gates) if rep is not None and rep.engineering else ()
+
     def _on_open(self, port) -> None:
-        if getattr(self.cfg, "engineering", False):
+        if self.cfg.engineering:
             for cmd in ld2410.enable_engineering():
                 port.write(cmd)
 

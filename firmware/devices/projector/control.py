@@ -81,4 +81,4 @@ def open_projector(cfg) -> ProjectorControl | None:
     """None for type = "none": nothing is ever sent."""
     if cfg is None or cfg.type == "none":
         return None
-    return ProjectorControl(BACKENDS[cfg.type](cfg), tuple(cfg.retry_s))
+    return ProjectorControl(BACKENDS.open(cfg), tuple(cfg.retry_s))
