@@ -200,13 +200,16 @@ def ingest(paths: list[str | Path], cfg: FootageConfig | None = None, progress=N
             if ext not in VIDEO_EXT | IMAGE_EXT:
                 continue
             tag = _source_tag(p, base)
+            # Groups are named relative to the footage root, so the split does not depend on where
+            # the folder lives or how its path was spelled (an absolute temp path reshuffled it).
+            name = p.relative_to(base).as_posix()
             if _is_animated(p):
                 clip = read_video(p, cfg)
                 keep = dedup_indices([a for a, _ in clip], cfg.dedup_threshold)
                 for i in keep:
                     # Split clips in ~10 contiguous chunks so held-out frames are not
                     # neighbours of training frames.
-                    fr.add(clip[i][0], clip[i][1], tag, f"{p}#{int(clip[i][1] * 9.999)}")
+                    fr.add(clip[i][0], clip[i][1], tag, f"{name}#{int(clip[i][1] * 9.999)}")
             else:
                 try:
                     with Image.open(p) as im:
@@ -214,7 +217,7 @@ def ingest(paths: list[str | Path], cfg: FootageConfig | None = None, progress=N
                 except Exception as e:  # noqa: BLE001
                     raise FootageError(f"{p}: cannot read image ({e})") from e
                 m = _BANANA_RE.match(p.stem)
-                group = f"{p.parent}/{m.group('id')}" if m else str(p)
+                group = f"{Path(name).parent.as_posix()}/{m.group('id')}" if m else name
                 stills.setdefault(tag, []).append((a, _folder_decay(p, base), group))
             if progress:
                 progress(p)

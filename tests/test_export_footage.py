@@ -123,3 +123,24 @@ def test_every_subject_with_two_groups_holds_out_one():
         # tomatoes are split by the hash alone, as before
         assert np.array_equal(m[180:], split_mask(groups[180:], 0.1, seed))
     assert not split_mask(["only"] * 5, 0.1, 0, ["melon"] * 5).any()   # one group: nothing to hold out
+
+
+def test_the_split_does_not_depend_on_where_the_footage_lives(tmp_path, monkeypatch):
+    """Groups are named from the footage root down: the same folder moved, or named by another path,
+    holds out the same images (an absolute temp path used to reshuffle the split)."""
+    rng = np.random.default_rng(3)
+    for where in ("studio/a", "elsewhere/deeper/b"):
+        for subject in ("pears", "plums"):
+            d = tmp_path / where / "decay" / subject
+            d.mkdir(parents=True)
+            for i in range(12):
+                Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(d / f"{i}.png")
+        rng = np.random.default_rng(3)   # the same pictures in both places
+    cfg = FootageConfig(resolution=16, dedup_threshold=0, holdout=0.3)
+    one = ingest([tmp_path / "studio/a/decay"], cfg)
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    two = ingest([Path("deeper/b/decay")], cfg)          # relative, from another working folder
+    assert one.group == two.group and one.group[0] == "pears/0.png"
+    held = split_mask(one.group, cfg.holdout, cfg.seed, one.source)
+    assert np.array_equal(held, split_mask(two.group, cfg.holdout, cfg.seed, two.source))
+    assert 0 < held.sum() < len(held)
