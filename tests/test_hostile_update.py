@@ -43,12 +43,22 @@ def cli(*argv, env=None, **kw):
                           text=True, env={**os.environ, **(env or {})}, timeout=60, **kw)
 
 
-def start_waiting_update(box, version="2.0.0", **env):
+def interactive_signals(ignored=()):
+    """The signal dispositions of an updater typed into an SSH session (default SIGHUP and SIGINT,
+    whatever the test runner inherited), with `ignored` ignored as `nohup` does."""
+    def preexec():
+        for s in (signal.SIGHUP, signal.SIGINT):
+            signal.signal(s, signal.SIG_IGN if s in ignored else signal.SIG_DFL)
+    return preexec
+
+
+def start_waiting_update(box, version="2.0.0", ignored=(), **env):
     """`humus update --restart` with a service that never becomes active: it sits in the health wait."""
     p = subprocess.Popen([sys.executable, "-m", "firmware.cli", "update", str(box["bundle"](version)),
                           "--root", str(box["root"]), "--restart", "--settle", "0", "--health-timeout", "60"],
                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, **box["env"], "FAKE_ACTIVE": "activating", **env})
+                         env={**os.environ, **box["env"], "FAKE_ACTIVE": "activating", **env},
+                         preexec_fn=interactive_signals(ignored))
     for line in p.stdout:
         if "waiting for the new release" in line:
             return p
@@ -74,6 +84,20 @@ def test_a_signal_during_the_health_wait_rolls_back_and_exits_3(box, sig):
     assert "pending" not in rel.read_state(box["layout"])
     text = cli("releases", "--root", str(box["root"])).stdout
     assert "FAILED: update interrupted by" in text
+
+
+def test_nohup_keeps_the_update_through_a_hangup(box):
+    """`nohup humus update ...`: the SIGHUP of the dropped SSH session is ignored, the wait goes on
+    (and ends by its own verdict); a SIGTERM still rolls back."""
+    p = start_waiting_update(box, ignored=(signal.SIGHUP,))
+    p.send_signal(signal.SIGHUP)
+    with pytest.raises(subprocess.TimeoutExpired):
+        p.communicate(timeout=1.5)                     # still waiting for the new release
+    assert rel.current_version(box["layout"]) == "2.0.0" and p.poll() is None
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 3 and "interrupted by SIGTERM" in err and "rolled back to 1.0.0" in err
+    assert rel.current_version(box["layout"]) == "1.0.0"
 
 
 def test_sigkill_during_the_wait_is_rolled_back_at_boot(box):

@@ -23,16 +23,19 @@ class Interrupted(Exception):
 
 @contextmanager
 def _interruptible():
-    """SIGHUP and SIGTERM raise Interrupted (once) so the wait ends in a rollback, not a dead updater
-    with `current` on an unverified release. A second signal is ignored: it must not cut the
-    rollback itself short. Ctrl-C (KeyboardInterrupt) is treated the same by the caller."""
+    """SIGHUP, SIGTERM and SIGINT raise Interrupted (once) so the wait ends in a rollback, not a dead
+    updater with `current` on an unverified release. A second signal is ignored: it must not cut the
+    rollback itself short. A signal the updater was started with ignored stays ignored: that is how
+    `nohup humus update ...` asks to outlive the SSH session (SIGHUP), and how a shell runs a
+    background job (SIGINT)."""
     armed = [True]
 
     def handler(signum, frame):
         if armed[0]:
             armed[0] = False
-            raise Interrupted(signal.Signals(signum).name)
-    old = {s: signal.signal(s, handler) for s in (signal.SIGHUP, signal.SIGTERM)}
+            raise Interrupted("SIGINT (Ctrl-C)" if signum == signal.SIGINT else signal.Signals(signum).name)
+    old = {s: signal.signal(s, handler) for s in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+           if signal.getsignal(s) != signal.SIG_IGN}
     try:
         yield armed
     finally:
