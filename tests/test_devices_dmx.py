@@ -117,13 +117,13 @@ class _BreakSpy:
 
 def test_open_dmx_break_mab_then_start_code_and_slots(tmp_path, monkeypatch):
     from firmware.devices.emulators.pty import PtyPort
-    from firmware.devices.dmx import usb as dmx_serial
+    from firmware.devices.dmx import usb
     dev = PtyPort(tmp_path / "ftdi")
     spies = []
-    real_open = dmx_serial.open_serial
-    monkeypatch.setattr(dmx_serial, "open_serial",
+    real_open = usb.open_serial
+    monkeypatch.setattr(usb, "open_serial",
                         lambda *a, **k: spies.append(_BreakSpy(real_open(*a, **k))) or spies[-1])
-    t = dmx_serial.OpenDmxTransport(DmxOpenDmx(type="open-dmx", port=dev.path, break_us=150, mab_us=20))
+    t = usb.OpenDmxTransport(DmxOpenDmx(type="open-dmx", port=dev.path, break_us=150, mab_us=20))
     try:
         t.open()
         assert spies[0].baudrate == 250000 and spies[0].stopbits == 2
