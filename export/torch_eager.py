@@ -189,9 +189,9 @@ def main(argv=None) -> int:
         from export.train import load_denoiser
         module = load_denoiser(a.checkpoint, a.weights).eval()
 
-        def g(x, sigma, decay):
+        def g(x, sigma, decay, subject=None):
             with torch.inference_mode():
-                return [module(x, sigma, decay)]
+                return [module(x, sigma, decay, None if subject is None else subject.long())]
         kind = f"nn.Module from {a.checkpoint}"
     else:
         g = EagerGraph(str(net.path))
@@ -199,16 +199,19 @@ def main(argv=None) -> int:
     x = torch.randn(*net.inputs["x"])
     s = torch.full((net.batch,), 2.0)
     d = torch.full((net.batch,), 0.5)
+    feeds = {"x": x, "sigma": s, "decay": d}
+    if "subject" in net.inputs:   # a subject-conditioned graph: the first subject (a float class index)
+        feeds["subject"] = torch.zeros((net.batch,))
     # The same input through onnxruntime for a parity figure.
     import onnxruntime as ort
     sess = ort.InferenceSession(str(net.path), providers=["CPUExecutionProvider"])
-    ref = sess.run(["denoised"], {"x": x.numpy(), "sigma": s.numpy(), "decay": d.numpy()})[0]
-    out = g(x=x, sigma=s, decay=d)[0].numpy()
+    ref = sess.run(["denoised"], {k: v.numpy() for k, v in feeds.items()})[0]
+    out = g(**feeds)[0].numpy()
     times = []
     end = time.perf_counter() + a.seconds
     while time.perf_counter() < end or len(times) < 5:
         t0 = time.perf_counter()
-        g(x=x, sigma=s, decay=d)
+        g(**feeds)
         times.append(time.perf_counter() - t0)
     print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "what": kind,
                       "per_step_median_ms": statistics.median(times) * 1e3,

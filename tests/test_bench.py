@@ -32,3 +32,17 @@ def test_bench_writes_every_figure(tiny_model, tmp_path):
     te = rep["torch_eager"]  # the train extra is installed in CI: the same graph through torch eager
     assert te["per_step_median_ms"] > 0 and te["max_abs_diff_vs_onnxruntime"] < 1e-4
     assert rep["flops"]["flops_per_eval_g"] > 0
+
+
+def test_torch_eager_runs_the_shipped_subject_conditioned_graph():
+    """The shipped student takes a `subject` input: the eager comparison feeds it (it once failed with
+    "Required inputs (['subject']) are missing") and matches onnxruntime."""
+    import pytest
+    pytest.importorskip("torch")
+    from pathlib import Path
+    model = Path(__file__).resolve().parents[1] / "models" / "default"
+    r = subprocess.run([sys.executable, "-m", "export.torch_eager", "--model", str(model), "--seconds", "0.2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    te = json.loads(r.stdout.strip().splitlines()[-1])
+    assert te["per_step_median_ms"] > 0 and te["max_abs_diff_vs_onnxruntime"] < 1e-4
