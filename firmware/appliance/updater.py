@@ -130,9 +130,8 @@ def _restart_and_wait(version: str, restart, health, report: UpdateReport, say) 
             return HealthResult(True, "restarted (no health check)")
         say("waiting for the new release to report healthy ...")
         return health(version, since)
-    except (Interrupted, KeyboardInterrupt) as exc:
-        name = str(exc) if isinstance(exc, Interrupted) else "SIGINT (Ctrl-C)"
-        return HealthResult(False, f"update interrupted by {name} before release {version} proved healthy")
+    except Interrupted as exc:   # SIGINT too: _interruptible holds it for the whole wait
+        return HealthResult(False, f"update interrupted by {exc} before release {version} proved healthy")
 
 
 def _recover(layout: rel.Layout, restart, say) -> str | None:
