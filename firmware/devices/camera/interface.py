@@ -1,6 +1,6 @@
 """The camera interface: what every backend implements and the show reads.
 
-Backends import this module; the table in camera.py imports the backends, never the other way round.
+Backends import this module; the table in camera/table.py imports the backends, never the other way round.
 """
 from __future__ import annotations
 

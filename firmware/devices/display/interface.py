@@ -1,12 +1,13 @@
 """The display interface: what every backend implements and the compositor's frames go to.
 
-Backends import this module; the table in display.py imports the backends, never the other way round.
+Backends import this module; the table in display/table.py imports the backends, never the other way round.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from firmware.devices.base import Device
+
 
 class Display(Device):
     name = "display"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,20 @@ import numpy as np
 from firmware.devices.display.interface import Display
 
 log = logging.getLogger("humus.display")
+
+
+@contextmanager
+def sdl_env(name: str, value: str):
+    """`name` set to `value` while SDL reads it (at display.init() / set_mode), then as it was."""
+    saved = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
 
 
 def drivers_for(choice: str) -> list[str]:
@@ -77,11 +92,10 @@ class PygameDisplay(Display):
     def _open(self) -> bool:
         pg, last_error = self._pg, "no driver"
         for drv in self.drivers:
-            saved = os.environ.get("SDL_VIDEODRIVER")
-            os.environ["SDL_VIDEODRIVER"] = drv          # read by SDL at display.init()
             os.environ["SDL_VIDEO_MINIMIZE_ON_FOCUS_LOSS"] = "0"
             try:
-                pg.display.init()
+                with sdl_env("SDL_VIDEODRIVER", drv):
+                    pg.display.init()
                 if pg.display.get_num_displays() < 1:
                     raise pg.error("no display connected")
                 self._screen = self._set_mode(drv)
@@ -96,11 +110,6 @@ class PygameDisplay(Display):
             except pg.error as exc:
                 last_error = f"{drv}: {exc}"
                 pg.display.quit()
-            finally:
-                if saved is None:
-                    os.environ.pop("SDL_VIDEODRIVER", None)
-                else:
-                    os.environ["SDL_VIDEODRIVER"] = saved
         self._screen = None
         self._retry_at = self.clock.now() + self.cfg.reconnect_s
         self.fault(f"no display ({last_error}); running headless, retrying every {self.cfg.reconnect_s:g} s")
@@ -116,15 +125,8 @@ class PygameDisplay(Display):
         self.framebuffer = framebuffer_for(self.cfg.framebuffer, driver, needs_scaling, gpu_present())
         if self.framebuffer == "direct":
             # Read by SDL when the window surface is made: 0 = the platform's own framebuffer (XShm).
-            saved = os.environ.get("SDL_FRAMEBUFFER_ACCELERATION")
-            os.environ["SDL_FRAMEBUFFER_ACCELERATION"] = "0"
-            try:
+            with sdl_env("SDL_FRAMEBUFFER_ACCELERATION", "0"):
                 return pg.display.set_mode((self.width, self.height), fullscreen)
-            finally:
-                if saved is None:
-                    os.environ.pop("SDL_FRAMEBUFFER_ACCELERATION", None)
-                else:
-                    os.environ["SDL_FRAMEBUFFER_ACCELERATION"] = saved
         flags = pg.SCALED | fullscreen
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")     # "no fast renderer available" on software SDL

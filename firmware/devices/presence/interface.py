@@ -1,6 +1,6 @@
 """The presence-sensor interface: what every backend implements and the show reads.
 
-Backends import this module; the table in presence.py imports the backends, never the other way round.
+Backends import this module; the table in presence/table.py imports the backends, never the other way round.
 """
 from __future__ import annotations
 
