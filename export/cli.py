@@ -26,12 +26,10 @@ def _footage(a):
 
 
 def _train(a):
-    import torch
 
     from .train import TrainConfig, train
 
     cfg = _config_from(TrainConfig, a, decay_cond=not a.no_decay, subjects=not a.no_subjects)
-    torch.set_num_threads(cfg.threads) if cfg.threads else None
     print(train(a.cache, a.run, cfg, resume=not a.no_resume))
 
 
@@ -136,10 +134,18 @@ def _training_run_options(p: argparse.ArgumentParser, minutes: float) -> None:
     p.add_argument("--steps", type=int, default=FROM_CONFIG)
     # A budget the laptop can afford, where the dataclass has none (0): the command line's own default.
     p.add_argument("--minutes", type=float, default=minutes, help="wall-time budget (0 = none)")
+    p.add_argument("--stop-at", type=int, default=FROM_CONFIG,
+                   help="stop at this step, leaving the plan (--steps) as it is: go on later with the same command")
     p.add_argument("--ckpt-every", type=float, default=FROM_CONFIG, help="seconds")
     p.add_argument("--seed", type=int, default=FROM_CONFIG)
-    p.add_argument("--device", default=FROM_CONFIG)
-    p.add_argument("--threads", type=int, default=FROM_CONFIG)
+    p.add_argument("--device", default=FROM_CONFIG, help="auto (cuda, mps, cpu), cuda, mps or cpu")
+    p.add_argument("--threads", type=int, default=FROM_CONFIG, help="CPU threads (0 = every core)")
+    p.add_argument("--amp", choices=("auto", "bf16", "fp32"), default=FROM_CONFIG,
+                   help="autocast: auto measures fp32 against bf16 at the start of a fresh run")
+    p.add_argument("--channels-last", action="store_true", default=FROM_CONFIG)
+    p.add_argument("--compile", action="store_true", default=FROM_CONFIG, help="torch.compile the model")
+    p.add_argument("--snapshot-every", type=int, default=FROM_CONFIG, help="images between EMA snapshots")
+    p.add_argument("--probe-every", type=float, default=FROM_CONFIG, help="seconds between validation KID probes")
     p.add_argument("--no-resume", action="store_true")
 
 
@@ -163,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     _training_run_options(t, minutes=60.0)
     t.add_argument("--preset", default=FROM_CONFIG)
     t.add_argument("--lr", type=float, default=FROM_CONFIG)
-    t.add_argument("--ema", type=float, default=FROM_CONFIG)
+    t.add_argument("--dropout", type=float, default=FROM_CONFIG, help="residual-block dropout (-1 = the preset's)")
     t.add_argument("--no-decay", action="store_true", help="unconditional model")
     t.add_argument("--no-subjects", action="store_true",
                    help="one model for all footage, drawn as it comes (default: conditioned on subjects, balanced)")
@@ -176,7 +182,6 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--stages", type=int, default=FROM_CONFIG)
     d.add_argument("--first-stage", type=int, default=FROM_CONFIG, help="gap stage to start in (1: gap t/2)")
     d.add_argument("--init", help="start from this student checkpoint's EMA weights, not the teacher's")
-    d.add_argument("--ema", type=float, default=FROM_CONFIG)
     d.add_argument("--dropout", type=float, default=FROM_CONFIG)
     d.set_defaults(fn=_distill)
 

@@ -54,22 +54,18 @@ Measured (models/default, manifest "training"/"metrics"):
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .footage import load_cache
-from .train import (RunBudget, SubjectTable, _dist_setup, decay_values, denoiser_from_state, draw_batch, ema_update,
-                    finish_run, load_checkpoint, optimizer_step, save_loss_curve, shared_elapsed, show_progress,
-                    subject_ids, to_tensor)
+from .loop import Objective, RunBudget, dist_setup, run
+from .train import SubjectTable, decay_values, denoiser_from_state, draw_batch, load_checkpoint, subject_ids, to_tensor
 
 
 @dataclass(kw_only=True)
@@ -84,9 +80,10 @@ class DistillConfig(RunBudget):
         p_mean, p_std: log-normal distribution of t (ECT values).
         k: strength of the n(t) = 1 + k * sigmoid(-t) gap enlargement at small t.
         huber_c: pseudo-Huber constant per image, in units of sqrt(pixels) (iCT: 0.00054).
-        ema: EMA decay of the student weights that get exported.
         dropout: dropout in the residual blocks during tuning (0 = off).
-        device: as in TrainConfig.
+
+    The stage schedule is laid over ``steps`` and, with a time budget, over ``minutes`` too (whichever is
+    further along): only a steps-only schedule repeats exactly when a run is resumed.
     """
 
     batch: int = 32
@@ -97,9 +94,7 @@ class DistillConfig(RunBudget):
     p_std: float = 2.0
     k: float = 8.0
     huber_c: float = 0.00054
-    ema: float = 0.999
     dropout: float = 0.0
-    device: str = "cpu"
 
 
 def r_of_t(t: torch.Tensor, stage: int, k: float, q: float = 2.0) -> torch.Tensor:
@@ -113,6 +108,58 @@ def pseudo_huber(diff: torch.Tensor, c: float) -> torch.Tensor:
     return (diff.flatten(1).pow(2).sum(1) + c * c).sqrt() - c
 
 
+class StudentObjective(Objective):
+    """ECT: f(x_t, t) against the stopped-gradient f(x_r, r) on the same noising path."""
+
+    name = "student"
+
+    def __init__(self, ds, cfg: DistillConfig, device, model, teacher_state: dict, names: list[str],
+                 lineage: dict):
+        self.cfg, self.ds, self.model, self.teacher_state, self.names, self.lineage = (
+            cfg, ds, model, teacher_state, names, lineage)
+        self.batch = cfg.batch
+        self.images = to_tensor(ds.images).to(device)  # on the device, noise drawn there: see draw_batch
+        self.decay = torch.from_numpy(decay_values(ds)).to(device)
+        self.table = SubjectTable(subject_ids(ds, names), device) if names else None
+        self.c = cfg.huber_c * math.sqrt(self.images[0].numel())
+        self.budget = cfg.minutes * 60 if cfg.minutes > 0 else float("inf")
+        self.state = None      # the loop's RunState, set by the loop: the stage follows it
+
+    def lr(self, step: int) -> float:
+        return self.cfg.lr
+
+    def stage(self, step: int) -> int:
+        f_time = self.state.elapsed / self.budget if self.state is not None and self.budget != float("inf") else 0.0
+        frac = min(1.0, max(step / self.cfg.steps, f_time))
+        return self.cfg.first_stage + min(self.cfg.stages - 1, int(frac * self.cfg.stages))
+
+    def loss(self, net, step, gen):
+        cfg, device = self.cfg, self.images.device
+        x0, dec, subj = draw_batch(self.images, self.decay, cfg.batch, gen, self.table)
+        t = (torch.randn(cfg.batch, generator=gen, device=device) * cfg.p_std + cfg.p_mean).exp().clamp(0.002, 80.0)
+        r = r_of_t(t, self.stage(step), cfg.k)
+        n = torch.randn(x0.shape, generator=gen, device=device)
+        b = lambda v: v[:, None, None, None]  # noqa: E731
+        with torch.no_grad():
+            # r == 0 means the target is the clean image itself (the boundary condition).
+            target = torch.where(b(r) > 0, self.model(x0 + b(r) * n, r.clamp(min=0.002), dec, subj).float(), x0)
+        pred = net(x0 + b(t) * n, t, dec, subj).float()
+        return (pseudo_huber(pred - target, self.c) / (t - r)).mean()
+
+    def postfix(self, step: int) -> dict:
+        return {"stage": self.stage(step)}
+
+    def meta(self) -> dict:
+        ts = self.teacher_state
+        return {"net": ts["net"], **self.lineage, "distill": asdict(self.cfg), "method": "ECT",
+                "teacher_step": ts["step"], "data": ts.get("data"), "train": ts.get("train"),
+                "resolution": ts.get("resolution", 64), "consistency": False, "subjects": self.names or None}
+
+    def preview(self, ema, out: Path) -> None:
+        ema.resolution = self.teacher_state.get("resolution", 64)
+        _student_grid(ema, out)
+
+
 def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: DistillConfig,
             resume: bool = True, progress: bool = True, init: str | Path | None = None) -> Path:
     """Tune a consistency student from ``teacher_ckpt``; returns ``out``/student.pt.
@@ -120,13 +167,8 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
     ``init``: start from this student checkpoint's EMA weights instead of the teacher's (to go on
     tuning a shipped student with a new stage schedule, e.g. on a GPU); its step count is kept
     in the checkpoint as ``init_steps``."""
-    out = Path(out)
-    rank, world, device = _dist_setup(cfg.device)
-    if cfg.threads and device.type == "cpu":
-        torch.set_num_threads(cfg.threads)
     ds = load_cache(cache).split(heldout=False)
     teacher_state = load_checkpoint(teacher_ckpt)
-    ckpt_path = out / "student.pt"
     init_state = teacher_state if init is None else load_checkpoint(init)
     model = denoiser_from_state(init_state, "ema", where=str(init or teacher_ckpt)).requires_grad_(True).train()
     init_steps = 0 if init is None else int(init_state.get("step", 0)) + int(init_state.get("init_steps", 0))
@@ -134,83 +176,11 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = cfg.dropout
-    model = model.to(device)
-    ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
-    step, history, elapsed = 0, [], 0.0
-    if resume and ckpt_path.exists():
-        st = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(st["model"])
-        ema.load_state_dict(st["ema"])
-        opt.load_state_dict(st["opt"])
-        step, history, elapsed = st["step"], st["history"], st.get("elapsed", 0.0)
-    ddp = DDP(model) if world > 1 else model
-    images = to_tensor(ds.images).to(device)  # on the device, noise drawn there: see draw_batch
-    decay = torch.from_numpy(decay_values(ds)).to(device)
+    _, _, device = dist_setup(cfg.device)
     names = teacher_state.get("subjects") or []
-    table = SubjectTable(subject_ids(ds, names), device) if names else None
-    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank + step + 7)
-    budget = cfg.minutes * 60 if cfg.minutes > 0 else float("inf")
-    # The stage schedule is laid over whichever limit is known: steps, or the time budget.
-    c = cfg.huber_c * math.sqrt(images[0].numel())
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    bar = None
-    if progress and rank == 0:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps if budget == float("inf") else None, initial=step, mininterval=5)
-    t0, last = time.time(), time.time()
-    start_elapsed, start_step = elapsed, step
-
-    def frac():
-        f_steps = step / cfg.steps
-        f_time = elapsed / budget if budget != float("inf") else 0.0
-        return min(1.0, max(f_steps, f_time))
-
-    def checkpoint():
-        if rank != 0:
-            return
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                    "step": step, "history": history, "elapsed": elapsed, "net": teacher_state["net"],
-                    "init": None if init is None else str(init), "init_steps": init_steps,
-                    "distill": asdict(cfg), "method": "ECT", "teacher": str(teacher_ckpt),
-                    "teacher_step": teacher_state["step"], "data": teacher_state.get("data"),
-                    "train": teacher_state.get("train"), "resolution": teacher_state.get("resolution", 64),
-                    "consistency": False, "subjects": names or None}, tmp)
-        os.replace(tmp, ckpt_path)
-        ema.resolution = model.resolution = teacher_state.get("resolution", 64)
-        save_loss_curve(history, out / "student_loss.png", f"ECT student (step {step})")
-        _student_grid(ema, out / "student_grid.png")
-
-    while step < cfg.steps and elapsed < budget:
-        stage = cfg.first_stage + min(cfg.stages - 1, int(frac() * cfg.stages))
-        x0, dec, subj = draw_batch(images, decay, cfg.batch, gen, table)
-        t = (torch.randn(cfg.batch, generator=gen, device=device) * cfg.p_std + cfg.p_mean).exp().clamp(0.002, 80.0)
-        r = r_of_t(t, stage, cfg.k)
-        n = torch.randn(x0.shape, generator=gen, device=device)
-        b = lambda v: v[:, None, None, None]  # noqa: E731
-        with torch.no_grad():
-            # r == 0 means the target is the clean image itself (the boundary condition).
-            target = torch.where(b(r) > 0, model(x0 + b(r) * n, r.clamp(min=0.002), dec, subj), x0)
-        pred = ddp(x0 + b(t) * n, t, dec, subj)
-        loss = (pseudo_huber(pred - target, c) / (t - r)).mean()
-        optimizer_step(opt, model, loss)
-        ema_update(ema, model, cfg.ema)
-        step += 1
-        lv = float(loss.detach())
-        if not math.isfinite(lv):
-            raise FloatingPointError(f"distill loss became {lv} at step {step}; lower --lr")
-        history.append((step, lv))
-        elapsed = shared_elapsed(start_elapsed + time.time() - t0, world, device)
-        show_progress(bar, step, history, cfg.steps, elapsed - start_elapsed, step - start_step, budget - elapsed,
-                      stage=stage)
-        if time.time() - last > cfg.ckpt_every:
-            checkpoint()
-            last = time.time()
-    finish_run(checkpoint, bar, world)
-    return ckpt_path
+    lineage = {"init": None if init is None else str(init), "init_steps": init_steps, "teacher": str(teacher_ckpt)}
+    obj = StudentObjective(ds, cfg, device, model, teacher_state, names, lineage)
+    return run(obj, out, cfg, resume=resume, progress=progress)
 
 
 def _student_grid(model, path: Path):
@@ -242,6 +212,7 @@ def notes(student_ckpt: str | Path) -> dict:
             "wall_seconds": round(st.get("elapsed", 0.0)), "final_loss": float(np.mean(tail)) if tail else None,
             "config": st["distill"], "teacher_step": st.get("teacher_step"),
             "init_steps": st.get("init_steps", 0), "device": st["distill"].get("device", "cpu"),
+            "amp": st.get("run", {}).get("amp", "fp32"),
             "lineage": st.get("lineage")}
 
 

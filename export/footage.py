@@ -59,6 +59,15 @@ class FootageConfig:
     holdout: float = 0.1
     seed: int = 0
 
+    def object_subjects(self, fr: "Frames") -> set[str]:
+        """Subjects whose stills come as several photographs per object (a group of more than one
+        still, e.g. one banana over 21 days): those are split by whole object."""
+        sizes: dict[tuple[str, str], int] = {}
+        for s, g in zip(fr.source, fr.group):
+            if "#" not in g:                        # clip chunks are split as before
+                sizes[(s, g)] = sizes.get((s, g), 0) + 1
+        return {s for (s, _), n in sizes.items() if n > 1}
+
 
 @dataclass
 class Frames:
@@ -259,6 +268,55 @@ def split_mask(groups: list[str], holdout: float, seed: int, sources: list[str] 
     return held
 
 
+# A subject photographed as a few whole objects (9 bananas, ~20 photographs each) is judged on whole
+# objects the model never saw: a photograph of banana 3 on day 12 says little about generalising if
+# banana 3 on day 11 was trained on. At least this many images go to each held-out half.
+OBJECT_TEST_MIN = 20
+OBJECT_VALIDATION_MIN = 10
+TRAIN, VALIDATION, TEST = 0, 1, 2
+
+
+def _pixel_halves(images: np.ndarray, held: np.ndarray) -> np.ndarray:
+    """The original rule for the held-out halves: a stable hash of each image's pixels (below 8
+    held-out images both halves are the whole split, marked VALIDATION | TEST = 3)."""
+    parts = np.zeros(len(held), np.int8)
+    if held.sum() < 8:
+        parts[held] = VALIDATION | TEST
+        return parts
+    for i in np.flatnonzero(held):
+        parts[i] = VALIDATION if hashlib.sha1(images[i].tobytes()).digest()[0] % 2 == 0 else TEST
+    return parts
+
+
+def split_parts(images: np.ndarray, groups: list[str], sources: list[str], holdout: float, seed: int,
+                objects: set[str] = frozenset()) -> np.ndarray:
+    """TRAIN, VALIDATION or TEST per image.
+
+    Subjects in ``objects`` hold out whole objects (groups): by group hash, test objects until
+    OBJECT_TEST_MIN images, then validation objects until OBJECT_VALIDATION_MIN, keeping at least one
+    object for training. Every other subject keeps the earlier split exactly (`split_mask`, then the
+    pixel-hash halves), so the tomato split is unchanged."""
+    src, grp = np.asarray(sources), np.asarray(groups)
+    mine = np.isin(src, sorted(objects))
+    held = split_mask(list(grp[~mine]), holdout, seed, list(src[~mine]))
+    parts = np.zeros(len(grp), np.int8)
+    parts[~mine] = _pixel_halves(np.asarray(images)[~mine], held)
+    for s in sorted(objects):
+        names = sorted(set(grp[src == s]), key=lambda g: hashlib.sha1(f"{seed}:{g}".encode()).hexdigest())
+        counts = {g: int(((src == s) & (grp == g)).sum()) for g in names}
+        need = [(TEST, OBJECT_TEST_MIN), (VALIDATION, OBJECT_VALIDATION_MIN)]
+        taken = {TEST: 0, VALIDATION: 0}
+        for g in names[:-1]:                       # the last object always trains
+            if not need:
+                break
+            part, least = need[0]
+            parts[(src == s) & (grp == g)] = part
+            taken[part] += counts[g]
+            if taken[part] >= least:
+                need.pop(0)
+    return parts
+
+
 def build_cache(paths, out: str | Path, cfg: FootageConfig | None = None, progress=None) -> dict:
     """Ingest and write ``out`` (npz). Returns the summary that also lands in the manifest."""
     cfg = cfg or FootageConfig()
@@ -266,7 +324,8 @@ def build_cache(paths, out: str | Path, cfg: FootageConfig | None = None, progre
     images = np.stack(fr.images)
     decay = np.array(fr.decay, np.float32)
     source = np.array(fr.source)
-    held = split_mask(fr.group, cfg.holdout, cfg.seed, fr.source)
+    parts = split_parts(images, fr.group, fr.source, cfg.holdout, cfg.seed, cfg.object_subjects(fr))
+    held = parts != TRAIN
     summary = {
         "paths": [str(p) for p in paths],
         "resolution": cfg.resolution,
@@ -275,6 +334,7 @@ def build_cache(paths, out: str | Path, cfg: FootageConfig | None = None, progre
         "heldout": int(held.sum()),
         "sources": {s: int((source == s).sum()) for s in sorted(set(fr.source))},
         "heldout_sources": {s: int(((source == s) & held).sum()) for s in sorted(set(fr.source))},
+        "test_sources": {s: int(((source == s) & (parts & TEST > 0)).sum()) for s in sorted(set(fr.source))},
         "decay_known": int(np.isfinite(decay).sum()),
         "config": cfg.__dict__,
         # Travels with the training checkpoint into the manifest (`onnx`), where `sample` draws from it.
@@ -282,7 +342,7 @@ def build_cache(paths, out: str | Path, cfg: FootageConfig | None = None, progre
     }
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, images=images, decay=decay, source=source, heldout=held,
+    np.savez_compressed(out, images=images, decay=decay, source=source, heldout=held, part=parts,
                         summary=json.dumps(summary))
     return summary
 
@@ -296,10 +356,16 @@ class Dataset:
     source: np.ndarray
     heldout: np.ndarray
     summary: dict
+    # TRAIN / VALIDATION / TEST per image (VALIDATION | TEST: both halves); None in caches made before
+    # whole-object splits, which fall back to the pixel-hash halves.
+    part: np.ndarray | None = None
+
+    def _select(self, m: np.ndarray) -> "Dataset":
+        return Dataset(self.images[m], self.decay[m], self.source[m], self.heldout[m], self.summary,
+                       None if self.part is None else self.part[m])
 
     def split(self, heldout: bool) -> "Dataset":
-        m = self.heldout == heldout
-        return Dataset(self.images[m], self.decay[m], self.source[m], self.heldout[m], self.summary)
+        return self._select(self.heldout == heldout)
 
     def __len__(self):
         return len(self.images)
@@ -311,12 +377,13 @@ class Dataset:
         is a stable hash of its pixels. Below 8 held-out images both halves are the whole split."""
         if part not in ("validation", "test"):
             raise ValueError(f"held-out part must be 'validation' or 'test', not {part!r}")
+        if self.part is not None:
+            return self._select((self.part & (VALIDATION if part == "validation" else TEST)) > 0)
         held = self.split(heldout=True)
         if len(held) < 8:
             return held
         val = np.array([hashlib.sha1(im.tobytes()).digest()[0] % 2 == 0 for im in held.images])
-        m = val if part == "validation" else ~val
-        return Dataset(held.images[m], held.decay[m], held.source[m], held.heldout[m], held.summary)
+        return held._select(val if part == "validation" else ~val)
 
 
 def load_cache(path: str | Path) -> Dataset:
@@ -325,7 +392,8 @@ def load_cache(path: str | Path) -> Dataset:
         raise FootageError(f"{path}: cache not found (run `humus-export footage` first)")
     try:
         z = np.load(path, allow_pickle=False)
-        ds = Dataset(z["images"], z["decay"], z["source"], z["heldout"], json.loads(str(z["summary"])))
+        ds = Dataset(z["images"], z["decay"], z["source"], z["heldout"], json.loads(str(z["summary"])),
+                     z["part"] if "part" in z.files else None)
     except KeyError as e:
         raise FootageError(f"{path}: not a footage cache, missing key {e}") from e
     except Exception as e:  # noqa: BLE001

@@ -19,8 +19,6 @@ the 180 banana photographs and the 98 melon frames count as much as the 5,000 to
 from __future__ import annotations
 
 import json
-import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -30,7 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .footage import load_cache
-from .train import RunBudget, SubjectTable, save_loss_curve, subject_ids, subject_names
+from .loop import Objective, RunBudget, run
+from .train import SubjectTable, subject_ids, subject_names
 
 SCALE = 4
 
@@ -97,84 +96,69 @@ def area_down(x: torch.Tensor, factor: int = SCALE) -> torch.Tensor:
     return F.avg_pool2d(x, factor)
 
 
-def draw_pairs(images: np.ndarray, subjects: SubjectTable, cfg: UpsamplerConfig, rng: np.random.Generator,
-               gen: torch.Generator):
-    """A batch of (low-res input, high-res target) crops in [-1, 1], subjects balanced as in `train`."""
-    idx = subjects.draw(cfg.batch, gen).numpy()
+def draw_pairs(images: torch.Tensor, subjects: SubjectTable, cfg: UpsamplerConfig, gen: torch.Generator):
+    """A batch of (low-res input, high-res target) crops in [-1, 1], subjects balanced as in `train`.
+    ``images``: the uint8 training images as a N x H x W x 3 tensor. Every draw comes from ``gen``."""
+    idx = subjects.draw(cfg.batch, gen)
     side = images.shape[1]
     c = min(cfg.crop, side)
-    ys, xs = rng.integers(0, side - c + 1, size=cfg.batch), rng.integers(0, side - c + 1, size=cfg.batch)
-    crops = np.stack([images[i, y:y + c, x:x + c] for i, y, x in zip(idx, ys, xs)])
-    hr = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-    flip = torch.from_numpy(rng.random(cfg.batch) < 0.5)
+    ys = torch.randint(0, side - c + 1, (cfg.batch,), generator=gen)
+    xs = torch.randint(0, side - c + 1, (cfg.batch,), generator=gen)
+    crops = torch.stack([images[i, y:y + c, x:x + c] for i, y, x in zip(idx.tolist(), ys.tolist(), xs.tolist())])
+    hr = crops.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    flip = torch.rand(cfg.batch, generator=gen) < 0.5
     hr = torch.where(flip[:, None, None, None], hr.flip(3), hr)
     lr = area_down(hr)
     # Jitter: the student's images are a little noisier/softer than real downsampled footage.
-    amount = torch.from_numpy(rng.random(cfg.batch).astype(np.float32))[:, None, None, None] * cfg.input_noise
-    lr = lr + amount * torch.from_numpy(rng.standard_normal(lr.shape).astype(np.float32))
+    amount = torch.rand(cfg.batch, generator=gen)[:, None, None, None] * cfg.input_noise
+    lr = lr + amount * torch.randn(lr.shape, generator=gen)
     return lr.clamp(-1, 1), hr
+
+
+class UpsamplerObjective(Objective):
+    """L1 between the upsampled low-resolution crop and the high-resolution one."""
+
+    name = "upsampler"
+
+    def __init__(self, ds, cfg: UpsamplerConfig, model: Upsampler):
+        self.cfg, self.ds, self.model, self.batch = cfg, ds, model, cfg.batch
+        self.images = torch.from_numpy(ds.images)
+        self.subjects = SubjectTable(subject_ids(ds, subject_names(ds)), "cpu")
+
+    def lr(self, step: int) -> float:     # cosine decay to 10%
+        return self.cfg.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(step / self.cfg.steps, 1.0))))
+
+    def loss(self, net, step, gen):
+        lr_img, hr_img = draw_pairs(self.images, self.subjects, self.cfg, gen)
+        return (net(lr_img.to(next(net.parameters()).device)).float() - hr_img.to(lr_img.device)).abs().mean()
+
+    def meta(self) -> dict:
+        return {"net": {"width": self.model.width, "blocks": self.model.blocks}, "data": self.ds.summary}
 
 
 def train_upsampler(cache: str | Path, out: str | Path, cfg: UpsamplerConfig, resume: bool = True,
                     progress: bool = True) -> Path:
     """Train on the training split of a high-resolution cache; returns out/upsampler.pt."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     ds = load_cache(cache).split(heldout=False)
     if len(ds) == 0:
         raise ValueError(f"{cache}: training split is empty")
     if ds.images.shape[1] < cfg.crop:
         raise ValueError(f"{cache}: images are {ds.images.shape[1]} px, smaller than the {cfg.crop} px crop")
     ckpt_path = out / "upsampler.pt"
-    torch.manual_seed(cfg.seed)
-    model = Upsampler(cfg.width, cfg.blocks)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
-    step, history, elapsed = 0, [], 0.0
+    width, blocks = cfg.width, cfg.blocks
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        model = Upsampler(state["net"]["width"], state["net"]["blocks"])
-        model.load_state_dict(state["model"])
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
-        opt.load_state_dict(state["opt"])
-        step, history, elapsed = state["step"], state["history"], state["elapsed"]
-    rng = np.random.default_rng([cfg.seed, step])
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + step)
-    subjects = SubjectTable(subject_ids(ds, subject_names(ds)), "cpu")
-    budget = cfg.minutes * 60 if cfg.minutes > 0 else float("inf")
-
-    def checkpoint():
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "history": history,
-                    "elapsed": elapsed, "net": {"width": model.width, "blocks": model.blocks},
-                    "config": asdict(cfg), "data": ds.summary}, tmp)
-        os.replace(tmp, ckpt_path)  # atomic: a kill mid-save keeps the last good checkpoint
-        save_loss_curve(history, out / "upsampler_loss.png", f"upsampler (step {step})")
-
-    t_run, last_ckpt = time.time() - elapsed, time.time()
-    model.train()
-    while step < cfg.steps and elapsed < budget:
-        lr_img, hr_img = draw_pairs(ds.images, subjects, cfg, rng, gen)
-        for g in opt.param_groups:  # cosine decay to 10%
-            g["lr"] = cfg.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(step / cfg.steps, 1.0))))
-        loss = (model(lr_img) - hr_img).abs().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        step += 1
-        history.append((step, float(loss.detach())))
-        elapsed = time.time() - t_run
-        if progress and step % 50 == 0:
-            print(f"upsampler step {step} loss {np.mean([h[1] for h in history[-50:]]):.4f} "
-                  f"{elapsed / 60:.1f} min", flush=True)
-        if time.time() - last_ckpt > cfg.ckpt_every:
-            checkpoint()
-            last_ckpt = time.time()
-    checkpoint()
+        net = torch.load(ckpt_path, map_location="cpu", weights_only=False)["net"]
+        width, blocks = net["width"], net["blocks"]
+    torch.manual_seed(cfg.seed)
+    obj = UpsamplerObjective(ds, cfg, Upsampler(width, blocks))
+    run(obj, out, cfg, resume=resume, progress=progress)
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    tail = [v for _, v in state["history"][-100:]]
     (out / "upsampler_record.json").write_text(json.dumps(
-        {"steps": step, "wall_seconds": round(elapsed), "final_loss": float(np.mean([h[1] for h in history[-100:]])),
-         "config": asdict(cfg), "params": sum(p.numel() for p in model.parameters())}, indent=1))
+        {"steps": state["step"], "wall_seconds": round(state["elapsed"]), "final_loss": float(np.mean(tail)),
+         "amp": state["run"]["amp"], "config": asdict(cfg),
+         "params": sum(p.numel() for p in obj.model.parameters())}, indent=1))
     return ckpt_path
 
 

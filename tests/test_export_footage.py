@@ -144,3 +144,50 @@ def test_the_split_does_not_depend_on_where_the_footage_lives(tmp_path, monkeypa
     held = split_mask(one.group, cfg.holdout, cfg.seed, one.source)
     assert np.array_equal(held, split_mask(two.group, cfg.holdout, cfg.seed, two.source))
     assert 0 < held.sum() < len(held)
+
+
+def _photo(rng, size=24):
+    return Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8))
+
+
+def test_objects_are_held_out_whole_and_other_subjects_keep_their_split(tmp_path):
+    """Bananas (several photographs per banana, the ID in the file name) are judged on whole bananas the
+    model never saw, at least OBJECT_TEST_MIN test images; single-photo subjects keep the earlier rule."""
+    from export.footage import OBJECT_TEST_MIN, OBJECT_VALIDATION_MIN, TEST, TRAIN, VALIDATION, _pixel_halves
+
+    rng = np.random.default_rng(1)
+    (tmp_path / "bananas").mkdir()
+    for b in range(7):
+        for day in range(8):
+            _photo(rng).save(tmp_path / "bananas" / f"b{b}_B_2022-03-{day + 1:02d}_10-00_{'URVO'[day % 4]}.jpg")
+    (tmp_path / "figs" / "grade0").mkdir(parents=True)
+    for i in range(60):
+        _photo(rng).save(tmp_path / "figs" / "grade0" / f"{i}.png")
+    cfg = FootageConfig(resolution=16, dedup_threshold=0)
+    s = build_cache([tmp_path], tmp_path / "c.npz", cfg)
+    ds = load_cache(tmp_path / "c.npz")
+    fr = ingest([tmp_path], cfg)
+    banana = ds.source == "bananas"
+    groups = np.array(fr.group)
+    for part in (TRAIN, VALIDATION, TEST):     # each banana lies wholly in one part
+        ids = set(groups[banana & (ds.part == part)])
+        assert all(set(ds.part[banana & (groups == g)]) == {part} for g in ids)
+    assert (banana & (ds.part == TEST)).sum() >= OBJECT_TEST_MIN
+    assert (banana & (ds.part == VALIDATION)).sum() >= OBJECT_VALIDATION_MIN
+    assert (banana & (ds.part == TRAIN)).sum() >= 8
+    test = ds.heldout_part("test")
+    assert (test.source == "bananas").sum() == s["test_sources"]["bananas"] >= OBJECT_TEST_MIN
+    # the figs are split exactly as before whole-object splits existed
+    figs = ~banana
+    held = split_mask(list(groups[figs]), cfg.holdout, cfg.seed, list(ds.source[figs]))
+    assert np.array_equal(ds.part[figs], _pixel_halves(ds.images[figs], held))
+    assert np.array_equal(ds.heldout, ds.part != TRAIN)
+
+
+def test_a_cache_without_parts_keeps_the_pixel_hash_halves(tmp_path):
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 255, (40, 8, 8, 3), dtype=np.uint8)
+    held = np.arange(40) % 3 == 0
+    old = Dataset(images, np.zeros(40, np.float32), np.array(["a"] * 40), held, {})
+    val, test = old.heldout_part("validation"), old.heldout_part("test")
+    assert len(val) + len(test) == held.sum() and len(val) and len(test)

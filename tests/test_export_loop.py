@@ -1,0 +1,163 @@
+"""The one training loop (export/loop.py): exact resume for every stage, post-hoc EMA, stats.jsonl."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from PIL import Image  # noqa: E402
+
+from export import phema  # noqa: E402
+from export.distill import DistillConfig, distill  # noqa: E402
+from export.footage import FootageConfig, build_cache  # noqa: E402
+from export.loop import measure_amp  # noqa: E402
+from export.train import TrainConfig, train  # noqa: E402
+from export.upsampler import UpsamplerConfig, train_upsampler  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """Two subjects of coloured discs at 32 px (the upsampler crops 16 -> 32 of them)."""
+    root = tmp_path_factory.mktemp("loop")
+    rng = np.random.default_rng(0)
+    for subject, color in (("plums", (120, 30, 90)), ("pears", (160, 170, 40))):
+        for g in range(2):
+            d = root / "src" / subject / f"grade{g}"
+            d.mkdir(parents=True)
+            for i in range(5):
+                img = np.full((40, 40, 3), 250, np.uint8)
+                yy, xx = np.mgrid[:40, :40]
+                cx, cy = rng.uniform(12, 28, 2)
+                img[(xx - cx) ** 2 + (yy - cy) ** 2 < 80] = color
+                img[..., 0] = np.clip(img[..., 0].astype(int) - 30 * g, 0, 255)
+                Image.fromarray(img).save(d / f"{i}.png")
+    out = root / "cache.npz"
+    build_cache([root / "src"], out, FootageConfig(resolution=32, holdout=0.2, dedup_threshold=0))
+    return out
+
+
+FAST = dict(threads=1, amp="fp32", ckpt_every=1e9, seed=3)
+
+
+# Runs in pieces stop with stop_at: `steps` is the plan the schedules are laid over, the same in every piece.
+def _teacher(cache, run, stop_at, steps=8, **kw):
+    return train(cache, run, TrainConfig(preset="tiny", batch=4, steps=steps, stop_at=stop_at, dropout=0.1,
+                                         **FAST, **kw), progress=False)
+
+
+def _student(cache, run, teacher, stop_at):
+    return distill(cache, teacher, run, DistillConfig(batch=4, steps=8, stop_at=stop_at, stages=2, dropout=0.1,
+                                                      **FAST), progress=False)
+
+
+def _upsampler(cache, run, stop_at):
+    return train_upsampler(cache, run, UpsamplerConfig(batch=3, crop=32, width=8, blocks=1, steps=8, stop_at=stop_at,
+                                                       **FAST), progress=False)
+
+
+def _same(a: dict, b: dict, where: str) -> None:
+    """Every tensor in two checkpoints equal, bit for bit (nested dicts and lists walked)."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for k in a:
+            _same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{where}[{i}]")
+
+
+def _load(p: Path) -> dict:
+    return torch.load(p, map_location="cpu", weights_only=False)
+
+
+@pytest.mark.parametrize("stage", ["teacher", "student", "upsampler"])
+def test_a_resumed_run_is_bit_identical_to_one_that_never_stopped(cache, tmp_path, stage):
+    teacher = _teacher(cache, tmp_path / "t", 0, steps=6) if stage == "student" else None
+
+    def go(run, steps):
+        if stage == "teacher":
+            return _teacher(cache, run, steps)
+        if stage == "student":
+            return _student(cache, run, teacher, steps)
+        return _upsampler(cache, run, steps)
+
+    whole = _load(go(tmp_path / "whole", 0))
+    go(tmp_path / "pieces", 3)
+    go(tmp_path / "pieces", 5)     # resumes at 3 ...
+    pieces = _load(go(tmp_path / "pieces", 8))   # ... and at 5
+    assert whole["step"] == pieces["step"] == 8
+    for key in ("model", "emas", "opt", "rng"):
+        _same(whole[key], pieces[key], key)
+    assert [v for _, v in whole["history"]] == [v for _, v in pieces["history"]]
+    # and the weights did move: a loop that trains nothing would pass the comparison too
+    first = _load(go(tmp_path / "short", 1))
+    assert any(not torch.equal(first["model"][k], whole["model"][k]) for k in whole["model"])
+
+
+def test_a_different_seed_gives_a_different_run(cache, tmp_path):
+    a = _load(_teacher(cache, tmp_path / "a", 0, steps=3))
+    b = _load(train(cache, tmp_path / "b", TrainConfig(preset="tiny", batch=4, steps=3, dropout=0.1,
+                                                       **{**FAST, "seed": 4}), progress=False))
+    assert any(not torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_measuring_autocast_leaves_the_run_untouched(cache, tmp_path):
+    from export.footage import load_cache
+    from export.network import PRESETS, UNetConfig
+    from export.train import TeacherObjective, subject_names
+
+    ds = load_cache(cache).split(heldout=False)
+    names = subject_names(ds)
+    net_cfg = UNetConfig.from_dict({**PRESETS["tiny"].to_dict(), "subjects": len(names), "dropout": 0.1})
+    obj = TeacherObjective(ds, TrainConfig(batch=4), torch.device("cpu"), net_cfg, names)
+    opt = obj.optimizer()
+    gen = torch.Generator().manual_seed(0)
+    before = ({k: v.clone() for k, v in obj.model.state_dict().items()}, gen.get_state(), torch.get_rng_state())
+    rates = measure_amp(obj, obj.model, opt, gen, torch.device("cpu"), steps=1)
+    assert set(rates) == {"fp32", "bf16"} and all(r > 0 for r in rates.values())
+    _same(before[0], obj.model.state_dict(), "model")
+    assert torch.equal(before[1], gen.get_state()) and torch.equal(before[2], torch.get_rng_state())
+    assert opt.state_dict()["state"] == {}
+
+
+def test_stats_and_snapshots_are_written(cache, tmp_path):
+    run = tmp_path / "s"
+    train(cache, run, TrainConfig(preset="tiny", batch=4, steps=12, snapshot_every=16, stats_every=0,
+                                  threads=1, amp="fp32"), progress=False)
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and rows[-1]["nimg"] == 48 and all(r["images_per_s"] > 0 for r in rows)
+    snaps = phema.list_snapshots(run / "snapshots", "teacher")
+    assert [int(p.stem.split("-")[1]) for p in snaps] == [16, 32, 48]
+
+
+def test_power_ema_width_and_exponent_agree():
+    for std in (0.01, 0.05, 0.1, 0.2):
+        assert phema.exp_to_std(phema.std_to_exp(std)) == pytest.approx(std, rel=1e-9)
+    assert phema.std_to_exp(0.05) > phema.std_to_exp(0.1) > 0   # narrower profile, later weights
+
+
+def test_posthoc_reconstruction_reproduces_a_stored_ema_and_interpolates(cache, tmp_path):
+    """Asked for a width that was kept, at the last snapshot's time, the solve must give that EMA back;
+    a width in between must land between the two kept ones."""
+    run = tmp_path / "p"
+    ckpt = train(cache, run, TrainConfig(preset="tiny", batch=4, steps=20, snapshot_every=16,
+                                         ema_stds=(0.10, 0.05), threads=1, amp="fp32"), progress=False)
+    st = _load(ckpt)
+    snaps = phema.list_snapshots(run / "snapshots", "teacher")
+    for i, std in enumerate((0.10, 0.05)):
+        rebuilt, info = phema.reconstruct(snaps, std)
+        assert info["nimg"] == 80
+        for k, v in st["emas"]["avgs"][i].items():
+            # snapshots are fp16: equal to fp16 rounding
+            assert torch.allclose(rebuilt[k], v.half().float(), atol=2e-3), k
+    mid, _ = phema.reconstruct(snaps, 0.075)
+    a, b = st["emas"]["avgs"][0], st["emas"]["avgs"][1]
+    k = next(k for k in a if a[k].is_floating_point() and not torch.equal(a[k], b[k]))
+    lo, hi = torch.minimum(a[k], b[k]) - 1e-2, torch.maximum(a[k], b[k]) + 1e-2
+    assert bool(((mid[k] >= lo) & (mid[k] <= hi)).float().mean() > 0.9)
