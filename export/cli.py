@@ -30,7 +30,7 @@ def _train(a):
     from .train import TrainConfig, train
 
     cfg = _config_from(TrainConfig, a, decay_cond=not a.no_decay, subjects=not a.no_subjects)
-    print(train(a.cache, a.run, cfg, resume=not a.no_resume))
+    print(train(a.cache, a.run, cfg, resume=not a.no_resume, state_dir=a.state or None))
 
 
 def _distill(a):
@@ -38,7 +38,7 @@ def _distill(a):
 
     cfg = _config_from(DistillConfig, a)
     print(distill(a.cache, a.teacher or Path(a.run) / "teacher.pt", a.run, cfg, resume=not a.no_resume,
-                  init=a.init))
+                  init=a.init, state_dir=a.state or None))
 
 
 def _onnx(a):
@@ -99,6 +99,20 @@ def _decay_dist(a):
                       for s, e in block["by_source"].items()}, indent=1))
 
 
+def _state(a):
+    from . import state
+
+    ckpt = Path(a.run) / f"{a.name}.pt"
+    if a.action == "save":
+        meta = state.save(ckpt, a.dir)
+        size = (Path(a.dir) / f"{a.name}.safetensors").stat().st_size
+        print(f"{a.dir}/{a.name}: step {meta['run']['step']}, {meta['run']['nimg']:,} images, "
+              f"{size / 2**20:.1f} MiB")
+    else:
+        meta = state.restore(a.dir, a.name, ckpt)
+        print(f"{ckpt}: step {meta['run']['step']} restored from {a.dir}")
+
+
 def _sample(a):
     from .sample import sample_to_folder
 
@@ -147,6 +161,9 @@ def _training_run_options(p: argparse.ArgumentParser, minutes: float) -> None:
     p.add_argument("--snapshot-every", type=int, default=FROM_CONFIG, help="images between EMA snapshots")
     p.add_argument("--probe-every", type=float, default=FROM_CONFIG, help="seconds between validation KID probes")
     p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--state", default="models/default/train",
+                   help="a run folder without a checkpoint continues the stage's state stored here when it is the "
+                        "same network on the same footage ('' = never)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -250,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "training decay distributions, sources in equal proportion)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=_sample)
+
+    st = sub.add_parser("state", help="keep a run's state in the repository (save) or bring it back (restore)")
+    st.add_argument("action", choices=("save", "restore"))
+    st.add_argument("--run", required=True, help="the run folder (its NAME.pt)")
+    st.add_argument("--name", default="teacher", choices=("teacher", "student", "upsampler"))
+    st.add_argument("--dir", default="models/default/train", help="where the repository keeps states")
+    st.set_defaults(fn=_state)
 
     al = sub.add_parser("all", help="footage -> train -> distill -> tune -> onnx -> evaluate (CPU defaults)")
     al.add_argument("inputs", nargs="+")

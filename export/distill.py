@@ -161,7 +161,8 @@ class StudentObjective(Objective):
 
 
 def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: DistillConfig,
-            resume: bool = True, progress: bool = True, init: str | Path | None = None) -> Path:
+            resume: bool = True, progress: bool = True, init: str | Path | None = None,
+            state_dir: str | Path | None = None) -> Path:
     """Tune a consistency student from ``teacher_ckpt``; returns ``out``/student.pt.
 
     ``init``: start from this student checkpoint's EMA weights instead of the teacher's (to go on
@@ -180,7 +181,7 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
     names = teacher_state.get("subjects") or []
     lineage = {"init": None if init is None else str(init), "init_steps": init_steps, "teacher": str(teacher_ckpt)}
     obj = StudentObjective(ds, cfg, device, model, teacher_state, names, lineage)
-    return run(obj, out, cfg, resume=resume, progress=progress)
+    return run(obj, out, cfg, resume=resume, progress=progress, state_dir=state_dir)
 
 
 def _student_grid(model, path: Path):

@@ -239,9 +239,28 @@ class StatsLog:
             f.write(json.dumps(row) + "\n")
 
 
+def continue_from_repository(obj: Objective, ckpt_path: Path, state_dir: Path | None, log) -> None:
+    """A run folder without a checkpoint starts from the repository's state of the same stage, when that
+    state is the same network on the same footage (a clean checkout goes on where the last run stopped)."""
+    from . import state
+
+    if state_dir is None or ckpt_path.exists():
+        return
+    meta = state.read_meta(state_dir, obj.name)
+    if meta is None:
+        return
+    why = state.matches(meta, obj.meta())
+    if why:
+        log(f"{obj.name}: not continuing {state_dir}: {why}")
+        return
+    state.restore(state_dir, obj.name, ckpt_path)
+    log(f"{obj.name}: continuing the repository's state {state_dir} (step {meta['run']['step']})")
+
+
 def run(obj: Objective, out: str | Path, cfg: RunBudget, resume: bool = True, progress: bool = True,
-        log: Callable[[str], None] = print) -> Path:
+        log: Callable[[str], None] = print, state_dir: str | Path | None = None) -> Path:
     """Train ``obj`` in ``out`` until cfg.steps or cfg.minutes; returns the checkpoint ``out``/NAME.pt.
+    With ``state_dir`` (and ``resume``), a run folder without a checkpoint continues the state stored there.
 
     The checkpoint holds "model", "ema" (the first EMA: what is exported), "emas" (all of them),
     "opt", "rng", "run" (RunState), "config" and obj.meta(); earlier stage code reads the same keys."""
@@ -258,6 +277,10 @@ def run(obj: Objective, out: str | Path, cfg: RunBudget, resume: bool = True, pr
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + rank)
     torch.manual_seed(cfg.seed * 1000 + rank + 1)
     rs = RunState()
+    if resume and rank == 0:
+        continue_from_repository(obj, ckpt_path, None if state_dir is None else Path(state_dir), log)
+    if world > 1:
+        dist.barrier()
     if resume and ckpt_path.exists():
         st = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         model.load_state_dict(st["model"])

@@ -26,7 +26,7 @@ class TrainConfig(RunBudget):
     """Optimisation settings (and RunBudget's).
 
     Args:
-        preset: network preset name in network.PRESETS ("cpu", "gpu", "tiny").
+        preset: network preset name in network.PRESETS ("cpu64", "cpu", "gpu", "tiny").
         batch: images per step per process.
         lr: Adam learning rate (after a linear warm-up of ``warmup`` steps).
         p_mean, p_std: log-normal training noise distribution (EDM defaults).
@@ -36,7 +36,7 @@ class TrainConfig(RunBudget):
         net: overrides of the preset's UNetConfig fields.
     """
 
-    preset: str = "cpu"
+    preset: str = "cpu64"
     batch: int = 32
     lr: float = 4e-4
     warmup: int = 200
@@ -206,8 +206,9 @@ class TeacherObjective(Objective):
         preview(ema, out)
 
 
-def train(cache: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = True, progress: bool = True) -> Path:
-    """Train a teacher; returns the checkpoint path (``out``/teacher.pt)."""
+def train(cache: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = True, progress: bool = True,
+          state_dir: str | Path | None = None) -> Path:
+    """Train a teacher; returns the checkpoint path (``out``/teacher.pt). ``state_dir``: see loop.run."""
     out = Path(out)
     if cfg.preset not in PRESETS:
         raise ValueError(f"unknown preset {cfg.preset!r}; choose from {sorted(PRESETS)}")
@@ -229,7 +230,7 @@ def train(cache: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = T
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps({"train": asdict(cfg), "net": net_cfg.to_dict(),
                                                        "data": ds.summary}, indent=1))
-    return run(obj, out, cfg, resume=resume, progress=progress)
+    return run(obj, out, cfg, resume=resume, progress=progress, state_dir=state_dir)
 
 
 def load_checkpoint(ckpt: str | Path) -> dict:

@@ -137,7 +137,7 @@ class UpsamplerObjective(Objective):
 
 
 def train_upsampler(cache: str | Path, out: str | Path, cfg: UpsamplerConfig, resume: bool = True,
-                    progress: bool = True) -> Path:
+                    progress: bool = True, state_dir: str | Path | None = None) -> Path:
     """Train on the training split of a high-resolution cache; returns out/upsampler.pt."""
     out = Path(out)
     ds = load_cache(cache).split(heldout=False)
@@ -152,7 +152,7 @@ def train_upsampler(cache: str | Path, out: str | Path, cfg: UpsamplerConfig, re
         width, blocks = net["width"], net["blocks"]
     torch.manual_seed(cfg.seed)
     obj = UpsamplerObjective(ds, cfg, Upsampler(width, blocks))
-    run(obj, out, cfg, resume=resume, progress=progress)
+    run(obj, out, cfg, resume=resume, progress=progress, state_dir=state_dir)
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     tail = [v for _, v in state["history"][-100:]]
     (out / "upsampler_record.json").write_text(json.dumps(

@@ -161,3 +161,51 @@ def test_posthoc_reconstruction_reproduces_a_stored_ema_and_interpolates(cache, 
     k = next(k for k in a if a[k].is_floating_point() and not torch.equal(a[k], b[k]))
     lo, hi = torch.minimum(a[k], b[k]) - 1e-2, torch.maximum(a[k], b[k]) + 1e-2
     assert bool(((mid[k] >= lo) & (mid[k] <= hi)).float().mean() > 0.9)
+
+
+def test_a_repository_state_continues_the_run_and_a_foreign_one_is_left_alone(cache, tmp_path, capsys):
+    from export import state
+
+    ckpt = _teacher(cache, tmp_path / "a", 3)
+    meta = state.save(ckpt, tmp_path / "repo")
+    assert meta["run"]["step"] == 3 and (tmp_path / "repo" / "teacher.safetensors").stat().st_size > 0
+    # a clean checkout: an empty run folder continues the stored state ...
+    cont = _load(train(cache, tmp_path / "b", TrainConfig(preset="tiny", batch=4, steps=8, stop_at=5, dropout=0.1,
+                                                          **FAST), progress=False, state_dir=tmp_path / "repo"))
+    assert cont["step"] == 5 and cont["run"]["nimg"] == 20
+    assert "continuing the repository's state" in capsys.readouterr().out
+    # ... and lands close to the uninterrupted run (the Adam moments were kept in bf16, the EMAs in fp16)
+    whole = _load(_teacher(cache, tmp_path / "w", 5))
+    diff = max(float((whole["model"][k] - cont["model"][k]).abs().max()) for k in whole["model"])
+    assert diff < 1e-2
+    # another network does not pick it up
+    other = _load(train(cache, tmp_path / "c", TrainConfig(preset="tiny", batch=4, steps=2, dropout=0.1,
+                                                           net={"emb": 16}, **FAST),
+                        progress=False, state_dir=tmp_path / "repo"))
+    assert other["step"] == 2 and "another network" in capsys.readouterr().out
+
+
+def test_a_damaged_repository_state_names_the_file_and_key(cache, tmp_path):
+    from export import state
+
+    state.save(_teacher(cache, tmp_path / "a", 2), tmp_path / "repo")
+    meta = json.loads((tmp_path / "repo" / "teacher.json").read_text())
+    del meta["opt"]
+    (tmp_path / "repo" / "teacher.json").write_text(json.dumps(meta))
+    with pytest.raises(state.StateError, match=r"teacher\.json: missing key 'opt'"):
+        state.restore(tmp_path / "repo", "teacher", tmp_path / "x" / "teacher.pt")
+    (tmp_path / "repo" / "teacher.json").write_text("{not json")
+    with pytest.raises(state.StateError, match="teacher.json: unreadable"):
+        state.read_meta(tmp_path / "repo", "teacher")
+    assert not (tmp_path / "x" / "teacher.pt").exists()
+
+
+def test_a_state_over_the_repository_limit_is_refused_and_the_old_one_kept(cache, tmp_path, monkeypatch):
+    from export import state
+
+    state.save(_teacher(cache, tmp_path / "a", 2), tmp_path / "repo")
+    before = (tmp_path / "repo" / "teacher.safetensors").read_bytes()
+    monkeypatch.setattr(state, "MAX_BYTES", 1000)
+    with pytest.raises(state.StateError, match="over the"):
+        state.save(_teacher(cache, tmp_path / "a", 3), tmp_path / "repo")
+    assert (tmp_path / "repo" / "teacher.safetensors").read_bytes() == before
