@@ -343,7 +343,7 @@ def build_cache(paths, out: str | Path, cfg: FootageConfig | None = None, progre
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, images=images, decay=decay, source=source, heldout=held, part=parts,
-                        summary=json.dumps(summary))
+                        group=np.array(fr.group), summary=json.dumps(summary))
     return summary
 
 
@@ -359,10 +359,12 @@ class Dataset:
     # TRAIN / VALIDATION / TEST per image (VALIDATION | TEST: both halves); None in caches made before
     # whole-object splits, which fall back to the pixel-hash halves.
     part: np.ndarray | None = None
+    # The split unit of each image (one photograph, one banana, one tenth of a clip); None in older caches.
+    group: np.ndarray | None = None
 
     def _select(self, m: np.ndarray) -> "Dataset":
         return Dataset(self.images[m], self.decay[m], self.source[m], self.heldout[m], self.summary,
-                       None if self.part is None else self.part[m])
+                       None if self.part is None else self.part[m], None if self.group is None else self.group[m])
 
     def split(self, heldout: bool) -> "Dataset":
         return self._select(self.heldout == heldout)
@@ -393,7 +395,7 @@ def load_cache(path: str | Path) -> Dataset:
     try:
         z = np.load(path, allow_pickle=False)
         ds = Dataset(z["images"], z["decay"], z["source"], z["heldout"], json.loads(str(z["summary"])),
-                     z["part"] if "part" in z.files else None)
+                     z["part"] if "part" in z.files else None, z["group"] if "group" in z.files else None)
     except KeyError as e:
         raise FootageError(f"{path}: not a footage cache, missing key {e}") from e
     except Exception as e:  # noqa: BLE001

@@ -365,7 +365,9 @@ def run(obj: Objective, out: str | Path, cfg: RunBudget, resume: bool = True, pr
                         images_per_s=round(rate, 2), amp=rs.amp, lr=obj.lr(rs.step))
             window, last_stats = [], now
         if cfg.probe_every and now - last_probe > cfg.probe_every and rank == 0:
-            stats.write(step=rs.step, nimg=rs.nimg, probe=obj.probe(emas.model_of(0)))
+            t_probe = time.time()
+            stats.write(step=rs.step, nimg=rs.nimg, probe=obj.probe(emas.model_of(0)),
+                        probe_seconds=round(time.time() - t_probe, 1))
             last_probe = time.time()
         if now - last_ckpt > cfg.ckpt_every:
             checkpoint()

@@ -177,8 +177,10 @@ class TeacherObjective(Objective):
 
     name = "teacher"
 
-    def __init__(self, ds: Dataset, cfg: TrainConfig, device, net_cfg: UNetConfig, names: list[str]):
+    def __init__(self, ds: Dataset, cfg: TrainConfig, device, net_cfg: UNetConfig, names: list[str],
+                 probe_args: tuple | None = None):
         self.cfg, self.net_cfg, self.names, self.ds = cfg, net_cfg, names, ds
+        self._probe, self.probe_args = None, probe_args    # (cache, run dir): the probe is built on first use
         self.batch = cfg.batch
         self.model = build_model(net_cfg)
         self.model.resolution = ds.images.shape[1]
@@ -205,6 +207,15 @@ class TeacherObjective(Objective):
     def preview(self, ema, out: Path) -> None:
         preview(ema, out)
 
+    def probe(self, ema) -> dict:
+        if self.probe_args is None:
+            return {}
+        if self._probe is None:
+            from .probe import ValidationProbe
+
+            self._probe = ValidationProbe(self.probe_args[0], self.names, self.probe_args[1])
+        return self._probe(ema)
+
 
 def train(cache: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = True, progress: bool = True,
           state_dir: str | Path | None = None) -> Path:
@@ -226,7 +237,7 @@ def train(cache: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = T
         names = state.get("subjects") or names
     _, _, device = dist_setup(cfg.device)
     torch.manual_seed(cfg.seed)     # the initial weights
-    obj = TeacherObjective(ds, cfg, device, net_cfg, names)
+    obj = TeacherObjective(ds, cfg, device, net_cfg, names, probe_args=(cache, out) if cfg.probe_every else None)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps({"train": asdict(cfg), "net": net_cfg.to_dict(),
                                                        "data": ds.summary}, indent=1))
