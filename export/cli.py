@@ -113,6 +113,21 @@ def _state(a):
         print(f"{ckpt}: step {meta['run']['step']} restored from {a.dir}")
 
 
+def _posthoc(a):
+    from .phema import choose
+    from .probe import ValidationProbe
+
+    ckpt = Path(a.run) / f"{a.name}.pt"
+    import torch
+
+    names = torch.load(ckpt, map_location="cpu", weights_only=False).get("subjects") or []
+    probe = ValidationProbe(a.cache, names, Path(a.run), n=a.n,
+                            sampler="heun" if a.name == "teacher" else "consistency",
+                            steps=18 if a.name == "teacher" else 2)
+    r = choose(ckpt, [float(s) for s in a.stds.split(",")], lambda m: probe(m)["kid"]["overall"])
+    print(json.dumps(r, indent=1))
+
+
 def _sample(a):
     from .sample import sample_to_folder
 
@@ -267,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "training decay distributions, sources in equal proportion)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=_sample)
+
+    ph = sub.add_parser("posthoc", help="choose the EMA length after training: reconstruct each width from the "
+                        "run's snapshots, keep the one with the lowest validation KID")
+    ph.add_argument("--run", required=True)
+    ph.add_argument("--name", default="teacher", choices=("teacher", "student"))
+    ph.add_argument("--cache", default="cache/footage64.npz")
+    ph.add_argument("--stds", default="0.03,0.05,0.075,0.1,0.15", help="relative EMA widths to try")
+    ph.add_argument("--n", type=int, default=64, help="images a subject per width")
+    ph.set_defaults(fn=_posthoc)
 
     st = sub.add_parser("state", help="keep a run's state in the repository (save) or bring it back (restore)")
     st.add_argument("action", choices=("save", "restore"))

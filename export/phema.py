@@ -146,3 +146,27 @@ def reconstruct(snapshots: list[Path], out_std: float, out_nimg: int | None = No
                 acc[name] = acc.get(name, torch.zeros(v.shape)) + float(wi) * v.float()
     return acc, {"std": out_std, "nimg": t_out, "snapshots": len(usable) // max(1, len({e[1] for e in usable})),
                  "weights_sum": float(np.sum(w))}
+
+
+def choose(ckpt_path: Path, stds, score, log=print) -> dict:
+    """Reconstruct the EMA at each width in ``stds`` from the run's snapshots, score each with
+    ``score(model) -> float`` (lower is better; a validation figure, never the test half), and write the
+    best into the checkpoint's "ema" (what `onnx` exports). Returns {"scores": {std: score}, "best": std}."""
+    from .loop import save_atomic
+    from .train import denoiser_from_state
+
+    ckpt_path = Path(ckpt_path)
+    st = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    snaps = list_snapshots(ckpt_path.parent / "snapshots", ckpt_path.stem)
+    scores, states = {}, {}
+    for std in stds:
+        weights, info = reconstruct(snaps, float(std))
+        trial = dict(st, ema={k: v.to(st["model"][k].dtype) for k, v in weights.items()})
+        scores[float(std)] = float(score(denoiser_from_state(trial, "ema", where=str(ckpt_path))))
+        states[float(std)] = trial["ema"]
+        log(f"EMA width {std}: {scores[float(std)]:.5f} ({info['snapshots']} snapshots)")
+    best = min(scores, key=scores.get)
+    st["ema"] = states[best]
+    st["posthoc_ema"] = {"std": best, "scores": scores, "judged_on": "validation half"}
+    save_atomic(st, ckpt_path)
+    return {"scores": scores, "best": best}

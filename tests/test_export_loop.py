@@ -209,3 +209,17 @@ def test_a_state_over_the_repository_limit_is_refused_and_the_old_one_kept(cache
     with pytest.raises(state.StateError, match="over the"):
         state.save(_teacher(cache, tmp_path / "a", 3), tmp_path / "repo")
     assert (tmp_path / "repo" / "teacher.safetensors").read_bytes() == before
+
+
+def test_posthoc_choice_writes_the_best_width_into_the_checkpoint(cache, tmp_path):
+    run = tmp_path / "c"
+    ckpt = train(cache, run, TrainConfig(preset="tiny", batch=4, steps=12, snapshot_every=16, **FAST), progress=False)
+    # a judge that prefers the narrowest profile (weights closest to the last raw weights)
+    last = _load(ckpt)["model"]
+    score = lambda m: sum(float((v - last[k]).abs().sum()) for k, v in m.state_dict().items())  # noqa: E731
+    r = phema.choose(ckpt, [0.2, 0.05, 0.1], score, log=lambda s: None)
+    assert r["best"] == 0.05 and r["scores"][0.05] < r["scores"][0.1] < r["scores"][0.2]
+    st = _load(ckpt)
+    assert st["posthoc_ema"]["std"] == 0.05
+    rebuilt, _ = phema.reconstruct(phema.list_snapshots(run / "snapshots", "teacher"), 0.05)
+    assert all(torch.equal(st["ema"][k], rebuilt[k].to(st["ema"][k].dtype)) for k in st["ema"])
