@@ -105,6 +105,40 @@ def panel(f_ref: np.ndarray, feats: dict[str, np.ndarray], student_steps, teache
             "samples": {"reference": int(len(f_ref)), **{k: int(len(f)) for k, f in feats.items()}}}
 
 
+def novelty(full: Dataset, sets: dict, keys: list[str], inc, upscale: int | None, log=print) -> dict:
+    """Per generated set: the near-copy share against every training image (export/memorisation.py) and
+    subject fidelity (the share of a subject's images a linear classifier on real photographs' features
+    puts in the subject asked for), with the classifier's accuracy on real validation photographs beside it."""
+    from . import memorisation
+    from .inception import upscale as resize
+    from .probe import fit_linear_classifier
+
+    train = full.split(heldout=False)
+    names = sorted(set(train.source.tolist()))
+    f_train = inc.features(train.images)
+    groups = train.group if train.group is not None else np.array([f"{s}#{i}" for i, s in enumerate(train.source)])
+    labels = np.array([names.index(s) for s in train.source])
+    classify = fit_linear_classifier(f_train, labels, len(names))
+    val = full.heldout_part("validation")
+    known = np.isin(val.source, names)
+    val_labels = np.array([names.index(s) for s in val.source[known]])
+    real = float((classify(inc.features(val.images[known])) == val_labels).mean()) if known.any() else None
+    out: dict = {"memorisation": {}, "subject_fidelity": {"real_validation_accuracy": real}}
+    for k in keys:
+        per, feats = {}, []
+        for s, entry in sets.items():
+            imgs = entry["images"][k]
+            f = inc.features(resize(imgs, upscale) if upscale else imgs)
+            feats.append(f)
+            if s in names:
+                per[s] = float((classify(f) == names.index(s)).mean())
+        out["subject_fidelity"][k] = {**per, "mean": float(np.mean(list(per.values()))) if per else None}
+        out["memorisation"][k] = memorisation.report(np.concatenate(feats), f_train, groups)
+        log(f"{k}: near-copies {out['memorisation'][k]['near_copy_share']:.1%}, "
+            f"subject fidelity {out['subject_fidelity'][k]['mean']}")
+    return out
+
+
 def inception_metrics(model_dir, full: Dataset, runs: list[tuple[str, int]], generated: int, per_subject: int,
                       boots: int, seed: int = 0, goal: float = 1.25, upscale: int | None = None,
                       extractor=None, log=print, sets: dict | None = None) -> tuple[dict, dict, dict]:
@@ -158,6 +192,7 @@ def inception_metrics(model_dir, full: Dataset, runs: list[tuple[str, int]], gen
             feats[name] = inc.features(imgs)
     overall = panel(np.concatenate(ref_all), feats, student_steps, teacher_steps, boots, seed, goal)
     log("overall: " + "  ".join(f"{k} {v:.4f}" for k, v in overall["kid"].items()))
+    overall.update(novelty(full, sets, keys, inc, upscale, log))
     res = next(iter(overall_images.values())).shape[1]
     block = {**overall, "by_subject": by_subject,
              "resolution": [res, res],

@@ -239,6 +239,11 @@ def test_evaluate_writes_inception_metrics_per_subject(pipeline, tmp_path):
         assert r["goal"] == 1.25 and 0.0 <= r["p_le_goal"] <= 1.0
         assert (lo is None or hi is None or lo <= hi) and r["excess"]["ci90"][0] <= r["excess"]["ci90"][1]
         assert set(block["by_subject"]) == {"fruit", "clip"}
+        for k in ("teacher_35", "student_1", "student_2"):   # novelty, beside KID in the manifest
+            mem = block["memorisation"][k]
+            assert 0.0 <= mem["near_copy_share"] <= 1.0 and "Inception" in mem["features"] and mem["images"] >= 4
+            assert 0.0 <= block["subject_fidelity"][k]["mean"] <= 1.0
+        assert 0.0 <= block["subject_fidelity"]["real_validation_accuracy"] <= 1.0
     assert m["samples"]["student_2"] == 4 and m["resized"] is None and "bicubic" in up["resized"]
     test = load_cache(pipeline["cache"]).heldout_part("test")  # the split hashes paths: varies with tmp dirs
     for s, b in m["by_subject"].items():
