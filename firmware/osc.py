@@ -118,7 +118,7 @@ class OscLink:
         # Names are resolved here, at start, and retried on a thread until they resolve: a sendto()
         # with a host name would ask DNS on every message, from the frame loop.
         self.senders = Senders(cfg.allow, [h for h, _ in self.targets], resolve)
-        self.clients: dict[int, object] = {}
+        self.clients: dict[int, object | None] = {}   # target index -> client (None: cannot)
         self._connect()
         self.senders.start()
         self.inlet = Inlet(self.senders, self._on_message)
@@ -145,7 +145,8 @@ class OscLink:
             ip = next((a for a in addresses if ":" not in a), addresses[0])   # IPv4 first, as before
             try:
                 self.clients[i] = self._client_class(ip, port)
-            except OSError as exc:   # no socket of that family (IPv6 off)
+            except OSError as exc:   # no socket of that family (IPv6 off): counted at every send
+                self.clients[i] = None
                 log.warning("OSC: cannot send to %s:%d (%s): %s", host, port, ip, exc)
 
     def _on_message(self, address: str, *args) -> None:

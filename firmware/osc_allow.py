@@ -97,6 +97,7 @@ class Senders:
             else LOOPBACK
         self.addresses: dict[str, list[str]] = {}     # send host -> its addresses, once known
         self.pending: list[str] = []
+        self._told: set[str] = set()                  # names whose failure was logged
         for host in dict.fromkeys(send_hosts):        # each name once, in order
             addr = sender_address(host)
             if addr is not None:
@@ -112,7 +113,7 @@ class Senders:
         if self.explicit:
             return
         nets = [ipaddress.ip_network(a) for a in map(sender_address, addresses) if a is not None]
-        self.networks = tuple(dict.fromkeys(self.networks + tuple(nets)))
+        self.networks = tuple(dict.fromkeys(self.networks + tuple(nets)))   # one swap: no lock needed
 
     def permits(self, host: str) -> bool:
         return permits(self.networks, host)
@@ -122,11 +123,16 @@ class Senders:
         still = []
         for host in self.pending:
             try:
-                addresses = self.resolve(host)
+                addresses = [a for a in self.resolve(host) if sender_address(a) is not None]
+                if not addresses:
+                    raise OSError("no address")
             except OSError as exc:
-                log.warning("OSC: cannot resolve %s now (%s); nothing is sent to it%s until it resolves "
-                            "(tried again every %g s)", host, exc,
-                            "" if self.explicit else " and its messages are refused", self.retry_s)
+                # said once; the retries every few seconds only in the debug log
+                (log.debug if host in self._told else log.warning)(
+                    "OSC: cannot resolve %s now (%s); nothing is sent to it%s until it resolves (tried "
+                    "again every %g s)", host, exc, "" if self.explicit else " and its messages are refused",
+                    self.retry_s)
+                self._told.add(host)
                 still.append(host)
                 continue
             self._learn(host, addresses)

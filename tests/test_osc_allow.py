@@ -85,6 +85,26 @@ def test_default_is_loopback_and_the_send_hosts_resolved_now_or_later():
     assert s.addresses["192.168.1.20"] == ["192.168.1.20"]   # still the send target's address
 
 
+def test_a_name_that_does_not_resolve_is_said_once_and_stays_pending(caplog):
+    answers = iter([OSError("no DNS"), OSError("no DNS"), [], ["not an address"], ["10.0.0.9"]])
+
+    def resolve(host):
+        a = next(answers)
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    with caplog.at_level("DEBUG", logger="humus.osc"):
+        s = Senders(None, ["ctl.venue"], resolve)
+        for _ in range(3):
+            s.resolve_pending()
+        assert s.pending == ["ctl.venue"] and not s.permits("10.0.0.9")   # nothing usable came back
+        s.resolve_pending()
+    assert s.pending == [] and s.permits("10.0.0.9")
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and "cannot resolve ctl.venue" in r.getMessage()]
+    assert len(warned) == 1
+
+
 def test_a_send_host_that_resolves_late_gets_its_messages(tmp_path):
     """A name with no DNS at boot: nothing is sent to it (counted), nothing from it is taken; once it
     resolves, both. Before issue 23 such a name made python-osc's client raise at start."""
