@@ -72,8 +72,10 @@ def bench_stages(config, model, seconds: float) -> dict:
 
     W, H = config.display.width, config.display.height
     side = model.resolution[1] if model else 64
-    cam = SimCamera(config.camera if config.camera.type == "sim" else
-                    type(config).model_fields["camera"].default_factory(), RealClock())
+    from firmware.render.camera_picture import bounded_camera
+    cam = SimCamera(bounded_camera(config.camera if config.camera.type == "sim" else   # as the box opens it
+                                   type(config).model_fields["camera"].default_factory(), config.display)[0],
+                    RealClock())
     comp = Compositor(W, H, config.show.layout, side)
     frame = cam.latest().image
     camera_full = nz.cover(frame, W, H)

@@ -25,7 +25,7 @@ from firmware.devices.presence.table import open_presence
 from firmware.generate.manifest import ModelError, ModelInfo, load_model_dir
 from firmware.generate.stages import Upsampler
 from firmware.generate.worker import GenerationWorker
-from firmware.render.camera_picture import CameraPicture
+from firmware.render.camera_picture import CameraPicture, bounded_camera
 from firmware.render.compositor import Compositor
 from firmware.render.footage import FootageError, FootagePlayer, footage_path, load_footage
 from firmware.show.lights import LightsState, safe_universe, step_lights
@@ -74,7 +74,8 @@ class Box(VenueSteps):
 
         self.display = open_display(config.display, clock)
         self.width, self.height = config.display.width, config.display.height
-        self.camera = self._open_or_none("camera", lambda: open_camera(config.camera, clock), NoCamera)
+        self._camera_warned: set[str] = set()
+        self.camera = self._open_camera(config.camera)
         self.presence = open_presence(config.presence, clock)
         self.dmx = open_dmx(config.dmx, clock, isolate=self.threaded_dmx)
         if self.threaded_dmx:
@@ -134,6 +135,15 @@ class Box(VenueSteps):
         except Exception as exc:  # any backend failure: run on without the device
             self._fault(f"{what}: cannot open ({exc}); running without it")
             return fallback(None, self.clock)
+
+    def _open_camera(self, section):
+        """The camera at no more than the show can use (render/camera_picture.py), scaled at the
+        source; what was cut is said once, not at every hot-plug."""
+        section, warning = bounded_camera(section, self.config.display)
+        if warning and warning not in self._camera_warned:
+            self._camera_warned.add(warning)
+            log.warning("%s", warning)
+        return self._open_or_none("camera", lambda: open_camera(section, self.clock), NoCamera)
 
     def _open_model(self):
         """(model, engine, None), or (None, None, why): a model that fails validation, the reference

@@ -8,9 +8,6 @@ import logging
 
 import numpy as np
 
-from firmware.devices.camera.sim import NoCamera
-
-from firmware.devices.camera.table import open_camera
 from firmware.devices.dmx.open import open_dmx
 from firmware.devices.presence.table import open_presence
 from firmware.show.lights import LightLevel, follow_show, render_universe
@@ -42,7 +39,7 @@ class VenueSteps:
         """Hot-plug: open the device found for `role` and drop the one in use (none, or gone)."""
         old = getattr(self, role)
         if role == "camera":
-            new = self._open_or_none("camera", lambda: open_camera(section, self.clock), NoCamera)
+            new = self._open_camera(section)
         elif role == "presence":
             new = open_presence(section, self.clock)
         else:

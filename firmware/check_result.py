@@ -15,12 +15,14 @@ CRASH_HINT = "report this as a firmware bug"
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One row of the doctor's report. `ok=None`: skipped / not applicable here."""
+    """One row of the doctor's report. `ok=None`: skipped / not applicable here. `warning`: what
+    passes but is likely not meant (shown, never a failure: the exit status does not change)."""
 
     name: str
     ok: bool | None
     detail: str
     fix_hint: str = ""
+    warning: str = ""
 
 
 Check = Callable[[Any], "CheckResult | list[CheckResult]"]
@@ -43,12 +45,16 @@ def render(results: list[CheckResult]) -> str:
     """The report as a technician reads it: a mark and a line per row, the fix under each failure."""
     lines = []
     for r in results:
-        mark = {True: "ok  ", False: "FAIL", None: "skip"}[r.ok]
+        mark = "warn" if r.ok is True and r.warning else {True: "ok  ", False: "FAIL", None: "skip"}[r.ok]
         lines.append(f"[{mark}] {r.name:<16} {r.detail}")
+        if r.warning:
+            lines.append(f"       warning: {r.warning}")
         if r.ok is False and r.fix_hint:
             lines.append(f"       fix: {r.fix_hint}")
     failed = sum(r.ok is False for r in results)
-    lines.append(f"{failed} problem(s)" if failed else "all checks passed")
+    warned = sum(bool(r.warning) for r in results)
+    lines.append((f"{failed} problem(s)" if failed else "all checks passed")
+                 + (f", {warned} warning(s)" if warned else ""))
     return "\n".join(lines)
 
 

@@ -2,7 +2,7 @@
 
     humus run [--sim] [--headless] [--record FILE.mp4] [--duration S] [--config FILE]
               [--start 2026-12-04T17:59]   (with --sim: rehearse a schedule change in real time)
-    humus check-config [PATH]       print the merged config, or the errors (exit 2)
+    humus check-config [PATH]       print the merged config (and warnings), or the errors (exit 2)
     humus bench [--json FILE]       per-stage latency, images/s, display fps, DMX jitter
     humus safe                      the safe look: calm lights, a still image (systemd safe mode)
     plus the appliance tools (update, rollback, releases, status, doctor, logs) and calibrate.
@@ -24,13 +24,15 @@ def _load(args):
 
 
 def cmd_check_config(args) -> int:
-    from firmware.config import ConfigError, dump_config, load_config
+    from firmware.config import ConfigError, config_warnings, dump_config, load_config
     try:
         config = load_config(args.path, search=args.path is None)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
     print(dump_config(config))
+    for w in config_warnings(config):    # stderr: stdout stays the config, and the status 0
+        print(f"humus: warning: {w}", file=sys.stderr)
     return 0
 
 

@@ -178,6 +178,14 @@ def parse_config(data: dict, source: str = "<built-in defaults>") -> Config:
         raise ConfigError("invalid config\n  " + "\n  ".join(lines)) from None
 
 
+def config_warnings(config: Config) -> list[str]:
+    """What loads but is likely not meant: `humus check-config` and `humus doctor` say it, nothing
+    refuses it (the exit status stays that of a good config)."""
+    from firmware.render.camera_picture import bounded_camera
+    camera = bounded_camera(config.camera, config.display)[1]
+    return (config.osc.warnings() if config.osc is not None else []) + ([camera] if camera else [])
+
+
 def find_config(explicit: str | Path | None) -> Path | None:
     """--config wins, then /etc/humus/humus.toml, then the built-in defaults (None)."""
     if explicit is not None:

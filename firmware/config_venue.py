@@ -11,9 +11,10 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, Strict, field_validator
+from pydantic import AfterValidator, Field, Strict, field_validator
 
 from firmware.config_devices import IpPort, Section, by_type
+from firmware.osc_allow import is_loopback_host, only_loopback, parse_network
 
 # TOML arrays arrive as lists; a tuple field takes them (strict=False on the field) but each number in
 # it stays strict: "1" and true are not numbers.
@@ -118,11 +119,27 @@ def parse_hostport(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _network(text: str) -> str:
+    parse_network(text)   # raises ValueError naming the entry and what is wrong with it
+    return text
+
+
 class OscConfig(Section):
     listen: str | None = Field(None, description='"host:port" to receive on; unset = send only')
     send: list[str] = Field(default_factory=list, description='"host:port" targets for state out')
+    allow: list[Annotated[str, AfterValidator(_network)]] | None = Field(
+        None, max_length=256, description='senders OSC is taken from: addresses and networks '
+        '("192.168.1.20", "10.0.0.0/24"); unset = loopback and the send hosts; ["0.0.0.0/0"] = any IPv4')
     max_rate_hz: float = Field(200.0, gt=0, le=10000, description="messages in per second; more are dropped")
     noise_hz: float = Field(20.0, ge=10, le=120, description="/humus/noise rate in immersion and emergence")
+
+    @field_validator("allow")
+    @classmethod
+    def _someone(cls, v):
+        if v is not None and not v:
+            raise ValueError("an empty list refuses every sender: leave allow out for the default "
+                             "(loopback and the send hosts), or list the show controllers")
+        return v
 
     @field_validator("listen", "send")
     @classmethod
@@ -130,3 +147,18 @@ class OscConfig(Section):
         for text in [v] if isinstance(v, str) else v or ():
             parse_hostport(text)
         return v
+
+    def warnings(self) -> list[str]:
+        """What loads but is likely not meant (check-config and doctor say it; nothing refuses it)."""
+        if self.listen is None or is_loopback_host(parse_hostport(self.listen)[0]):
+            return []   # not listening, or only to this machine: nobody elsewhere is cut off
+        if self.allow is not None:
+            local = only_loopback(parse_network(t) for t in self.allow)
+        else:
+            local = all(is_loopback_host(parse_hostport(t)[0]) for t in self.send)
+        if not local:
+            return []
+        return [f"osc: listening on {self.listen} but only loopback may send (osc.allow "
+                f"{'lists only loopback' if self.allow is not None else 'is unset and every send host is local'}): "
+                "a show controller on another machine would be silently refused; add it to osc.allow "
+                "(or to osc.send)"]

@@ -12,6 +12,11 @@ Each target takes raw bytes and lets only the documented error types out:
                    only ModelError (firmware/generate/manifest_schema.py)
   status           `read_status` of these bytes raises only StatusError; what it returns renders
                    (`humus status`) and is judged (health) without raising
+  osc              a datagram from an allowed sender through the OSC inlet and the box's dispatch
+                   (firmware/osc.py, firmware/venue.py): nothing raises, and every datagram is
+                   malformed or its messages are each queued or dropped, then applied or counted bad
+  pjlink           these bytes as a projector's greeting and answer (projector/pjlink.py `exchange`):
+                   only PJLinkError, and an answer returned is one line of at most 256 characters
 Anything else escaping is a bug and propagates, with the input, to the fuzzer.
 
 The hypothesis tests (tests/test_fuzz_*.py) call these targets with generated inputs; with atheris
@@ -197,9 +202,101 @@ def fuzz_status(data: bytes) -> None:
     judge(status, "1.0.0", 0.0, 1.7e9)
 
 
+class OscRig:
+    """The box's OSC path without a socket: the link's Inlet (admits loopback only), its queue,
+    counters and rate limit, and a Venue that applies what the link queued, once a frame."""
+
+    def __init__(self, max_rate_hz: float = 10_000.0) -> None:
+        from firmware.clock import FakeClock
+        from firmware.config import parse_config
+        from firmware.venue import Venue
+        self.venue = Venue(parse_config({"osc": {"max_rate_hz": max_rate_hz}}, "<fuzz>"), FakeClock())
+        self.link = self.venue.osc
+
+    def counts(self) -> tuple[int, ...]:
+        i, link = self.link.inlet, self.link
+        return i.refused, i.malformed, i.messages, link.received, link.dropped, link.bad
+
+    def datagram(self, data: bytes, host: str = "127.0.0.1") -> list[tuple[str, tuple]]:
+        """One datagram as the server thread hands it on (refused, malformed or its messages), then
+        one frame's dispatch. Returns the messages the frame applied or counted bad, in order."""
+        inlet, before = self.link.inlet, self.counts()
+        if inlet.admit(host, 9):
+            assert inlet.call_handlers_for_packet(data, (host, 9)) == []
+        refused, malformed, messages = (x - y for x, y in zip(self.counts()[:3], before))
+        assert refused == (0 if self.link.senders.permits(host) else 1)
+        assert malformed in (0, 1) and not (malformed and messages) and not (refused and messages + malformed)
+        return self._frame(before, messages)
+
+    def dispatch(self, address: str, args: tuple) -> list[tuple[str, tuple]]:
+        """One message handed to the link as the inlet hands it on (any address, any arguments),
+        then one frame's dispatch."""
+        before = self.counts()
+        self.link._on_message(address, *args)
+        return self._frame(before, 1)
+
+    def _frame(self, before: tuple[int, ...], n: int) -> list[tuple[str, tuple]]:
+        from firmware.show.control import apply_message
+        link = self.link
+        got = list(link.inbox.queue)                  # what this frame's update drains
+        assert link.received - before[3] == n         # every message parsed reached the link,
+        assert link.dropped - before[4] + len(got) == n   # was dropped by the rate limit or queued,
+        self.venue.update()
+        assert link.inbox.empty()
+        # and what was queued was applied or counted bad (whether a message is bad does not depend
+        # on the inputs it is applied to)
+        assert link.bad - before[5] == sum(apply_message(self.venue.inputs, a, args) is None for _, a, args in got)
+        return [(a, args) for _, a, args in got]
+
+
+_OSC: OscRig | None = None
+
+
+def check_osc_datagram(data: bytes, host: str = "127.0.0.1") -> None:
+    global _OSC
+    _OSC = _OSC or OscRig()
+    _OSC.datagram(data, host)
+
+
+def fuzz_osc(data: bytes) -> None:
+    # the first byte picks the sender: allowed (loopback) or not (refused before a byte is parsed)
+    check_osc_datagram(data[1:], "127.0.0.1" if not data or data[0] % 4 else "192.0.2.7")
+
+
+class _ProjectorBytes:
+    """A connection whose peer says `data` (in reads of one byte, as pjlink reads) then closes."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.sent = data, b""
+
+    def recv(self, n: int) -> bytes:
+        out, self.data = self.data[:n], self.data[n:]
+        return out
+
+    def sendall(self, data: bytes) -> None:
+        self.sent += data
+
+
+def check_pjlink_reply(data: bytes, body: str = "POWR ?", password: str | None = None) -> str | None:
+    """`exchange` against these bytes: the parameter, or None for a PJLinkError (the only error)."""
+    from firmware.devices.projector.pjlink import PJLinkError, exchange
+    try:
+        param = exchange(_ProjectorBytes(data), body, password)
+    except PJLinkError:
+        return None
+    assert isinstance(param, str) and "\r" not in param and len(param) <= 256, param
+    return param
+
+
+def fuzz_pjlink(data: bytes) -> None:
+    # the first byte picks the command and whether a password is set
+    pick = data[0] if data else 0
+    check_pjlink_reply(data[1:], ("POWR ?", "POWR 1", "POWR 0")[pick % 3], "secret" if pick & 4 else None)
+
+
 TARGETS = {"ld2410": fuzz_ld2410, "tfmini": fuzz_tfmini, "config-toml": fuzz_config_toml,
            "config-dict": fuzz_config_dict, "manifest": fuzz_manifest, "model-manifest": fuzz_model_manifest,
-           "status": fuzz_status}
+           "status": fuzz_status, "osc": fuzz_osc, "pjlink": fuzz_pjlink}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     import firmware.appliance.bundle  # noqa: F401  (loaded first, so that they get instrumented)
     import firmware.config  # noqa: F401
     import firmware.generate.manifest_schema  # noqa: F401
+    import firmware.osc  # noqa: F401
     atheris.instrument_all()          # coverage feedback from every loaded Python function
     atheris.Setup([sys.argv[0], *argv[1:]], target)
     atheris.Fuzz()

@@ -283,8 +283,11 @@ def test_state_file_of_the_wrong_shape_does_not_stop_an_update(box):
 status_values = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8)
                  | st.lists(st.none() | st.floats() | st.text(max_size=4), max_size=3)
                  | st.dictionaries(st.text(max_size=4), st.booleans() | st.text(max_size=4) | st.floats(), max_size=3))
+# the [osc] figures (firmware/osc.py status()), with any value under their own keys
+status_values |= st.dictionaries(st.sampled_from(["listen", "send", "received", "bad", "dropped", "refused",
+                                                  "last_refused", "sent", "send_errors"]), status_values, max_size=4)
 STATUS_KEYS = ["state", "updated_at", "started_at", "uptime_s", "show", "fps", "engine", "devices", "model",
-               "release", "faults", "pid", "other"]
+               "release", "faults", "pid", "osc", "other"]
 good_status = {"state": "running", "updated_at": 1.7e9, "fps": 12.0, "devices": {"dmx": {"ok": True, "detail": ""}},
                "faults": [{"t": 1.7e9, "text": "x"}], "release": "1.0.0"}
 

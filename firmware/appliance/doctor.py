@@ -58,14 +58,14 @@ def check_config(ctx: Context) -> CheckResult:
         return CheckResult("config", False, f"{ctx.config} is missing",
                            "run ./install.sh (it installs the example config) or copy humus.example.toml there")
     try:
-        from firmware.config import ConfigError, load_config
+        from firmware.config import ConfigError, config_warnings, load_config
     except ImportError as exc:   # a half-installed release (pydantic missing): say so, check the rest
         return CheckResult("config", None, f"cannot validate {ctx.config}: firmware.config unavailable ({exc})")
     try:
-        load_config(str(ctx.config))
+        config = load_config(str(ctx.config))
     except ConfigError as exc:
         return CheckResult("config", False, f"{ctx.config}: {exc}", f"edit {ctx.config}; the example config documents each key")
-    return CheckResult("config", True, f"{ctx.config} loads")
+    return CheckResult("config", True, f"{ctx.config} loads", warning="; ".join(config_warnings(config)))
 
 
 def check_release(ctx: Context) -> CheckResult:

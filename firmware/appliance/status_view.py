@@ -73,4 +73,7 @@ def venue_lines(status: dict) -> list[str]:
     if isinstance(osc, dict):
         lines.append(f"osc       listen {osc.get('listen') or '-'}, {osc.get('received', 0)} in "
                      f"({osc.get('bad', 0)} bad, {osc.get('dropped', 0)} dropped), {osc.get('sent', 0)} out")
+        if osc.get("refused"):   # senders the allow list keeps out ([osc] allow)
+            lines.append(f"osc       REFUSED {osc['refused']} from senders not allowed, last from "
+                         f"{osc.get('last_refused') or '?'} (add it to [osc] allow if it is the show's)")
     return lines

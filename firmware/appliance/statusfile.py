@@ -15,6 +15,9 @@ atomically, so readers never see half a snapshot. Keys:
   release     version of the running release (filled in automatically from release.json)
   faults      most recent last: [{"t": seconds, "text": str}] (or plain strings), at most MAX_FAULTS
   pid
+  osc         with [osc] (firmware/osc.py): {"listen", "send", "received", "bad", "dropped",
+              "refused": datagrams from senders not allowed, "last_refused": "host:port" of the
+              latest, "sent", "send_errors"}; a file from before `refused` reads the same
 
 A status file must never stop the show: nothing here raises. Write errors (full or
 read-only disk) are logged once and the writer carries on (the next successful
@@ -129,6 +132,20 @@ def _status_model():
         t: float
         text: str = Field(max_length=4096)
 
+    class Osc(_Strict):
+        # every key optional: a box from before one was added wrote a file without it; unknown keys
+        # allowed, as at the top level, for a newer release's
+        model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
+        listen: Optional[str] = Field(None, max_length=4096)
+        send: list[str] = Field(default_factory=list, max_length=1000)
+        received: int = Field(0, ge=0)
+        bad: int = Field(0, ge=0)
+        dropped: int = Field(0, ge=0)
+        refused: int = Field(0, ge=0)
+        last_refused: Optional[str] = Field(None, max_length=256)
+        sent: int = Field(0, ge=0)
+        send_errors: int = Field(0, ge=0)
+
     class Status(_Strict):
         model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
         state: str = Field(max_length=64)
@@ -143,6 +160,7 @@ def _status_model():
         release: Optional[str] = Field(None, max_length=64)
         faults: list[Union[Fault, str]] = Field(default_factory=list, max_length=1000)
         pid: Optional[int] = None
+        osc: Optional[Osc] = None
     return Status
 
 

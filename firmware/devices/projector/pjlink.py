@@ -26,9 +26,11 @@ def auth_prefix(greeting: str, password: str | None) -> str:
     """What goes before each command, from the projector's greeting (without the \\r)."""
     if greeting == "PJLINK 0":
         return ""
-    if greeting.startswith("PJLINK 1 ") and len(greeting) == 17:
+    if greeting.startswith("PJLINK 1 ") and len(greeting) == 17 and greeting.isascii():
         if password is None:
             raise PJLinkError("the projector asks for a PJLink password; set [projector] password")
+        if not password.isascii():
+            raise PJLinkError("a PJLink password is ASCII (the standard: up to 32 letters and digits)")
         return hashlib.md5((greeting[9:] + password).encode("ascii")).hexdigest()
     if greeting == "PJLINK ERRA":
         raise PJLinkError("the projector refused the connection (PJLINK ERRA)")
@@ -47,18 +49,17 @@ def _readline(sock: socket.socket) -> str:
     return buf[:-1].decode("ascii", "replace")
 
 
-def command(host: str, port: int, body: str, password: str | None = None, timeout: float = 5.0) -> str:
-    """Send `%1<body>` (e.g. 'POWR 1') and return the answer's parameter ('OK', '1', ...)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.settimeout(timeout)
-            prefix = auth_prefix(_readline(sock), password)
-            sock.sendall(f"{prefix}%1{body}\r".encode("ascii"))
-            answer = _readline(sock)
-    except PJLinkError:
-        raise
-    except OSError as exc:   # refused, unreachable, timed out
-        raise PJLinkError(f"{host}:{port}: {exc}") from exc
+def exchange(sock, body: str, password: str | None = None) -> str:
+    """One command on an open connection (anything with recv and sendall): read the greeting, send
+    `%1<body>` with the auth prefix it asks for, return the answer's parameter ('OK', '1', ...).
+    Whatever the projector sends, the only error is PJLinkError (tests/test_fuzz_network.py)."""
+    prefix = auth_prefix(_readline(sock), password)
+    sock.sendall(f"{prefix}%1{body}\r".encode("ascii"))
+    return parse_answer(body, _readline(sock))
+
+
+def parse_answer(body: str, answer: str) -> str:
+    """The parameter of the answer to `%1<body>` (without its \\r), or PJLinkError saying why not."""
     if answer == "PJLINK ERRA":
         raise PJLinkError("wrong PJLink password (PJLINK ERRA)")
     head = f"%1{body.split()[0]}="
@@ -68,6 +69,18 @@ def command(host: str, port: int, body: str, password: str | None = None, timeou
     if param in ERRORS:
         raise PJLinkError(f"{body}: {param} {ERRORS[param]}")
     return param
+
+
+def command(host: str, port: int, body: str, password: str | None = None, timeout: float = 5.0) -> str:
+    """Send `%1<body>` (e.g. 'POWR 1') and return the answer's parameter ('OK', '1', ...)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.settimeout(timeout)
+            return exchange(sock, body, password)
+    except PJLinkError:
+        raise
+    except OSError as exc:   # refused, unreachable, timed out
+        raise PJLinkError(f"{host}:{port}: {exc}") from exc
 
 
 class PJLinkProjector:
