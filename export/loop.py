@@ -108,6 +108,13 @@ class Objective:
     def postfix(self, step: int) -> dict:
         return {}
 
+    def extra_state(self) -> dict:
+        """State of the objective's own (e.g. a discriminator and its optimiser), saved with the run."""
+        return {}
+
+    def load_extra_state(self, st: dict) -> None:
+        pass
+
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
@@ -288,6 +295,7 @@ def run(obj: Objective, out: str | Path, cfg: RunBudget, resume: bool = True, pr
         emas.load_state_dict(st["emas"]) if "emas" in st else emas.reset_to(st["ema"])
         if "rng" in st:
             _set_rng_state(st["rng"], gen, device)
+        obj.load_extra_state(st.get("objective", {}))
         rs = RunState(**st["run"]) if "run" in st else RunState(step=st["step"], history=st.get("history", []),
                                                                   elapsed=st.get("elapsed", 0.0),
                                                                   nimg=st["step"] * obj.batch)
@@ -318,6 +326,7 @@ def run(obj: Objective, out: str | Path, cfg: RunBudget, resume: bool = True, pr
             return
         save_atomic({"model": model.state_dict(), "ema": emas.state_of(0), "emas": emas.state_dict(),
                      "opt": opt.state_dict(), "rng": _rng_state(gen, device), "run": asdict(rs),
+                     "objective": obj.extra_state(),
                      "config": asdict(cfg), "step": rs.step, "history": rs.history, "elapsed": rs.elapsed,
                      **obj.meta()}, ckpt_path)
         ema0 = emas.model_of(0)

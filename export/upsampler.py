@@ -45,6 +45,15 @@ class UpsamplerConfig(RunBudget):
         crop: side of the high-resolution training crop (input crop = crop / 4).
         lr: Adam learning rate, cosine-decayed to 10% over ``steps``.
         input_noise: std (in [-1, 1] units) of the noise added to the inputs, at most.
+        blur: conditioning augmentation: a Gaussian blur of the low-resolution input with a standard
+            deviation drawn up to this many of its pixels (0 = none).
+        student_share: share of the inputs replaced by what the shipped student makes of the same
+            photograph (noised to sigma 0.3-1.5, then one student step): trained on what it will see.
+        student_model: the model folder whose student makes those inputs.
+        perceptual: weight of the L1 in random-weight conv features (export/adversarial.py; never
+            Inception, the judge).
+        adversarial: weight of the patch discriminator's term (DiffAugment, lazy R1); 0 = no GAN.
+        adversarial_after: steps of L1 and perceptual only before the discriminator joins.
     """
 
     steps: int = 20_000
@@ -55,6 +64,12 @@ class UpsamplerConfig(RunBudget):
     crop: int = 128
     lr: float = 5e-4
     input_noise: float = 0.03
+    blur: float = 0.0
+    student_share: float = 0.0
+    student_model: str = "models/default"
+    perceptual: float = 0.0
+    adversarial: float = 0.0
+    adversarial_after: int = 500
     extra: dict = field(default_factory=dict)
 
 
@@ -96,41 +111,118 @@ def area_down(x: torch.Tensor, factor: int = SCALE) -> torch.Tensor:
     return F.avg_pool2d(x, factor)
 
 
-def draw_pairs(images: torch.Tensor, subjects: SubjectTable, cfg: UpsamplerConfig, gen: torch.Generator):
+def blur_each(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """A separable Gaussian blur of each image with its own standard deviation (pixels; 0 = untouched)."""
+    n, c = x.shape[:2]
+    t = torch.arange(-2, 3, dtype=x.dtype, device=x.device)
+    k = torch.exp(-t[None] ** 2 / (2 * sigmas.clamp(min=1e-3)[:, None] ** 2))
+    k = torch.where(sigmas[:, None] > 1e-3, k, (t[None] == 0).to(x.dtype))
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)             # [n*c, 5]
+    y = x.reshape(1, n * c, *x.shape[2:])
+    y = F.conv2d(F.pad(y, (2, 2, 0, 0), mode="replicate"), k[:, None, None, :], groups=n * c)
+    y = F.conv2d(F.pad(y, (0, 0, 2, 2), mode="replicate"), k[:, None, :, None], groups=n * c)
+    return y.reshape_as(x)
+
+
+def draw_pairs(images: torch.Tensor, subjects: SubjectTable, cfg: UpsamplerConfig, gen: torch.Generator,
+               student_bank: torch.Tensor | None = None):
     """A batch of (low-res input, high-res target) crops in [-1, 1], subjects balanced as in `train`.
-    ``images``: the uint8 training images as a N x H x W x 3 tensor. Every draw comes from ``gen``."""
+    ``images``: the uint8 training images as a N x H x W x 3 tensor; ``student_bank``: the student's
+    version of each at low resolution (N x 3 x H/4 x W/4, float), or None. Every draw comes from ``gen``."""
     idx = subjects.draw(cfg.batch, gen)
     side = images.shape[1]
-    c = min(cfg.crop, side)
-    ys = torch.randint(0, side - c + 1, (cfg.batch,), generator=gen)
-    xs = torch.randint(0, side - c + 1, (cfg.batch,), generator=gen)
+    c = min(cfg.crop, side) // SCALE * SCALE
+    ys = torch.randint(0, (side - c) // SCALE + 1, (cfg.batch,), generator=gen) * SCALE
+    xs = torch.randint(0, (side - c) // SCALE + 1, (cfg.batch,), generator=gen) * SCALE
     crops = torch.stack([images[i, y:y + c, x:x + c] for i, y, x in zip(idx.tolist(), ys.tolist(), xs.tolist())])
     hr = crops.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
     flip = torch.rand(cfg.batch, generator=gen) < 0.5
-    hr = torch.where(flip[:, None, None, None], hr.flip(3), hr)
     lr = area_down(hr)
+    use_student = torch.rand(cfg.batch, generator=gen) < cfg.student_share
+    if student_bank is not None and bool(use_student.any()):
+        lc = c // SCALE
+        theirs = torch.stack([student_bank[i, :, y // SCALE:y // SCALE + lc, x // SCALE:x // SCALE + lc]
+                              for i, y, x in zip(idx.tolist(), ys.tolist(), xs.tolist())])
+        lr = torch.where(use_student[:, None, None, None], theirs, lr)
+    hr = torch.where(flip[:, None, None, None], hr.flip(3), hr)
+    lr = torch.where(flip[:, None, None, None], lr.flip(3), lr)
+    if cfg.blur > 0:
+        lr = blur_each(lr, torch.rand(cfg.batch, generator=gen) * cfg.blur)
     # Jitter: the student's images are a little noisier/softer than real downsampled footage.
     amount = torch.rand(cfg.batch, generator=gen)[:, None, None, None] * cfg.input_noise
     lr = lr + amount * torch.randn(lr.shape, generator=gen)
     return lr.clamp(-1, 1), hr
 
 
+def student_versions(images: np.ndarray, decay: np.ndarray, subjects: list[str], model_dir: str | Path,
+                     seed: int = 0) -> torch.Tensor:
+    """What the model's student makes of each photograph: area-downsampled to its resolution, noised to a
+    sigma drawn in 0.3-1.5 and denoised in one step, through the firmware's own runtime (onnxruntime).
+    The upsampler then learns to enlarge the student's kind of image, with the photograph as the answer."""
+    from .sample import Generator
+
+    g = Generator(model_dir, "student", upsample=False)
+    rng = np.random.default_rng(seed)
+    hr = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    low = area_down(hr).numpy()
+    out = np.empty_like(low)
+    known = set(g.info.subjects)
+    for i in range(len(low)):
+        sigma = np.float32(rng.uniform(0.3, 1.5))
+        x = low[i:i + 1] + sigma * rng.standard_normal(low[i:i + 1].shape).astype(np.float32)
+        d = np.float32(decay[i] if np.isfinite(decay[i]) else 0.5)
+        extra = {"subject": float(g.info.subjects.index(subjects[i]))} if subjects[i] in known else {}
+        out[i] = g.engine.denoise(x, sigma, d, **extra)[0]
+    return torch.from_numpy(out).clamp(-1, 1)
+
+
 class UpsamplerObjective(Objective):
-    """L1 between the upsampled low-resolution crop and the high-resolution one."""
+    """L1 between the upsampled low-resolution crop and the high-resolution one, plus (when weighted) L1
+    in random-weight features and a patch discriminator's term."""
 
     name = "upsampler"
 
-    def __init__(self, ds, cfg: UpsamplerConfig, model: Upsampler):
+    def __init__(self, ds, cfg: UpsamplerConfig, model: Upsampler, student_bank: torch.Tensor | None = None):
+        from .adversarial import Adversary, RandomFeatures
+
         self.cfg, self.ds, self.model, self.batch = cfg, ds, model, cfg.batch
         self.images = torch.from_numpy(ds.images)
         self.subjects = SubjectTable(subject_ids(ds, subject_names(ds)), "cpu")
+        self.student_bank = student_bank
+        self.features = RandomFeatures() if cfg.perceptual > 0 else None
+        self.adversary = Adversary() if cfg.adversarial > 0 else None
+        self.last = {}
 
     def lr(self, step: int) -> float:     # cosine decay to 10%
         return self.cfg.lr * (0.1 + 0.45 * (1 + np.cos(np.pi * min(step / self.cfg.steps, 1.0))))
 
     def loss(self, net, step, gen):
-        lr_img, hr_img = draw_pairs(self.images, self.subjects, self.cfg, gen)
-        return (net(lr_img.to(next(net.parameters()).device)).float() - hr_img.to(lr_img.device)).abs().mean()
+        cfg = self.cfg
+        lr_img, hr_img = draw_pairs(self.images, self.subjects, cfg, gen, self.student_bank)
+        out = net(lr_img).float()
+        loss = (out - hr_img).abs().mean()
+        self.last = {"l1": float(loss.detach())}
+        if self.features is not None:
+            from .adversarial import perceptual_l1
+
+            p = perceptual_l1(self.features, out, hr_img)
+            self.last["perceptual"] = float(p.detach())
+            loss = loss + cfg.perceptual * p
+        if self.adversary is not None and step >= cfg.adversarial_after:
+            g = self.adversary.step(hr_img, out, step, gen)
+            self.last.update(gan=float(g.detach()), d=self.adversary.last_d)
+            loss = loss + cfg.adversarial * g
+        return loss
+
+    def postfix(self, step: int) -> dict:
+        return {k: f"{v:.3f}" for k, v in self.last.items()}
+
+    def extra_state(self) -> dict:
+        return {} if self.adversary is None else {"adversary": self.adversary.state_dict()}
+
+    def load_extra_state(self, st: dict) -> None:
+        if self.adversary is not None and "adversary" in st:
+            self.adversary.load_state_dict(st["adversary"])
 
     def meta(self) -> dict:
         return {"net": {"width": self.model.width, "blocks": self.model.blocks}, "data": self.ds.summary}
@@ -150,8 +242,11 @@ def train_upsampler(cache: str | Path, out: str | Path, cfg: UpsamplerConfig, re
     if resume and ckpt_path.exists():
         net = torch.load(ckpt_path, map_location="cpu", weights_only=False)["net"]
         width, blocks = net["width"], net["blocks"]
+    bank = None
+    if cfg.student_share > 0:
+        bank = student_versions(ds.images, ds.decay, [str(v) for v in ds.source], cfg.student_model, cfg.seed)
     torch.manual_seed(cfg.seed)
-    obj = UpsamplerObjective(ds, cfg, Upsampler(width, blocks))
+    obj = UpsamplerObjective(ds, cfg, Upsampler(width, blocks), bank)
     run(obj, out, cfg, resume=resume, progress=progress, state_dir=state_dir)
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     tail = [v for _, v in state["history"][-100:]]
