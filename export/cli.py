@@ -137,21 +137,11 @@ def _sample(a):
 
 
 def _all(a):
-    """Laptop-CPU defaults end to end."""
-    run, name = Path(a.run), a.name
-    common = ["--cache", a.cache]
-    tuned = run / "student_sigmas.json"
-    chain = [["footage", *a.inputs, *common],
-             ["train", *common, "--run", str(run), "--preset", a.preset, "--minutes", str(a.train_minutes)],
-             ["distill", *common, "--run", str(run), "--minutes", str(a.distill_minutes)],
-             # One generated set per score: Inception on 2 cores costs ~10 minutes per set of 256.
-             ["tune", *common, "--run", str(run), "--seeds", "1", "--out", str(tuned)],
-             ["onnx", "--run", str(run), "--name", name, "--student-steps", str(tuned)],
-             ["evaluate", "--model", f"models/{name}", *common, "--featnet", str(run / "kid_features.pt")]]
-    for argv in chain:
-        print(f"== humus-export {' '.join(argv)}", flush=True)
-        if main(argv) != 0:
-            raise ValueError(f"step `{argv[0]}` failed; fix it and rerun (train/distill resume)")
+    from .pipeline import AllConfig, parse_budget, run_all
+
+    run_all(AllConfig(inputs=a.inputs, out=a.out, run=a.run, budget_minutes=parse_budget(a.budget), name=a.name,
+                      preset=a.preset, device=a.device, threads=a.threads, bundle_key=a.key if a.bundle else None,
+                      version=a.version))
 
 
 def _training_run_options(p: argparse.ArgumentParser, minutes: float) -> None:
@@ -299,14 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--dir", default="models/default/train", help="where the repository keeps states")
     st.set_defaults(fn=_state)
 
-    al = sub.add_parser("all", help="footage -> train -> distill -> tune -> onnx -> evaluate (CPU defaults)")
-    al.add_argument("inputs", nargs="+")
-    al.add_argument("--cache", default="cache/footage64.npz")
-    al.add_argument("--workdir", "--run", dest="run", default="runs/default")
-    al.add_argument("--name", default="default")
-    al.add_argument("--preset", default="cpu")
-    al.add_argument("--train-minutes", type=float, default=60.0)
-    al.add_argument("--distill-minutes", type=float, default=40.0)
+    al = sub.add_parser("all", help="footage -> caches -> teacher -> student -> upsampler -> ONNX -> evaluation -> "
+                                     "grids -> preview -> report (-> signed bundle); a re-run skips finished stages")
+    al.add_argument("inputs", nargs="+", help="footage folders and/or videos")
+    al.add_argument("--out", default="models/studio", help="the model folder `humus run --model` plays")
+    al.add_argument("--workdir", "--run", dest="run", default="runs/studio")
+    al.add_argument("--budget", default="3h", help="the whole run's time: 3h, 30m, 1h30m (split across stages)")
+    al.add_argument("--name", default="studio")
+    al.add_argument("--preset", default="cpu64", help="the teacher's network (export/network.py PRESETS)")
+    al.add_argument("--device", default="auto")
+    al.add_argument("--threads", type=int, default=0)
+    al.add_argument("--bundle", action="store_true", help="end in a signed update bundle of the model")
+    al.add_argument("--key", help="signing key (humus-release keygen) for --bundle")
+    al.add_argument("--version", help="the bundle's release version, e.g. 1.4.0")
     al.set_defaults(fn=_all)
 
     from .cli_cascade import register as register_cascade

@@ -185,8 +185,9 @@ def _network_entry(file: str, sha: str, res: int, sampler: str, steps: dict, def
 def build_model_dir(name: str, teacher_ckpt: str | Path, student_ckpt: str | Path | None, out_dir: str | Path,
                     student_steps: dict | None = None, measure_latency: bool = True,
                     extra_training: dict | None = None, student_weights: str = "ema",
-                    cache: str | Path | None = None) -> dict:
-    """Export teacher (+ student) into ``out_dir`` with manifest.json, references and NOTICE."""
+                    cache: str | Path | None = None, notice: str = CREDITS) -> dict:
+    """Export teacher (+ student) into ``out_dir`` with manifest.json, references and NOTICE (``notice``:
+    the credits of the footage it was trained on; by default the shipped data set's)."""
     from .distill import DEFAULT_STEPS
     from .train import load_denoiser
 
@@ -262,7 +263,7 @@ def build_model_dir(name: str, teacher_ckpt: str | Path, student_ckpt: str | Pat
     else:
         print(f"warning: {teacher_ckpt}: no per-source decay distribution in its data summary; `sample` needs "
               f"--decay until `onnx --cache` or `decay-dist` records one", flush=True)
-    (out / "NOTICE").write_text(CREDITS)
+    (out / "NOTICE").write_text(notice)
     write_manifest(out, manifest)
     return manifest
 

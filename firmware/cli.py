@@ -64,6 +64,8 @@ def cmd_run(args) -> int:
             d = config.display
             config = config.model_copy(update={"display": DisplayPygame(
                 type="pygame", width=d.width, height=d.height, fps=d.fps, fullscreen=False)})
+    if args.model:
+        config = config.model_copy(update={"model": config.model.model_copy(update={"dir": Path(args.model)})})
     if args.width or args.height or args.fps:
         d = config.display
         config = config.model_copy(update={"display": d.model_copy(update={
@@ -124,7 +126,7 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from firmware.appliance.argtypes import number
+    from firmware.appliance.argtypes import existing_dir, number
     p = argparse.ArgumentParser(prog="humus", description="humus: decomposition and creation, on a box")
     p.add_argument("--version", action="version", version=f"humus {__version__}")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -138,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--record", metavar="FILE.mp4", help="record the projector output")
     r.add_argument("--record-scale", type=number(float, 0.05, 1.0), default=0.5,
                    help="recording size / display size")
+    r.add_argument("--model", type=existing_dir, metavar="DIR",
+                   help="play this model folder (manifest.json + ONNX) instead of [model] dir")
     r.add_argument("--duration", type=number(float, 0, 1e7),
                    help="seconds to run (default: 45 with --sim, else forever)")
     r.add_argument("--start", metavar="YYYY-MM-DDTHH:MM", help="with --sim: the wall-clock time to start "
