@@ -251,7 +251,7 @@ class Soak:
 
 def cmd_soak(args) -> int:
     opts = Options(cycles=args.cycles, seed=args.seed, model_dir=Path(args.model) if args.model else None,
-                   pty=args.pty, fps=args.fps, speed=args.speed, progress=True,
+                   pty=args.pty, fps=args.fps, speed=args.speed, progress=True, fault_every_s=args.fault_every,
                    warmup_cycles=min(args.warmup, max(1, args.cycles // 5)))
     if not args.verbose_show:
         for h in logging.getLogger().handlers:   # the console shows incidents, not every state change
@@ -275,5 +275,8 @@ def register(sub) -> None:
     s.add_argument("--speed", type=float, help="at most this many show seconds per real second "
                    "(default: as fast as it goes; 10 with --pty, whose serial threads run in real time)")
     s.add_argument("--warmup", type=int, default=20, help="cycles before the memory baseline")
+    s.add_argument("--fault-every", type=float, default=Options.fault_every_s, metavar="S",
+                   help="mean show seconds between injected faults (default %(default)s; lower it to "
+                   "meet every kind in a short run)")
     s.add_argument("--verbose-show", action="store_true", help="print every log line, state changes too")
     s.set_defaults(func=cmd_soak)
