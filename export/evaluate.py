@@ -133,6 +133,8 @@ def walk(model_dir: str | Path, network: str, steps: int, frames: int = 16, walk
          decay: float = 0.5) -> tuple[np.ndarray, float]:
     """Noise-slerp walks through the shipped model. Returns (frames uint8 [walks, frames, H, W, 3],
     mean frame-to-frame distance = mean |difference| of consecutive frames, pixels in [0, 1])."""
+    from firmware.generate.conditions import Conditions
+
     from .sample import Generator
 
     gen = Generator(model_dir, network)
@@ -140,7 +142,8 @@ def walk(model_dir: str | Path, network: str, steps: int, frames: int = 16, walk
     out = []
     for _ in range(walks):
         a, b = g.standard_normal((2, 1, 3, *gen.resolution)).astype(np.float32)
-        out.append(np.concatenate([gen.generate(slerp(a, b, t / (frames - 1)).astype(np.float32), steps, decay)
+        out.append(np.concatenate([gen.generate(slerp(a, b, t / (frames - 1)).astype(np.float32), steps,
+                                                Conditions(decay))
                                    for t in range(frames)]))
     arr = np.stack(out)
     dist = float(np.abs(np.diff(arr.astype(np.float32) / 255.0, axis=1)).mean())

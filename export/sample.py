@@ -45,16 +45,14 @@ class Generator:
             raise ValueError(f"{self.info.dir}: no subject {name!r} (has {list(self.info.subjects) or 'none'})")
         return self.info.subjects.index(name)
 
-    def generate(self, eps: np.ndarray, steps: int | None, decay: float, rng: np.random.Generator | None = None,
-                 subject: int | None = None) -> np.ndarray:
-        """One image from a noise field eps [1, C, H, W]; returns uint8 [1, H, W, C]."""
+    def generate(self, eps: np.ndarray, steps: int | None, cond, rng: np.random.Generator | None = None
+                 ) -> np.ndarray:
+        """One image from a noise field eps [1, C, H, W] under `cond` (firmware.generate.conditions);
+        returns uint8 [1, H, W, C]."""
         from firmware.generate.sampler import sample
 
-        sigmas = self.net.sigmas(steps)
-        d = np.float32(decay)
-        extra = {} if subject is None else {"subject": float(subject)}
-        x0, _ = sample(lambda x, s: self.engine.denoise(x, s, d, **extra), sigmas, eps.astype(np.float32),
-                       self.net.sampler, rng=rng)
+        x0, _ = sample(self.engine.denoise, self.net.sigmas(steps), eps.astype(np.float32),
+                       self.net.sampler, cond, rng=rng)
         if self.upsampler is not None:
             x0 = self.upsampler(x0)
             if self.upsampler.failed:
@@ -66,6 +64,8 @@ class Generator:
         subject: index, per-image array of indices, or None (the model's first, if it has subjects)."""
         # Two streams: the starting noise is the same for every network and step count with one
         # seed (so `evaluate` compares models on the same noise), whatever re-noising consumes.
+        from firmware.generate.conditions import Conditions
+
         g, renoise = np.random.default_rng(seed), np.random.default_rng([seed, 1])
         if decay is None:
             decay = self.info.decay_default
@@ -74,8 +74,8 @@ class Generator:
         out = []
         for i in range(n):
             eps = g.standard_normal((1, self.info.channels, *self.resolution)).astype(np.float32)
-            out.append(self.generate(eps, steps, float(dec[i]), rng=renoise,
-                                     subject=None if subj is None else int(subj[i])))
+            cond = Conditions(float(dec[i]), None if subj is None else int(subj[i]))
+            out.append(self.generate(eps, steps, cond, rng=renoise))
         return np.concatenate(out)
 
 

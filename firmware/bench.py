@@ -23,6 +23,7 @@ import numpy as np
 from firmware.bench_cost import (  # noqa: F401  (jetson_estimate, onnx_cost: the bench's public figures)
     BATCH1_EFFICIENCY, ORIN_NANO_BYTES_S, ORIN_NANO_FP16_FLOPS, _stats, _timeit, jetson_estimate, onnx_cost,
     onnx_flops)
+from firmware.generate.conditions import Conditions
 
 
 def bench_engine(model, net, engine, seconds: float) -> dict:
@@ -30,7 +31,7 @@ def bench_engine(model, net, engine, seconds: float) -> dict:
     out = {"engine": engine.describe(), "steps": {}}
     for steps in sorted(net.steps):
         sig = net.sigmas(steps)
-        per_step = [_stats(_timeit(lambda s=s: engine.denoise(x, s, 0.5), seconds / 2))
+        per_step = [_stats(_timeit(lambda s=s: engine.denoise(x, s, Conditions(0.5)), seconds / 2))
                     for s in sig]
         total_ms = sum(p["median_ms"] for p in per_step)
         out["steps"][steps] = {"per_step_median_ms": [round(p["median_ms"], 3) for p in per_step],
@@ -141,7 +142,8 @@ def bench_realtime(config, seconds: float) -> dict:
             r = box.worker.visitor_result.get()
             if r is None or r.done:
                 visitor[0] += 1
-                box.worker.submit_visitor(VisitorJob(visitor[0], eps, box.sigmas, box.net.sampler, 0.5))
+                box.worker.submit_visitor(VisitorJob(visitor[0], eps, box.sigmas, box.net.sampler,
+                                                    Conditions(0.5)))
             stop.event.wait(0.002)
     f = threading.Thread(target=feeder, daemon=True)
     images0 = box.worker.images_done

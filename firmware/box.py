@@ -22,6 +22,7 @@ from firmware.devices.camera.table import open_camera
 from firmware.devices.display.table import open_display
 from firmware.devices.dmx.open import open_dmx
 from firmware.devices.presence.table import open_presence
+from firmware.generate.conditions import Conditions
 from firmware.generate.manifest import ModelError, ModelInfo, load_model_dir
 from firmware.generate.stages import Upsampler
 from firmware.generate.worker import GenerationWorker
@@ -190,7 +191,7 @@ class Box(VenueSteps):
         if self.engine is not None and self.net is not None:
             x = np.zeros(self.net.inputs["x"], np.float32)
             try:
-                self.engine.denoise(x, self.sigmas[0], self.config.show.decay)
+                self.engine.denoise(x, self.sigmas[0], Conditions(self.config.show.decay))
             except Exception as exc:  # an engine that cannot run once will not run for a visitor
                 self._fault(f"model: warm-up failed ({type(exc).__name__}: {exc}); showing footage only")
                 self.worker.engine = self.engine = self.model = self.net = None
@@ -210,7 +211,7 @@ class Box(VenueSteps):
         present = self._read_presence(now)
         cue = self._advance_show(present, now)
         self.generation.request(cue, now, self.show_state.state, self.camera_picture.picture,
-                                self.decay, self.subject)
+                                self.conditions)
         if not self.threaded:
             self.worker.process_pending()
         frame = self._compose(cue, now)

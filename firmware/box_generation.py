@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 
+from firmware.generate.conditions import Conditions
 from firmware.generate.worker import DriftJob, VisitorJob, seeded_sigmas, slerp
 from firmware.render import noise as nz
 from firmware.show.machine import State
@@ -56,14 +58,14 @@ class GenerationPlanner:
         self.drift_requested_at = math.inf
 
     # ------------------------------------------------------------------ requests
-    def request(self, cue, now: float, show_state: State, camera_picture, decay: float,
-                subject: str | None) -> None:
-        """The frame's generation requests: the visitor's noise and job, and the idle drift."""
+    def request(self, cue, now: float, show_state: State, camera_picture, cond: Conditions) -> None:
+        """The frame's generation requests: the visitor's noise and job, and the idle drift, under
+        the show's conditions (generate.conditions.show_conditions)."""
         self._noise_work(cue)
-        self._visitor_work(cue, camera_picture, decay, subject)
-        self._drift_work(now, show_state, decay)
+        self._visitor_work(cue, camera_picture, cond)
+        self._drift_work(now, show_state, cond)
 
-    def _visitor_work(self, cue, camera_picture, decay: float, subject: str | None) -> None:
+    def _visitor_work(self, cue, camera_picture, cond: Conditions) -> None:
         if cue.state == State.IDLE or self.model is None:
             return
         # Once the visitor is immersed, grow their images from their noise (off this thread).
@@ -79,7 +81,7 @@ class GenerationPlanner:
         if self.worker.available:
             self.job_tries = self.job_tries + 1 if self._job_visitor == cue.visitor else 1
             self._job_visitor = cue.visitor
-            self.worker.submit_visitor(self._visitor_job(cue, camera_picture, decay, subject))
+            self.worker.submit_visitor(self._visitor_job(cue, camera_picture, cond))
 
     def _noise_work(self, cue) -> None:
         """Each visitor gets one noise field, at display and model resolution. It is made while the
@@ -109,7 +111,7 @@ class GenerationPlanner:
         return nz.make_visitor_noise(visitor * 1_000_003 + 17, self.compositor.tiles, self.width,
                                      self.height, model_hw)
 
-    def _visitor_job(self, cue, camera_picture, decay: float, subject: str | None) -> VisitorJob:
+    def _visitor_job(self, cue, camera_picture, cond: Conditions) -> VisitorJob:
         show = self.show
         seed = None
         sigmas = self.sigmas
@@ -119,18 +121,14 @@ class GenerationPlanner:
                                                    side, side, smooth=False))
                              for t in self.compositor.tiles])
             sigmas = seeded_sigmas(self.sigmas, show.seed_strength, self.model.sigma_max)
+        # The visitor's subject: the one a show controller named, else drawn by the configured weights.
+        if cond.subject is None:
+            cond = replace(cond, subject=pick_subject(self.subject_weights, cue.visitor))
         return VisitorJob(visitor=cue.visitor, eps=self.noise.model_eps, sigmas=sigmas,
-                          sampler=self.net.sampler, decay=decay, seed_image=seed,
-                          strength=show.seed_strength, subject=self._subject_for(cue.visitor, subject))
+                          sampler=self.net.sampler, cond=cond, seed_image=seed,
+                          strength=show.seed_strength)
 
-    def _subject_for(self, visitor: int, named: str | None) -> int | None:
-        """The visitor's subject: the one a show controller named (/humus/subject), if the model has
-        it, else drawn by the configured weights."""
-        if self.model is not None and named in self.model.subjects:
-            return self.model.subjects.index(named)
-        return pick_subject(self.subject_weights, visitor)
-
-    def _drift_work(self, now: float, show_state: State, decay: float) -> None:
+    def _drift_work(self, now: float, show_state: State, cond: Conditions) -> None:
         if self.model is None or show_state not in (State.IDLE, State.RELEASE, State.APPROACH):
             return
         if now - self.drift_requested_at < 1.0 / DRIFT_FPS or self.worker.busy:
@@ -143,10 +141,10 @@ class GenerationPlanner:
         a = np.random.default_rng(j).standard_normal(shape, dtype=np.float32)
         b = np.random.default_rng(j + 1).standard_normal(shape, dtype=np.float32)
         sigmas = self.net.sigmas(min(self.net.steps)) if self.net.sampler == "consistency" else self.sigmas
-        self.worker.submit_drift(DriftJob(key=t, noise=slerp(a, b, p),
-                                          sigmas=sigmas, sampler=self.net.sampler,
-                                          decay=decay,
-                                          subject=drift_subject(self.subject_weights, j)))
+        # The idle wanders through the configured subjects, whichever one a controller named.
+        self.worker.submit_drift(DriftJob(key=t, noise=slerp(a, b, p), sigmas=sigmas,
+                                          sampler=self.net.sampler,
+                                          cond=replace(cond, subject=drift_subject(self.subject_weights, j))))
 
     # ------------------------------------------------------------------ what to show
     def visitor_pictures(self, cue):

@@ -10,6 +10,7 @@ import numpy as np
 
 from firmware.devices.dmx.open import open_dmx
 from firmware.devices.presence.table import open_presence
+from firmware.generate.conditions import Conditions, show_conditions
 from firmware.show.lights import LightLevel, follow_show, render_universe
 from firmware.show.machine import ShowState, State, make_cue
 
@@ -55,8 +56,7 @@ class VenueSteps:
 
     @property
     def subject(self) -> str | None:
-        """What the visitor's images should grow into (/humus/subject). The seam for model subjects:
-        the model side reads it here when it has subjects; until then it is carried, not used."""
+        """What the visitor's images should grow into (/humus/subject), when the model has it."""
         return self.venue.inputs.subject
 
     @property
@@ -64,6 +64,12 @@ class VenueSteps:
         """/humus/decay when a controller has set it, else the config's."""
         d = self.venue.inputs.decay
         return self.config.show.decay if d is None else d
+
+    @property
+    def conditions(self) -> Conditions:
+        """The show's conditions for the model this frame, made once here from the show's inputs and
+        the manifest's subject names."""
+        return show_conditions(self.decay, self.subject, self.model.subjects if self.model else ())
 
     def _send_universe(self, level: LightLevel) -> None:
         inputs = self.venue.inputs

@@ -99,9 +99,9 @@ def test_display_never_waits_for_a_slow_generation(tiny_model):
     gate = threading.Event()
 
     class Slow:
-        def denoise(self, x, s, d):
+        def denoise(self, x, s, cond):
             gate.wait(30)
-            return real.denoise(x, s, d)
+            return real.denoise(x, s, cond)
         def describe(self):
             return "slow"
         def close(self):
@@ -133,11 +133,11 @@ class Flaky:
     def __init__(self, real, fails):
         self.real, self.fails, self.calls, self.armed = real, fails, 0, False
 
-    def denoise(self, x, s, d):
+    def denoise(self, x, s, cond):
         self.calls += self.armed
         if self.armed and self.calls <= self.fails:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        return self.real.denoise(x, s, d)
+        return self.real.denoise(x, s, cond)
 
     def describe(self):
         return "flaky"
@@ -205,9 +205,9 @@ def test_seeded_generation_starts_from_the_visitor_plus_their_noise(tiny_model):
     calls = []
 
     class Recording:
-        def denoise(self, x, sigma, decay):
+        def denoise(self, x, sigma, cond):
             calls.append((x.copy(), float(np.asarray(sigma).ravel()[0])))
-            return real.denoise(x, sigma, decay)
+            return real.denoise(x, sigma, cond)
         def describe(self):
             return "recording"
         def close(self):

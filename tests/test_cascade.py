@@ -9,6 +9,7 @@ import pytest
 
 from firmware.box import Box
 from firmware.clock import FakeClock
+from firmware.generate.conditions import Conditions
 from firmware.generate.engines import open_engine
 from firmware.generate.manifest import load_model_dir
 from firmware.generate.sampler import sample
@@ -43,7 +44,7 @@ def test_sampler_reports_each_step_once_and_the_last_report_is_the_image(sampler
     sigmas = [10.0, 5.0, 1.0, 0.5][:steps]
     eps = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
 
-    def denoise(x, s):
+    def denoise(x, s, cond):
         calls.append(s)
         return np.tanh(x * 0.3).astype(np.float32)
 
@@ -61,10 +62,11 @@ def test_heun_network_through_the_worker_shows_the_final_image(heun_model):
     worker = GenerationWorker(engine, threaded=False)
     eps = np.random.default_rng(3).standard_normal((2, 3, 32, 32)).astype(np.float32)
     sigmas = info.network("student").sigmas()
-    worker.submit_visitor(VisitorJob(visitor=1, eps=eps, sigmas=sigmas, sampler="heun", decay=0.5))
+    worker.submit_visitor(VisitorJob(visitor=1, eps=eps, sigmas=sigmas, sampler="heun",
+                                     cond=Conditions(0.5)))
     worker.process_pending()
     res = worker.visitor_result.get()
-    want, _ = sample(lambda x, s: engine.denoise(x, s, 0.5), sigmas, eps, "heun")
+    want, _ = sample(engine.denoise, sigmas, eps, "heun", Conditions(0.5))
     assert res.done and res.failed is None
     assert len(res.preds) == len(sigmas) == 3      # one picture per step, not one per denoiser call
     np.testing.assert_allclose(res.preds[-1], want, atol=1e-6)
@@ -76,8 +78,8 @@ def test_scenario_with_a_heun_network_holds_the_final_image(heun_model):
     held = []
     run_frames(box, 30.0, lambda b, f: held.append(f.copy()) if b.cue.state == "hold" else None)
     assert held, "the scripted visitor reached the hold"
-    want, _ = sample(lambda x, s: box.engine.denoise(x, s, box.config.show.decay), box.sigmas,
-                     box.generation.noise.model_eps, "heun")
+    want, _ = sample(box.engine.denoise, box.sigmas, box.generation.noise.model_eps, "heun",
+                     box.conditions)
     tile = box.compositor.tiles[0]
     expect = nz.model_to_tile(nz.to_u8(want[0]), tile, box.model_side)
     got = held[-1][tile.y:tile.y + tile.h, tile.x:tile.x + tile.w]

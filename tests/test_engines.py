@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from firmware.generate import engines
+from firmware.generate.conditions import Conditions
 from firmware.generate.engines import Engine, EngineError, open_engine
 from firmware.generate.manifest import load_model_dir
 from firmware.generate.trt import cache_key
@@ -81,8 +82,8 @@ class Black(Engine):
     """An accelerated engine gone wrong: fp16 overflow gives black frames."""
     kind = "fake-fp16"
 
-    def _run(self, x, sigma, decay):
-        return np.zeros_like(x)
+    def _run(self, feed):
+        return np.zeros_like(feed["x"])
 
 
 def test_engine_failing_the_reference_falls_back_to_the_next(tiny_model, monkeypatch, caplog):
@@ -108,7 +109,7 @@ def test_no_engine_at_all_is_a_clear_error(tiny_model, monkeypatch):
 def test_batch_splitting_and_padding_match_one_by_one(tiny_model):
     e = open_engine(load_model_dir(tiny_model), "student", "onnxruntime")
     x = np.random.default_rng(3).standard_normal((3, 3, 32, 32)).astype(np.float32)
-    together = e.denoise(x, np.array([1.0, 2.0, 3.0]), 0.5)
+    together = e.denoise(x, np.array([1.0, 2.0, 3.0]), Conditions(0.5))
     for i in range(3):
-        alone = e.denoise(x[i:i + 1], float(i + 1), 0.5)
+        alone = e.denoise(x[i:i + 1], float(i + 1), Conditions(0.5))
         np.testing.assert_allclose(together[i], alone[0], atol=1e-6)

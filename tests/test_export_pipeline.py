@@ -89,6 +89,7 @@ def test_train_resumes_from_checkpoint(pipeline, tmp_path):
 
 
 def test_manifest_schema_sha_and_firmware_loads_it(pipeline):
+    from firmware.generate.conditions import Conditions
     from firmware.generate.engines import open_engine
     from firmware.generate.manifest import load_model_dir
     from export.onnx import sha256_file
@@ -120,8 +121,8 @@ def test_manifest_schema_sha_and_firmware_loads_it(pipeline):
     assert info.subjects == ("clip", "fruit")
     eng = open_engine(info, network="student", kind="onnxruntime")  # runs the reference check too
     ref = np.load(d / "reference.npz")
-    np.testing.assert_allclose(eng.denoise(ref["x"], ref["sigma"], ref["decay"], ref["subject"]), ref["denoised"],
-                               atol=1e-5)
+    cond = Conditions(ref["decay"], ref["subject"])
+    np.testing.assert_allclose(eng.denoise(ref["x"], ref["sigma"], cond), ref["denoised"], atol=1e-5)
 
 
 def test_corrupt_onnx_is_refused_by_sha(pipeline, tmp_path):
@@ -153,18 +154,18 @@ def test_sampler_noise_levels_equal_manifest(pipeline):
     assert mf["networks"]["teacher"]["steps"]["35"] == karras_sigmas(35)
     for k, sig in mf["networks"]["student"]["steps"].items():
         seen = []
-        sample(lambda x, s: (seen.append(s), x * 0)[1], info.network("student").sigmas(int(k)),
+        sample(lambda x, s, c: (seen.append(s), x * 0)[1], info.network("student").sigmas(int(k)),
                np.zeros((1, 3, 32, 32), np.float32), "consistency", rng=np.random.default_rng(0))
         assert seen == sig
     seen = []
-    sample(lambda x, s: (seen.append(s), x * 0.5)[1], info.network("teacher").sigmas(18),
+    sample(lambda x, s, c: (seen.append(s), x * 0.5)[1], info.network("teacher").sigmas(18),
            np.ones((1, 3, 32, 32), np.float32), "heun")
     t18 = karras_sigmas(18)
     assert seen[0] == t18[0] and sorted(set(seen), reverse=True) == t18
     # Same numbers in, same image out: torch Heun vs firmware Heun over teacher.onnx.
     sess = ort_session(d / "teacher.onnx")
     eps = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
-    fw, _ = sample(lambda x, s: sess.run(None, {"x": x.astype(np.float32), "sigma": np.array([s], np.float32),
+    fw, _ = sample(lambda x, s, c: sess.run(None, {"x": x.astype(np.float32), "sigma": np.array([s], np.float32),
                                                "decay": np.array([0.3], np.float32),
                                                "subject": np.array([1.0], np.float32)})[0], t18, eps, "heun")
     teacher = load_denoiser(pipeline["run"] / "teacher.pt")

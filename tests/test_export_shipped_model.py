@@ -79,6 +79,7 @@ def test_files_sha256_size_and_graph(mf):
 
 def test_reference_pairs_reproduce_and_sigmas_match_schedule(mf):
     pytest.importorskip("onnxruntime")
+    from firmware.generate.conditions import Conditions
     from firmware.generate.engines import open_engine
     from firmware.generate.manifest import load_model_dir
 
@@ -89,7 +90,7 @@ def test_reference_pairs_reproduce_and_sigmas_match_schedule(mf):
     for name in ("student", "teacher"):
         ref = np.load(MODEL / mf["networks"][name]["reference"]["output"])
         eng = open_engine(info, network=name, kind="onnxruntime")
-        got = eng.denoise(ref["x"], ref["sigma"], ref["decay"], ref["subject"])
+        got = eng.denoise(ref["x"], ref["sigma"], Conditions(ref["decay"], ref["subject"]))
         assert np.abs(got - ref["denoised"]).max() < 1e-4
         assert info.network(name).sigmas() == tuple(mf["networks"][name]["steps"][str(mf["networks"][name]["default_steps"])])
     assert mf["networks"]["teacher"]["steps"]["35"] == karras_sigmas(35)

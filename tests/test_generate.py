@@ -4,6 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
+from firmware.generate.conditions import Conditions
 from firmware.generate.engines import EngineError, open_engine
 from firmware.generate.manifest import ModelError, load_model_dir
 from firmware.generate.sampler import sample
@@ -40,18 +41,18 @@ def test_sampler_uses_exactly_the_manifest_sigmas(tiny_model):
     engine = open_engine(m, "student", "onnxruntime")
     for steps in (1, 2, 4):
         seen = []
-        def denoise(x, s):
+        def denoise(x, s, cond):
             seen.append(s)
-            return engine.denoise(x, s, 0.5)
+            return engine.denoise(x, s, cond)
         eps = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
-        final, preds = sample(denoise, net.sigmas(steps), eps, net.sampler)
+        final, preds = sample(denoise, net.sigmas(steps), eps, net.sampler, Conditions(0.5))
         assert tuple(seen) == net.sigmas(steps)
         assert len(preds) == steps and final.shape == (1, 3, 32, 32)
 
 
 def test_heun_sampler_matches_hand_computation():
     # D(x, s) = x / (1 + s^2) is the exact denoiser for x0 ~ N(0, 1): the ODE has a closed form.
-    denoise = lambda x, s: x / (1.0 + s * s)
+    denoise = lambda x, s, cond: x / (1.0 + s * s)
     eps = np.ones((1, 1, 2, 2), np.float32)
     sig = np.geomspace(80, 0.01, 60)
     final, _ = sample(denoise, sig, eps, "heun")
@@ -64,7 +65,7 @@ def test_engine_reference_guard_rejects_a_nan_model(tmp_path):
     d = make_model_dir(tmp_path / "nan", nan=True)
     m = load_model_dir(d)
     engine = open_engine(m, "student", "onnxruntime")  # no reference pair: loads
-    out = engine.denoise(np.zeros((1, 3, 32, 32), np.float32), 1.0, 0.5)
+    out = engine.denoise(np.zeros((1, 3, 32, 32), np.float32), 1.0, Conditions(0.5))
     assert np.isnan(out).all()
     # With a reference pair that the engine cannot reproduce, the engine is refused.
     good = make_model_dir(tmp_path / "good")
@@ -89,7 +90,7 @@ def test_worker_publishes_every_step_and_survives_a_failing_engine(tiny_model):
     engine = open_engine(m, "student", "onnxruntime")
     w = GenerationWorker(engine, threaded=False)
     eps = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
-    w.submit_visitor(VisitorJob(1, eps, (80.0, 2.0, 0.8, 0.3), "consistency", 0.5))
+    w.submit_visitor(VisitorJob(1, eps, (80.0, 2.0, 0.8, 0.3), "consistency", Conditions(0.5)))
     w.process_pending()
     r = w.visitor_result.get()
     assert r.done and r.failed is None and len(r.preds) == 4 and w.images_done == 2
@@ -101,7 +102,7 @@ def test_worker_publishes_every_step_and_survives_a_failing_engine(tiny_model):
         def close(self):
             pass
     w2 = GenerationWorker(Broken(), threaded=False)
-    w2.submit_visitor(VisitorJob(2, eps, (80.0,), "consistency", 0.5))
+    w2.submit_visitor(VisitorJob(2, eps, (80.0,), "consistency", Conditions(0.5)))
     w2.process_pending()
     assert w2.visitor_result.get().failed and not w2.health.ok
 

@@ -4,7 +4,12 @@ run is `humus soak` (1,000 cycles). Also: the harness does catch a broken box, a
 soak found stay fixed."""
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -83,6 +88,48 @@ def test_the_harness_catches_a_crashing_and_frozen_box(tiny_model, monkeypatch):
     assert report["crashes"] >= 1 and "boom" in report["crash_samples"][0]
     assert report["violations"].get("picture stands still", 0) >= 1
     assert not report["ok"]
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "default"
+needs_shipped = pytest.mark.skipif(not (SHIPPED / "manifest.json").is_file(), reason="no models/default here")
+
+
+@needs_shipped
+def test_humus_soak_on_the_shipped_model_meets_every_fault_kind(tmp_path):
+    """`humus soak` as CI runs it: the shipped model (subjects and all, which the tiny test model
+    lacks: issue 22 got past the soak tests that way), the real serial backends on pty emulators,
+    so every kind comes up; a fault every ~3 show seconds meets all eleven in ten cycles (~30 s here)."""
+    out = tmp_path / "soak.json"
+    repo = SHIPPED.parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-m", "firmware.cli", "soak", "--model", str(SHIPPED), "--pty",
+                        "--cycles", "10", "--fault-every", "3", "--speed", "5", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300, cwd=repo, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads(out.read_text())
+    check(report, PTY_KINDS)
+    assert report["model"] == str(SHIPPED) and report["images_generated"] > 0
+    assert report["barren_cycles"] == 0 and report["failures"] == []
+
+
+@needs_shipped
+def test_humus_soak_fails_when_no_image_is_generated(tmp_path, monkeypatch, capsys):
+    """The soak cannot pass vacuously: every generation fails as under issue 22 (a TypeError between
+    the worker and the engine, the warm-up fine), and the report says no images came."""
+    from firmware.cli import main
+    from firmware.generate.worker import GenerationWorker
+
+    def broken(self, x, sigma, cond):
+        raise TypeError("denoise() got an unexpected keyword argument 'subject'")
+    monkeypatch.setattr(GenerationWorker, "_denoise", broken)
+    out = tmp_path / "soak.json"
+    rc = main(["soak", "--model", str(SHIPPED), "--cycles", "3", "--fault-every", "1000", "--json", str(out),
+               "--verbose-show"])
+    report = json.loads(out.read_text())
+    assert rc == 1 and not report["ok"]
+    assert report["images_generated"] == 0 and report["barren_cycles"] >= 3
+    assert report["faults"]["injected"] == 0            # nothing injected: the failure is the box's own
+    assert "FAILED: no image was generated in the whole run" in capsys.readouterr().out
 
 
 # ---- the box fixes the soak found ----------------------------------------------------------------

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from firmware.box import Box
 from firmware.clock import FakeClock
 from firmware.config import ConfigError, parse_config
+from firmware.generate.conditions import Conditions
 from firmware.generate.engines import open_engine
 from firmware.generate.manifest import ModelError, load_model_dir
 from firmware.show.subjects import DRIFT_SEGMENTS_PER_SUBJECT, drift_subject, pick_subject, subject_weights
@@ -68,9 +69,9 @@ def test_the_engine_feeds_the_subject_and_it_changes_the_image(subject_model):
     assert info.subjects == NAMES
     eng = open_engine(info, "student", "onnxruntime", threads=1)
     x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
-    a, b = eng.denoise(x, 1.0, 0.5, subject=0.0), eng.denoise(x, 1.0, 0.5, subject=2.0)
+    a, b = eng.denoise(x, 1.0, Conditions(0.5, 0)), eng.denoise(x, 1.0, Conditions(0.5, 2))
     assert np.abs(a - b).mean() > 0.01
-    np.testing.assert_array_equal(eng.denoise(x, 1.0, 0.5), a)   # no subject given = the first
+    np.testing.assert_array_equal(eng.denoise(x, 1.0, Conditions(0.5)), a)   # no subject given = the first
 
 
 def test_each_visitor_grows_their_own_subject(subject_model):
@@ -80,9 +81,9 @@ def test_each_visitor_grows_their_own_subject(subject_model):
         def __init__(self, inner):
             self.inner = inner
 
-        def denoise(self, x, s, d, subject=None):
-            seen.append(subject)
-            return self.inner.denoise(x, s, d, subject=subject)
+        def denoise(self, x, s, cond):
+            seen.append(cond.subject)
+            return self.inner.denoise(x, s, cond)
 
         def describe(self):
             return "spy"

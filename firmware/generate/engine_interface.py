@@ -1,4 +1,4 @@
-"""The engine interface: `denoise(x, sigma, decay) -> x0_hat` at a static batch.
+"""The engine interface: `denoise(x, sigma, cond) -> x0_hat` at a static batch.
 
 Backends (trt) import this module; the table in engines.py imports the backends, never the other way round.
 """
@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from firmware.generate.conditions import Conditions
 from firmware.generate.manifest import NetworkInfo
+
 
 class EngineError(Exception):
     """An engine that cannot run (missing library, failed build, failed fp16 guard)."""
@@ -23,35 +25,34 @@ class Engine:
         self.batch = net.batch
         self.shape = net.inputs["x"]
 
-    def _run(self, x: np.ndarray, sigma: np.ndarray, decay: np.ndarray, subject: np.ndarray | None = None
-             ) -> np.ndarray:
+    def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        """One batch: every input the manifest names -> contiguous float32 array, by name."""
         raise NotImplementedError
 
-    @property
-    def has_subject(self) -> bool:
-        """The network takes a subject (an index as a float, per image, like decay)."""
-        return "subject" in self.net.inputs
-
-    def denoise(self, x: np.ndarray, sigma, decay, subject=None) -> np.ndarray:
+    def denoise(self, x: np.ndarray, sigma, cond: Conditions) -> np.ndarray:
+        """x0_hat for x at noise level sigma under `cond` (sigma: a number or one per image)."""
         n = x.shape[0]
-        per_image = [np.broadcast_to(np.asarray(sigma, np.float32), (n,)),
-                     np.broadcast_to(np.asarray(decay, np.float32), (n,))]
-        if self.has_subject:  # a network with subjects always gets one (0 = the first) ...
-            per_image.append(np.broadcast_to(np.asarray(0 if subject is None else subject, np.float32), (n,)))
-        # ... and one without never does, so engines written for (x, sigma, decay) still run it.
+        # The one place conditions become the network's feed: each input the manifest names, by
+        # name, one float32 per image (a subject index becomes the float the network takes here).
+        named = {"sigma": sigma, **cond.inputs()}
+        missing = sorted(set(self.net.inputs) - {"x"} - set(named))
+        if missing:
+            raise EngineError(f"{self.net.path.name}: the conditions give no value for input(s) {missing}")
+        per_image = {k: np.broadcast_to(np.asarray(named[k], np.float32), (n,))
+                     for k in self.net.inputs if k != "x"}
         if n == self.batch:
-            return self._run(np.ascontiguousarray(x, np.float32), *map(np.ascontiguousarray, per_image))
+            return self._run({"x": np.ascontiguousarray(x, np.float32),
+                              **{k: np.ascontiguousarray(v) for k, v in per_image.items()}})
         out = np.empty_like(x, dtype=np.float32)
         for i in range(0, n, self.batch):
             j = min(i + self.batch, n)
-            xb = np.zeros(self.shape, np.float32)
-            xb[: j - i] = x[i:j]
-            conds = []
-            for k, arr in enumerate(per_image):
-                cb = np.ones(self.batch, np.float32) if k == 0 else np.zeros(self.batch, np.float32)
-                cb[: j - i] = arr[i:j]
-                conds.append(cb)
-            out[i:j] = self._run(xb, *conds)[: j - i]
+            feed = {"x": np.zeros(self.shape, np.float32)}
+            feed["x"][: j - i] = x[i:j]
+            for k, arr in per_image.items():
+                # padding: sigma 1 (the preconditioning divides by it), every condition 0
+                feed[k] = np.full(self.batch, 1.0 if k == "sigma" else 0.0, np.float32)
+                feed[k][: j - i] = arr[i:j]
+            out[i:j] = self._run(feed)[: j - i]
         return out
 
     def describe(self) -> str:

@@ -1,4 +1,4 @@
-"""Engines run one network of a model directory: `denoise(x, sigma, decay) -> x0_hat`.
+"""Engines run one network of a model directory: `denoise(x, sigma, cond) -> x0_hat`.
 
 Backends, tried in this order by `engine = "auto"`:
   tensorrt     native TensorRT engine built on the box from the ONNX (firmware.generate.trt)
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware.generate.conditions import Conditions
 from firmware.generate.manifest import ModelInfo, NetworkInfo
 
 log = logging.getLogger("humus.engine")
@@ -63,14 +64,11 @@ class OnnxRuntimeEngine(Engine):
                     "trt_engine_cache_path": str(cache_dir), "trt_timing_cache_enable": True}
         return {}
 
-    def _run(self, x, sigma, decay, subject=None):
+    def _run(self, feed):
         # IO binding into a preallocated output: no per-call allocation of the result.
         b = self._binding
-        b.bind_cpu_input("x", x)
-        b.bind_cpu_input("sigma", sigma)
-        b.bind_cpu_input("decay", decay)
-        if subject is not None:
-            b.bind_cpu_input("subject", subject)
+        for name, arr in feed.items():
+            b.bind_cpu_input(name, arr)
         b.bind_output("denoised", "cpu", element_type=np.float32, shape=self._out.shape,
                       buffer_ptr=self._out.ctypes.data)
         self.session.run_with_iobinding(b)
@@ -135,7 +133,7 @@ def check_reference(engine: Engine, net: NetworkInfo) -> str | None:
     path = net.path.parent / ref.get("output", "reference.npz")
     if not ref or not path.is_file():
         return None  # nothing to compare with (e.g. a test model); the sha256 still vouches for it
-    want = {k: net.inputs[k] for k in ("x", "sigma", "decay", "subject") if k in net.inputs}
+    want = dict(net.inputs)
     want["denoised"] = net.outputs["denoised"]
     try:
         import zipfile
@@ -154,7 +152,8 @@ def check_reference(engine: Engine, net: NetworkInfo) -> str | None:
             return (f"reference {path.name}: {k} is {data[k].dtype}{list(data[k].shape)}, "
                     f"expected float32{list(shape)}")
     try:
-        got = engine.denoise(data["x"], data["sigma"], data["decay"], data.get("subject"))
+        cond = Conditions.from_inputs({k: v for k, v in data.items() if k not in ("x", "sigma", "denoised")})
+        got = engine.denoise(data["x"], data["sigma"], cond)
     except Exception as exc:  # the runtime's own error types
         return f"engine failed on the reference input ({type(exc).__name__}: {exc})"
     if not np.all(np.isfinite(got)):

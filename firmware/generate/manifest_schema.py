@@ -17,6 +17,9 @@ FORMAT = "humus-model/1"
 MAX_MANIFEST_BYTES = 4 << 20        # the shipped one is ~10 KiB; metrics may grow it, not to megabytes
 MAX_ELEMENTS = 1 << 24              # floats in one network input (64 MiB): far above any model a box runs
 MAX_STEPS = 1000
+# The conditions a network may take, one float per image each (the box feeds them by name from
+# generate.conditions.Conditions); a new condition is one more name here.
+CONDITION_INPUTS = ("decay", "subject")
 
 
 class _Strict(BaseModel):
@@ -73,10 +76,10 @@ class Network(_Strict):
             raise ValueError(f"inputs.x: {x} is {count} floats, over the limit of {MAX_ELEMENTS}")
         if self.outputs["denoised"] != x:
             raise ValueError(f"outputs.denoised: {self.outputs['denoised']} is not the shape of inputs.x {x}")
-        unknown = sorted(set(self.inputs) - {"x", "sigma", "decay", "subject"})
+        unknown = sorted(set(self.inputs) - {"x", "sigma", *CONDITION_INPUTS})
         if unknown:
             raise ValueError(f"inputs: unknown input(s) {unknown}")
-        for key in ("sigma", "decay", "subject"):
+        for key in ("sigma", *CONDITION_INPUTS):
             if key in self.inputs and self.inputs[key] != [x[0]]:
                 raise ValueError(f"inputs.{key}: {self.inputs[key]} is not [batch] = [{x[0]}]")
         if self.batch is not None and self.batch != x[0]:

@@ -132,11 +132,10 @@ class TensorRTEngine(Engine):
             self.context.set_tensor_address(name, ptr)
         err, self._stream = cudart.cudaStreamCreate()
 
-    def _run(self, x, sigma, decay, subject=None):
+    def _run(self, feed):
         cu = self._cudart
         h2d, d2h = cu.cudaMemcpyKind.cudaMemcpyHostToDevice, cu.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        inputs = (("x", x), ("sigma", sigma), ("decay", decay)) + ((("subject", subject),) if subject is not None else ())
-        for name, arr in inputs:
+        for name, arr in feed.items():
             cu.cudaMemcpyAsync(self._dev[name], arr.ctypes.data, arr.nbytes, h2d, self._stream)
         self.context.execute_async_v3(self._stream)
         out = self._host["denoised"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from firmware.devices.base import Device, Latest
+from firmware.generate.conditions import Conditions
 from firmware.generate.sampler import sample
 
 log = logging.getLogger("humus.worker")
@@ -28,10 +29,9 @@ class VisitorJob:
     eps: np.ndarray                   # n x 3 x h x w, the visitor's noise at model resolution
     sigmas: tuple[float, ...]
     sampler: str
-    decay: float
+    cond: Conditions                  # what the network is conditioned on, passed to it untouched
     seed_image: np.ndarray | None = None   # n x 3 x h x w in [-1, 1]: the visitor, downscaled
     strength: float = 0.0
-    subject: int | None = None        # the model's subject index (None: the model has none)
 
 
 @dataclass
@@ -51,8 +51,7 @@ class DriftJob:
     noise: np.ndarray                 # n x 3 x h x w, one walk position per tile
     sigmas: tuple[float, ...]
     sampler: str
-    decay: float
-    subject: int | None = None
+    cond: Conditions
 
 
 @dataclass(frozen=True)
@@ -147,25 +146,20 @@ class GenerationWorker(Device):
             self._taken_drift = dseq
             self._run_drift(djob)
 
-    def _denoiser(self, decay: float, subject: int | None = None):
-        extra = {} if subject is None else {"subject": float(subject)}
-
-        def denoise(x: np.ndarray, sigma: float) -> np.ndarray:
-            out = self.engine.denoise(x, sigma, decay, **extra)
-            if not np.all(np.isfinite(out)):
-                raise FloatingPointError("model returned NaN/Inf")
-            return out
-        return denoise
+    def _denoise(self, x: np.ndarray, sigma: float, cond: Conditions) -> np.ndarray:
+        out = self.engine.denoise(x, sigma, cond)
+        if not np.all(np.isfinite(out)):
+            raise FloatingPointError("model returned NaN/Inf")
+        return out
 
     def _run_visitor(self, job: VisitorJob, seq: int) -> None:
         result = VisitorResult(job.visitor, job.sigmas)
         self.visitor_result.put(result)
-        denoise = self._denoiser(job.decay, job.subject)
         timings: list[float] = []
 
-        def timed(x, sigma):
+        def timed(x, sigma, cond):
             t0 = time.perf_counter()
-            out = denoise(x, sigma)
+            out = self._denoise(x, sigma, cond)
             timings.append(time.perf_counter() - t0)
             return out
 
@@ -180,7 +174,7 @@ class GenerationWorker(Device):
         try:
             rng = np.random.default_rng(job.visitor * 7919 + 1)
             x_start = job.seed_image if job.seed_image is not None and job.strength > 0 else None
-            final, _ = sample(timed, job.sigmas, job.eps, job.sampler, rng=rng, x_start=x_start,
+            final, _ = sample(timed, job.sigmas, job.eps, job.sampler, job.cond, rng=rng, x_start=x_start,
                               callback=publish)
             result.preds = result.preds[:-1] + [self.upsample(final)]
             self.visitor_result.put(VisitorResult(job.visitor, job.sigmas, result.preds, True, None,
@@ -196,7 +190,7 @@ class GenerationWorker(Device):
     def _run_drift(self, job: DriftJob) -> None:
         self.busy = True
         try:
-            final, _ = sample(self._denoiser(job.decay, job.subject), job.sigmas, job.noise, job.sampler,
+            final, _ = sample(self._denoise, job.sigmas, job.noise, job.sampler, job.cond,
                               rng=np.random.default_rng(int(job.key * 1000) & 0xFFFFFFFF))
             self.drift_result.put(DriftResult(job.key, self.upsample(final)))
             self.images_done += final.shape[0]

@@ -10,8 +10,10 @@ file -- heals them after a while, and checks that the box noticed, degraded and 
 Checked every frame: `step()` never raises; a frame of the right shape is presented while the
 projector is there; no state outlasts its duration; idle never ignores a visitor the sensor can see;
 the picture never stands still while the show says it moves; DMX keeps its rate while the
-interface is plugged. Also: incidents are logged once (no floods), and resident memory, open file
-descriptors and threads stay flat after the warm-up. The report (`--json`) holds every figure.
+interface is plugged. Checked every visitor cycle: images keep being generated while no model fault
+is on. Also: incidents are logged once (no floods), and resident memory, open file descriptors and
+threads stay flat after the warm-up. The report (`--json`) holds every figure; the summary's last
+line says OK, or FAILED with each reason.
 
 The package by concern: schedule (visitors, when faults come and go), faults (how each kind is
 injected, healed and seen to be over), invariants (the per-frame checks), report (figures and
@@ -171,11 +173,13 @@ class Soak:
             rig.drive_devices(now)
             frame = self._step()
             state = box.cue.state if box.cue else State.IDLE
+            cycle_ended = prev_state != State.IDLE and state == State.IDLE
             self.checks.check_frame(now, frame, state, period)
+            self.checks.check_images(now, cycle_ended)
             self._track_faults(now)
             # -- cycles, memory --
             reached_hold = reached_hold or state == State.HOLD
-            if prev_state != State.IDLE and state == State.IDLE:
+            if cycle_ended:
                 cycles += 1
                 full_cycles += reached_hold
                 reached_hold = False
@@ -247,7 +251,7 @@ class Soak:
 
 def cmd_soak(args) -> int:
     opts = Options(cycles=args.cycles, seed=args.seed, model_dir=Path(args.model) if args.model else None,
-                   pty=args.pty, fps=args.fps, speed=args.speed, progress=True,
+                   pty=args.pty, fps=args.fps, speed=args.speed, progress=True, fault_every_s=args.fault_every,
                    warmup_cycles=min(args.warmup, max(1, args.cycles // 5)))
     if not args.verbose_show:
         for h in logging.getLogger().handlers:   # the console shows incidents, not every state change
@@ -271,5 +275,8 @@ def register(sub) -> None:
     s.add_argument("--speed", type=float, help="at most this many show seconds per real second "
                    "(default: as fast as it goes; 10 with --pty, whose serial threads run in real time)")
     s.add_argument("--warmup", type=int, default=20, help="cycles before the memory baseline")
+    s.add_argument("--fault-every", type=float, default=Options.fault_every_s, metavar="S",
+                   help="mean show seconds between injected faults (default %(default)s; lower it to "
+                   "meet every kind in a short run)")
     s.add_argument("--verbose-show", action="store_true", help="print every log line, state changes too")
     s.set_defaults(func=cmd_soak)

@@ -44,11 +44,12 @@ class FaultyEngine(FaultInjectable):
         self.mode: str | None = None
         self.calls = 0
 
-    def denoise(self, x, sigma, decay):
+    def denoise(self, x, sigma, cond):
+        # The conditions pass through as one value: a model with a new condition needs nothing here.
         self.calls += 1
         if self.mode == "raise":
             raise RuntimeError("injected engine failure (CUDA error: an illegal memory access)")
-        out = self.engine.denoise(x, sigma, decay)
+        out = self.engine.denoise(x, sigma, cond)
         return np.full_like(out, np.nan) if self.mode == "nan" else out
 
     def _switch(self, fault: str, on: bool) -> None:

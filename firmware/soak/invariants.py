@@ -1,7 +1,8 @@
 """What must hold on every frame of a soak, whatever the faults: a frame of the right shape is
 presented while the projector is there; no state outlasts its duration; idle never ignores a visitor
 the sensor can see; the picture never stands still while the show says it moves; DMX keeps its rate
-while the interface is plugged. Each breach is counted, and the first few are kept as samples."""
+while the interface is plugged. And per visitor cycle: images keep being generated while no model
+fault is on. Each breach is counted, and the first few are kept as samples."""
 from __future__ import annotations
 
 import math
@@ -27,6 +28,8 @@ class Invariants:
         self.prev_state, self.prev_hash, self.still_since = State.IDLE, None, now
         self.near_since, self.presence_ok_since, self.dmx_window = None, now, None
         self.shown = 0
+        self.images_at_cycle_start, self.model_fault_in_cycle = rig.box.worker.images_done, False
+        self.barren_cycles = 0
 
     def violate(self, what: str, now: float, detail: str = "") -> None:
         self.violations[what] += 1
@@ -66,6 +69,21 @@ class Invariants:
             self.near_since = now
         self.dmx_window = self._check_dmx(now, self.dmx_window)
         self.prev_state = state
+
+    def check_images(self, now: float, cycle_ended: bool) -> None:
+        """Every stretch from one visitor cycle's end to the next in which no model fault was on must
+        finish at least one image (drift images in the idle and approach, the visitor's own). The
+        show degrades to footage when generation fails, by design, so a box whose every generation
+        fails looks healthy to every other check."""
+        worker = self.rig.box.worker
+        self.model_fault_in_cycle = self.model_fault_in_cycle or any(
+            DEVICE_OF[f.kind] == "generator" for f in self.schedule.on())
+        if not cycle_ended:
+            return
+        if worker.images_done == self.images_at_cycle_start and not self.model_fault_in_cycle:
+            self.barren_cycles += 1
+            self.violate("no images generated", now, f"in a visitor cycle with no model fault ({worker.health.detail})")
+        self.images_at_cycle_start, self.model_fault_in_cycle = worker.images_done, False
 
     def _check_dmx(self, now: float, window):
         """Per second of show time in which the interface stayed plugged and healthy, the sender

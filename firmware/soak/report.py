@@ -93,6 +93,7 @@ def build_report(soak, cycles, full_cycles, show_s, wall, rss_start, rss_end, rs
         "dmx": {"sent": box.dmx.sent}, "fault_episodes": episodes,
         "status_writes_refused": rig.disk.refused,
         "images_generated": box.worker.images_done,
+        "barren_cycles": soak.checks.barren_cycles,
     }
     if rig.pty:
         widget = rig.widget.state
@@ -100,12 +101,38 @@ def build_report(soak, cycles, full_cycles, show_s, wall, rss_start, rss_end, rs
                              widget_opens=widget.param_sets)
         report["presence"] = {"radar_reports": rig.radar.sent, "frames_parsed": box.presence.frames,
                               "rejected": box.presence.parser.rejected, "opens": box.presence.opens}
-    report["ok"] = (report["crashes"] == 0 and not soak.checks.violations and recovered == injected
-                    and not report["log"]["flood"] and not unexpected
-                    and (growth is None or growth < 5.0)
-                    and (fds_start is None or report["fds"]["end"] <= fds_start)
-                    and (threads_start is None or report["threads"]["end"] <= threads_start))
+    report["failures"] = failures(report, growth)
+    report["ok"] = not report["failures"]
     return report
+
+
+def failures(r: dict, growth: float | None) -> list[str]:
+    """Why the soak failed, one reason a line; empty when it passed."""
+    why = []
+    if r["crashes"]:
+        why.append(f"{r['crashes']} crashes: step() raised")
+    if not r["images_generated"]:
+        why.append("no image was generated in the whole run")
+    elif r["barren_cycles"]:
+        why.append(f"no image was generated in {r['barren_cycles']} of {r['cycles']} visitor cycles "
+                   f"with no model fault on")
+    others = {k: n for k, n in r["violations"].items() if k != "no images generated"}
+    if others:
+        why.append(f"violations: {others}")
+    f = r["faults"]
+    if f["recovered"] != f["injected"]:
+        why.append(f"{f['injected'] - f['recovered']} of {f['injected']} injected faults not recovered")
+    if r["unexpected_fault_count"]:
+        why.append(f"{r['unexpected_fault_count']} unexpected faults")
+    if r["log"]["flood"]:
+        why.append(f"log flood: {r['log']['incident_lines']} incident lines (limit {r['log']['incident_limit']})")
+    if growth is not None and growth >= 5.0:
+        why.append(f"resident memory grew {growth:.1f} %")
+    if r["fds"]["start"] is not None and r["fds"]["end"] > r["fds"]["start"]:
+        why.append(f"open file descriptors grew {r['fds']['start']} -> {r['fds']['end']}")
+    if r["threads"]["start"] is not None and r["threads"]["end"] > r["threads"]["start"]:
+        why.append(f"threads grew {r['threads']['start']} -> {r['threads']['end']}")
+    return why
 
 
 def summary(r: dict) -> str:
@@ -120,7 +147,9 @@ def summary(r: dict) -> str:
               f"unexpected faults: {r['unexpected_fault_count']}",
               f"  log: {r['log']['lines']} lines, {r['log']['incident_lines']} incident lines "
               f"(limit {r['log']['incident_limit']})",
+              f"  images: {r['images_generated']} generated, {r['barren_cycles']} cycles without one "
+              f"while no model fault was on",
               f"  rss: {rss['start']} kB -> {rss['end']} kB ({rss['growth_pct']} %)   fds {r['fds']['start']} -> "
               f"{r['fds']['end']}   threads {r['threads']['start']} -> {r['threads']['end']}",
-              f"  {'OK' if r['ok'] else 'FAILED'}"]
+              "  OK" if r["ok"] else "  FAILED: " + "; ".join(r["failures"])]
     return "\n".join(lines)
