@@ -159,6 +159,8 @@ def student_versions(images: np.ndarray, decay: np.ndarray, subjects: list[str],
     """What the model's student makes of each photograph: area-downsampled to its resolution, noised to a
     sigma drawn in 0.3-1.5 and denoised in one step, through the firmware's own runtime (onnxruntime).
     The upsampler then learns to enlarge the student's kind of image, with the photograph as the answer."""
+    from firmware.generate.conditions import Conditions
+
     from .sample import Generator
 
     g = Generator(model_dir, "student", upsample=False)
@@ -166,13 +168,12 @@ def student_versions(images: np.ndarray, decay: np.ndarray, subjects: list[str],
     hr = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
     low = area_down(hr).numpy()
     out = np.empty_like(low)
-    known = set(g.info.subjects)
     for i in range(len(low)):
         sigma = np.float32(rng.uniform(0.3, 1.5))
         x = low[i:i + 1] + sigma * rng.standard_normal(low[i:i + 1].shape).astype(np.float32)
         d = np.float32(decay[i] if np.isfinite(decay[i]) else 0.5)
-        extra = {"subject": float(g.info.subjects.index(subjects[i]))} if subjects[i] in known else {}
-        out[i] = g.engine.denoise(x, sigma, d, **extra)[0]
+        subject = g.info.subjects.index(subjects[i]) if subjects[i] in g.info.subjects else None
+        out[i] = g.engine.denoise(x, sigma, Conditions(d, subject))[0]
     return torch.from_numpy(out).clamp(-1, 1)
 
 
