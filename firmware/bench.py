@@ -255,13 +255,15 @@ def run_bench(args) -> int:
         print(f"  {k} steps: per step {v['per_step_median_ms']} ms -> {v['images_per_s']:.1f} images/s")
     report["images_per_s"] = report["engine"]["images_per_s"]
     from firmware.bench_cascade import bench_upsampler, cascade_estimate, output_images_per_s, windowed, x_display
-    up = report["upsampler"] = bench_upsampler(model, seconds, config.model.threads)
+    from firmware.generate.providers import for_stage
+    up = report["upsampler"] = bench_upsampler(model, seconds, config.model.threads, for_stage(engine.providers))
     up_ms = up.get("median_ms") if up else None
     report["output_images_per_s"] = {k: output_images_per_s(v["per_step_median_ms"], up_ms)
                                      for k, v in report["engine"]["steps"].items()}
     if up is not None:
         print(f"  upsampler {model.resolution[0]} -> {model.output_resolution[0]}: "
-              + (f"{up_ms:.2f} ms per image; " if up_ms else f"{up.get('skipped')}; ")
+              + (f"{up_ms:.2f} ms per image on {', '.join(up['providers'])}; " if up_ms
+                 else f"{up.get('skipped')}; ")
               + ", ".join(f"{k} steps + upsampler {v:.1f} images/s" for k, v in report["output_images_per_s"].items()))
     if not args.no_torch:
         report["torch_eager"] = bench_torch(model.dir, net.name, seconds / 2, args.torch_checkpoint)

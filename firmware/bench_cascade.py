@@ -18,20 +18,21 @@ import time
 import numpy as np
 
 
-def bench_upsampler(model, seconds: float, threads: int) -> dict | None:
+def bench_upsampler(model, seconds: float, threads: int, providers: tuple[str, ...] | None = None) -> dict | None:
     from firmware.bench_cost import _stats, _timeit
     from firmware.generate.stages import Upsampler
 
     if model.upsampler is None:
         return None
-    up = Upsampler(model.upsampler, threads=max(1, threads))
+    up = Upsampler(model.upsampler, threads=max(1, threads), providers=providers)
     if up.failed:
         return {"skipped": f"upsampler {up.failed}"}
     x = np.random.default_rng(0).uniform(-1, 1, (1, model.channels, *model.resolution)).astype(np.float32)
     s = _stats(_timeit(lambda: up(x), seconds / 2))
+    providers = up.providers
     up.close()
     return {"median_ms": round(s["median_ms"], 3), "p99_ms": round(s["p99_ms"], 3),
-            "output": list(model.output_resolution)}
+            "output": list(model.output_resolution), "providers": list(providers)}
 
 
 def output_images_per_s(step_ms: list[float], upsampler_ms: float | None) -> float:

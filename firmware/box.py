@@ -174,7 +174,11 @@ class Box(VenueSteps):
         """The cascade's stage, when the model has one; a broken one is a fault, never a stop."""
         if self.model is None or (self.model.upsampler is None and not self.model.stage_errors):
             return None
-        up = Upsampler(self.model.upsampler, threads=max(1, self.config.model.threads))
+        from firmware.generate.providers import for_stage
+
+        # The stage runs where the generator runs (the GPU on a Jetson), not always on the CPU.
+        up = Upsampler(self.model.upsampler, threads=max(1, self.config.model.threads),
+                       providers=for_stage(self.engine.providers if self.engine is not None else ()))
         if self.model.stage_errors:
             up.fault(self.model.stage_errors[0])
         problem = self.model.stage_errors[0] if self.model.stage_errors else up.failed

@@ -19,7 +19,7 @@ from firmware.generate.manifest import ModelInfo, NetworkInfo
 
 log = logging.getLogger("humus.engine")
 
-ORT_PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+from firmware.generate.providers import ORT_PROVIDER_ORDER, choose_providers  # noqa: F401  (the one order)
 from firmware.generate.engine_interface import Engine, EngineError  # re-exported: the interface
 
 
@@ -34,8 +34,7 @@ class OnnxRuntimeEngine(Engine):
         except ImportError as exc:
             raise EngineError(f"onnxruntime is not installed: {exc}") from None
         available = ort.get_available_providers()
-        wanted = providers or ORT_PROVIDER_ORDER
-        chosen = [p for p in wanted if p in available] or ["CPUExecutionProvider"]
+        chosen = choose_providers(available, providers)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Leave one core to the display and DMX threads: a generation that takes every core makes the

@@ -20,6 +20,7 @@ import numpy as np
 
 from firmware.devices.base import Device
 from firmware.digest import resolve_inside, sha256_file
+from firmware.generate.providers import choose_providers
 
 log = logging.getLogger("humus.upsampler")
 
@@ -103,26 +104,37 @@ class Upsampler(Device):
 
     name = "upsampler"
 
-    def __init__(self, info: UpsamplerInfo | None, threads: int = 1, check_hash: bool = True) -> None:
+    def __init__(self, info: UpsamplerInfo | None, threads: int = 1, check_hash: bool = True,
+                 providers: tuple[str, ...] | None = None) -> None:
         super().__init__()
         self.info = info
         self._session = None
         self.failed: str | None = None
+        self.providers: tuple[str, ...] = ()
         if info is None:
             return
         try:
-            self._session = self._open(info, threads, check_hash)
+            self._session = self._open(info, threads, check_hash, providers)
+            self.providers = tuple(self._session.get_providers())
+            log.info("upsampler %s runs on %s", info.path.name, ", ".join(self.providers))
         except Exception as exc:  # noqa: BLE001  any vendor failure: the base image still shows
             self._give_up(f"cannot load ({exc})")
 
     @staticmethod
-    def _open(info: UpsamplerInfo, threads: int, check_hash: bool):
+    def _open(info: UpsamplerInfo, threads: int, check_hash: bool, providers: tuple[str, ...] | None):
         if check_hash and sha256_file(info.path) != info.sha256:
             raise StageError(f"{info.path.name}: sha256 does not match the manifest")
         import onnxruntime as ort
         so = ort.SessionOptions()
         so.intra_op_num_threads = max(1, threads)
-        sess = ort.InferenceSession(str(info.path), so, providers=["CPUExecutionProvider"])
+        chosen = choose_providers(ort.get_available_providers(), providers)
+        try:
+            sess = ort.InferenceSession(str(info.path), so, providers=chosen)
+        except Exception as exc:  # noqa: BLE001  a GPU provider that refuses: the CPU still runs it
+            if chosen == ["CPUExecutionProvider"]:
+                raise
+            log.warning("upsampler: %s refused it (%s); running it on the CPU", ", ".join(chosen[:-1]), exc)
+            sess = ort.InferenceSession(str(info.path), so, providers=["CPUExecutionProvider"])
         if info.reference is not None:
             with np.load(info.reference) as z:
                 x, want = z["image"], z["upsampled"]
