@@ -2,12 +2,15 @@
 # humus installer. Idempotent: every step checks before it acts and says what it did.
 #   ./install.sh                 development machine: .venv with .[cpu,train,dev]
 #   ./install.sh --dry-run       print the plan, change nothing
+#   ./install.sh --gpu           studio workstation with an NVIDIA card: .[gpu,train,dev] (onnxruntime-gpu in
+#                                place of onnxruntime) and CUDA torch from HUMUS_TORCH_INDEX
 # Device mode (a Jetson, detected by /etc/nv_tegra_release) installs the appliance:
 #   sudo ./install.sh [--key studio.pub]... [--no-pip] [--ort-index URL] [--dry-run]
 #   ./install.sh --root DIR ...  lay the appliance into DIR instead of / (DIR/etc/nv_tegra_release
 #                                must exist); touches nothing outside DIR, runs no systemctl/useradd.
 #   ./install.sh --dev           development .venv even on a Jetson
-# Environment: HUMUS_SKIP_PIP=1 (same as --no-pip), HUMUS_ORT_INDEX (Jetson wheel index).
+# Environment: HUMUS_SKIP_PIP=1 (same as --no-pip), HUMUS_ORT_INDEX (Jetson wheel index),
+#   HUMUS_TORCH_INDEX (CUDA torch wheels for --gpu; default PyTorch's cu126 index).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,6 +24,8 @@ SKIP_PIP="${HUMUS_SKIP_PIP:-0}"
 ORT_INDEX="${HUMUS_ORT_INDEX:-https://pypi.jetson-ai-lab.dev/jp6/cu126}"
 KEYS=()
 FORCE_DEV=0
+GPU=0
+TORCH_INDEX="${HUMUS_TORCH_INDEX:-https://download.pytorch.org/whl/cu126}"
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,6 +39,7 @@ while [ $# -gt 0 ]; do
     --ort-index) [ $# -ge 2 ] || { echo "install.sh: --ort-index needs a URL" >&2; exit 2; }
                  ORT_INDEX="$2"; shift ;;
     --dev) FORCE_DEV=1 ;;
+    --gpu) GPU=1 ;;
     -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -63,9 +69,20 @@ step_venv() {
 }
 
 step_packages() {
-  step "installing humus with extras [$EXTRAS] into $VENV"
+  local extras="$EXTRAS" index=()
+  if [ "$GPU" = 1 ]; then
+    extras="${EXTRAS/cpu/gpu}"
+    index=(--extra-index-url "$TORCH_INDEX")
+    # onnxruntime and onnxruntime-gpu install the same module: the CPU one must go first, or the GPU
+    # build is shadowed and every session quietly runs on the CPU.
+    if "$VENV/bin/python" -m pip show --quiet onnxruntime >/dev/null 2>&1 || [ "$DRY_RUN" = 1 ]; then
+      step "removing onnxruntime (CPU) so onnxruntime-gpu is the one imported"
+      run "$VENV/bin/python" -m pip uninstall --quiet --yes onnxruntime
+    fi
+  fi
+  step "installing humus with extras [$extras] into $VENV"
   run "$VENV/bin/python" -m pip install --quiet --upgrade pip setuptools wheel
-  run "$VENV/bin/python" -m pip install --quiet -e "$HERE[$EXTRAS]"
+  run "$VENV/bin/python" -m pip install --quiet "${index[@]}" -e "$HERE[$extras]"
 }
 
 step_check() {

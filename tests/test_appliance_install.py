@@ -223,3 +223,18 @@ def test_doctor_report_marks_each_row_and_puts_the_fix_under_a_failure():
                                  "       fix: copy the studio's public key",
                                  "1 problem(s)"]
     assert render([CheckResult("release", True, "ok")]).endswith("all checks passed")
+
+
+def test_gpu_mode_dry_run_swaps_onnxruntime_for_the_gpu_build(tmp_path):
+    """A studio workstation: the gpu extra in place of cpu, CUDA torch's index, and the CPU onnxruntime
+    removed first (both builds install the module onnxruntime; the CPU one would shadow the GPU one)."""
+    r = subprocess.run([str(REPO / "install.sh"), "--dry-run", "--gpu"], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "HUMUS_VENV": str(tmp_path / "venv"), "HUMUS_TORCH_INDEX": "file:///idx"})
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert f"-m pip install --quiet --extra-index-url file:///idx -e {REPO}[gpu,train,dev]" in out
+    assert out.index("pip uninstall --quiet --yes onnxruntime") < out.index("[gpu,train,dev]")
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(d.startswith("onnxruntime-gpu") for d in extras["gpu"])
+    assert not any(re.match(r"onnxruntime\b(?!-)", d) for d in extras["gpu"])
+    assert not (tmp_path / "venv").exists()
