@@ -21,36 +21,9 @@ Why ECT rather than the alternatives, on a 2-core CPU studio budget:
 * ECT gives 1-, 2- and 4-step sampling from one network (multistep consistency sampling),
   which the box needs (1, 2 and 4 must all work).
 
-Measured (models/default, manifest "training"/"metrics"):
-
-* cost per update at batch 32, cpu preset: CD with a Heun teacher step is 1.38x an ECT
-  update (forward 1.76 s, forward+backward 7.44 s under load), so in a 30-minute CPU budget
-  ECT made 966 updates where CD would have made ~700.
-* teacher: 3,188 EDM steps (80 min, CPU). Student: 1,641 ECT steps on the CPU (batch 32,
-  stages 1-5, 45 min), then on an NVIDIA H200 (batch 256, data and noise on the GPU):
-  2,216 steps in stages 5-6 (three variants sharing the GPU for 5.5 min; going on from the
-  CPU student beat a fresh start from the teacher, 0.00039 vs 0.00091 2-step KID on the
-  training split), then 4,107 in stage 6 (3.3 min, 20.6 updates/s): 140-240x the CPU's samples/s.
-* `tune` chooses on the validation half of the held-out split (252 images); `evaluate` reports
-  on the test half (230 images), 2,000 generated images per model from the same noise, KID over
-  whole sets with a paired bootstrap (export/metrics.py; 90% intervals):
-  teacher Heun 35: KID 0.00078 (-0.00007..0.0023), FID 2.15;
-  student 1 step 0.00054 / FID 1.26; 2 steps 0.00054 (-0.00022..0.0019) / 1.34; 4 steps
-  0.00087 / 1.47; training images against the test half (the floor) 0.00024 / 1.58.
-  KID(student, 2 steps) / KID(teacher) = 0.70: the goal (<= 1.25) holds on the estimate and in
-  88% of bootstrap replicates; KID(student 2) - 1.25 KID(teacher) = -0.00043 (90%: -0.0012 ..
-  +0.00005). The ratio's own upper bound is unbounded: in over 5% of replicates the teacher's
-  KID is at zero, i.e. at this data's resolution the teacher is at the floor. FID agrees (student
-  closer than the teacher at 1, 2 and 4 steps). The earlier estimate (230 generated images per
-  model, each model on its own noise, mean over half-subsets) had put the same student at 2.3x;
-  here the generated side adds little noise and the reference set's noise is shared.
-* More tuning did not help: on the H200 again (two runs sharing it, ~10 updates/s each),
-  2,697 more steps in stage 6 (lr 1e-4) and 2,728 in stage 7 (lr 5e-5) from the shipped student
-  both scored worse on the validation half: 2-step KID 0.00147 and 0.00094 against the shipped
-  student's 0.00050 (2,016 generated images pooled per score, the same noise for all).
-* The 2-step intermediate sigma matters less than the noise: validation KID, 2,016 generated
-  images pooled, 0.00063 at 0.821, 0.00051 at 1.2 (shipped), 0.00050 at 2.0, 0.00055 at 3.0
-  (raw weights, session 2: 0.0019-0.0025 at every level).
+What each run measured (steps, wall time, device, KID against the teacher) is recorded where it
+belongs: in the model's manifest ("training", "metrics") and in README.md's account of the shipped
+model, not here.
 """
 from __future__ import annotations
 

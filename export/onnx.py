@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from firmware.digest import sha256_file  # noqa: F401  (export.onnx.sha256_file: the one copy)
 from firmware.generate.manifest_schema import FORMAT, parse_manifest
 
 from .decaydist import KEY as DIST_KEY
@@ -43,12 +44,6 @@ The model weights in this folder were trained on these images; their credits tra
 """
 
 
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def has_subjects(model: torch.nn.Module) -> bool:

@@ -77,7 +77,7 @@ def bench_stages(config, model, seconds: float) -> dict:
     cam = SimCamera(bounded_camera(config.camera if config.camera.type == "sim" else   # as the box opens it
                                    type(config).model_fields["camera"].default_factory(), config.display)[0],
                     RealClock())
-    comp = Compositor(W, H, config.show.layout, side)
+    comp = Compositor(W, H, config.show.layout, side, config.show.sigma_peak)
     frame = cam.latest().image
     camera_full = nz.cover(frame, W, H)
     vn = nz.make_visitor_noise(1, comp.tiles, W, H, (side, side))

@@ -98,7 +98,7 @@ class Box(VenueSteps):
         self.worker = GenerationWorker(self.engine, threaded=threaded, upsampler=self.upsampler)
         if model_problem:
             self.worker.health.ok, self.worker.health.detail = False, model_problem
-        self.compositor = Compositor(self.width, self.height, show.layout, self.model_side)
+        self.compositor = Compositor(self.width, self.height, show.layout, self.model_side, show.sigma_peak)
 
         self.footage = None
         frames = footage_frames

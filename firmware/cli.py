@@ -176,11 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--duration", type=number(float, 0, 1e7))
     s.set_defaults(func=cmd_safe)
 
+    # Part of the package, never optional: a failing import is a broken install and must say so, not
+    # look like a missing subcommand.
     for module in ("firmware.appliance.commands", "firmware.devices.calibrate", "firmware.soak"):
-        try:
-            __import__(module, fromlist=["register"]).register(sub)
-        except ImportError as exc:
-            logging.getLogger("humus").debug("%s not available: %s", module, exc)
+        __import__(module, fromlist=["register"]).register(sub)
     return p
 
 

@@ -45,3 +45,19 @@ def test_cover_fills_without_bars():
     img[:, :, 0] = 200
     out = nz.cover(img, 160, 90)
     assert out.shape == (90, 160, 3) and (out[..., 0] > 150).all()
+
+
+@pytest.mark.parametrize("peak", [5.0, 80.0])
+def test_the_held_sea_of_noise_is_the_configured_peak(peak):
+    """Emergence before the first image: the visitor stays dissolved at [show] sigma_peak, not at 80."""
+    from firmware.render.compositor import Compositor
+    from firmware.show.machine import Cue, State
+
+    comp = Compositor(64, 48, "full", 16, sigma_peak=peak)
+    camera = np.full((48, 64, 3), 200, np.uint8)
+    eps = nz.quantise_eps(np.random.default_rng(0).standard_normal((48, 64, 3)))
+    cue = Cue(State.EMERGENCE, 0.0, 1, 0.5, 1.0, 0.0, 0.0, 1.0)
+    got = comp.compose(cue, np.zeros_like(camera), camera, eps, None, None).copy()
+    want = np.empty_like(camera)
+    nz.dissolve(camera, eps, peak, out=want)
+    assert np.array_equal(got, want)

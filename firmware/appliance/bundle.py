@@ -36,6 +36,7 @@ from .bundle_schema import (  # noqa: F401  (re-exported: bundlemod.check_versio
     MAX_HEADER_BYTES, MAX_META_BYTES, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_VERSION_LEN, PUB_PREFIX,
     SIG_FORMAT, SIGNATURE_NAME, SKIP_NAMES, VERSION_RE, BundleError, _check_manifest, check_member_path,
     check_version, version_key)
+from firmware.digest import sha256_file
 from .bundle_keys import (  # noqa: F401  (re-exported: bundlemod.load_trusted_keys etc.)
     TrustedKey, _key_line, _nacl, generate_keypair, key_id, load_signing_key, load_trusted_keys)
 
@@ -87,14 +88,6 @@ def collect_sources(src: str | os.PathLike, kind: str | None = None) -> tuple[st
     return kind, files
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def build_bundle(src: str | os.PathLike, key_path: str | os.PathLike, version: str,
                  out: str | os.PathLike, kind: str | None = None, created: float | None = None) -> dict:
     """Write a signed bundle to `out` (atomically) and return its manifest."""
@@ -107,7 +100,7 @@ def build_bundle(src: str | os.PathLike, key_path: str | os.PathLike, version: s
     manifest = {
         "format": FORMAT, "version": version, "kind": kind,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
-        "files": {name: {"sha256": _sha256_file(p), "size": p.stat().st_size,
+        "files": {name: {"sha256": sha256_file(p), "size": p.stat().st_size,
                          "mode": 0o755 if os.access(p, os.X_OK) else 0o644}
                   for name, p in sorted(files.items())},
     }

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from firmware.digest import sha256_file
 from . import bundle as bundlemod
 
 RELEASE_FILE = "release.json"
@@ -103,7 +104,7 @@ def verify_release(path: str | os.PathLike, hashes: bool = True) -> list[str]:
             continue
         if st.st_size != entry["size"]:
             problems.append(f"{f}: {st.st_size} bytes, expected {entry['size']}")
-        elif hashes and bundlemod._sha256_file(f) != entry["sha256"]:
+        elif hashes and sha256_file(f) != entry["sha256"]:
             problems.append(f"{f}: sha256 mismatch")
     if not rec.get("files"):
         problems.append(f"{path / RELEASE_FILE}: lists no files")

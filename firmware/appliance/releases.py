@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from firmware.digest import sha256_file
 from . import bundle as bundlemod
 from .atomic import fsync_dir, symlink_atomic, write_json_atomic
 from .release_layout import (  # noqa: F401  (re-exported: rel.Layout, rel.current_version etc.)
@@ -234,7 +235,7 @@ def install_local(layout: Layout, files: dict[str, Path], version: str, kind: st
         shutil.copyfile(src, dst)
         mode = 0o755 if os.access(src, os.X_OK) else 0o644
         dst.chmod(mode)
-        records[name] = {"sha256": bundlemod._sha256_file(dst), "size": dst.stat().st_size, "mode": mode}
+        records[name] = {"sha256": sha256_file(dst), "size": dst.stat().st_size, "mode": mode}
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     _seal(layout, staging, final, {"version": version, "kind": kind, "created": created, "inherited": {},
                                    "bundle": {"digest": None, "key_id": None, "signer": "install.sh (local)"},

@@ -22,8 +22,9 @@ CACHE_BYTES = 64 * 2**20
 
 
 class Compositor:
-    def __init__(self, width: int, height: int, layout: str, model_side: int) -> None:
+    def __init__(self, width: int, height: int, layout: str, model_side: int, sigma_peak: float = 80.0) -> None:
         self.width, self.height = width, height
+        self.sigma_peak = sigma_peak        # [show] sigma_peak: the sea of noise the immersion ends in
         self.layout = layout
         self.model_side = model_side
         self.tiles = nz.layout_tiles(layout, width, height)
@@ -105,7 +106,7 @@ class Compositor:
                 # Nothing generated yet: the sea of noise holds (pure noise at the peak level).
                 base = camera if camera is not None else idle
                 if eps_screen is not None:
-                    nz.dissolve(base, eps_screen, max(cue.sigma, 80.0), out=out)
+                    nz.dissolve(base, eps_screen, max(cue.sigma, self.sigma_peak), out=out)
                 else:
                     out[...] = idle
             elif eps_screen is not None and cue.sigma > 0:
