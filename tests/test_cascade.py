@@ -153,6 +153,9 @@ def test_a_broken_upsampler_falls_back_to_the_base_image(tmp_path, how, caplog):
     ({"file": "../x.onnx"}, "file"),
     ({"file": 7}, "file"),
     ({"sha256": "abc"}, "sha256"),
+    ({"sha256": "z" * 64}, "sha256"),           # 64 characters are not 64 hex digits (the hand check took it)
+    ({"reference": {"output": "reference_upsampler.npz", "atol": 0.5}}, "reference.atol"),
+    ({"inputs": {"image": [1, 3, 32]}}, "inputs.image"),
     ({"inputs": {"image": [1, 3, 16, 16]}}, "inputs.image"),
     ({"inputs": {"image": "big"}}, "inputs.image"),
     ({"outputs": {"upsampled": [1, 3, 100, 100]}}, "outputs.upsampled"),

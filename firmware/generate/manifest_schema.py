@@ -126,6 +126,46 @@ class Conditioning(_Strict):
     subject: Optional[Subject] = None
 
 
+# The cascade's stage. Checked apart from the manifest (stages.parse_upsampler): a broken stage is a
+# fault the box shows the base image through, never a refused model.
+REFERENCE_ATOL_MAX = 0.1
+Shape4 = Annotated[list[Dim], Field(min_length=4, max_length=4)]    # static NCHW
+
+
+class StageReference(_Strict):
+    output: FileName
+    atol: float = Field(2e-2, gt=0, le=REFERENCE_ATOL_MAX)
+
+
+class StageInputs(_Strict):
+    image: Shape4
+
+
+class StageOutputs(_Strict):
+    upsampled: Shape4
+
+
+class UpsamplerStage(_Strict):
+    file: FileName
+    sha256: Hex64
+    inputs: StageInputs
+    outputs: StageOutputs
+    reference: Optional[StageReference] = None
+    method: Info = None
+    params: Info = None
+    latency_ms_ort_cpu: Info = None
+    training: Info = None
+
+
+def parse_stage(raw: Any, where: tuple[str, ...], path: str, error: type[Exception]) -> UpsamplerStage:
+    """A stage entry from an already parsed manifest; problems are `error` naming the file and key."""
+    try:
+        return UpsamplerStage.model_validate(raw, strict=True)
+    except ValidationError as exc:
+        errors = exc.errors()
+        raise error("; ".join(f"{path}: {_describe({**e, 'loc': (*where, *e['loc'])})}" for e in errors[:3])) from None
+
+
 class Manifest(_Strict):
     format: Literal[FORMAT]
     name: Optional[str] = Field(None, min_length=1, max_length=64)

@@ -24,7 +24,6 @@ from firmware.generate.providers import choose_providers
 
 log = logging.getLogger("humus.upsampler")
 
-REFERENCE_ATOL_MAX = 0.1
 
 
 class StageError(Exception):
@@ -45,15 +44,7 @@ class UpsamplerInfo:
         return self.output_shape[-1] // self.input_shape[-1]
 
 
-def _shape(v, where: str) -> tuple[int, ...]:
-    if not isinstance(v, list) or len(v) != 4 or not all(type(i) is int and 0 < i <= 4096 for i in v):
-        raise StageError(f"{where}: expected a static NCHW shape of 4 integers in 1..4096, got {v!r}")
-    return tuple(v)
-
-
-def _inside(model_dir: Path, name, where: str) -> Path:
-    if not isinstance(name, str) or not name or len(name) > 255:
-        raise StageError(f"{where}: expected a file name, got {name!r}")
+def _inside(model_dir: Path, name: str, where: str) -> Path:
     path = resolve_inside(model_dir, name)
     if path is None:
         raise StageError(f"{where}: {name!r} is outside the model directory")
@@ -61,42 +52,25 @@ def _inside(model_dir: Path, name, where: str) -> Path:
 
 
 def parse_upsampler(raw, model_dir: Path, mf: str, channels: int, resolution: tuple[int, int]) -> UpsamplerInfo:
-    """Check a manifest's `stages.upsampler` entry against the model it follows."""
+    """Check a manifest's `stages.upsampler` entry (the schema's field rules, manifest_schema.UpsamplerStage)
+    against the model it follows."""
+    from firmware.generate.manifest_schema import parse_stage
+
     where = f"{mf}: stages.upsampler"
-    if not isinstance(raw, dict):
-        raise StageError(f"{where}: expected an object")
-    unknown = set(raw) - {"file", "sha256", "inputs", "outputs", "reference", "method", "params",
-                          "latency_ms_ort_cpu", "training"}
-    if unknown:
-        raise StageError(f"{where}: unknown key(s) {sorted(unknown)}")
-    path = _inside(model_dir, raw.get("file"), f"{where}.file")
+    st = parse_stage(raw, ("stages", "upsampler"), mf, StageError)
+    path = _inside(model_dir, st.file, f"{where}.file")
     if not path.is_file():
         raise StageError(f"{where}.file: {path} does not exist")
-    sha = raw.get("sha256")
-    if not isinstance(sha, str) or len(sha) != 64:
-        raise StageError(f"{where}.sha256: expected 64 hex digits")
-    ins, outs = raw.get("inputs"), raw.get("outputs")
-    if not isinstance(ins, dict) or set(ins) != {"image"} or not isinstance(outs, dict) or set(outs) != {"upsampled"}:
-        raise StageError(f"{where}: expected inputs {{'image': shape}} and outputs {{'upsampled': shape}}")
-    i_shape = _shape(ins["image"], f"{where}.inputs.image")
-    o_shape = _shape(outs["upsampled"], f"{where}.outputs.upsampled")
+    i_shape, o_shape = tuple(st.inputs.image), tuple(st.outputs.upsampled)
     if i_shape != (1, channels, *resolution):
         raise StageError(f"{where}.inputs.image: {list(i_shape)} does not match the model's "
                          f"{[1, channels, *resolution]}")
     s = o_shape[-1] // i_shape[-1]
     if o_shape[:2] != i_shape[:2] or s < 2 or o_shape[2:] != (i_shape[2] * s, i_shape[3] * s):
         raise StageError(f"{where}.outputs.upsampled: {list(o_shape)} is not a whole enlargement of {list(i_shape)}")
-    ref, atol = raw.get("reference"), 0.02
-    ref_path = None
-    if ref is not None:
-        if not isinstance(ref, dict):
-            raise StageError(f"{where}.reference: expected an object")
-        ref_path = _inside(model_dir, ref.get("output"), f"{where}.reference.output")
-        atol = ref.get("atol", 0.02)
-        if type(atol) not in (int, float) or not 0 < atol <= REFERENCE_ATOL_MAX:
-            raise StageError(f"{where}.reference.atol: expected a number in (0, {REFERENCE_ATOL_MAX}]")
-    return UpsamplerInfo(path=path, sha256=sha, input_shape=i_shape, output_shape=o_shape, reference=ref_path,
-                         atol=float(atol))
+    ref_path = None if st.reference is None else _inside(model_dir, st.reference.output, f"{where}.reference.output")
+    return UpsamplerInfo(path=path, sha256=st.sha256, input_shape=i_shape, output_shape=o_shape, reference=ref_path,
+                         atol=2e-2 if st.reference is None else float(st.reference.atol))
 
 
 class Upsampler(Device):
