@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     _training_run_options(d, minutes=40.0)
     d.add_argument("--teacher", help="teacher checkpoint (default RUN/teacher.pt)")
     d.add_argument("--lr", type=float, default=FROM_CONFIG)
+    d.add_argument("--adversarial", type=float, default=FROM_CONFIG,
+                   help="weight of a patch discriminator on the student's one-step images (0 = plain ECT)")
+    d.add_argument("--adversarial-sigma", type=float, default=FROM_CONFIG)
     d.add_argument("--stages", type=int, default=FROM_CONFIG)
     d.add_argument("--first-stage", type=int, default=FROM_CONFIG, help="gap stage to start in (1: gap t/2)")
     d.add_argument("--init", help="start from this student checkpoint's EMA weights, not the teacher's")

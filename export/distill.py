@@ -54,6 +54,11 @@ class DistillConfig(RunBudget):
         k: strength of the n(t) = 1 + k * sigmoid(-t) gap enlargement at small t.
         huber_c: pseudo-Huber constant per image, in units of sqrt(pixels) (iCT: 0.00054).
         dropout: dropout in the residual blocks during tuning (0 = off).
+        adversarial: weight of a patch discriminator's term on the student's one-step images from the
+            upper half of the noise levels (sigma >= adversarial_sigma), against real photographs
+            (export/adversarial.py: DiffAugment, lazy R1); 0 = plain ECT. Adversarial terms close most of
+            the gap between a few-step student and its teacher (sCM+adv, DMD2, ADD).
+        adversarial_sigma: the noise level above which the student's output is judged.
 
     The stage schedule is laid over ``steps`` and, with a time budget, over ``minutes`` too (whichever is
     further along): only a steps-only schedule repeats exactly when a run is resumed.
@@ -68,6 +73,8 @@ class DistillConfig(RunBudget):
     k: float = 8.0
     huber_c: float = 0.00054
     dropout: float = 0.0
+    adversarial: float = 0.0
+    adversarial_sigma: float = 1.0
 
 
 def r_of_t(t: torch.Tensor, stage: int, k: float, q: float = 2.0) -> torch.Tensor:
@@ -97,6 +104,12 @@ class StudentObjective(Objective):
         self.c = cfg.huber_c * math.sqrt(self.images[0].numel())
         self.budget = cfg.minutes * 60 if cfg.minutes > 0 else float("inf")
         self.state = None      # the loop's RunState, set by the loop: the stage follows it
+        self.adversary = None
+        if cfg.adversarial > 0:
+            from .adversarial import Adversary
+
+            self.adversary = Adversary(device=device)
+        self.last = {}
 
     def lr(self, step: int) -> float:
         return self.cfg.lr
@@ -117,10 +130,24 @@ class StudentObjective(Objective):
             # r == 0 means the target is the clean image itself (the boundary condition).
             target = torch.where(b(r) > 0, self.model(x0 + b(r) * n, r.clamp(min=0.002), dec, subj).float(), x0)
         pred = net(x0 + b(t) * n, t, dec, subj).float()
-        return (pseudo_huber(pred - target, self.c) / (t - r)).mean()
+        loss = (pseudo_huber(pred - target, self.c) / (t - r)).mean()
+        self.last = {"ect": float(loss.detach())}
+        judged = t >= cfg.adversarial_sigma
+        if self.adversary is not None and bool(judged.any()):
+            g = self.adversary.step(x0[judged], pred[judged], step, gen)
+            self.last.update(gan=float(g.detach()), d=self.adversary.last_d)
+            loss = loss + cfg.adversarial * g
+        return loss
+
+    def extra_state(self) -> dict:
+        return {} if self.adversary is None else {"adversary": self.adversary.state_dict()}
+
+    def load_extra_state(self, st: dict) -> None:
+        if self.adversary is not None and "adversary" in st:
+            self.adversary.load_state_dict(st["adversary"])
 
     def postfix(self, step: int) -> dict:
-        return {"stage": self.stage(step)}
+        return {"stage": self.stage(step), **{k: f"{v:.3f}" for k, v in self.last.items()}}
 
     def meta(self) -> dict:
         ts = self.teacher_state
@@ -153,6 +180,7 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
     _, _, device = dist_setup(cfg.device)
     names = teacher_state.get("subjects") or []
     lineage = {"init": None if init is None else str(init), "init_steps": init_steps, "teacher": str(teacher_ckpt)}
+    torch.manual_seed(cfg.seed)     # whatever the objective draws when built (a discriminator's first weights)
     obj = StudentObjective(ds, cfg, device, model, teacher_state, names, lineage)
     return run(obj, out, cfg, resume=resume, progress=progress, state_dir=state_dir)
 

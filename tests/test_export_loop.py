@@ -257,3 +257,21 @@ def test_input_blur_blurs_each_image_by_its_own_amount():
     y = blur_each(x, torch.tensor([0.0, 1.0]))
     assert torch.equal(y[0], x[0])                       # sigma 0: untouched
     assert float(y[1, 0, 4, 4]) < 0.2 and abs(float(y[1].sum()) - 3.0) < 1e-5   # spread, mass kept
+
+
+def test_ect_with_an_adversarial_term_resumes_exactly(cache, tmp_path):
+    teacher = _teacher(cache, tmp_path / "t", 0, steps=4)
+
+    def go(run, stop_at):
+        cfg = DistillConfig(batch=4, steps=6, stop_at=stop_at, stages=2, adversarial=0.1, adversarial_sigma=0.01,
+                            **FAST)
+        return _load(distill(cache, teacher, run, cfg, progress=False))
+
+    whole = go(tmp_path / "w", 0)
+    go(tmp_path / "p", 3)
+    pieces = go(tmp_path / "p", 0)
+    for key in ("model", "opt", "rng", "objective"):
+        _same(whole[key], pieces[key], key)
+    d = whole["objective"]["adversary"]["d"]
+    fresh = __import__("export.adversarial", fromlist=["PatchDiscriminator"]).PatchDiscriminator().state_dict()
+    assert any(not torch.equal(d[k], fresh[k]) for k in d if d[k].is_floating_point())   # D really trained
