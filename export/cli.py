@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--adversarial", type=float, default=FROM_CONFIG,
                    help="weight of a patch discriminator on the student's one-step images (0 = plain ECT)")
     d.add_argument("--adversarial-sigma", type=float, default=FROM_CONFIG)
+    d.add_argument("--guidance", type=float, default=FROM_CONFIG,
+                   help="autoguidance weight baked into the targets (0 = plain ECT); needs --guide")
+    d.add_argument("--guide", default=FROM_CONFIG, help="checkpoint of a weaker version of the teacher")
     d.add_argument("--stages", type=int, default=FROM_CONFIG)
     d.add_argument("--first-stage", type=int, default=FROM_CONFIG, help="gap stage to start in (1: gap t/2)")
     d.add_argument("--init", help="start from this student checkpoint's EMA weights, not the teacher's")

@@ -59,6 +59,13 @@ class DistillConfig(RunBudget):
             (export/adversarial.py: DiffAugment, lazy R1); 0 = plain ECT. Adversarial terms close most of
             the gap between a few-step student and its teacher (sCM+adv, DMD2, ADD).
         adversarial_sigma: the noise level above which the student's output is judged.
+        guidance: autoguidance baked into the targets (Karras 2024, "Guiding a diffusion model with a bad
+            version of itself"): 0 = plain ECT (x_r on the data's own path); w > 0 = the nearer point x_r
+            is one Euler step of the guided teacher D_guide + (1 + w) (D_teacher - D_guide) from x_t,
+            so the student learns the guided ODE (consistency distillation with a guided teacher: two
+            teacher evaluations more per sample).
+        guide: checkpoint of the guide, a weaker version of the teacher (an early snapshot or a smaller
+            network trained on the same data and conditions); its EMA weights are used.
 
     The stage schedule is laid over ``steps`` and, with a time budget, over ``minutes`` too (whichever is
     further along): only a steps-only schedule repeats exactly when a run is resumed.
@@ -75,6 +82,8 @@ class DistillConfig(RunBudget):
     dropout: float = 0.0
     adversarial: float = 0.0
     adversarial_sigma: float = 1.0
+    guidance: float = 0.0
+    guide: str = ""
 
 
 def r_of_t(t: torch.Tensor, stage: int, k: float, q: float = 2.0) -> torch.Tensor:
@@ -94,7 +103,7 @@ class StudentObjective(Objective):
     name = "student"
 
     def __init__(self, ds, cfg: DistillConfig, device, model, teacher_state: dict, names: list[str],
-                 lineage: dict):
+                 lineage: dict, teacher=None, guide=None):
         self.cfg, self.ds, self.model, self.teacher_state, self.names, self.lineage = (
             cfg, ds, model, teacher_state, names, lineage)
         self.batch = cfg.batch
@@ -104,6 +113,7 @@ class StudentObjective(Objective):
         self.c = cfg.huber_c * math.sqrt(self.images[0].numel())
         self.budget = cfg.minutes * 60 if cfg.minutes > 0 else float("inf")
         self.state = None      # the loop's RunState, set by the loop: the stage follows it
+        self.teacher, self.guide = teacher, guide     # frozen; both set when cfg.guidance > 0
         self.adversary = None
         if cfg.adversarial > 0:
             from .adversarial import Adversary
@@ -126,10 +136,18 @@ class StudentObjective(Objective):
         r = r_of_t(t, self.stage(step), cfg.k)
         n = torch.randn(x0.shape, generator=gen, device=device)
         b = lambda v: v[:, None, None, None]  # noqa: E731
+        x_t = x0 + b(t) * n
         with torch.no_grad():
+            if self.guide is None:
+                x_r = x0 + b(r) * n
+            else:   # one Euler step of the guided teacher's ODE from x_t to r
+                d_t = self.teacher(x_t, t, dec, subj).float()
+                d_g = self.guide(x_t, t, dec, subj).float()
+                denoised = d_g + (1.0 + cfg.guidance) * (d_t - d_g)
+                x_r = x_t + b(r - t) * (x_t - denoised) / b(t)
             # r == 0 means the target is the clean image itself (the boundary condition).
-            target = torch.where(b(r) > 0, self.model(x0 + b(r) * n, r.clamp(min=0.002), dec, subj).float(), x0)
-        pred = net(x0 + b(t) * n, t, dec, subj).float()
+            target = torch.where(b(r) > 0, self.model(x_r, r.clamp(min=0.002), dec, subj).float(), x0)
+        pred = net(x_t, t, dec, subj).float()
         loss = (pseudo_huber(pred - target, self.c) / (t - r)).mean()
         self.last = {"ect": float(loss.detach())}
         judged = t >= cfg.adversarial_sigma
@@ -180,8 +198,15 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
     _, _, device = dist_setup(cfg.device)
     names = teacher_state.get("subjects") or []
     lineage = {"init": None if init is None else str(init), "init_steps": init_steps, "teacher": str(teacher_ckpt)}
+    teacher = guide = None
+    if cfg.guidance > 0:
+        if not cfg.guide:
+            raise ValueError("--guidance needs --guide, a checkpoint of a weaker version of the teacher")
+        teacher = denoiser_from_state(teacher_state, "ema", where=str(teacher_ckpt)).to(device)
+        guide = denoiser_from_state(load_checkpoint(cfg.guide), "ema", where=cfg.guide).to(device)
+        lineage["guide"] = cfg.guide
     torch.manual_seed(cfg.seed)     # whatever the objective draws when built (a discriminator's first weights)
-    obj = StudentObjective(ds, cfg, device, model, teacher_state, names, lineage)
+    obj = StudentObjective(ds, cfg, device, model, teacher_state, names, lineage, teacher, guide)
     return run(obj, out, cfg, resume=resume, progress=progress, state_dir=state_dir)
 
 

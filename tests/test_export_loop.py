@@ -275,3 +275,22 @@ def test_ect_with_an_adversarial_term_resumes_exactly(cache, tmp_path):
     d = whole["objective"]["adversary"]["d"]
     fresh = __import__("export.adversarial", fromlist=["PatchDiscriminator"]).PatchDiscriminator().state_dict()
     assert any(not torch.equal(d[k], fresh[k]) for k in d if d[k].is_floating_point())   # D really trained
+
+
+def test_autoguided_targets_move_the_student_differently_and_resume_exactly(cache, tmp_path):
+    teacher = _teacher(cache, tmp_path / "t", 0, steps=6)
+    guide = _teacher(cache, tmp_path / "g", 0, steps=2)          # a weaker version of the same teacher
+
+    def go(run, stop_at, guidance):
+        cfg = DistillConfig(batch=4, steps=5, stop_at=stop_at, stages=2, guidance=guidance,
+                            guide=str(guide) if guidance else "", **FAST)
+        return _load(distill(cache, teacher, run, cfg, progress=False))
+
+    whole = go(tmp_path / "w", 0, 1.0)
+    go(tmp_path / "p", 2, 1.0)
+    _same(whole["model"], go(tmp_path / "p", 0, 1.0)["model"], "model")
+    plain = go(tmp_path / "plain", 0, 0.0)
+    assert any(not torch.equal(plain["model"][k], whole["model"][k]) for k in plain["model"])
+    assert whole["guide"] == str(guide)
+    with pytest.raises(ValueError, match="--guide"):
+        distill(cache, teacher, tmp_path / "x", DistillConfig(batch=4, steps=1, guidance=1.0, **FAST), progress=False)
