@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from firmware.show.lights import WIDTH as CHANNEL_WIDTH
+
 from firmware.config_devices import (  # noqa: F401  (re-exported: config.CameraSim etc.)
     DAY, RGB, AnyPath, Backoff, CameraArgus, CameraAuto, CameraConfig, CameraFile, CameraNone, CameraPicamera2,
     CameraSim, CameraV4L2, DisplayConfig, DisplayHeadless, DisplayPygame, DmxArtNet, DmxAuto, DmxConfig,
@@ -95,8 +97,8 @@ class ModelConfig(Section):
 
 
 # ----------------------------------------------------------------------------------------- lights
-Channel = Literal["dimmer", "dimmer16", "red", "green", "blue", "white", "amber", "strobe",
-                  "red16", "green16", "blue16", "fixed"]
+# The channel names are the fixture patch's own table (show/lights.WIDTH): one list, not two to keep equal.
+Channel = Literal[tuple(CHANNEL_WIDTH)]
 
 
 class Fixture(Section):
