@@ -58,7 +58,8 @@ class OnnxRuntimeEngine(Engine):
     @staticmethod
     def _provider_options(provider: str, cache_dir: Path | None) -> dict:
         if provider == "TensorrtExecutionProvider" and cache_dir is not None:
-            cache_dir.mkdir(parents=True, exist_ok=True)
+            from firmware.appliance import fsops
+            fsops.makedirs(cache_dir)
             return {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
                     "trt_engine_cache_path": str(cache_dir), "trt_timing_cache_enable": True}
         return {}
