@@ -59,10 +59,11 @@ TIMING_CACHE = "timing.cache"
 
 def cached_engine(cache_dir: Path, name: str, build: Callable[[bytes], tuple[bytes, bytes]]) -> tuple[bytes, bool]:
     """(engine blob, came from the cache). On a miss, `build(timing cache bytes)` returns the new blob
-    and timing cache, and both are cached, atomically."""
+    and timing cache, and both are cached, atomically. The folder is made durably: a build takes
+    minutes, and an engine synced into a folder whose own name was not would vanish at a power cut."""
     from firmware.appliance import fsops
     from firmware.appliance.atomic import write_atomic
-    fsops.makedirs(cache_dir)
+    fsops.makedirs(cache_dir, durable=True)
     path = cache_dir / name
     if path.is_file():
         return path.read_bytes(), True
