@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from firmware.appliance import bundle as bundlemod
-from firmware.appliance import commands
+from firmware.appliance import bootstrap, commands
 from firmware.appliance import releases as rel
 from firmware.appliance.statusfile import read_status
 
@@ -48,11 +48,13 @@ def boot_and_check(root: Path, expect: Expect, retry=None) -> Verdict:
     except Exception as exc:          # the boot's first step must never crash
         release = [f"humus recover crashed: {type(exc).__name__}: {exc}"]
     layout = rel.Layout.at(root)
-    release += release_problems(layout)
     cur = rel.current_version(layout)
+    if cur is not None or expect.release_required:
+        release += release_problems(layout)
+    release += launcher_problems(layout, expect.launchers)
     durable = [] if expect.version is None or cur == expect.version else \
         [f"durable: the box had announced {expect.version}, but {cur} is current after the boot"]
-    rest = runtime_problems(root, expect)
+    rest = runtime_problems(root, expect) if cur is not None or expect.release_required else []
     if retry is not None:
         try:
             rest += retry(root)
@@ -67,10 +69,13 @@ def release_problems(layout: rel.Layout) -> list[str]:
         return ["release: no current release (opt/humus/current missing or dangling)"]
     d = layout.release_dir(cur)
     out = [f"release {cur}: {p}" for p in rel.verify_release(d, hashes=True)[:3]]
+    out += [f"release {cur}: {p}" for p in torn_bytecode(d / "app")]
     try:
         record = rel.read_release(d)
         if record.get("version") != cur:
             out.append(f"release {cur}: release.json says version {record.get('version')!r}")
+        if record["bundle"]["digest"] is None:
+            return out          # install.sh's first release: root installed it, no signature, no health check
         manifest = (d / bundlemod.MANIFEST_NAME).read_bytes()
         bundlemod.check_signature(manifest, (d / bundlemod.SIGNATURE_NAME).read_bytes(),
                                   bundlemod.load_trusted_keys(layout.keys_dir), d)
@@ -90,7 +95,27 @@ def release_problems(layout: rel.Layout) -> list[str]:
         out.append(f"release {cur} is current but never proved healthy")
     if state.get("pending"):
         out.append(f"an update of {state['pending']['version']} is still pending after humus recover")
-    out += [f"release {cur}: {p}" for p in torn_bytecode(d / "app")]
+    return out
+
+
+def launcher_problems(layout: rel.Layout, required: bool) -> list[str]:
+    """humus.service starts /opt/humus/venv/bin/humus: install.sh's launchers are whole or absent
+    (and there, once the install said it was done)."""
+    launchers = sorted((layout.base / "venv/bin").glob("humus*"))
+    out = [] if len(launchers) == len(bootstrap.LAUNCHERS) or not required else \
+        [f"launchers: {len(launchers)} of {len(bootstrap.LAUNCHERS)} after the install said it was done"]
+    for launcher in launchers:
+        text = launcher.read_bytes()
+        try:
+            compile(text, str(launcher), "exec")
+            whole = text.rstrip().endswith(b"sys.exit(main())")
+        except (SyntaxError, ValueError):
+            whole = False
+        if not whole:
+            out.append(f"launcher {launcher.name}: half written ({len(text)} bytes): the service cannot start")
+    for pth in (layout.base / "venv").rglob("humus-current.pth"):
+        if pth.read_text(errors="replace") != bootstrap.BOX_APP + "\n":
+            out.append(f"{pth.name}: half written: the launchers would not find the app")
     return out
 
 

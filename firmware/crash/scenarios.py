@@ -1,6 +1,7 @@
 """What the box does to its disk, recorded: each scenario prepares a box tree (`--root` layout), then
 runs the real code with every write going through the recorder.
 
+  install      install.sh's first release from a checkout (bootstrap: install_local, the launchers)
   update       `humus update` of a signed bundle through its health check, pruning the oldest release
   auto-rollback  an app-only bundle (models taken by hard link) whose release reports a fault: rolled back
   rollback     `humus rollback` to the previous release
@@ -23,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from firmware.appliance import bundle as bundlemod
-from firmware.appliance import commands, fsops, updater
+from firmware.appliance import bootstrap, commands, fsops, updater
 from firmware.appliance import releases as rel
 from firmware.appliance.health import StatusHealth
 from firmware.appliance.statusfile import StatusWriter
@@ -61,6 +62,8 @@ class Expect:
     """What a boot after a cut must find, once the box has announced it."""
     version: str | None = None       # the release that must be current
     engine_cached: bool = False      # the current model's engine comes from the cache, not a rebuild
+    release_required: bool = True    # False: before a first install is done, no release is fine
+    launchers: bool = False          # install.sh's launchers must be there (the install said it was done)
 
 
 @dataclass
@@ -74,10 +77,11 @@ class Run:
     final: Tree
     milestones: list[tuple[int, Expect]] = field(default_factory=list)   # from this many ops on
     retry: Callable[[Path], list[str]] | None = None    # the next attempt, on a booted crash disk
+    before: Expect = Expect()                            # until the first milestone
 
     def expect_at(self, k: int) -> Expect:
         """The expectation for a cut after the first `k` operations."""
-        out = Expect()
+        out = self.before
         for at, e in self.milestones:
             if k >= at:
                 out = e
@@ -172,11 +176,11 @@ class Bench:
 
 
 def record(name: str, about: str, root: Path, act: Callable[[Callable[[Expect], None]], None],
-           retry=None) -> Run:
+           retry=None, before: Expect = Expect()) -> Run:
     """Run `act(announce)` with every write below `root` recorded."""
     initial = read_tree(root)
     recorder = Recorder(root)
-    run = Run(name, about, root, initial, recorder.ops, {}, retry=retry)
+    run = Run(name, about, root, initial, recorder.ops, {}, retry=retry, before=before)
     with fsops.use(recorder):
         act(lambda expect: run.milestones.append((len(recorder.ops), expect)))
     run.final = read_tree(root)
@@ -184,6 +188,24 @@ def record(name: str, about: str, root: Path, act: Callable[[Callable[[Expect], 
 
 
 # --- the scenarios -------------------------------------------------------------------------------
+
+def install(bench: Bench) -> Run:
+    root = bench.new_root("install")
+    src = bench.workdir / "checkout"                     # what install.sh runs from
+    (src / "firmware").mkdir(parents=True)
+    (src / "firmware/__init__.py").write_text('__version__ = "1.0.0"\n')
+    (src / "firmware/show.py").write_text("def step(x):\n    return x\n")
+    write_model(src / "models/default", "decay-v1")
+    site = root / "opt/humus/venv/lib/python3/site-packages"       # bootstrap makes what is missing
+
+    def act(announce):
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = bootstrap.main(["--root", str(root), "--src", str(src), "--site-packages", str(site)])
+        assert code == 0, "bootstrap failed"
+        announce(Expect("1.0.0+local", launchers=True))
+    return record("install", "install.sh's first release from a checkout, and the venv's launchers",
+                  root, act, before=Expect(release_required=False))
+
 
 def update(bench: Bench) -> Run:
     root = bench.new_root("update")
@@ -294,6 +316,6 @@ def show(bench: Bench) -> Run:
                   root, lambda announce: _start_show(root, 6.0, announce))
 
 
-SCENARIOS = {"update": update, "auto-rollback": auto_rollback, "rollback": rollback, "recover": recover,
+SCENARIOS = {"install": install, "update": update, "auto-rollback": auto_rollback, "rollback": rollback, "recover": recover,
              "first-boot": first_boot, "show": show}
 
