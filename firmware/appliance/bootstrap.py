@@ -59,7 +59,7 @@ def ensure_file(path: Path, content: str, mode: int, dry_run: bool, say) -> None
     if dry_run:
         say(f"would write {path}")
         return
-    fs.makedirs(path.parent)
+    fs.makedirs(path.parent, durable=True)     # the launcher, synced, must not vanish with its folder
     write_atomic(path, content, mode=mode)
     say(f"wrote {path}")
 

@@ -55,8 +55,9 @@ def crashpoint(step: str) -> None:
 
 @contextmanager
 def locked(layout: Layout) -> Iterator[None]:
-    """One updater at a time per box; the kernel drops the lock if we are killed."""
-    fs.makedirs(layout.releases)
+    """One updater at a time per box; the kernel drops the lock if we are killed. The folders are
+    made durably: a first release synced into a folder whose own name was not could vanish."""
+    fs.makedirs(layout.releases, durable=True)
     with fs.disk().open(layout.base / ".update.lock", create=True, mode=0o600) as lock:
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
