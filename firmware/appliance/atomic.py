@@ -42,7 +42,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int = 0o644) 
     with _removed_on_failure(f.path):
         with f:
             f.write(data)
-            f.chmod(mode)
+            f.fchmod(mode)
             f.fsync()
         fs.replace(f.path, target)
     fs.fsync_dir(directory)

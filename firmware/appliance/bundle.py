@@ -354,7 +354,7 @@ def extract_verified(bundle: VerifiedBundle, dest: str | os.PathLike, on_file=No
             fs.makedirs(target.parent)
             with fs.create(target, 0o600) as out:      # O_EXCL: never through a planted name
                 _copy_hashed(tar.extractfile(member), out, name, entry)
-                out.chmod(entry["mode"])
+                out.fchmod(entry["mode"])
                 out.fsync()
             written.append(name)
             if on_file:

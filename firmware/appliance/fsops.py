@@ -43,7 +43,7 @@ class File:
     def fileno(self) -> int:
         return self.fd
 
-    def chmod(self, mode: int) -> None:
+    def fchmod(self, mode: int) -> None:
         self.ops.fchmod(self, mode)
 
     def fsync(self) -> None:
@@ -154,7 +154,7 @@ def write_new(path, data: bytes, mode: int = 0o644) -> None:
     """A new file holding `data`, not synced (the caller syncs the whole tree before using it)."""
     with create(path, mode) as f:
         f.write(data)
-        f.chmod(mode)          # exactly `mode`, whatever the umask
+        f.fchmod(mode)         # exactly `mode`, whatever the umask
 
 
 def fsync_file(path) -> None:

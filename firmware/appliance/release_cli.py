@@ -33,7 +33,7 @@ def cmd_keygen(args) -> int:
         print(f"humus-release: cannot create {key}: {exc.strerror}", file=sys.stderr)
         return 1
     with f:
-        f.chmod(0o600)
+        f.fchmod(0o600)
         f.write(private_text.encode())
     try:
         f = fs.create(pub, 0o644)

@@ -40,13 +40,8 @@ class Verdict:
 
 
 def boot_and_check(root: Path, expect: Expect, retry=None) -> Verdict:
-    out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-            code = commands.main(["recover", "--root", str(root)])
-        release = [] if code == 0 else [f"humus recover exited {code}: {out.getvalue().strip()}"]
-    except Exception as exc:          # the boot's first step must never crash
-        release = [f"humus recover crashed: {type(exc).__name__}: {exc}"]
+    code, said = _humus("recover", "--root", str(root))
+    release = [] if code == 0 else [f"humus recover: {said}"]
     layout = rel.Layout.at(root)
     cur = rel.current_version(layout)
     if cur is not None or expect.release_required:
@@ -55,12 +50,27 @@ def boot_and_check(root: Path, expect: Expect, retry=None) -> Verdict:
     durable = [] if expect.version is None or cur == expect.version else \
         [f"durable: the box had announced {expect.version}, but {cur} is current after the boot"]
     rest = runtime_problems(root, expect) if cur is not None or expect.release_required else []
+    # the tech's readers meet the same disk: an error message is fine, a traceback is not
+    for argv in (("status", "--json"), ("releases", "--json", "--verify")):
+        code, said = _humus(*argv, "--root", str(root))
+        if code not in (0, 1):
+            rest.append(f"humus {argv[0]}: {said}")
     if retry is not None:
         try:
             rest += retry(root)
         except Exception as exc:
             rest.append(f"retried update crashed: {type(exc).__name__}: {exc}")
     return Verdict(not release, release + durable + rest)
+
+
+def _humus(*argv: str) -> tuple[int, str]:
+    """A `humus` command in this process, its output kept; a crash is exit code -1."""
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            return commands.main(list(argv)), out.getvalue().strip()[-300:]
+    except Exception as exc:
+        return -1, f"crashed: {type(exc).__name__}: {exc}"
 
 
 def release_problems(layout: rel.Layout) -> list[str]:
@@ -153,6 +163,8 @@ def runtime_problems(root: Path, expect: Expect) -> list[str]:
         out += engine.problems(expect.engine_cached)
     try:
         read_status(on_root(root, config.status.path))
-    except StatusError as exc:
+    except StatusError as exc:      # its documented error: but an atomic write never leaves one
         out.append(f"status file: {exc}")
+    except Exception as exc:
+        out.append(f"status file: read_status raised {type(exc).__name__}, not StatusError: {exc}")
     return out

@@ -72,24 +72,19 @@ class SimDisk:
         return ino
 
     def _resolve(self, path: str, follow_last: bool = True, depth: int = 0) -> int:
-        """The inode at `path`, following symlinks on the way (and at the end if `follow_last`)."""
+        """The inode at `path` (normalised, root-relative), following symlinks on the way (and at
+        the end if `follow_last`)."""
         ino, parts = 0, [p for p in path.split("/") if p]
-        stack: list[int] = []
         for i, part in enumerate(parts):
-            if part == "..":
-                ino = stack.pop() if stack else 0
-                continue
             node = self.inodes[ino]
             if node.kind != "d" or part not in node.entries:
                 raise FileNotFoundError(path)
-            nxt = node.entries[part]
-            if self.inodes[nxt].kind == "l" and (follow_last or i < len(parts) - 1):
+            ino = node.entries[part]
+            if self.inodes[ino].kind == "l" and (follow_last or i < len(parts) - 1):
                 if depth > 8:
                     raise OSError(f"symlink loop at {path}")
-                base = "/".join(parts[:i])
-                nxt = self._resolve(os.path.normpath(os.path.join(base, self.inodes[nxt].target)), True, depth + 1)
-            stack.append(ino)
-            ino = nxt
+                target = os.path.normpath(os.path.join("/".join(parts[:i]), self.inodes[ino].target))
+                ino = self._resolve(target, True, depth + 1)
         return ino
 
     def _lookup_parent(self, path: str) -> tuple[int, str]:
@@ -110,11 +105,11 @@ class SimDisk:
                 node.unsynced.append((op.offset, op.data))
             elif k == "fchmod":
                 node.mode = op.mode
-            elif op.site != drop or drop is None:
+            elif op.site != drop:
                 node.synced, node.synced_mode, node.unsynced = bytes(node.data), node.mode, []
             return
         if k == "fsync_dir":
-            if op.site != drop or drop is None:
+            if op.site != drop:
                 self._persist(self._resolve(op.path))
             return
         if k == "open":
@@ -198,7 +193,7 @@ class SimDisk:
                 elif node.kind == "l":
                     out[path] = ("l", node.target)
                 else:
-                    out[path] = ("f", node.mode if model is None or model != "strict" else node.synced_mode,
+                    out[path] = ("f", node.synced_mode if model == "strict" else node.mode,
                                  self._content(node, model), child)
 
         walk(0, "")
