@@ -199,8 +199,8 @@ def test_status_writer_reports_the_release_it_runs_from(tmp_path):
     for f in ("__init__.py",):
         (release / "app/firmware" / f).write_text(open(os.path.join(src, f)).read())
     import shutil
-    for f in ("__init__.py", "atomic.py", "statusfile.py", "releases.py", "release_layout.py", "state.py", "bundle.py",
-              "bundle_keys.py", "bundle_schema.py"):
+    for f in ("__init__.py", "atomic.py", "fsops.py", "bytecode.py", "statusfile.py", "releases.py",
+              "release_layout.py", "state.py", "bundle.py", "bundle_keys.py", "bundle_schema.py"):
         shutil.copy(os.path.join(src, "appliance", f), pkg / f)
     current = tmp_path / "opt/humus/current"
     os.symlink("releases/1.4.0", current)

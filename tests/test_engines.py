@@ -113,3 +113,33 @@ def test_batch_splitting_and_padding_match_one_by_one(tiny_model):
     for i in range(3):
         alone = e.denoise(x[i:i + 1], float(i + 1), Conditions(0.5))
         np.testing.assert_allclose(together[i], alone[0], atol=1e-6)
+
+
+def test_a_cached_engine_onnxruntime_refuses_is_removed_and_built_again(tmp_path):
+    """onnxruntime's TensorRT provider writes its cache without fsync: a power cut can leave a
+    truncated engine it refuses at every start. Ours is removed and the session made once more;
+    a path outside the cache folder, or any other error, is left alone."""
+    cache = tmp_path / "engines"
+    cache.mkdir()
+    torn = cache / "TensorrtExecutionProvider_TRTKernel_graph_1_fp16.engine"
+    torn.write_bytes(b"half an eng")
+    calls = []
+
+    def make():
+        calls.append(torn.exists())
+        if torn.exists():
+            raise RuntimeError(f"[ONNXRuntimeError] : 1 : FAIL : TensorRT EP could not deserialize engine "
+                               f"from cache: {torn}")
+        return "session"
+    assert engines.new_session(make, cache) == "session"
+    assert calls == [True, False] and not torn.exists()
+    outside = tmp_path / "elsewhere.engine"
+    outside.write_bytes(b"x")
+
+    def refuses_outside():
+        raise RuntimeError(f"TensorRT EP could not deserialize engine from cache: {outside}")
+    with pytest.raises(RuntimeError):
+        engines.new_session(refuses_outside, cache)
+    assert outside.exists()
+    with pytest.raises(ValueError):
+        engines.new_session(lambda: (_ for _ in ()).throw(ValueError("bad model")), cache)

@@ -4,24 +4,18 @@ A reader (or the next boot) sees either the old file or the new one, never a
 mix: the data goes to a temp file in the same directory, the temp file is
 fsynced, renamed over the target (rename is atomic within a filesystem), and
 the directory is fsynced so the rename itself survives the power cut.
+Every step goes through `fsops`, the seam the power-cut harness records.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
-
-def fsync_dir(path: str | os.PathLike) -> None:
-    """Persist a directory entry change (create/rename/unlink) in `path`."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from . import fsops as fs
+from .fsops import fsync_dir  # noqa: F401  (re-exported: atomic.fsync_dir)
 
 
 @contextlib.contextmanager
@@ -30,8 +24,7 @@ def _removed_on_failure(tmp: str | os.PathLike):
     try:
         yield
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        fs.unlink(tmp, missing_ok=True)
         raise
 
 
@@ -45,15 +38,14 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int = 0o644) 
     if isinstance(data, str):
         data = data.encode("utf-8")
     directory = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
-    with _removed_on_failure(tmp):
-        with os.fdopen(fd, "wb") as f:
+    f = fs.create_temp(directory, prefix=f".{target.name}.", suffix=".tmp")
+    with _removed_on_failure(f.path):
+        with f:
             f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    fsync_dir(directory)
+            f.fchmod(mode)
+            f.fsync()
+        fs.replace(f.path, target)
+    fs.fsync_dir(directory)
     return target
 
 
@@ -71,9 +63,8 @@ def symlink_atomic(target: str, link: str | os.PathLike) -> None:
     """
     link = Path(link)
     tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    os.symlink(target, tmp)
+    fs.unlink(tmp, missing_ok=True)
+    fs.symlink(target, tmp)
     with _removed_on_failure(tmp):
-        os.replace(tmp, link)
-    fsync_dir(link.parent)
+        fs.replace(tmp, link)
+    fs.fsync_dir(link.parent)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from . import bundle as bundlemod
+from . import fsops as fs
 from . import releases as rel
 from .atomic import write_atomic
 
@@ -58,7 +59,7 @@ def ensure_file(path: Path, content: str, mode: int, dry_run: bool, say) -> None
     if dry_run:
         say(f"would write {path}")
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
+    fs.makedirs(path.parent, durable=True)     # the launcher, synced, must not vanish with its folder
     write_atomic(path, content, mode=mode)
     say(f"wrote {path}")
 

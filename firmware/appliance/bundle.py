@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
+from . import fsops as fs
 from .bundle_schema import (  # noqa: F401  (re-exported: bundlemod.check_version etc.)
     CHUNK, COMPRESSED, DEFAULT_MAX_BYTES, FORMAT, KEY_PREFIX, KINDS, MANIFEST_NAME, MAX_FILES,
     MAX_HEADER_BYTES, MAX_META_BYTES, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_VERSION_LEN, PUB_PREFIX,
@@ -91,8 +92,6 @@ def collect_sources(src: str | os.PathLike, kind: str | None = None) -> tuple[st
 def build_bundle(src: str | os.PathLike, key_path: str | os.PathLike, version: str,
                  out: str | os.PathLike, kind: str | None = None, created: float | None = None) -> dict:
     """Write a signed bundle to `out` (atomically) and return its manifest."""
-    from .atomic import fsync_dir
-
     check_version(version)
     sk, signer = load_signing_key(key_path)
     kind, files = collect_sources(src, kind)
@@ -111,21 +110,21 @@ def build_bundle(src: str | os.PathLike, key_path: str | os.PathLike, version: s
 
     out = Path(out)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    fs.unlink(tmp, missing_ok=True)       # a leftover of an earlier build by a process of this pid
     try:
-        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-            for name, data in ((MANIFEST_NAME, manifest_bytes), (SIGNATURE_NAME, sig_bytes)):
-                tar.addfile(_tarinfo(name, len(data), 0o644, created), io.BytesIO(data))
-            for name, path in sorted(files.items()):
-                entry = manifest["files"][name]
-                with open(path, "rb") as f:
-                    tar.addfile(_tarinfo(name, entry["size"], entry["mode"], created), f)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-        fsync_dir(out.parent if str(out.parent) else ".")
+        with fs.create(tmp, 0o644) as f:
+            with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                for name, data in ((MANIFEST_NAME, manifest_bytes), (SIGNATURE_NAME, sig_bytes)):
+                    tar.addfile(_tarinfo(name, len(data), 0o644, created), io.BytesIO(data))
+                for name, path in sorted(files.items()):
+                    entry = manifest["files"][name]
+                    with open(path, "rb") as src:
+                        tar.addfile(_tarinfo(name, entry["size"], entry["mode"], created), src)
+            f.fsync()
+        fs.replace(tmp, out)
+        fs.fsync_dir(out.parent if str(out.parent) else ".")
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        fs.unlink(tmp, missing_ok=True)
     return manifest
 
 
@@ -268,11 +267,36 @@ def _copy_hashed(src, dst, name: str, expected: dict) -> None:
                           f"({expected['sha256']}): tampered or corrupt")
 
 
+def check_signature(manifest_bytes: bytes, sig_bytes: bytes, trusted: dict[str, TrustedKey],
+                    where: str | os.PathLike) -> TrustedKey:
+    """The trusted key whose signature `sig_bytes` (bundle.sig) is over exactly `manifest_bytes`
+    (bundle.json); BundleError naming `where` otherwise. Also used on an installed release's copy."""
+    signing, exceptions = _nacl()
+    try:
+        sig = json.loads(sig_bytes)
+        kid, raw_sig = sig["key_id"], base64.b64decode(sig["signature"], validate=True)
+        if sig.get("format") != SIG_FORMAT or sig.get("alg") != "ed25519":
+            raise ValueError("unsupported format/alg")
+        if not isinstance(kid, str):
+            raise ValueError(f"key_id {kid!r} is not a string")
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:   # Recursion: [[[[... nested
+        raise BundleError(f"{where}: {SIGNATURE_NAME} is malformed ({exc})") from exc
+    key = trusted.get(kid)
+    if key is None:
+        raise BundleError(f"{where}: signed by unknown key {kid} ({sig.get('signer', '?')}); this box trusts "
+                          f"{', '.join(f'{k.key_id} ({k.name})' for k in trusted.values())}")
+    try:
+        signing.VerifyKey(key.public).verify(manifest_bytes, raw_sig)
+    except (exceptions.BadSignatureError, ValueError) as exc:
+        raise BundleError(f"{where}: bad signature: {MANIFEST_NAME} was not signed by key "
+                          f"{kid} ({key.name}) or was modified after signing") from exc
+    return key
+
+
 def open_bundle(path: str | os.PathLike, trusted: dict[str, TrustedKey],
                 max_bytes: int = DEFAULT_MAX_BYTES) -> VerifiedBundle:
     """Verify a bundle completely without writing anything. Raises BundleError naming the problem."""
-    _, exceptions = _nacl()
-    signing, _ = _nacl()
+    _nacl()           # a box without PyNaCl says so before reading anything
     path = Path(path)
     try:
         st = path.stat()
@@ -295,24 +319,7 @@ def open_bundle(path: str | os.PathLike, trusted: dict[str, TrustedKey],
             sig_bytes = _read_meta(tar, tar.next(), SIGNATURE_NAME, path)
         except (tarfile.TarError, EOFError) as exc:
             raise BundleError(f"{path}: truncated or corrupt tar ({exc})") from exc
-        try:
-            sig = json.loads(sig_bytes)
-            kid, raw_sig = sig["key_id"], base64.b64decode(sig["signature"], validate=True)
-            if sig.get("format") != SIG_FORMAT or sig.get("alg") != "ed25519":
-                raise ValueError("unsupported format/alg")
-            if not isinstance(kid, str):
-                raise ValueError(f"key_id {kid!r} is not a string")
-        except (ValueError, KeyError, TypeError, RecursionError) as exc:   # Recursion: [[[[... nested
-            raise BundleError(f"{path}: {SIGNATURE_NAME} is malformed ({exc})") from exc
-        key = trusted.get(kid)
-        if key is None:
-            raise BundleError(f"{path}: signed by unknown key {kid} ({sig.get('signer', '?')}); this box trusts "
-                              f"{', '.join(f'{k.key_id} ({k.name})' for k in trusted.values())}")
-        try:
-            signing.VerifyKey(key.public).verify(manifest_bytes, raw_sig)
-        except (exceptions.BadSignatureError, ValueError) as exc:
-            raise BundleError(f"{path}: bad signature: {MANIFEST_NAME} was not signed by key "
-                              f"{kid} ({key.name}) or was modified after signing") from exc
+        key = check_signature(manifest_bytes, sig_bytes, trusted, path)
         try:
             manifest = _check_manifest(json.loads(manifest_bytes), max_bytes)
         except (ValueError, RecursionError) as exc:   # not JSON, not UTF-8, or nested too deep
@@ -337,13 +344,11 @@ def extract_verified(bundle: VerifiedBundle, dest: str | os.PathLike, on_file=No
         for name, member in _payload(tar, bundle.manifest, bundle.path):
             entry = bundle.manifest["files"][name]
             target = dest.joinpath(*PurePosixPath(name).parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out:
+            fs.makedirs(target.parent)
+            with fs.create(target, 0o600) as out:      # O_EXCL: never through a planted name
                 _copy_hashed(tar.extractfile(member), out, name, entry)
-                out.flush()
-                os.fchmod(out.fileno(), entry["mode"])
-                os.fsync(out.fileno())
+                out.fchmod(entry["mode"])
+                out.fsync()
             written.append(name)
             if on_file:
                 on_file(name)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from . import bundle as bundlemod
+from . import fsops as fs
 from .argtypes import cli_version, number
 
 
@@ -26,23 +27,22 @@ def cmd_keygen(args) -> int:
     private_text, public_text = bundlemod.generate_keypair(base.name)
     # O_EXCL + O_NOFOLLOW + 0600 at creation: the secret is never readable by others, not even
     # briefly, and neither file is written through a symlink planted after the check above.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
     try:
-        fd = os.open(key, flags, 0o600)
+        f = fs.create(key, 0o600)
     except OSError as exc:
         print(f"humus-release: cannot create {key}: {exc.strerror}", file=sys.stderr)
         return 1
-    with os.fdopen(fd, "w") as f:
-        os.fchmod(f.fileno(), 0o600)
-        f.write(private_text)
+    with f:
+        f.fchmod(0o600)
+        f.write(private_text.encode())
     try:
-        fd = os.open(pub, flags, 0o644)
+        f = fs.create(pub, 0o644)
     except OSError as exc:
-        key.unlink()             # no half pair left behind
+        fs.unlink(key)           # no half pair left behind
         print(f"humus-release: cannot create {pub}: {exc.strerror}", file=sys.stderr)
         return 1
-    with os.fdopen(fd, "w") as f:
-        f.write(public_text)
+    with f:
+        f.write(public_text.encode())
     raw, _ = bundlemod._key_line(pub, bundlemod.PUB_PREFIX)
     print(f"wrote {key} (secret, mode 0600) and {pub}, key id {bundlemod.key_id(raw)}")
     print(f"install {pub.name} on boxes as /etc/humus/keys/{pub.name}")

@@ -21,11 +21,10 @@ modified in place, so sharing inodes is safe).
 """
 from __future__ import annotations
 
-import compileall
 import fcntl
 import os
-import shutil
 import signal
+import stat
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,7 +33,9 @@ from typing import Iterator
 
 from firmware.digest import sha256_file
 from . import bundle as bundlemod
-from .atomic import fsync_dir, symlink_atomic, write_json_atomic
+from . import fsops as fs
+from .atomic import symlink_atomic, write_json_atomic
+from .bytecode import compile_tree
 from .release_layout import (  # noqa: F401  (re-exported: rel.Layout, rel.current_version etc.)
     RELEASE_FILE, Layout, ReleaseError, _link_version, current_version, installed_versions, previous_version,
     read_release, running_release, verify_release)
@@ -55,27 +56,25 @@ def crashpoint(step: str) -> None:
 
 @contextmanager
 def locked(layout: Layout) -> Iterator[None]:
-    """One updater at a time per box; the kernel drops the lock if we are killed."""
-    layout.releases.mkdir(parents=True, exist_ok=True)
-    fd = os.open(layout.base / ".update.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
+    """One updater at a time per box; the kernel drops the lock if we are killed. The folders are
+    made durably: a first release synced into a folder whose own name was not could vanish."""
+    fs.makedirs(layout.releases, durable=True)
+    with fs.disk().open(layout.base / ".update.lock", create=True, mode=0o600) as lock:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ReleaseError(f"another update is running ({layout.base / '.update.lock'} is locked)") from None
         yield
-    finally:
-        os.close(fd)
 
 
 def sweep(layout: Layout) -> list[str]:
     """Remove debris of interrupted updates and prunes (never a finished release)."""
     removed = []
     for d in list(layout.base.glob(".staging-*")) + list(layout.base.glob(".trash-*")):
-        shutil.rmtree(d, ignore_errors=True)
+        fs.rmtree(d)
         removed.append(d.name)
     for tmp in layout.base.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+        fs.unlink(tmp, missing_ok=True)
         removed.append(tmp.name)
     return removed
 
@@ -93,12 +92,8 @@ class InstallResult:
 def _fsync_tree(path: Path) -> None:
     for dirpath, _, filenames in os.walk(path):
         for f in filenames:
-            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_dir(dirpath)
+            fs.fsync_file(os.path.join(dirpath, f))
+        fs.fsync_dir(dirpath)
 
 
 def _inherit(src_release: Path, part: str, dest: Path) -> dict:
@@ -109,11 +104,13 @@ def _inherit(src_release: Path, part: str, dest: Path) -> dict:
         if name.split("/")[0] != part:
             continue
         src, dst = src_release / name, dest / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        fs.makedirs(dst.parent)
         try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
+            fs.link(src, dst)
+        except OSError:      # another file system, or links refused: a copy, synced with the tree
+            mode = stat.S_IMODE(os.stat(src).st_mode)
+            fs.copy_file(src, dst, mode)
+            fs.chmod(dst, mode)
         taken[name] = entry
     return taken
 
@@ -139,8 +136,8 @@ def install(layout: Layout, verified: bundlemod.VerifiedBundle, force: bool = Fa
             raise ReleaseError(f"version {version} is already installed with different content; bump the "
                                f"version or use --force to replace it")
         trash = layout.base / f".trash-{version}-{os.getpid()}"
-        os.rename(final, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        fs.rename(final, trash)
+        fs.rmtree(trash)
 
     missing_parts = [p for p in PARTS if p not in bundlemod.KINDS[verified.kind]]
     if cur is None and "app" in missing_parts:
@@ -152,7 +149,7 @@ def install(layout: Layout, verified: bundlemod.VerifiedBundle, force: bool = Fa
     except BaseException as exc:
         # Whatever went wrong (disk full, the bundle changed under us, Ctrl-C), the half-written
         # staging folder goes now: it must not hold the disk full until the next update.
-        shutil.rmtree(staging, ignore_errors=True)
+        fs.rmtree(staging)
         if isinstance(exc, OSError):
             raise ReleaseError(f"could not unpack {version} into {staging}: {_os_reason(exc)}; "
                                f"removed the staging folder, current release untouched") from exc
@@ -171,7 +168,7 @@ def _os_reason(exc: OSError) -> str:
 def _unpack(layout: Layout, verified: bundlemod.VerifiedBundle, staging: Path, final: Path,
             cur: str | None, missing_parts: list[str]) -> InstallResult:
     version = verified.version
-    staging.mkdir(mode=0o755)
+    fs.mkdir(staging, 0o755)
     crashpoint("staging")
     first = [True]
 
@@ -193,8 +190,8 @@ def _unpack(layout: Layout, verified: bundlemod.VerifiedBundle, staging: Path, f
         inherited[part] = cur
     crashpoint("inherited")
 
-    (staging / bundlemod.MANIFEST_NAME).write_bytes(verified.manifest_bytes)
-    (staging / bundlemod.SIGNATURE_NAME).write_bytes(verified.signature_bytes)
+    fs.write_new(staging / bundlemod.MANIFEST_NAME, verified.manifest_bytes)
+    fs.write_new(staging / bundlemod.SIGNATURE_NAME, verified.signature_bytes)
     _seal(layout, staging, final, {
         "version": version, "kind": verified.kind, "created": verified.manifest["created"],
         "inherited": inherited,
@@ -210,13 +207,13 @@ def _seal(layout: Layout, staging: Path, final: Path, record: dict) -> None:
     if (staging / "app").is_dir():
         # The show runs with /opt read-only: compile now (with the interpreter that will run
         # it) so every start does not recompile. Bytecode is not listed in release.json.
-        compileall.compile_dir(str(staging / "app"), quiet=2)
+        compile_tree(staging / "app", final / "app")
     record = {**record, "installed_at": round(time.time(), 3), "files": dict(sorted(record["files"].items()))}
     write_json_atomic(staging / RELEASE_FILE, record)
     _fsync_tree(staging)
     crashpoint("sealed")
-    os.rename(staging, final)
-    fsync_dir(layout.releases)
+    fs.rename(staging, final)
+    fs.fsync_dir(layout.releases)
     crashpoint("renamed")
 
 
@@ -227,14 +224,14 @@ def install_local(layout: Layout, files: dict[str, Path], version: str, kind: st
     if final.exists():
         raise ReleaseError(f"release {version} already exists at {final}")
     staging = layout.base / f".staging-{version}-{os.getpid()}"
-    staging.mkdir(mode=0o755)
+    fs.mkdir(staging, 0o755)
     records = {}
     for name, src in sorted(files.items()):
         dst = staging / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
+        fs.makedirs(dst.parent)
         mode = 0o755 if os.access(src, os.X_OK) else 0o644
-        dst.chmod(mode)
+        fs.copy_file(src, dst, mode)
+        fs.chmod(dst, mode)
         records[name] = {"sha256": sha256_file(dst), "size": dst.stat().st_size, "mode": mode}
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     _seal(layout, staging, final, {"version": version, "kind": kind, "created": created, "inherited": {},
@@ -287,9 +284,9 @@ def prune(layout: Layout, keep: int = DEFAULT_KEEP) -> list[str]:
     for v in doomed:
         # rename first, so a power cut mid-delete leaves only a .trash-* for sweep()
         trash = layout.base / f".trash-{v}-{os.getpid()}"
-        os.rename(layout.release_dir(v), trash)
-        fsync_dir(layout.releases)
-        shutil.rmtree(trash, ignore_errors=True)
+        fs.rename(layout.release_dir(v), trash)
+        fs.fsync_dir(layout.releases)
+        fs.rmtree(trash)
     crashpoint("pruned")
     return doomed
 

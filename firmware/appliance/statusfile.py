@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from . import fsops as fs
 from .atomic import write_atomic
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class StatusWriter:
         self._data["updated_at"] = now
         self._data["uptime_s"] = round(now - self._data["started_at"], 3)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fs.makedirs(self.path.parent)
             # default=str: a Path or enum in a device detail must not cost the whole snapshot
             write_atomic(self.path, json.dumps(self._data, indent=1, sort_keys=True, default=str) + "\n")
         except (OSError, TypeError, ValueError) as exc:   # TypeError/ValueError: not JSON-able

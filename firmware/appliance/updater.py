@@ -104,10 +104,14 @@ def _conclude(layout: rel.Layout, version: str, verdict: HealthResult, report: U
         rel.mark_healthy(layout, version, verdict.reason)
         say(f"healthy: {verdict.reason}")
         return
-    rel.mark_failed(layout, version, verdict.reason)
     back = report.previous
     if back is not None:
+        # Back first, then the verdict: a power cut between the two leaves `back` current and the
+        # pending note, which the next boot's `humus recover` turns into the verdict. The other
+        # order left the failed release current with no note: kept at every boot after the cut.
         rel.activate(layout, back)
+    rel.mark_failed(layout, version, verdict.reason)
+    if back is not None:
         try:
             restart()
         except Exception as exc:
@@ -142,15 +146,19 @@ def _recover(layout: rel.Layout, restart, say) -> str | None:
         return None
     version, back = pending["version"], pending.get("previous")
     reason = "the update was killed (SIGKILL or power cut) before this release proved healthy"
-    rel.mark_failed(layout, version, reason)
     if rel.current_version(layout) != version or not isinstance(back, str):
+        rel.mark_failed(layout, version, reason)
         say(f"release {version} was left unverified by an interrupted update; marked failed")
         return None
     try:
+        # Back first, then the verdict (which clears the note): a power cut between the two leaves
+        # the note for the next boot to finish, never the unverified release current without it.
         rel.activate(layout, back)
     except (rel.ReleaseError, bundlemod.BundleError) as exc:
+        rel.mark_failed(layout, version, reason)
         say(f"release {version} was left unverified, but {back} cannot be re-activated ({exc}); kept {version}")
         return None
+    rel.mark_failed(layout, version, reason)
     say(f"release {version} was left unverified by an interrupted update: rolled back to {back}")
     if restart is not None:
         try:

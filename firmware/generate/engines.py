@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -45,8 +46,8 @@ class OnnxRuntimeEngine(Engine):
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         provider_args = [self._provider_options(p, cache_dir) for p in chosen]
         try:
-            self.session = ort.InferenceSession(str(net.path), sess_options=opts, providers=chosen,
-                                                provider_options=provider_args)
+            self.session = new_session(lambda: ort.InferenceSession(
+                str(net.path), sess_options=opts, providers=chosen, provider_options=provider_args), cache_dir)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise EngineError(f"{net.path}: onnxruntime could not load it: {exc}") from None
         # What actually runs, not what we asked for.
@@ -58,7 +59,8 @@ class OnnxRuntimeEngine(Engine):
     @staticmethod
     def _provider_options(provider: str, cache_dir: Path | None) -> dict:
         if provider == "TensorrtExecutionProvider" and cache_dir is not None:
-            cache_dir.mkdir(parents=True, exist_ok=True)
+            from firmware.appliance import fsops
+            fsops.makedirs(cache_dir)
             return {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
                     "trt_engine_cache_path": str(cache_dir), "trt_timing_cache_enable": True}
         return {}
@@ -72,6 +74,29 @@ class OnnxRuntimeEngine(Engine):
                       buffer_ptr=self._out.ctypes.data)
         self.session.run_with_iobinding(b)
         return self._out.copy()
+
+
+_TORN_ORT_ENGINE = re.compile(r"could not deserialize engine from cache: (\S+)")
+
+
+def new_session(make, cache_dir: Path | None):
+    """`make()`, once more after removing a cached engine onnxruntime refuses to deserialise.
+
+    onnxruntime's TensorRT provider writes its engine cache itself, with no fsync and no rename
+    (firmware/crash cannot record it): a power cut during its first build can leave a truncated
+    engine, which it then refuses at every start, so the box would run on the CPU for good. Only a
+    file inside our own cache folder is removed; the second session builds it again."""
+    try:
+        return make()
+    except Exception as exc:
+        m = _TORN_ORT_ENGINE.search(str(exc))
+        if cache_dir is None or m is None or Path(m.group(1)).resolve().parent != Path(cache_dir).resolve():
+            raise
+        from firmware.appliance import fsops
+        log.warning("onnxruntime refuses its cached engine %s (cut short by a power cut?); "
+                    "removed, building it again", m.group(1))
+        fsops.unlink(m.group(1), missing_ok=True)
+        return make()
 
 
 def _open_tensorrt(net: NetworkInfo, cache_dir: Path | None, threads: int) -> Engine:

@@ -2,7 +2,8 @@
 
 A TensorRT engine is tied to the GPU model and the TensorRT version, so it is built on the box and
 cached under a key of (ONNX sha256, TensorRT version, GPU name); any change rebuilds. A timing cache
-makes rebuilds fast. fp16 can overflow in GroupNorm/attention: `open_engine` compares the output with
+makes rebuilds fast. Both cache files are written atomically (`cached_engine`), so a power cut during a
+first boot leaves each whole or absent: TensorRT is never handed half an engine. fp16 can overflow in GroupNorm/attention: `open_engine` compares the output with
 the manifest's fp32 reference and, on failure, `build_engine` is retried with normalisation and
 softmax layers pinned to fp32 before falling back to the next engine.
 
@@ -14,6 +15,7 @@ import hashlib
 import logging
 import re
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -52,9 +54,30 @@ def _gpu_name() -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-def build_engine(onnx_path: Path, engine_path: Path, timing_cache: Path, fp16: bool = True,
-                 fp32_sensitive: bool = False, progress=None) -> bytes:
-    """Build and serialise an engine. `fp32_sensitive` keeps normalisation-like layers in fp32."""
+TIMING_CACHE = "timing.cache"
+
+
+def cached_engine(cache_dir: Path, name: str, build: Callable[[bytes], tuple[bytes, bytes]]) -> tuple[bytes, bool]:
+    """(engine blob, came from the cache). On a miss, `build(timing cache bytes)` returns the new blob
+    and timing cache, and both are cached, atomically. The folder is made durably: a build takes
+    minutes, and an engine synced into a folder whose own name was not would vanish at a power cut."""
+    from firmware.appliance import fsops
+    from firmware.appliance.atomic import write_atomic
+    fsops.makedirs(cache_dir, durable=True)
+    path = cache_dir / name
+    if path.is_file():
+        return path.read_bytes(), True
+    timing = cache_dir / TIMING_CACHE
+    blob, new_timing = build(timing.read_bytes() if timing.is_file() else b"")
+    write_atomic(timing, new_timing)
+    write_atomic(path, blob)
+    return blob, False
+
+
+def build_engine(onnx_path: Path, timing_cache: bytes, fp16: bool = True, fp32_sensitive: bool = False,
+                 progress=None) -> tuple[bytes, bytes]:
+    """Build and serialise an engine: (engine, new timing cache). `fp32_sensitive` keeps
+    normalisation-like layers in fp32."""
     import tensorrt as trt
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -65,8 +88,7 @@ def build_engine(onnx_path: Path, engine_path: Path, timing_cache: Path, fp16: b
         raise EngineError(f"{onnx_path}: TensorRT cannot parse it: {errs}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 1 << 30)
-    cache_bytes = timing_cache.read_bytes() if timing_cache.is_file() else b""
-    tcache = config.create_timing_cache(cache_bytes)
+    tcache = config.create_timing_cache(timing_cache)
     config.set_timing_cache(tcache, ignore_mismatch=False)
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
@@ -83,10 +105,7 @@ def build_engine(onnx_path: Path, engine_path: Path, timing_cache: Path, fp16: b
     blob = builder.build_serialized_network(network, config)
     if blob is None:
         raise EngineError(f"{onnx_path}: TensorRT engine build failed")
-    from firmware.appliance.atomic import write_atomic
-    write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
-    write_atomic(engine_path, bytes(blob))
-    return bytes(blob)
+    return bytes(blob), bytes(config.get_timing_cache().serialize())
 
 
 class TensorRTEngine(Engine):
@@ -102,21 +121,19 @@ class TensorRTEngine(Engine):
             raise EngineError(f"TensorRT is not available: {exc}") from None
         self._cudart = cudart
         cache_dir = Path(cache_dir or "/var/lib/humus/engines")
-        cache_dir.mkdir(parents=True, exist_ok=True)
         precision = "fp16" if fp16 else "fp32"
         if fp16 and fp32_sensitive:
             precision = "fp16mixed"
         path = cache_dir / cache_key(net.sha256, trt.__version__, _gpu_name(), precision)
-        if path.is_file():
-            blob = path.read_bytes()
+        blob, cached = cached_engine(cache_dir, path.name, lambda timing: build_engine(
+            net.path, timing, fp16, fp32_sensitive, progress=log.info))
+        if cached:
             log.info("TensorRT engine from cache %s", path.name)
-        else:
-            blob = build_engine(net.path, path, cache_dir / "timing.cache", fp16, fp32_sensitive,
-                                progress=log.info)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(blob)
         if self.engine is None:
-            path.unlink(missing_ok=True)  # a stale/corrupt cache entry: rebuild next time
+            from firmware.appliance import fsops
+            fsops.unlink(path, missing_ok=True)  # a stale/corrupt cache entry: rebuild next time
             raise EngineError(f"{path}: cannot deserialise the cached engine")
         self.context = self.engine.create_execution_context()
         self.providers = (f"TensorRT {trt.__version__} {precision}",)

@@ -250,6 +250,8 @@ class Soak:
 
 
 def cmd_soak(args) -> int:
+    if args.power_cuts:
+        return cmd_power_cuts(args)
     opts = Options(cycles=args.cycles, seed=args.seed, model_dir=Path(args.model) if args.model else None,
                    pty=args.pty, fps=args.fps, speed=args.speed, progress=True, fault_every_s=args.fault_every,
                    warmup_cycles=min(args.warmup, max(1, args.cycles // 5)))
@@ -261,6 +263,22 @@ def cmd_soak(args) -> int:
     if args.json:
         Path(args.json).write_text(text + "\n")
     print(summary(report))
+    return 0 if report["ok"] else 1
+
+
+def cmd_power_cuts(args) -> int:
+    """`humus soak --power-cuts`: firmware.crash, the simulated power cut after every disk operation."""
+    from firmware.crash import SCENARIOS, run_power_cuts
+    from firmware.crash import summary as cut_summary
+    unknown = sorted(set(args.scenario or ()) - set(SCENARIOS))
+    if unknown:
+        print(f"humus soak: unknown scenario {', '.join(unknown)} (known: {', '.join(SCENARIOS)})", file=sys.stderr)
+        return 2
+    report = run_power_cuts(args.scenario, mutations=not args.no_mutations,
+                            progress=lambda s: print(f"power cuts: {s}", file=sys.stderr))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    print(cut_summary(report))
     return 0 if report["ok"] else 1
 
 
@@ -279,4 +297,9 @@ def register(sub) -> None:
                    help="mean show seconds between injected faults (default %(default)s; lower it to "
                    "meet every kind in a short run)")
     s.add_argument("--verbose-show", action="store_true", help="print every log line, state changes too")
+    s.add_argument("--power-cuts", action="store_true", help="instead: a simulated power cut after every disk "
+                   "operation of an update, rollback, recovery, install, first boot and show, each disk booted "
+                   "and checked, and the mutation test of every fsync (firmware/crash)")
+    s.add_argument("--scenario", action="append", help="with --power-cuts: only this scenario (repeatable)")
+    s.add_argument("--no-mutations", action="store_true", help="with --power-cuts: skip the mutation test")
     s.set_defaults(func=cmd_soak)
