@@ -61,6 +61,11 @@ class FaultyEngine(FaultInjectable):
     def describe(self) -> str:
         return f"soak proxy over {self.engine.describe()}"
 
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """Where the real engine runs (the cascade's stage follows it)."""
+        return self.engine.providers
+
     def close(self) -> None:
         self.engine.close()
 
