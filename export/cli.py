@@ -113,6 +113,25 @@ def _state(a):
         print(f"{ckpt}: step {meta['run']['step']} restored from {a.dir}")
 
 
+def _probe(a):
+    from .probe import ValidationProbe
+    from .train import load_checkpoint, denoiser_from_state
+
+    if Path(a.checkpoint).is_dir():        # a shipped model folder: its ONNX network
+        from .probe import OnnxDenoiser
+
+        model = OnnxDenoiser(a.checkpoint, "student" if a.sampler == "consistency" else "teacher")
+        names, where = list(model.gen.info.subjects), Path(a.features_dir or a.checkpoint)
+    else:
+        st = load_checkpoint(a.checkpoint)
+        model = denoiser_from_state(st, "ema", where=a.checkpoint)
+        names, where = st.get("subjects") or [], Path(a.features_dir or Path(a.checkpoint).parent)
+    consistency = a.sampler == "consistency"
+    probe = ValidationProbe(a.cache, names, where, n=a.n,
+                            sampler=a.sampler, steps=a.steps or (2 if consistency else 18))
+    print(json.dumps(probe(model), indent=1))
+
+
 def _posthoc(a):
     from .phema import choose
     from .probe import ValidationProbe
@@ -278,6 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "training decay distributions, sources in equal proportion)")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(fn=_sample)
+
+    pr = sub.add_parser("probe", help="the training loop's validation probe on one checkpoint's EMA (KID per "
+                        "subject against the validation half, subject fidelity, near-copies)")
+    pr.add_argument("checkpoint", help="a training checkpoint (RUN/teacher.pt) or a model folder")
+    pr.add_argument("--features-dir", help="where the reference features are cached (default: beside it)")
+    pr.add_argument("--cache", default="cache/footage64.npz")
+    pr.add_argument("--sampler", choices=("heun", "consistency"), default="heun")
+    pr.add_argument("--steps", type=int, default=0, help="0: 18 Heun steps, 2 consistency steps")
+    pr.add_argument("--n", type=int, default=48, help="images a subject")
+    pr.set_defaults(fn=_probe)
 
     ph = sub.add_parser("posthoc", help="choose the EMA length after training: reconstruct each width from the "
                         "run's snapshots, keep the one with the lowest validation KID")

@@ -117,3 +117,33 @@ def real_fidelity(ds_train: Dataset, ds_val: Dataset, names: list[str], extracto
     keep = np.isin(ds_val.source, names)
     return float((clf(extractor.features(ds_val.images[keep])) ==
                   np.array([names.index(s) for s in ds_val.source[keep]])).mean())
+
+
+class OnnxDenoiser:
+    """A shipped model's network (ONNX, through the firmware's engine) where the probe expects a torch
+    denoiser: the same question put to a model that has no training checkpoint."""
+
+    training = False
+
+    def __init__(self, model_dir, network: str = "teacher"):
+        from types import SimpleNamespace
+
+        from .sample import Generator
+
+        self.gen = Generator(model_dir, network, upsample=False)
+        self.resolution = self.gen.resolution[0]
+        self.net = SimpleNamespace(cfg=SimpleNamespace(channels=3, subjects=len(self.gen.info.subjects)))
+
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self
+
+    def __call__(self, x, sigma, decay, subject=None):
+        from firmware.generate.conditions import Conditions
+
+        out = [self.gen.engine.denoise(x[i:i + 1].numpy(), np.float32(sigma[i]),
+                                       Conditions(np.float32(decay[i]), None if subject is None else int(subject[i])))
+               for i in range(x.shape[0])]
+        return torch.from_numpy(np.concatenate(out))

@@ -85,3 +85,18 @@ def test_the_teacher_probe_writes_kid_fidelity_and_copies_to_stats(tmp_path, mon
     assert set(p["kid"]) == {"clip", "fruit", "overall"} and np.isfinite(p["kid"]["overall"])
     assert all(v is None or np.isfinite(v) for v in p["kid"].values())   # None: under 2 validation images
     assert 0 <= p["fidelity"]["overall"] <= 1 and 0 <= p["memorisation"]["near_copy_share"] <= 1
+
+
+def test_a_shipped_model_folder_is_probed_through_its_onnx(tmp_path):
+    """The probe puts the same question to a model folder (no checkpoint): its ONNX teacher, step by step."""
+    from export.footage import FootageConfig, build_cache
+    from export.probe import OnnxDenoiser, ValidationProbe
+    from tests.test_export_pipeline import make_footage
+    from tests.modelmaker import make_model_dir
+
+    build_cache([make_footage(tmp_path / "src")], tmp_path / "c.npz",
+                FootageConfig(resolution=16, holdout=0.3, dedup_threshold=0))
+    model = OnnxDenoiser(make_model_dir(tmp_path / "m"), "student")   # the stand-in folder has one network
+    probe = ValidationProbe(tmp_path / "c.npz", ["clip", "fruit"], tmp_path, n=4, steps=2, extractor=PixelFeatures())
+    out = probe(model)
+    assert np.isfinite(out["kid"]["overall"]) and 0 <= out["fidelity"]["overall"] <= 1
