@@ -44,8 +44,7 @@ def table(summary: dict) -> str:
     right = {1, 2, 3, 4, 6}
     lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
              for r in rows]
-    lines.append(f"{summary['images']} images, {summary['heldout']} held out (validation and test; a split of "
-                 f"fewer than 8 held-out images serves as both); decay 0..1 in ten bins, each bar scaled to "
-                 f"the subject's fullest bin")
+    lines.append(f"{summary['images']} images, {summary['heldout']} held out (valid + test; under 8 serve as both); "
+                 f"decay: ten bins over 0..1, scaled to each subject's fullest")
     lines += summary.get("decay_notes", [])
     return "\n".join(lines)

@@ -341,3 +341,24 @@ def test_decide_is_pure_over_facts():
     f = [Fact(Path(f"/r/s/{i}.jpg"), Path(f"s/{i}.jpg"), False, "s", exif=float(t)) for i, t in enumerate((30, 10, 20))]
     labels, notes = decide(f)
     assert [labels[x.rel].decay for x in f] == [1.0, 0.0, 0.5] and not notes
+
+
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(RULE, min_size=1, max_size=3), TOP)
+def test_hostile_sidecars_at_ingest_are_refused_naming_the_file_or_label_within_range(tmp_path, tables, top):
+    """Whatever a sidecar says, ingest either refuses it (a FootageError naming the sidecar, or the file a
+    labeller cannot read) or labels every image with a decay in 0..1 or NaN."""
+    root = tmp_path / "f"
+    if not root.exists():
+        for i, name in enumerate(("a/img_1.jpg", "a/img_2.jpg", "heap/x.jpg", "heap/y.jpg")):
+            _still(root / name, 30 * i + 10, f"2024:05:0{i + 1} 08:00:00")
+    text = ("" if top is None else f"labeller = {_toml_value(top)}\n")
+    for t in tables:
+        text += "\n[[files]]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in t.items())
+    (root / "footage.toml").write_bytes(text.encode("utf-8", "surrogatepass"))
+    try:
+        fr = ingest([root], CFG)
+    except FootageError as e:
+        assert "footage.toml" in str(e) and re.search(r"line \d+", str(e)), str(e)
+        return
+    assert len(fr.decay) == 4 and all(math.isnan(d) or 0 <= d <= 1 for d in fr.decay)
