@@ -21,8 +21,10 @@ def _config_from(cls, a, **fixed):
 def _footage(a):
     from .footage import FootageConfig, build_cache
 
+    from .footagereport import table
+
     s = build_cache(a.inputs, a.cache, _config_from(FootageConfig, a))
-    print(json.dumps({k: v for k, v in s.items() if k != "decay_distribution"}, indent=1))
+    print(json.dumps({k: v for k, v in s.items() if k != "decay_distribution"}, indent=1) if a.json else table(s))
 
 
 def _train(a):
@@ -204,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="near-duplicate threshold (0..255 MAE of 16x16 thumbs)")
     f.add_argument("--holdout", type=float, default=FROM_CONFIG)
     f.add_argument("--seed", type=int, default=FROM_CONFIG)
+    f.add_argument("--json", action="store_true", help="print the cache summary as JSON instead of the table")
     f.set_defaults(fn=_footage)
 
     t = sub.add_parser("train", help="train the EDM teacher (torchrun-ready)")

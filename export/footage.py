@@ -5,31 +5,28 @@ Every source becomes square RGB frames at the training resolution plus a decay v
 cache is a single ``.npz`` (a few MB at 64x64) so training starts in a second instead of
 re-decoding 5,000 JPEGs.
 
-Decay labels understood (see ../shared/data/decay/README.md):
-
-* videos / animated images (mp4, mov, webm, webp, gif): frame time / clip duration;
-* a folder called ``gradeN`` (tomatoes, N = 0..9): N / max grade found among siblings;
-* banana file names ``<id>_<F|B>_<date>_<time>_<U|R|V|O>.jpg``: stage letter U=0, R=1/3,
-  V=2/3, O=1.
+Decay labels come from, in this order (export/decayplan.py): a sidecar (footage.toml / decay.csv,
+export/sidecar.py; it may name a labeller, export/labellers.py), the time position inside a clip,
+a still's capture time (EXIF, a date-time or a number sequence in its name), its modification time.
+Each frame records where its decay came from (``how``), for the footage table.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import re
+import logging
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image, ImageSequence
 
 from .decaydist import KEY, describe
+from .footagereport import subjects
 
 VIDEO_EXT = {".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".webp", ".gif"}
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-BANANA_STAGE = {"U": 0.0, "R": 1.0 / 3.0, "V": 2.0 / 3.0, "O": 1.0}
-_BANANA_RE = re.compile(r"^(?P<id>[^_]+)_[FB]_\d{4}-\d{2}-\d{2}_\d{2}-\d{2}_(?P<stage>[URVO])$")
-_GRADE_RE = re.compile(r"^grade(\d+)$", re.IGNORECASE)
+log = logging.getLogger(__name__)
 
 
 class FootageError(ValueError):
@@ -77,12 +74,15 @@ class Frames:
     decay: list = field(default_factory=list)  # float, NaN = unknown
     source: list = field(default_factory=list)  # str tag (e.g. "tomatoes", "melon")
     group: list = field(default_factory=list)  # str, split unit
+    how: list = field(default_factory=list)  # str, where the decay came from ("EXIF", "video time" ...)
+    notes: list = field(default_factory=list)  # str, for people: series on a weak clock, clips chained ...
 
-    def add(self, img, decay, source, group):
+    def add(self, img, decay, source, group, how):
         self.images.append(img)
         self.decay.append(float("nan") if decay is None else float(decay))
         self.source.append(source)
         self.group.append(group)
+        self.how.append(how)
 
 
 def center_square(img: Image.Image, size: int) -> np.ndarray:
@@ -175,20 +175,6 @@ def _is_animated(path: Path) -> bool:
         raise FootageError(f"{path}: cannot open image ({e})") from e
 
 
-def _folder_decay(path: Path, root: Path) -> float | None:
-    """Decay from the path: banana stage letter, or gradeN folder normalised by its siblings."""
-    m = _BANANA_RE.match(path.stem)
-    if m:
-        return BANANA_STAGE[m.group("stage")]
-    g = _GRADE_RE.match(path.parent.name)
-    if g:
-        grades = [int(_GRADE_RE.match(p.name).group(1)) for p in path.parent.parent.iterdir()
-                  if p.is_dir() and _GRADE_RE.match(p.name)]
-        top = max(grades) if grades else 0
-        return int(g.group(1)) / top if top > 0 else 0.0
-    return None
-
-
 def _source_tag(path: Path, root: Path) -> str:
     rel = path.relative_to(root) if path != root else Path(path.name)
     return rel.parts[0] if len(rel.parts) > 1 else path.stem
@@ -196,43 +182,47 @@ def _source_tag(path: Path, root: Path) -> str:
 
 def ingest(paths: list[str | Path], cfg: FootageConfig | None = None, progress=None) -> Frames:
     """Read every video and image under ``paths`` (files or folders, recursively)."""
+    from .decayplan import plan
+
     cfg = cfg or FootageConfig()
     fr = Frames()
     for root in map(Path, paths):
         if not root.exists():
             raise FootageError(f"{root}: no such file or folder")
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        files = [p for p in files if p.suffix.lower() in VIDEO_EXT | IMAGE_EXT]
         base = root if root.is_dir() else root.parent
+        clips = {p for p in files if _is_animated(p)}
+        labels, notes = plan(files, base, clips, root.is_dir())
+        for kind, text in notes:
+            log.log(logging.WARNING if kind == "warning" else logging.INFO, "%s: %s", base, text)
+            fr.notes.append(f"{kind}: {base}: {text}")
         stills: dict[str, list] = {}
         for p in files:
-            ext = p.suffix.lower()
-            if ext not in VIDEO_EXT | IMAGE_EXT:
-                continue
             tag = _source_tag(p, base)
             # Groups are named relative to the footage root, so the split does not depend on where
             # the folder lives or how its path was spelled (an absolute temp path reshuffled it).
             name = p.relative_to(base).as_posix()
-            if _is_animated(p):
+            label = labels[PurePosixPath(name)]
+            if p in clips:
                 clip = read_video(p, cfg)
                 keep = dedup_indices([a for a, _ in clip], cfg.dedup_threshold)
                 for i in keep:
                     # Split clips in ~10 contiguous chunks so held-out frames are not
                     # neighbours of training frames.
-                    fr.add(clip[i][0], clip[i][1], tag, f"{name}#{int(clip[i][1] * 9.999)}")
+                    fr.add(clip[i][0], label.at(clip[i][1]), tag, f"{name}#{int(clip[i][1] * 9.999)}", label.how)
             else:
                 try:
                     with Image.open(p) as im:
                         a = center_square(im, cfg.resolution)
                 except Exception as e:  # noqa: BLE001
                     raise FootageError(f"{p}: cannot read image ({e})") from e
-                m = _BANANA_RE.match(p.stem)
-                group = f"{Path(name).parent.as_posix()}/{m.group('id')}" if m else name
-                stills.setdefault(tag, []).append((a, _folder_decay(p, base), group))
+                stills.setdefault(tag, []).append((a, label.decay, label.group or name, label.how))
             if progress:
                 progress(p)
         for tag, items in stills.items():
-            for i in dedup_indices([a for a, _, _ in items], cfg.dedup_threshold):
-                fr.add(items[i][0], items[i][1], tag, items[i][2])
+            for i in dedup_indices([a for a, _, _, _ in items], cfg.dedup_threshold):
+                fr.add(items[i][0], items[i][1], tag, items[i][2], items[i][3])
     if not fr.images:
         raise FootageError(f"no images or videos found in {', '.join(map(str, paths))}")
     return fr
@@ -336,6 +326,8 @@ def build_cache(paths, out: str | Path, cfg: FootageConfig | None = None, progre
         "heldout_sources": {s: int(((source == s) & held).sum()) for s in sorted(set(fr.source))},
         "test_sources": {s: int(((source == s) & (parts & TEST > 0)).sum()) for s in sorted(set(fr.source))},
         "decay_known": int(np.isfinite(decay).sum()),
+        "subjects": subjects(decay, fr.how, source, parts),
+        "decay_notes": fr.notes,
         "config": cfg.__dict__,
         # Travels with the training checkpoint into the manifest (`onnx`), where `sample` draws from it.
         KEY: describe(decay, held, source),

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from export.footage import (BANANA_STAGE, Dataset, FootageConfig, FootageError, build_cache, dedup_indices,
+from export.footage import (Dataset, FootageConfig, FootageError, build_cache, dedup_indices,
                             ingest, load_cache, split_mask)
+from export.labellers import BANANA_STAGE
 
 DECAY = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "decay"
 needs_data = pytest.mark.skipif(not (DECAY / "melon" / "decaying_melon.webp").exists(),
@@ -151,8 +152,9 @@ def _photo(rng, size=24):
 
 
 def test_objects_are_held_out_whole_and_other_subjects_keep_their_split(tmp_path):
-    """Bananas (several photographs per banana, the ID in the file name) are judged on whole bananas the
-    model never saw, at least OBJECT_TEST_MIN test images; single-photo subjects keep the earlier rule."""
+    """Bananas (several photographs per banana, the ID in the file name, read by the labeller the sidecar
+    names) are judged on whole bananas the model never saw, at least OBJECT_TEST_MIN test images;
+    single-photo subjects keep the earlier rule."""
     from export.footage import OBJECT_TEST_MIN, OBJECT_VALIDATION_MIN, TEST, TRAIN, VALIDATION, _pixel_halves
 
     rng = np.random.default_rng(1)
@@ -160,6 +162,7 @@ def test_objects_are_held_out_whole_and_other_subjects_keep_their_split(tmp_path
     for b in range(7):
         for day in range(8):
             _photo(rng).save(tmp_path / "bananas" / f"b{b}_B_2022-03-{day + 1:02d}_10-00_{'URVO'[day % 4]}.jpg")
+    (tmp_path / "footage.toml").write_text('[[files]]\npath = "bananas"\nlabeller = "banana-stage"\n')
     (tmp_path / "figs" / "grade0").mkdir(parents=True)
     for i in range(60):
         _photo(rng).save(tmp_path / "figs" / "grade0" / f"{i}.png")
@@ -191,3 +194,33 @@ def test_a_cache_without_parts_keeps_the_pixel_hash_halves(tmp_path):
     old = Dataset(images, np.zeros(40, np.float32), np.array(["a"] * 40), held, {})
     val, test = old.heldout_part("validation"), old.heldout_part("test")
     assert len(val) + len(test) == held.sum() and len(val) and len(test)
+
+
+# sha256 of each array of `humus-export footage ../shared/data/decay` (default FootageConfig), built by the code
+# before issue 21 (commit 3900ea7), when the banana stages and tomato grades were read from every folder.
+SHIPPED_CACHE_SHA256 = {
+    "images": "6c863b8c8d32e256a8288ea5c7c67520cf3fc0d757bd3f97a2c8ee1b77ca52f8",
+    "decay": "b90e27e431d6c067661f1e531bd4436f720a67c8c20ca7f6e981896f459e2b65",
+    "source": "b0aaf10cde30c5df2eaf05e322ab64d0571b3e97d07465e475bea348e5ba4628",
+    "heldout": "f1fbc603a57011fc045b70bf8b808cb88665ff0886784d8b3b7c5cdfc66cd0b4",
+    "part": "8699364fa8e84809081faa1c949ad9e1c0b2854813cd66c30ec6d64bcc195f90",
+    "group": "97282f9a5a14593b0b1a4c208420beac27a67379718016a371c929d2123a7c4a",
+}
+
+
+@pytest.mark.skipif(not (DECAY / "README.md").exists(), reason="../shared/data/decay not present")
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_the_shipped_data_set_caches_exactly_as_before(tmp_path):
+    """The shipped data set carries no sidecar (it is read-only): its README names it, and the sidecar shipped
+    for it (export/sidecars/shared-decay.toml) chooses the banana-stage and grade-folder labellers. A training
+    run that resumes rebuilds the cache; it must get the very same arrays (a Pillow that resizes differently
+    would fail this too, and would change the cache as much)."""
+    import hashlib
+
+    s = build_cache([DECAY], tmp_path / "c.npz", FootageConfig())
+    z = np.load(tmp_path / "c.npz")
+    got = {k: hashlib.sha256(z[k].tobytes()).hexdigest() for k in SHIPPED_CACHE_SHA256}
+    assert got == SHIPPED_CACHE_SHA256
+    assert {k: v["decay_from"] for k, v in s["subjects"].items()} == {
+        "bananas": {"labeller banana-stage": 140}, "melon": {"video time": 35}, "tomatoes": {"labeller grade-folder": 5076}}

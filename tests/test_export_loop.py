@@ -34,6 +34,7 @@ def cache(tmp_path_factory):
                 img[(xx - cx) ** 2 + (yy - cy) ** 2 < 80] = color
                 img[..., 0] = np.clip(img[..., 0].astype(int) - 30 * g, 0, 255)
                 Image.fromarray(img).save(d / f"{i}.png")
+    (root / "src" / "footage.toml").write_text('labeller = "grade-folder"\n')   # the grades are the decay labels
     out = root / "cache.npz"
     build_cache([root / "src"], out, FootageConfig(resolution=32, holdout=0.2, dedup_threshold=0))
     return out

@@ -39,6 +39,8 @@ def make_footage(root: Path) -> Path:
         d.mkdir(parents=True)
         for i in range(4):
             Image.fromarray(_blob(rng, color)).save(d / f"{i}.png")
+    # The grades are the fruit's decay labels (not the photos' order): the sidecar says so.
+    (root / "footage.toml").write_text('[[files]]\npath = "fruit"\nlabeller = "grade-folder"\n')
     frames = [Image.fromarray(_blob(np.random.default_rng(i), (200 - 12 * i, 80, 40))) for i in range(6)]
     (root / "clip").mkdir()
     frames[0].save(root / "clip" / "rot.gif", save_all=True, append_images=frames[1:], duration=100)
