@@ -247,3 +247,15 @@ def test_verification_writes_nothing_even_for_a_good_bundle(box):
     before = tree(box["root"])
     bundlemod.open_bundle(b, bundlemod.load_trusted_keys(box["layout"].keys_dir))
     assert tree(box["root"]) == before
+
+
+def test_a_model_folders_studio_parts_stay_out_of_bundles(tmp_path):
+    """eval/ (grids, figures) and train/ (the training state, tens of MB) are the studio's, not the box's."""
+    m = tmp_path / "src" / "models" / "default"
+    for rel_path in ("manifest.json", "student.onnx", "eval/grid.jpg", "train/teacher.safetensors",
+                     "train/teacher.json", "sub/train/keep.bin"):
+        (m / rel_path).parent.mkdir(parents=True, exist_ok=True)
+        (m / rel_path).write_bytes(b"x")
+    kind, files = bundlemod.collect_sources(tmp_path / "src", "model")
+    assert sorted(files) == ["models/default/manifest.json", "models/default/student.onnx",
+                             "models/default/sub/train/keep.bin"]

@@ -60,6 +60,9 @@ def _walk_files(base: Path, prefix: str) -> Iterator[tuple[str, Path]]:
             yield f"{prefix}/{rel}", full
 
 
+MODEL_STUDIO_ONLY = {"eval", "train"}
+
+
 def collect_sources(src: str | os.PathLike, kind: str | None = None) -> tuple[str, dict[str, Path]]:
     """Map bundle paths to files from SRC.
 
@@ -74,7 +77,10 @@ def collect_sources(src: str | os.PathLike, kind: str | None = None) -> tuple[st
     elif (src / "app").is_dir():
         parts["app"] = list(_walk_files(src / "app", "app"))
     if (src / "models").is_dir():
-        models = list(_walk_files(src / "models", "models"))
+        # A model folder's studio-only parts (eval/: grids and figures; train/: the training state, tens
+        # of MB) never travel to a box.
+        models = [(name, path) for name, path in _walk_files(src / "models", "models")
+                  if not (len(name.split("/")) > 3 and name.split("/")[2] in MODEL_STUDIO_ONLY)]
         if models:
             parts["models"] = models
     if kind is None:
