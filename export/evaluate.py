@@ -165,7 +165,7 @@ class FeatNetFeatures:
 def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | None = None, generated: int = 0,
              per_subject: int = 0, teacher_steps: int = 35, student_steps=(1, 2, 4), walks: int = 4, seed: int = 0,
              update_manifest: bool = True, featnet_steps: int = 800, boots: int = 400, goal: float = 1.25,
-             upscaled_caches=(), secondary: bool = True, extractor=None) -> dict:
+             upscaled_caches=(), secondary: bool = True, extractor=None, novelty_train_limit: int | None = None) -> dict:
     """Inception KID/FID of teacher and student, per subject and overall, against the test half of
     the held-out split, beside the real-vs-real floor (export/quality.py); ``generated`` images per
     model overall (0 = as many as test images), at least ``per_subject`` (0 = generated // 4) for
@@ -200,14 +200,14 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
 
         extractor = Inception()
     block, overall, sets = inception_metrics(model_dir, full, runs, generated, per_subject, boots, seed=seed,
-                                             goal=goal, extractor=extractor, log=log)
+                                             goal=goal, extractor=extractor, log=log, train_limit=novelty_train_limit)
     upscaled = {}
     for c, big in bigger:
         side = int(big.images.shape[1])
         log(f"-- upscaled to {side}x{side}, against {c}")
         upscaled[str(side)], _, _ = inception_metrics(model_dir, big, runs, generated, per_subject, boots, seed=seed,
                                                       goal=goal, upscale=side, extractor=extractor, log=log,
-                                                      sets=sets)
+                                                      sets=sets, train_limit=novelty_train_limit)
     for key, imgs in overall.items():
         save_grid(imgs[:64], ev / f"grid_{key}.png")
     save_grid(test.images[np.random.default_rng(seed).permutation(len(test))[:64]], ev / "grid_heldout.png")

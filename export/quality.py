@@ -105,7 +105,8 @@ def panel(f_ref: np.ndarray, feats: dict[str, np.ndarray], student_steps, teache
             "samples": {"reference": int(len(f_ref)), **{k: int(len(f)) for k, f in feats.items()}}}
 
 
-def novelty(full: Dataset, sets: dict, keys: list[str], inc, upscale: int | None, log=print) -> dict:
+def novelty(full: Dataset, sets: dict, keys: list[str], inc, upscale: int | None, log=print,
+            train_limit: int | None = None) -> dict:
     """Per generated set: the near-copy share against every training image (export/memorisation.py) and
     subject fidelity (the share of a subject's images a linear classifier on real photographs' features
     puts in the subject asked for), with the classifier's accuracy on real validation photographs beside it."""
@@ -115,6 +116,13 @@ def novelty(full: Dataset, sets: dict, keys: list[str], inc, upscale: int | None
 
     train = full.split(heldout=False)
     names = sorted(set(train.source.tolist()))
+    if train_limit is not None and len(train) > train_limit:
+        # A short evaluation (a studio's small budget) compares with an even share of every subject's
+        # training images; the record says how many, and a near-copy of one left out is not seen.
+        rng = np.random.default_rng(0)
+        per = max(1, train_limit // len(names))
+        keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(train.source == s))[:per] for s in names]))
+        train = train._select(np.isin(np.arange(len(train)), keep))
     f_train = inc.features(train.images)
     groups = train.group if train.group is not None else np.array([f"{s}#{i}" for i, s in enumerate(train.source)])
     labels = np.array([names.index(s) for s in train.source])
@@ -123,7 +131,8 @@ def novelty(full: Dataset, sets: dict, keys: list[str], inc, upscale: int | None
     known = np.isin(val.source, names)
     val_labels = np.array([names.index(s) for s in val.source[known]])
     real = float((classify(inc.features(val.images[known])) == val_labels).mean()) if known.any() else None
-    out: dict = {"memorisation": {}, "subject_fidelity": {"real_validation_accuracy": real}}
+    out: dict = {"memorisation": {}, "subject_fidelity": {"real_validation_accuracy": real},
+                 "novelty_training_images": int(len(train))}
     for k in keys:
         per, feats = {}, []
         for s, entry in sets.items():
@@ -141,7 +150,8 @@ def novelty(full: Dataset, sets: dict, keys: list[str], inc, upscale: int | None
 
 def inception_metrics(model_dir, full: Dataset, runs: list[tuple[str, int]], generated: int, per_subject: int,
                       boots: int, seed: int = 0, goal: float = 1.25, upscale: int | None = None,
-                      extractor=None, log=print, sets: dict | None = None) -> tuple[dict, dict, dict]:
+                      extractor=None, log=print, sets: dict | None = None,
+                      train_limit: int | None = None) -> tuple[dict, dict, dict]:
     """The headline block (see the module docstring), the overall generated sets (uint8 per model,
     for grids and the secondary figures) and every generated set (``generate_sets``; pass them back
     as ``sets`` to measure the same images against another cache). ``upscale``: bicubic-resize the
@@ -192,7 +202,7 @@ def inception_metrics(model_dir, full: Dataset, runs: list[tuple[str, int]], gen
             feats[name] = inc.features(imgs)
     overall = panel(np.concatenate(ref_all), feats, student_steps, teacher_steps, boots, seed, goal)
     log("overall: " + "  ".join(f"{k} {v:.4f}" for k, v in overall["kid"].items()))
-    overall.update(novelty(full, sets, keys, inc, upscale, log))
+    overall.update(novelty(full, sets, keys, inc, upscale, log, train_limit))
     res = next(iter(overall_images.values())).shape[1]
     block = {**overall, "by_subject": by_subject,
              "resolution": [res, res],

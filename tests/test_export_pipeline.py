@@ -247,6 +247,7 @@ def test_evaluate_writes_inception_metrics_per_subject(pipeline, tmp_path):
             assert 0.0 <= mem["near_copy_share"] <= 1.0 and "Inception" in mem["features"] and mem["images"] >= 4
             assert 0.0 <= block["subject_fidelity"][k]["mean"] <= 1.0
         assert 0.0 <= block["subject_fidelity"]["real_validation_accuracy"] <= 1.0
+        assert block["novelty_training_images"] == int((load_cache(pipeline["cache"]).heldout == False).sum())  # noqa: E712
     assert m["samples"]["student_2"] == 4 and m["resized"] is None and "bicubic" in up["resized"]
     test = load_cache(pipeline["cache"]).heldout_part("test")  # the split hashes paths: varies with tmp dirs
     for s, b in m["by_subject"].items():
