@@ -18,6 +18,7 @@ network goes, and a box must not fall back to the policy (dark, or lit all night
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import time
@@ -79,8 +80,8 @@ def _mtime(path: Path, notes: list[str]) -> float | None:
         return path.stat().st_mtime
     except FileNotFoundError:
         return None
-    except OSError as exc:   # a private state directory, a dangling link, a loop
-        notes.append(f"cannot read {path}: {exc.strerror or exc}")
+    except (OSError, ValueError) as exc:   # a private state directory, a link loop, a NUL in the path
+        notes.append(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
         return None
 
 
@@ -99,12 +100,19 @@ class Timex(ctypes.Structure):
                 ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int), ("_reserved", ctypes.c_int * 11)]
 
 
+@functools.lru_cache(maxsize=1)
+def _libc_adjtimex():
+    try:
+        return ctypes.CDLL(None, use_errno=True).adjtimex
+    except AttributeError:   # not Linux
+        return None
+
+
 def adjtimex() -> Timex:
     """The kernel's clock status; raises OSError (EPERM in a unit with ProtectClock=yes)."""
-    try:
-        call = ctypes.CDLL(None, use_errno=True).adjtimex
-    except AttributeError:   # not Linux
-        raise OSError(38, "no adjtimex on this system") from None
+    call = _libc_adjtimex()
+    if call is None:
+        raise OSError(38, "no adjtimex on this system")
     tx = Timex()   # modes = 0: read only
     if call(ctypes.byref(tx)) < 0:
         err = ctypes.get_errno()
