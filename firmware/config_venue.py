@@ -94,7 +94,8 @@ class TimeSyncSim(Section):
     type: Literal["sim"]
     synced: bool = Field(True, description="synchronised from the start")
     synced_after_s: float | None = Field(None, ge=0, le=DAY, description="start unsynchronised and "
-                                         "become synchronised this long after start (the network comes up)")
+                                         "become synchronised this long after the source opens (the network "
+                                         "comes up)")
 
     @model_validator(mode="after")
     def _one_story(self):
