@@ -183,7 +183,7 @@ def test_doctor_warns_about_an_unsynchronised_clock_and_never_fails(tmp_path):
     os.utime(tmp_path / SAVED, (4e9, 4e9))            # 2096: the box's clock is certainly behind it
     row = doctor_row(tmp_path, sched)
     assert row.ok is True and row.detail.startswith(f"NOT synchronised: no /{FLAG}; certainly wrong: ")
-    assert 'before the last known good time 2096-10-02 07:06:40 UTC' in row.detail
+    assert 'behind the last known good time 2096-10-02 07:06:40 UTC' in row.detail
     assert '[schedule] unsynced = "closed" decides meanwhile' in row.warning and "timedatectl set-ntp true" in row.warning
     report = render([row])
     assert report.startswith("[warn] clock            NOT synchronised") and report.endswith("all checks passed, 1 warning(s)")

@@ -71,7 +71,7 @@ def test_a_clock_before_the_last_known_good_time_is_certainly_wrong(tmp_path):
     # the box woke up at systemd's build date after a cut: years before the saved clock
     synced, detail = look(tmp_path, wall=NOW - 3 * 86400 - 7200)
     assert not synced
-    assert detail.endswith(f"certainly wrong: 3 d 2 h before the last known good time 2026-12-04 16:00:00 UTC "
+    assert detail.endswith(f"certainly wrong: 3 d 2 h behind the last known good time 2026-12-04 16:00:00 UTC "
                            f"(/{SAVED})")
     # within the slack an NTP step may leave after timesyncd's touch: nothing to say
     assert "certainly wrong" not in look(tmp_path, wall=NOW - 30)[1]
@@ -93,6 +93,8 @@ def test_unreadable_evidence_is_a_note_not_a_crash(tmp_path):
     os.symlink(tmp_path / FLAG, tmp_path / FLAG)                 # a loop: ELOOP on stat
     synced, detail = look(tmp_path)
     assert not synced and f"cannot read {tmp_path / FLAG}" in detail
+    synced, detail = look(tmp_path / "nul\0here", kernel_says(OSError(38, "no adjtimex on this system")))
+    assert not synced and "embedded null byte" in detail and "not readable (no adjtimex on this system)" in detail
 
 
 finite_or_not = st.floats() | st.floats(-1e20, 1e20)

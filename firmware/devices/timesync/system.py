@@ -55,7 +55,7 @@ def judge(e: Evidence) -> tuple[bool, str]:
         why.append(f"kernel max error {k:.3g} s (synchronised below {MAXERROR_LIMIT_S:g} s)")
     why.extend(e.notes)
     if e.saved_mtime is not None and e.wall < e.saved_mtime - BEHIND_SLACK_S:
-        why.append(f"certainly wrong: {_span(e.saved_mtime - e.wall)} before the last known good time "
+        why.append(f"certainly wrong: {_span(e.saved_mtime - e.wall)} behind the last known good time "
                    f"{_when(e.saved_mtime)} (/{SAVED})")
     return False, "; ".join(why)
 
