@@ -8,8 +8,8 @@
    chrony, ntpd) disciplines the clock. humus.service has ProtectClock=yes, which denies adjtimex
    to the show (EPERM, read or not); `humus doctor`, run by a tech, can ask it.
 3. timesyncd's saved clock, /var/lib/systemd/timesync/clock: its mtime is the last known good time
-   (timesyncd touches it at each synchronisation and saves the clock while running). A clock more
-   than a minute before it is certainly wrong, which the detail says; it is never proof of a right one.
+   (timesyncd touches it at each synchronisation, newer ones periodically too). A clock more than a
+   minute behind it is certainly wrong, which the detail says; it is never proof of a right one.
 
 Either of 1 or 2 means synchronised. Once synchronised the source stops looking: a clock set by NTP
 drifts seconds a day, while the kernel's figure crosses its 16 s limit about nine hours after the
