@@ -38,7 +38,7 @@ def cmd_check_config(args) -> int:
 
 def sim_config(config, headless: bool):
     """--sim: every device simulated (the display too unless a window can be shown)."""
-    from firmware.config import CameraSim, DisplayHeadless, DmxSim, PresenceSim
+    from firmware.config import CameraSim, DisplayHeadless, DmxSim, PresenceSim, TimeSyncSystem
     display = config.display
     if headless or display.type != "pygame":
         display = DisplayHeadless(width=display.width, height=display.height, fps=display.fps)
@@ -47,6 +47,9 @@ def sim_config(config, headless: bool):
     update = {"camera": config.camera if isinstance(config.camera, CameraSim) else CameraSim(),
               "presence": config.presence if isinstance(config.presence, PresenceSim) else PresenceSim(),
               "dmx": config.dmx if isinstance(config.dmx, DmxSim) else DmxSim(), "display": display}
+    if isinstance(config.timesync, TimeSyncSystem):   # the rehearsal's clock (--start) is right by definition
+        from firmware.config_venue import TimeSyncSim
+        update["timesync"] = TimeSyncSim(type="sim")
     if config.projector.type != "none":   # a rehearsal records the projector's commands, sends none
         from firmware.config_venue import ProjectorSim
         update["projector"] = ProjectorSim(type="sim", retry_s=(0.5, 5.0))

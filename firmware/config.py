@@ -25,7 +25,8 @@ from firmware.config_devices import (  # noqa: F401  (re-exported: config.Camera
     PresenceLD2410, PresenceMotion, PresenceNone, PresenceSerial, PresenceSim, PresenceTFmini, ScriptPoint, Section,
     Unit, by_type)
 from firmware.config_errors import describe
-from firmware.config_venue import DevicesConfig, OscConfig, ProjectorConfig, ProjectorNone, ScheduleConfig
+from firmware.config_venue import (DevicesConfig, OscConfig, ProjectorConfig, ProjectorNone, ScheduleConfig,
+                                  TimeSyncConfig, TimeSyncSim, TimeSyncSystem, TimeSyncTrusted)  # noqa: F401
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -169,6 +170,7 @@ class Config(Section):
     schedule: ScheduleConfig | None = None
     projector: ProjectorConfig = Field(default_factory=ProjectorNone)
     osc: OscConfig | None = None
+    timesync: TimeSyncConfig = Field(default_factory=TimeSyncSystem)
 
 
 # ---------------------------------------------------------------------------------------- loading

@@ -1,9 +1,10 @@
-"""Config sections for running at a venue: device auto-detection, opening hours, projector power and
-OSC show control. Kept apart from config.py so each section stays a small, self-contained model;
+"""Config sections for running at a venue: device auto-detection, opening hours, whether the clock
+can be believed, projector power and OSC show control. Kept apart from config.py so each section stays a small, self-contained model;
 config.py only adds them to the top-level `Config`.
 
 All of them are optional: a config without `[schedule]` is always open, without `[osc]` no port is
-opened, and `[projector] type = "none"` (the default) never touches the projector.
+opened, and `[projector] type = "none"` (the default) never touches the projector. `[timesync]` (default
+`type = "system"`) only matters to a box with a `[schedule]`.
 """
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import math
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, Strict, field_validator
+from pydantic import AfterValidator, Field, Strict, field_validator, model_validator
 
-from firmware.config_devices import IpPort, Section, by_type
+from firmware.config_devices import DAY, AnyPath, IpPort, Section, by_type
 from firmware.osc_allow import is_loopback_host, only_loopback, parse_network
 
 # TOML arrays arrive as lists; a tuple field takes them (strict=False on the field) but each number in
@@ -53,6 +54,9 @@ class ScheduleConfig(Section):
     closed_dates: list[str] = Field(default_factory=list, description="YYYY-MM-DD: no window starts")
     warmup_s: float = Field(90.0, ge=0, le=3600, description="projector on this long before opening")
     closed_look: ClosedLook | None = Field(None, description="lights while closed; unset = blackout")
+    unsynced: Literal["open", "closed", "schedule"] = Field(
+        "open", description="while the clock is not synchronised ([timesync]): stay open, stay closed, "
+        "or follow the hours on the clock the box has")
 
     @field_validator("timezone")
     @classmethod
@@ -69,6 +73,38 @@ class ScheduleConfig(Section):
         for text in v:
             parse(text)   # raises ValueError naming the text and what is wrong with it
         return v
+
+
+# --------------------------------------------------------------------------------------- timesync
+class TimeSyncSystem(Section):
+    """Ask the system whether its clock is synchronised (firmware/devices/timesync/system.py)."""
+    type: Literal["system"] = "system"
+    check_s: float = Field(5.0, gt=0, le=3600, description="look again this often while not synchronised")
+    root: AnyPath = Field(Path("/"), description="where /run and /var/lib are (tests: a fake tree)")
+    kernel: bool = Field(True, description="also ask the kernel's NTP status (adjtimex), as timedatectl "
+                         "does; the hardened unit's ProtectClock denies it, the timesyncd files remain")
+
+
+class TimeSyncTrusted(Section):
+    """The clock is always right: an RTC with a battery, set by hand, and no network."""
+    type: Literal["trusted"]
+
+
+class TimeSyncSim(Section):
+    type: Literal["sim"]
+    synced: bool = Field(True, description="synchronised from the start")
+    synced_after_s: float | None = Field(None, ge=0, le=DAY, description="start unsynchronised and "
+                                         "become synchronised this long after the source opens (the network "
+                                         "comes up)")
+
+    @model_validator(mode="after")
+    def _one_story(self):
+        if self.synced_after_s is not None and "synced" in self.model_fields_set:
+            raise ValueError("synced_after_s starts the clock unsynchronised: leave synced out")
+        return self
+
+
+TimeSyncConfig = by_type(TimeSyncSystem, TimeSyncTrusted, TimeSyncSim, default="system")
 
 
 # -------------------------------------------------------------------------------------- projector

@@ -141,9 +141,12 @@ def run_summary(box: Box, stats: dict, rehearsed_start: bool) -> list[str]:
                      f"{box.worker.images_done} images generated")
     if box.config.schedule is not None or rehearsed_start:
         now = box.venue_now
-        lines.append(f"humus: wall clock {box.venue.wall().isoformat(timespec='seconds')}; "
-                     f"{'open' if now.open else 'closed'}"
-                     + (f" until {now.next_change.isoformat()}" if now.next_change else ""))
+        sync = box.venue.clock_sync
+        lines.append(f"humus: wall clock {box.venue.wall().isoformat(timespec='seconds')}"
+                     + ("" if sync.synced else f" (NOT synchronised: {sync.detail})")
+                     + f"; {'open' if now.open else 'closed'}"
+                     + (f" until {now.next_change.isoformat()}" if now.next_change else "")
+                     + (f" by [schedule] unsynced = {box.venue.unsynced!r}" if now.by_policy else ""))
     proj = box.venue.projector
     if proj is not None and isinstance(proj.backend, SimProjector):   # only the sim keeps its commands
         lines.append("humus: projector power " + (" -> ".join("on" if on else "off" for _, on in proj.backend.commands)

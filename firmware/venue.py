@@ -1,9 +1,14 @@
 """The box at a venue: opening hours, projector power and OSC show control, for the frame loop.
 
-`Venue.update()` runs once a frame and returns at once: it drains OSC input into `inputs`, asks the
-pure schedule whether the show is open (only when the last answer's next change has passed, or an
-override came in), and tells the projector control what to want. `publish()` sends the show's state
-out over OSC. Everything slow (the projector's TCP or cec-ctl, the OSC socket) is on other threads.
+`Venue.update()` runs once a frame and returns at once: it drains OSC input into `inputs`, reads the
+clock source's latest answer (is the wall clock synchronised? it looks again itself, rate-limited),
+asks the pure schedule whether the show is open (only when the last answer's next change has passed,
+the clock's synchronisation changed, or an override came in), and tells the projector control what
+to want. While the clock is not synchronised, `[schedule] unsynced` decides (show/schedule.py
+`decide`); the frame after it becomes synchronised, the opening hours do. `publish()` sends the
+show's state out over OSC. Everything slow (the projector's TCP or cec-ctl, the OSC socket) is on
+other threads; the clock source's look is a stat or two and a syscall (about 20 us), every
+`[timesync] check_s` at most, and none once the clock is synchronised.
 
 Wall-clock time is the box clock plus an offset fixed at start, so `humus run --sim --start
 2026-12-04T17:59` rehearses a closing in real time, and tests step it with a FakeClock.
@@ -15,9 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from firmware.devices.projector.control import open_projector
+from firmware.devices.timesync.table import open_timesync
 from firmware.show.control import ShowInputs, apply_message
 from firmware.show.machine import State
-from firmware.show.schedule import compile_schedule, projector_on_at, state_at
+from firmware.show.schedule import compile_schedule, decide
 
 log = logging.getLogger("humus.venue")
 NOISE_STATES = (State.IMMERSION, State.EMERGENCE)
@@ -26,8 +32,9 @@ NOISE_STATES = (State.IMMERSION, State.EMERGENCE)
 @dataclass(frozen=True)
 class VenueNow:
     open: bool
-    next_change: datetime | None     # UTC; None = no schedule, or none ahead
+    next_change: datetime | None     # UTC; None = no schedule, or none ahead (or the policy decides)
     overridden: bool = False
+    by_policy: bool = False           # the unsynchronised clock's policy decided, not the hours
 
 
 class Venue:
@@ -39,6 +46,12 @@ class Venue:
             raise ValueError("the wall-clock start needs a time zone")
         self._wall0 = wall_start   # None: the system's wall clock, read each time (NTP may set it late)
         self.schedule = compile_schedule(config.schedule) if config.schedule else None
+        self.unsynced = config.schedule.unsynced if config.schedule else "open"
+        self.timesync = open_timesync(config.timesync, clock)
+        self.clock_sync = self.timesync.read()
+        if not self.clock_sync.synced:
+            log.warning("clock: NOT synchronised (%s)%s", self.clock_sync.detail,
+                        f"; [schedule] unsynced = {self.unsynced!r} decides until it is" if self.schedule else "")
         self.projector = open_projector(config.projector)
         self.osc = None
         if config.osc is not None:
@@ -67,6 +80,16 @@ class Venue:
 
     # ------------------------------------------------------------------ in
     def update(self) -> VenueNow:
+        sync = self.timesync.read()
+        if sync.synced != self.clock_sync.synced:
+            log.info("clock: %s (%s)%s", "synchronised" if sync.synced else "NOT synchronised", sync.detail,
+                     f"; [schedule] unsynced = {self.unsynced!r} decides until it is"
+                     if self.schedule and not sync.synced else "")
+            if self.override is not None:   # its end was an instant on the clock that was just set
+                log.info("schedule: override ends with the clock's synchronisation")
+                self.override = None
+            self._dirty = True
+        self.clock_sync = sync
         if self.osc is not None:
             for arrived, address, args in self.osc.poll():
                 new = apply_message(self.inputs, address, args)
@@ -77,7 +100,8 @@ class Venue:
                     self.override = (new.open_override, self._schedule_next(self.wall()))
                     self._dirty = True
                     log.info("OSC: %s until %s", "open" if new.open_override else "closed",
-                             self.override[1] or "the next restart")
+                             self.override[1] or ("the clock is synchronised" if not self.clock_sync.synced
+                                                  else "the next restart"))
                 self.inputs = new
                 self.last_message_t = arrived
         wall = self.wall()
@@ -89,19 +113,24 @@ class Venue:
             self._dirty = False
         return self._now
 
+    def _decision(self, wall: datetime):
+        return decide(self.schedule, self.unsynced, self.clock_sync.synced, wall) if self.schedule else None
+
     def _schedule_next(self, wall: datetime) -> datetime | None:
-        return state_at(self.schedule, wall).next_change if self.schedule else None
+        d = self._decision(wall)
+        return d.show.next_change if d else None
 
     def _evaluate(self, wall: datetime) -> VenueNow:
         self._evaluated_at = wall
         if self.override is not None and self.override[1] is not None and wall >= self.override[1]:
             log.info("schedule: override ends at the schedule's change")
             self.override = None
-        if self.schedule is None:
+        d = self._decision(wall)
+        if d is None:
             verdict_open, nxt, proj_on, proj_next = True, None, True, None
         else:
-            v, p = state_at(self.schedule, wall), projector_on_at(self.schedule, wall)
-            verdict_open, nxt, proj_on, proj_next = v.open, v.next_change, p.open, p.next_change
+            verdict_open, nxt, proj_on, proj_next = (d.show.open, d.show.next_change, d.projector.open,
+                                                     d.projector.next_change)
         if self.override is not None:
             verdict_open = proj_on = self.override[0]
         # re-evaluate at the earliest thing that can change: the show, the projector, the override
@@ -110,11 +139,14 @@ class Venue:
         if self.projector is not None:
             self.projector.want(proj_on)
         was = self._now
-        now = VenueNow(verdict_open, nxt if self.override is None else self.override[1], self.override is not None)
-        if was.open != now.open or not self._logged:
+        by_policy = d is not None and d.by_policy and self.override is None
+        now = VenueNow(verdict_open, nxt if self.override is None else self.override[1], self.override is not None,
+                       by_policy)
+        if was.open != now.open or was.by_policy != now.by_policy or not self._logged:
             self._logged = True
-            log.info("schedule: %s%s", "open" if now.open else "closed",
-                     f" until {now.next_change.astimezone(self._zone()):%a %Y-%m-%d %H:%M %Z}" if now.next_change else "")
+            log.info("schedule: %s%s%s", "open" if now.open else "closed",
+                     f" until {now.next_change.astimezone(self._zone()):%a %Y-%m-%d %H:%M %Z}" if now.next_change else "",
+                     f" (clock not synchronised: [schedule] unsynced = {self.unsynced!r})" if by_policy else "")
         return now
 
     def _zone(self):
@@ -158,9 +190,13 @@ class Venue:
         out = {}
         n = self._now
         if self.schedule is not None or n.overridden:
-            out["schedule"] = {"open": n.open, "overridden": n.overridden,
+            out["schedule"] = {"open": n.open, "overridden": n.overridden, "by_policy": n.by_policy,
                                "next_change": n.next_change.astimezone(self._zone()).isoformat()
                                if n.next_change else None}
+        c = self.clock_sync
+        out["clock"] = {"synced": c.synced, "detail": c.detail, "source": self.timesync.name,
+                        "unsynced_s": None if c.synced else round(self.clock.now() - c.since, 1),
+                        "policy": self.unsynced if self.schedule is not None else None}
         if self.projector is not None:
             p = self.projector
             out["projector"] = {"wanted": p.wanted, "confirmed": p.confirmed, "ok": p.health.ok,
@@ -170,7 +206,7 @@ class Venue:
         return out
 
     def close(self) -> None:
-        for part in (self.projector, self.osc):
+        for part in (self.projector, self.osc, self.timesync):
             if part is not None:
                 try:
                     part.close()

@@ -286,8 +286,11 @@ status_values = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.flo
 # the [osc] figures (firmware/osc.py status()), with any value under their own keys
 status_values |= st.dictionaries(st.sampled_from(["listen", "send", "received", "bad", "dropped", "refused",
                                                   "last_refused", "sent", "send_errors"]), status_values, max_size=4)
+# the schedule and clock figures (firmware/venue.py status()), likewise
+status_values |= st.dictionaries(st.sampled_from(["open", "overridden", "by_policy", "next_change", "synced",
+                                                  "detail", "source", "unsynced_s", "policy"]), status_values, max_size=4)
 STATUS_KEYS = ["state", "updated_at", "started_at", "uptime_s", "show", "fps", "engine", "devices", "model",
-               "release", "faults", "pid", "osc", "other"]
+               "release", "faults", "pid", "osc", "schedule", "clock", "other"]
 good_status = {"state": "running", "updated_at": 1.7e9, "fps": 12.0, "devices": {"dmx": {"ok": True, "detail": ""}},
                "faults": [{"t": 1.7e9, "text": "x"}], "release": "1.0.0"}
 

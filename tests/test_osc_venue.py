@@ -65,7 +65,8 @@ class Listener:
 def make_box(tiny_model, tmp_path, osc=None, wall_start=None, **extra):
     data = {"display": {"type": "headless", "width": 64, "height": 64, "fps": 20.0},
             "model": {"dir": str(tiny_model), "engine": "onnxruntime", "engine_cache": str(tmp_path / "e")},
-            "presence": {"type": "none"}, "camera": {"type": "sim", "width": 64, "height": 48}, "show": SHOW}
+            "presence": {"type": "none"}, "camera": {"type": "sim", "width": 64, "height": 48}, "show": SHOW,
+            "timesync": {"type": "sim"}}   # the rehearsed wall clock is synchronised, whatever this machine's is
     if osc is not None:
         data["osc"] = osc
     data.update(extra)

@@ -218,8 +218,41 @@ def check_disk(ctx: Context) -> list[CheckResult]:
     return out
 
 
+def check_clock(ctx: Context) -> CheckResult:
+    """Is the wall clock synchronised? A warning, never a failure: the show runs either way, and
+    `[schedule] unsynced` says what it does meanwhile. Asks what the show asks (the timesyncd files,
+    under --root in a rehearsal) and, on the box, the kernel too: the doctor is not under the
+    show's ProtectClock."""
+    try:
+        from firmware.config import ConfigError, TimeSyncSystem, load_config
+        from firmware.devices.timesync.system import gather, judge, kernel_maxerror_s
+    except ImportError as exc:   # a half-installed release: say so, check the rest
+        return CheckResult("clock", None, f"cannot check: {exc}")
+    try:
+        config = load_config(ctx.config) if ctx.config.is_file() else None
+    except ConfigError:
+        config = None   # the config row says why; the clock is still worth a look
+    source = config.timesync if config is not None else TimeSyncSystem()
+    if source.type != "system":
+        return CheckResult("clock", None if source.type == "sim" else True, f'[timesync] type = "{source.type}": '
+                           + ("simulated" if source.type == "sim" else "trusted without asking"))
+    root = source.root if source.root != Path("/") else ctx.root
+    synced, detail = judge(gather(root, kernel_maxerror_s if ctx.on_box and source.kernel else None))
+    if synced:
+        return CheckResult("clock", True, f"synchronised: {detail}")
+    schedule = config.schedule if config is not None else None
+    if schedule is None:
+        return CheckResult("clock", True, f"NOT synchronised: {detail} (no [schedule]: the show does not "
+                           "depend on it)")
+    return CheckResult("clock", True, f"NOT synchronised: {detail}",
+                       warning=f'the opening hours wait for it: [schedule] unsynced = "{schedule.unsynced}" '
+                       "decides meanwhile. Give the box NTP (`timedatectl set-ntp true` and a network "
+                       "with a time server) or, with an RTC battery and no network, set the clock once "
+                       '(`timedatectl set-time`) and write [timesync] type = "trusted"')
+
+
 CHECKS: list[Callable[[Context], CheckResult | list[CheckResult]]] = [
-    check_config, check_release, check_keys, check_service, check_status, check_devices,
+    check_config, check_release, check_keys, check_service, check_status, check_clock, check_devices,
     check_user, check_engine, check_gpu_nodes, check_display, check_disk,
 ]
 

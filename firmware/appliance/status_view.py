@@ -49,14 +49,25 @@ def render_status(status: dict | None, now: float, current: str | None, previous
 
 
 def venue_lines(status: dict) -> list[str]:
-    """Opening hours, what auto-detection found, OSC: only for a box that has them."""
+    """Opening hours, the clock they are read on, what auto-detection found, OSC: only for a box that
+    has them."""
     lines = []
     sched = status.get("schedule")
     if isinstance(sched, dict):
         nxt = sched.get("next_change")
         when = f" until {nxt.replace('T', ' ')}" if nxt else ""
+        if sched.get("by_policy"):
+            when = " until the clock is synchronised (the unsynced policy decides, not the hours)"
         lines.append(f"schedule  {'OPEN' if sched.get('open') else 'CLOSED'}{when}"
                      + ("  (overridden by OSC /humus/open)" if sched.get("overridden") else ""))
+    clock = status.get("clock")
+    if isinstance(clock, dict):
+        policy = f"; schedule policy: {clock['policy']}" if clock.get("policy") else ""
+        if clock.get("synced", True):
+            lines.append(f"clock     synchronised: {clock.get('detail', '')}")
+        else:
+            lines.append(f"clock     NOT synchronised (for {_ago(clock.get('unsynced_s') or 0)}): "
+                         f"{clock.get('detail', '')}{policy}")
     proj = status.get("projector")
     if isinstance(proj, dict):
         want = {True: "on", False: "off", None: "-"}

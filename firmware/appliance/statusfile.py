@@ -18,6 +18,12 @@ atomically, so readers never see half a snapshot. Keys:
   osc         with [osc] (firmware/osc.py): {"listen", "send", "received", "bad", "dropped",
               "refused": datagrams from senders not allowed, "last_refused": "host:port" of the
               latest, "sent", "send_errors"}; a file from before `refused` reads the same
+  schedule    with [schedule] (firmware/venue.py): {"open", "overridden", "next_change": ISO text or
+              null, "by_policy": the unsynchronised clock's policy decided}; a file from before
+              `by_policy` reads the same
+  clock       whether the wall clock is synchronised (firmware/devices/timesync/): {"synced", "detail",
+              "source", "unsynced_s": seconds not synchronised (null when it is), "policy": [schedule]
+              unsynced, null without a schedule}; a file from before it has none
 
 A status file must never stop the show: nothing here raises. Write errors (full or
 read-only disk) are logged once and the writer carries on (the next successful
@@ -147,6 +153,21 @@ def _status_model():
         sent: int = Field(0, ge=0)
         send_errors: int = Field(0, ge=0)
 
+    class Schedule(_Strict):
+        model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
+        open: bool = True
+        overridden: bool = False
+        by_policy: bool = False
+        next_change: Optional[str] = Field(None, max_length=64)
+
+    class Clock(_Strict):
+        model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
+        synced: bool = True
+        detail: str = Field("", max_length=4096)
+        source: str = Field("", max_length=64)
+        unsynced_s: Optional[float] = Field(None, ge=0)
+        policy: Optional[str] = Field(None, max_length=16)
+
     class Status(_Strict):
         model_config = ConfigDict(strict=True, allow_inf_nan=False, extra="allow")
         state: str = Field(max_length=64)
@@ -162,6 +183,8 @@ def _status_model():
         faults: list[Union[Fault, str]] = Field(default_factory=list, max_length=1000)
         pid: Optional[int] = None
         osc: Optional[Osc] = None
+        schedule: Optional[Schedule] = None
+        clock: Optional[Clock] = None
     return Status
 
 

@@ -9,7 +9,9 @@ aware with zoneinfo and compared in UTC:
 A closed date cancels the windows that *start* that day; a window started the evening before still
 runs to its end past midnight. Overlapping or touching windows merge into one open stretch.
 
-Nothing here reads the clock; the box asks with its wall-clock instant.
+Nothing here reads the clock; the box asks with its wall-clock instant. Whether that instant can be
+believed is the box's to know (firmware/devices/timesync/); `decide` takes it as a flag and follows the
+configured policy while the clock is not synchronised.
 """
 from __future__ import annotations
 
@@ -21,6 +23,9 @@ from functools import lru_cache
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WINDOW = re.compile(r"^\s*(?P<days>[a-z,\-]+)\s+(?P<a>\d{1,2}:\d{2})\s*-\s*(?P<b>\d{1,2}:\d{2})\s*$")
 HORIZON_DAYS = 400   # search this far for the next change (a year of closed dates, then none)
+# What the box does while its clock is not synchronised ([schedule] unsynced): stay open (a box that
+# cannot know the time never stays dark), stay closed, or follow the hours on the clock it has.
+UNSYNCED_POLICIES = ("open", "closed", "schedule")
 
 
 @dataclass(frozen=True)
@@ -185,3 +190,26 @@ def changes_between(s: Schedule, start: datetime, end: datetime) -> list[tuple[d
         v = state_at(s, t)
         out.append((t, v.open))
     return out
+
+
+@dataclass(frozen=True)
+class Decision:
+    show: Verdict
+    projector: Verdict
+    by_policy: bool   # the unsynchronised clock's policy answered, not the opening hours
+
+
+def decide(s: Schedule, policy: str, synced: bool, instant: datetime) -> Decision:
+    """Open or closed (and the projector) at `instant` on a clock that is `synced` or not.
+
+    A synchronised clock, or the "schedule" policy, gets the opening hours' answer. Otherwise the
+    policy answers alone and has no next change: what ends it is the clock becoming synchronised,
+    which is not an instant on that clock (the caller asks again when the flag changes)."""
+    if instant.tzinfo is None:
+        raise ValueError("decide needs an aware datetime (a naive one has no place on the clock)")
+    if policy not in UNSYNCED_POLICIES:
+        raise ValueError(f"unsynced policy '{policy}' is not one of {', '.join(UNSYNCED_POLICIES)}")
+    if synced or policy == "schedule":
+        return Decision(state_at(s, instant), projector_on_at(s, instant), False)
+    fixed = Verdict(policy == "open", None)
+    return Decision(fixed, fixed, True)
