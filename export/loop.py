@@ -159,21 +159,13 @@ def shared_elapsed(elapsed: float, world: int, device) -> float:
 
 
 def save_atomic(obj, path: Path) -> None:
-    """torch.save through a synced temporary file and a rename: a kill or a power cut mid-save leaves
-    the previous checkpoint whole."""
-    tmp = path.with_name(path.name + ".tmp")
+    """torch.save through the box's own atomic write (synced temporary file, rename, synced folder): a
+    kill or a power cut mid-save leaves the previous checkpoint whole."""
+    from firmware.appliance.atomic import write_atomic
+
     buf = io.BytesIO()
     torch.save(obj, buf)
-    with open(tmp, "wb") as f:
-        f.write(buf.getbuffer())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomic(path, buf.getvalue())
 
 
 @dataclass

@@ -84,13 +84,13 @@ class PowerEMA:
 
     def save_snapshot(self, path: Path, nimg: int) -> None:
         """The EMAs at ``nimg`` images, fp16 (what post-hoc reconstruction combines)."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
+
+        from firmware.appliance.atomic import write_atomic
 
         tensors = {f"{i}/{k}": v.half().contiguous() if v.is_floating_point() else v.contiguous()
                    for i, a in enumerate(self.avgs) for k, v in a.items()}
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata={"nimg": str(nimg), "stds": json.dumps(self.stds)})
-        tmp.replace(path)
+        write_atomic(path, save(tensors, metadata={"nimg": str(nimg), "stds": json.dumps(self.stds)}))
 
 
 def correlation(t_a, g_a, t_b, g_b):

@@ -76,9 +76,9 @@ class Record:
     def finish(self, stage: str, seconds: float, **result) -> None:
         prev = self.data["stages"].get(stage, {}).get("seconds", 0.0)
         self.data["stages"][stage] = {"done": True, "seconds": round(prev + seconds, 1), **result}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, default=str))
-        tmp.replace(self.path)
+        from firmware.appliance.atomic import write_atomic
+
+        write_atomic(self.path, json.dumps(self.data, indent=1, default=str))
 
 
 def notice_for(inputs: list, summary: dict) -> str:

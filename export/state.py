@@ -31,7 +31,9 @@ def _flat(prefix: str, sd: dict, dtype=None) -> dict:
 def save(ckpt_path: Path, dest: Path) -> dict:
     """RUN/NAME.pt -> dest/NAME.safetensors + dest/NAME.json; returns the json part. Refuses (StateError)
     a state over MAX_BYTES, leaving any earlier one in place."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from firmware.appliance.atomic import write_atomic
 
     ckpt_path, dest = Path(ckpt_path), Path(dest)
     st = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -56,12 +58,8 @@ def save(ckpt_path: Path, dest: Path) -> dict:
     meta.update(emas_stds=st["emas"]["stds"], opt=opt_meta, history=history[::thin], history_thinned_by=thin,
                 format=1, run={**st["run"], "history": history[::thin]})
     dest.mkdir(parents=True, exist_ok=True)
-    tmp = dest / f"{name}.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(dest / f"{name}.safetensors")
-    tmpj = dest / f"{name}.json.tmp"
-    tmpj.write_text(json.dumps(meta, indent=1, default=str))
-    tmpj.replace(dest / f"{name}.json")
+    write_atomic(dest / f"{name}.safetensors", save(tensors))
+    write_atomic(dest / f"{name}.json", json.dumps(meta, indent=1, default=str))
     return meta
 
 
