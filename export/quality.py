@@ -106,10 +106,11 @@ def panel(f_ref: np.ndarray, feats: dict[str, np.ndarray], student_steps, teache
 
 
 def novelty(full: Dataset, sets: dict, keys: list[str], inc, upscale: int | None, log=print,
-            train_limit: int | None = None) -> dict:
+            train_limit: int | None = None, known_features: dict | None = None) -> dict:
     """Per generated set: the near-copy share against every training image (export/memorisation.py) and
     subject fidelity (the share of a subject's images a linear classifier on real photographs' features
-    puts in the subject asked for), with the classifier's accuracy on real validation photographs beside it."""
+    puts in the subject asked for), with the classifier's accuracy on real validation photographs beside it.
+    ``known_features``: {(set key, subject): features} already computed for KID (Inception is the cost)."""
     from . import memorisation
     from .inception import upscale as resize
     from .probe import fit_linear_classifier
@@ -136,8 +137,10 @@ def novelty(full: Dataset, sets: dict, keys: list[str], inc, upscale: int | None
     for k in keys:
         per, feats = {}, []
         for s, entry in sets.items():
-            imgs = entry["images"][k]
-            f = inc.features(resize(imgs, upscale) if upscale else imgs)
+            f = (known_features or {}).get((k, s))
+            if f is None:
+                imgs = entry["images"][k]
+                f = inc.features(resize(imgs, upscale) if upscale else imgs)
             feats.append(f)
             if s in names:
                 per[s] = float((classify(f) == names.index(s)).mean())
@@ -171,13 +174,14 @@ def inception_metrics(model_dir, full: Dataset, runs: list[tuple[str, int]], gen
     student_steps = [k for n, k in runs if n == "student"]
     teacher_steps = next((k for n, k in runs if n == "teacher"), 35)
     rng = np.random.default_rng(seed + 7)
-    by_subject, pooled, ref_all = {}, {k: [] for k in keys}, []
+    by_subject, pooled, ref_all, gen_feats = {}, {k: [] for k in keys}, [], {}
     for s, p in sched.items():
         if s in sets:
             ref = inc.features(test.images[test.source == s])
             ref_all.append(ref)
             imgs = {k: resize(sets[s]["images"][k], upscale) if upscale else sets[s]["images"][k] for k in keys}
             feats = {k: inc.features(imgs[k]) for k in keys}
+            gen_feats.update({(k, s): f for k, f in feats.items()})
             # Sets made for another cache's test half may hold fewer than this one's share.
             n_over = min(p["overall"], len(next(iter(imgs.values()))))
             for k in keys:
@@ -202,7 +206,7 @@ def inception_metrics(model_dir, full: Dataset, runs: list[tuple[str, int]], gen
             feats[name] = inc.features(imgs)
     overall = panel(np.concatenate(ref_all), feats, student_steps, teacher_steps, boots, seed, goal)
     log("overall: " + "  ".join(f"{k} {v:.4f}" for k, v in overall["kid"].items()))
-    overall.update(novelty(full, sets, keys, inc, upscale, log, train_limit))
+    overall.update(novelty(full, sets, keys, inc, upscale, log, train_limit, gen_feats))
     res = next(iter(overall_images.values())).shape[1]
     block = {**overall, "by_subject": by_subject,
              "resolution": [res, res],
