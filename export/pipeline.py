@@ -6,8 +6,11 @@ teacher, student, upsampler, ONNX (with the upsampler stage), evaluation, grids,
 cycle, the report, and with ``--bundle`` a signed update bundle. ``RUN/pipeline.json`` records each
 finished stage; a re-run skips those and resumes the unfinished one (training stages resume through the
 loop's checkpoints). The budget is split across the stages by ``SHARES``; what footage, export, grids and
-preview cost comes out of the rest. The evaluation's size follows its share: InceptionV3 features cost
-about 0.5 s an image on 2 CPU cores.
+preview cost comes out of ``RESERVE``. Each stage gets its share of what is *left* when it starts, so a
+stage that ran over (a training stage's start-up and final checkpoint, a slow footage scan) is paid
+for by the later ones instead of by the deadline. The evaluation's size follows its share: InceptionV3
+features cost about 0.5 s an image on 2 CPU cores, and every held-out test image, every generated set,
+both floors and the memorisation check's training images go through it.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 SHARES = {"teacher": 0.40, "student": 0.22, "upsampler": 0.10, "evaluate": 0.18}
+RESERVE = 0.10   # footage, ONNX, grids, preview, report, bundle
 STAGES = ("footage", "footage_hr", "teacher", "student", "upsampler", "onnx", "evaluate", "grids", "preview",
           "report", "bundle")
 INCEPTION_IMAGES_PER_S = 2.0      # measured on the 2-core studio CPU (README: ~0.2 s an image a core)
@@ -111,6 +115,9 @@ def run_all(cfg: AllConfig, log=print) -> Path:
     budget = cfg.budget_minutes
     cache, cache_hr = run / f"footage{cfg.resolution}.npz", run / f"footage{cfg.resolution * 4}.npz"
 
+    def minutes_for(name: str) -> float:
+        return stage_minutes(budget, rec.data["stages"], name)
+
     def stage(name: str, fn):
         if rec.done(name):
             log(f"== {name}: finished earlier, skipped")
@@ -127,11 +134,12 @@ def run_all(cfg: AllConfig, log=print) -> Path:
 
     stage("footage", lambda: footage(cache, cfg.resolution))
     stage("footage_hr", lambda: footage(cache_hr, cfg.resolution * 4))
-    stage("teacher", lambda: _teacher(cfg, cache, run, budget * SHARES["teacher"]))
-    stage("student", lambda: _student(cfg, cache, run, budget * SHARES["student"]))
-    stage("upsampler", lambda: _upsampler(cfg, cache_hr, run / "upsampler", budget * SHARES["upsampler"]))
+    stage("teacher", lambda: _teacher(cfg, cache, run, minutes_for("teacher")))
+    stage("student", lambda: _student(cfg, cache, run, minutes_for("student")))
+    stage("upsampler", lambda: _upsampler(cfg, cache_hr, run / "upsampler", minutes_for("upsampler")))
     stage("onnx", lambda: _export(cfg, cache, run, out, rec.data["stages"]["footage"]["summary"]))
-    stage("evaluate", lambda: _evaluate(out, cache_hr, budget * SHARES["evaluate"]))
+    test_images = sum(rec.data["stages"]["footage_hr"]["summary"]["test_sources"].values())
+    stage("evaluate", lambda: _evaluate(out, cache_hr, minutes_for("evaluate"), test_images))
     stage("grids", lambda: _grids(out))
     stage("preview", lambda: _preview(cfg, out))
     stage("report", lambda: {"report": str(write_report(out, run, rec.data))})
@@ -139,6 +147,15 @@ def run_all(cfg: AllConfig, log=print) -> Path:
         stage("bundle", lambda: _bundle(cfg, out, run))
     log(f"model: {out}  report: {out / 'eval' / 'report.md'}")
     return out
+
+
+def stage_minutes(budget: float, stages: dict, name: str) -> float:
+    """Stage `name`'s share of the budget still left, given the stages recorded so far ({name: {done,
+    seconds}}, finished in this run or an earlier one): overruns are paid by the stages after."""
+    spent = sum(st.get("seconds", 0.0) for st in stages.values()) / 60
+    ahead = [k for k in SHARES if not stages.get(k, {}).get("done")]
+    left = max(0.0, budget - spent)
+    return max(0.25, left * SHARES[name] / (sum(SHARES[k] for k in ahead) + RESERVE))
 
 
 def _teacher(cfg, cache, run, minutes):
@@ -176,17 +193,18 @@ def _export(cfg, cache, run, out, summary):
     return {"model": str(out)}
 
 
-def evaluation_size(minutes: float, models: int = 4) -> int:
-    """Generated images a model that the evaluation's share affords: every model's images and the
-    floors' go through Inception once."""
-    images = minutes * 60 * INCEPTION_IMAGES_PER_S
-    return int(max(8, min(1000, images / (models + 3))))
+def evaluation_size(minutes: float, test_images: int = 0, models: int = 4) -> int:
+    """Generated images a model that the evaluation's share affords. Through Inception go the test
+    half once, then per generated image: one from each model, one from each of the two floors, four
+    training images for the memorisation check, and about one more for the per-subject minimums."""
+    images = minutes * 60 * INCEPTION_IMAGES_PER_S - test_images
+    return int(max(8, min(1000, images / (models + 2 + 4 + 1))))
 
 
-def _evaluate(out, cache_hr, minutes):
+def _evaluate(out, cache_hr, minutes, test_images):
     from .evaluate import evaluate
 
-    n = evaluation_size(minutes)
+    n = evaluation_size(minutes, test_images)
     # Every training image through Inception costs ~40 minutes on 2 cores for the shipped data: the
     # memorisation check compares with what the evaluation's share affords.
     m = evaluate(out, cache_hr, generated=n, per_subject=max(4, n // 4), walks=0, secondary=False, boots=200,

@@ -68,7 +68,7 @@ def bench_stages(config, model, seconds: float) -> dict:
     from firmware.devices.dmx.sim import SimDmxTransport
     from firmware.render import noise as nz
     from firmware.render.compositor import Compositor
-    from firmware.show.lights import LightLevel, render_universe
+    from firmware.show.lights import LightLevel, build_universe
     from firmware.show.machine import Cue, State
 
     W, H = config.display.width, config.display.height
@@ -86,7 +86,6 @@ def bench_stages(config, model, seconds: float) -> dict:
     display = open_display(config.display, RealClock())
     out = display.present  # the upload to the projector (pygame blit+flip, or headless copy)
     dmx = SimDmxTransport(max_frames=1000)
-    universe = render_universe(config.lights.fixtures, LightLevel(0.5, (1, 0.5, 0.2), 0.0))
     cue = Cue(State.IMMERSION, 0.5, 1, 3.0, 1.0, 0.0, 0.0, 0.95)
     k = [0]
 
@@ -105,7 +104,7 @@ def bench_stages(config, model, seconds: float) -> dict:
         "compose_immersion": t(lambda: comp.compose(cue, camera_full, camera_full, vn.screen_u8, None, None)),
         "compose_emergence_new_image": t(compose_uncached),
         "display_upload": t(lambda: out(comp.frame)),
-        "dmx_patch_and_send": t(lambda: dmx.send(render_universe(config.lights.fixtures,
+        "dmx_patch_and_send": t(lambda: dmx.send(build_universe(config.lights.fixtures,
                                                                  LightLevel(0.5, (1, .5, .2), 0.0)))),
     }
     display.close()
@@ -115,7 +114,7 @@ def bench_stages(config, model, seconds: float) -> dict:
 def bench_realtime(config, seconds: float) -> dict:
     """The real box loop at display size with the worker generating nonstop (a new visitor job
     whenever the last finished); fps, missed frames and DMX jitter over the same run."""
-    from firmware.box import Box
+    from firmware.box.conductor import Box
     from firmware.clock import RealClock
     from firmware.generate.worker import VisitorJob
     from firmware.appliance.statusfile import StatusWriter
@@ -128,7 +127,7 @@ def bench_realtime(config, seconds: float) -> dict:
         from firmware.config import DmxArtNet
         config = config.model_copy(update={"dmx": DmxArtNet(type="artnet", host="127.0.0.1", port=16454)})
     box = Box(config, RealClock(), threaded=True)
-    if box.engine is None:
+    if box.session.engine is None:
         box.close()
         return {"skipped": "no model"}
     stop = Stopper()
@@ -137,16 +136,17 @@ def bench_realtime(config, seconds: float) -> dict:
 
     def feeder():
         eps = np.random.default_rng(0).standard_normal(
-            (len(box.compositor.tiles), box.model.channels, *box.model.resolution)).astype(np.float32)
+            (len(box.compositor.tiles), box.session.model.channels, *box.session.model.resolution)).astype(np.float32)
         while not stop.event.is_set():
-            r = box.worker.visitor_result.get()
+            r = box.session.worker.visitor_result.get()
             if r is None or r.done:
                 visitor[0] += 1
-                box.worker.submit_visitor(VisitorJob(visitor[0], eps, box.sigmas, box.net.sampler,
-                                                    Conditions(0.5)))
+                session = box.session
+                session.worker.submit_visitor(VisitorJob(visitor[0], eps, session.sigmas, session.net.sampler,
+                                                         Conditions(0.5)))
             stop.event.wait(0.002)
     f = threading.Thread(target=feeder, daemon=True)
-    images0 = box.worker.images_done
+    images0 = box.session.worker.images_done
     f.start()
     # The status file is published as on the box (the same publisher as run and soak, to a scratch
     # path), so the loop's figures include what publishing costs the frame.
@@ -161,17 +161,17 @@ def bench_realtime(config, seconds: float) -> dict:
         scratch.cleanup()
     iv = sorted(box.frame_times)
     period = 1.0 / config.display.fps
-    send = box.dmx.send_times
+    send = box.devices.dmx.send_times
     dmx_iv = [b - a for a, b in zip(send, send[1:])]
-    jit = sorted(abs(i - box.dmx.period) for i in dmx_iv)
+    jit = sorted(abs(i - box.devices.dmx.period) for i in dmx_iv)
     pct = lambda s, q: s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))] if s else float("nan")  # noqa
     return {"display": f"{config.display.width}x{config.display.height}@{config.display.fps:g}",
             "fps": stats["fps"], "frames": stats["frames"], "missed": stats["missed"],
             "missed_pct": 100.0 * stats["missed"] / max(1, stats["frames"] + stats["missed"]),
             "frame_interval_p99_ms": pct(iv, 0.99) * 1e3,
             "late_frames_pct": 100.0 * sum(1 for i in iv if i > 1.5 * period) / max(1, len(iv)),
-            "images_per_s_while_displaying": (box.worker.images_done - images0) / stats["seconds"],
-            "dmx_sender": f"{box.dmx.name}, {box.dmx.priority}",
+            "images_per_s_while_displaying": (box.session.worker.images_done - images0) / stats["seconds"],
+            "dmx_sender": f"{box.devices.dmx.name}, {box.devices.dmx.priority}",
             "dmx_rate_hz": (len(send) - 1) / (send[-1] - send[0]) if len(send) > 1 else 0.0,
             "dmx_jitter_p50_ms": pct(jit, 0.5) * 1e3, "dmx_jitter_p99_ms": pct(jit, 0.99) * 1e3}
 
@@ -182,10 +182,8 @@ def bench_trigger(config, trials: int = 40) -> dict:
     The box runs its real loop on the real clock; the latency is the time from the show's trigger
     decision to the first presented frame whose mean differs from the idle picture by >= 0.5 levels.
     """
-    from firmware.box import Box
+    from firmware.box.conductor import Box
     from firmware.clock import RealClock
-    from firmware.show.machine import ShowState
-    from firmware.show.presence import PresenceState
 
     sys.setswitchinterval(0.0005)  # as run_realtime sets it for the real loop
     cfg = config.model_copy(update={"show": config.show.model_copy(update={"dwell_s": 0.0})})
@@ -196,14 +194,13 @@ def bench_trigger(config, trials: int = 40) -> dict:
     lat = []
     try:
         for i in range(trials):
-            box.show_state = ShowState(since=box.clock.now(), visitor=box.show_state.visitor)
-            box.presence_state = PresenceState()
-            box.presence.latest = lambda: Reading(10.0, box.clock.now())  # nobody near
-            box.generation.hold_drift()  # the idle picture stands still, so any change is ours
+            box.rewind()
+            box.devices.presence.latest = lambda: Reading(10.0, box.clock.now())  # nobody near
+            box.session.generation.hold_drift()  # the idle picture stands still, so any change is ours
             # A real idle lasts at least the cooldown: long enough to have the next visitor's noise
             # ready (the box prepares it while idle). Wait for that, as the venue would.
             deadline = time.perf_counter() + 3.0
-            while box.generation.noise_visitor != box.show_state.visitor + 1 and time.perf_counter() < deadline:
+            while box.session.generation.noise_visitor != box.visit.show.visitor + 1 and time.perf_counter() < deadline:
                 box.step()
                 time.sleep(period)
             for _ in range(3):
@@ -211,7 +208,7 @@ def bench_trigger(config, trials: int = 40) -> dict:
                 time.sleep(period)
             # The visitor arrives at a random moment within a frame; the loop notices at its next frame.
             t0 = time.perf_counter()
-            box.presence.latest = lambda: Reading(0.5, box.clock.now())
+            box.devices.presence.latest = lambda: Reading(0.5, box.clock.now())
             time.sleep(rng.uniform(0, period))
             while True:
                 frame = box.step()

@@ -67,7 +67,7 @@ def bench_osc(trials: int = 10) -> dict:
     from pythonosc.osc_server import ThreadingOSCUDPServer
     from pythonosc.udp_client import SimpleUDPClient
 
-    from firmware.box import Box
+    from firmware.box.conductor import Box
     from firmware.clock import RealClock
     from firmware.config import parse_config
     from firmware.runner import Stopper, run_realtime
@@ -93,7 +93,7 @@ def bench_osc(trials: int = 10) -> dict:
     try:
         time.sleep(0.5)
         for _ in range(trials):
-            while box.show_state.state != State.IDLE:
+            while box.visit.show.state != State.IDLE:
                 time.sleep(0.01)
             n_states = len(box.trace.states)
             got_before = len(got)
@@ -106,7 +106,7 @@ def bench_osc(trials: int = 10) -> dict:
                 time.sleep(0.0005)
             arrival = next(t for t, a, v in got[got_before:] if a == "/humus/state" and v == (State.APPROACH,))
             round_trip.append(arrival - t_send)
-            while box.show_state.state not in (State.HOLD, State.RELEASE, State.IDLE):
+            while box.visit.show.state not in (State.HOLD, State.RELEASE, State.IDLE):
                 time.sleep(0.01)
             time.sleep(0.05)
             noise = [t for t, a, _ in got[got_before:] if a == "/humus/noise"]
@@ -187,7 +187,7 @@ def bench_schedule(timezone_name: str = "Europe/Berlin", open_=None, closed=("20
 
 
 def bench_ports() -> dict:
-    from firmware.box import Box
+    from firmware.box.conductor import Box
     from firmware.clock import FakeClock
     from firmware.config import parse_config
     from firmware.osc import listening_sockets

@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from firmware.box import Box
+from firmware.box.conductor import Box
 from firmware.clock import FakeClock, RealClock
 from firmware.devices.projector.sim import SimProjector
 
@@ -58,7 +58,7 @@ def run_realtime(box: Box, duration_s: float | None, notifier=None, status=None,
         prev = now
         if len(box.frame_times) > 10_000:
             del box.frame_times[:5_000]
-        if box.display.poll_quit():
+        if box.devices.display.poll_quit():
             break
         next_t += period
         late = clock.now() - next_t
@@ -136,9 +136,10 @@ def run_summary(box: Box, stats: dict, rehearsed_start: bool) -> list[str]:
     lines = [f"humus: {stats['frames']} frames in {stats['seconds']:.1f} s "
              f"({stats['fps']:.1f} fps, {stats['missed']} missed); states: "
              + " -> ".join(s for _, s, _ in box.trace.states)]
-    if box.net is not None:
-        lines.append(f"humus: model {box.model.name}/{box.net.name} on {box.engine.describe()}, "
-                     f"{box.worker.images_done} images generated")
+    session = box.session
+    if session.net is not None:
+        lines.append(f"humus: model {session.model.name}/{session.net.name} on {session.engine.describe()}, "
+                     f"{session.worker.images_done} images generated")
     if box.config.schedule is not None or rehearsed_start:
         now = box.venue_now
         sync = box.venue.clock_sync
@@ -165,7 +166,7 @@ def write_traces(box: Box, prefix: Path) -> list[Path]:
         for t, text in box.trace.faults:
             f.write(json.dumps({"t": round(t - box.started_at, 4), "fault": text}) + "\n")
     written.append(states)
-    frames = box.dmx.recorded
+    frames = box.devices.dmx.recorded
     if frames is not None:
         dmx = prefix.with_suffix(".dmx.jsonl")
         with open(dmx, "w") as f:

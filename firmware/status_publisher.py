@@ -4,8 +4,6 @@ fault. One publisher for `humus run`, `humus soak` and `humus bench`, so the soa
 field sees and the bench pays what the field pays for it."""
 from __future__ import annotations
 
-from firmware.show.machine import State
-
 
 class StatusPublisher:
     def __init__(self, writer) -> None:
@@ -13,19 +11,12 @@ class StatusPublisher:
         self._faults_reported = 0
 
     def __call__(self, box) -> None:
-        writer, cue = self.writer, box.cue
-        health = box.devices_health()
-        recent = box.frame_times[-60:]
-        venue = box.venue.status()
-        if box.auto is not None:
-            venue["detected"] = box.auto.status()
-        writer.update(**venue)
-        writer.update(state="running" if all(d["ok"] for d in health.values()) else "degraded",
-                      show=(State.CLOSED if not box.venue_now.open else cue.state) if cue else None,
-                      fps=round(len(recent) / max(1e-6, sum(recent)), 1) if recent else 0.0,
-                      engine=box.engine.describe() if box.engine else None, devices=health,
-                      model={"name": box.model.name, "network": box.net.name} if box.model else None)
-        for _, text in box.trace.faults[self._faults_reported:]:
+        status = box.status()
+        writer = self.writer
+        writer.update(**status.venue)
+        writer.update(state=status.state, show=status.show, fps=status.fps, engine=status.engine,
+                      devices=status.devices_json(), model=status.model)
+        for text in status.faults[self._faults_reported:]:
             writer.fault(text)
-        self._faults_reported = len(box.trace.faults)
+        self._faults_reported = len(status.faults)
         writer.flush()

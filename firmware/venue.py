@@ -16,25 +16,16 @@ Wall-clock time is the box clock plus an offset fixed at start, so `humus run --
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from firmware.devices.projector.control import open_projector
 from firmware.devices.timesync.table import open_timesync
 from firmware.show.control import ShowInputs, apply_message
 from firmware.show.machine import State
-from firmware.show.schedule import compile_schedule, decide
+from firmware.show.schedule import VenueNow, compile_schedule, decide
 
 log = logging.getLogger("humus.venue")
 NOISE_STATES = (State.IMMERSION, State.EMERGENCE)
-
-
-@dataclass(frozen=True)
-class VenueNow:
-    open: bool
-    next_change: datetime | None     # UTC; None = no schedule, or none ahead (or the policy decides)
-    overridden: bool = False
-    by_policy: bool = False           # the unsynchronised clock's policy decided, not the hours
 
 
 class Venue:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from firmware.box import Box
+from firmware.box.conductor import Box
 from firmware.clock import FakeClock
 from firmware.config import parse_config
 

@@ -4,7 +4,7 @@ import threading
 import numpy as np
 import pytest
 
-from firmware.box import Box
+from firmware.box.conductor import Box
 from firmware.clock import FakeClock
 from firmware.render import noise as nz
 from scenario import hf_energy, run_frames, small_config
@@ -30,7 +30,7 @@ def test_states_follow_the_scripted_visitor(cycle):
     box, log = cycle
     names = [s for _, s, _ in box.trace.states]
     assert names[:6] == ["approach", "immersion", "emergence", "hold", "release", "idle"]
-    assert box.display.frames_shown == len(log) == 800
+    assert box.devices.display.frames_shown == len(log) == 800
     assert not box.trace.faults
 
 
@@ -54,11 +54,11 @@ def test_generated_frames_differ_from_noise_and_from_the_camera(cycle):
     h = hold[len(hold) // 2]
     assert h["hf"] < 0.5 * peak["hf"]             # not the sea of noise any more
     assert h["cam_diff"] > 20                      # and not the visitor's picture
-    res = box.worker.visitor_result.get()
-    assert res.done and res.failed is None and len(res.preds) == len(box.sigmas)
+    res = box.session.worker.visitor_result.get()
+    assert res.done and res.failed is None and len(res.preds) == len(box.session.sigmas)
     # the frame shows the final prediction, upscaled onto the tiles
     tile = box.compositor.tiles[0]
-    want = nz.model_to_tile(nz.to_u8(res.preds[-1][0]), tile, box.model_side)
+    want = nz.model_to_tile(nz.to_u8(res.preds[-1][0]), tile, box.session.model_side)
     got = h["frame"][tile.y:tile.y + tile.h, tile.x:tile.x + tile.w]
     assert np.abs(got.astype(np.int16) - want).mean() < 1.0
 
@@ -72,7 +72,7 @@ def test_emergence_reveals_the_steps_in_order(cycle):
 
 def test_dmx_follows_the_cues(cycle):
     box, log = cycle
-    frames = box.dmx.transport.frames
+    frames = box.devices.dmx.transport.frames
     assert len(frames) >= 40 * 40 * 0.95          # fixed rate, the whole time
     t_of = {s: t for t, s, _ in box.trace.states}
     looks = box.config.lights.looks
@@ -111,17 +111,17 @@ def test_display_never_waits_for_a_slow_generation(tiny_model):
     try:
         run_frames(box, 18.0)   # through approach and immersion into the emergence, engine stuck
         assert box.cue.state == "emergence" and box.frames == 360
-        assert box.worker.busy and not box.worker.visitor_result.get().preds
-        stuck = box.display.last.copy()
+        assert box.session.worker.busy and not box.session.worker.visitor_result.get().preds
+        stuck = box.devices.display.last.copy()
         assert hf_energy(stuck) > 40            # nothing generated yet: the noise holds, no freeze
         gate.set()
         for _ in range(200):
-            if box.worker.visitor_result.get().done:
+            if box.session.worker.visitor_result.get().done:
                 break
             threading.Event().wait(0.01)
         run_frames(box, 10.0)
-        assert box.cue.state == "hold" and box.worker.visitor_result.get().done
-        assert hf_energy(box.display.last) < hf_energy(stuck)
+        assert box.cue.state == "hold" and box.session.worker.visitor_result.get().done
+        assert hf_energy(box.devices.display.last) < hf_energy(stuck)
     finally:
         gate.set()
         box.close()
@@ -148,29 +148,29 @@ class Flaky:
 
 @pytest.mark.parametrize("fails", [1, 100])
 def test_failed_generation_is_tried_again_then_gives_up(tiny_model, fails, caplog):
-    from firmware.box import VISITOR_TRIES
+    from firmware.box.planner import VISITOR_TRIES
     from firmware.generate.engines import open_engine
     from firmware.generate.manifest import load_model_dir
     model = load_model_dir(tiny_model)
     engine = Flaky(open_engine(model, "student", "onnxruntime"), fails)
     box = Box(small_config(tiny_model), FakeClock(), threaded=False, engine=engine, model=model)
     try:
-        states, submit = [], box.worker.submit_visitor
+        states, submit = [], box.session.worker.submit_visitor
 
         def submit_armed(job):  # the engine breaks when the visitor's generation starts (the drift worked)
             engine.armed = True
             submit(job)
-        box.worker.submit_visitor = submit_armed
+        box.session.worker.submit_visitor = submit_armed
         run_frames(box, 30.0, lambda b, f: states.append((b.cue.state, hf_energy(f))))
-        res = box.worker.visitor_result.get()
+        res = box.session.worker.visitor_result.get()
         faults = [r.message for r in caplog.records if "generation failed: CUDA error" in r.message]
         if fails == 1:   # one transient error: the second try grows the images
-            assert res.done and res.failed is None and len(res.preds) == len(box.sigmas)
-            assert box.generation.job_tries == 2 and len(faults) == 1
+            assert res.done and res.failed is None and len(res.preds) == len(box.session.sigmas)
+            assert box.session.generation.job_tries == 2 and len(faults) == 1
             hold = [e for s, e in states if s == "hold"]
             assert hold and max(hold) < 40          # images, not noise
         else:            # a broken engine: VISITOR_TRIES generations, then the idle, never a still sea of noise
-            assert res.failed is not None and box.generation.job_tries == VISITOR_TRIES
+            assert res.failed is not None and box.session.generation.job_tries == VISITOR_TRIES
             assert engine.calls == VISITOR_TRIES    # each try failed at its first evaluation
             assert faults                           # and it was logged (once: faults log on change)
             assert box.cue.state != "immersion"     # the show went on
@@ -184,14 +184,14 @@ def test_no_camera_grows_from_pure_noise_and_no_model_shows_footage(tiny_model, 
               footage_frames=footage)
     run_frames(box, 30.0)
     assert [s for _, s, _ in box.trace.states][:4] == ["approach", "immersion", "emergence", "hold"]
-    assert box.worker.visitor_result.get().done
+    assert box.session.worker.visitor_result.get().done
     box.close()
     box = Box(small_config(tmp_path / "missing"), FakeClock(), threaded=False, footage_frames=footage)
-    assert box.engine is None and any("model" in f for _, f in box.trace.faults)
+    assert box.session.engine is None and any("model" in f for _, f in box.trace.faults)
     run_frames(box, 40.0)
     assert "emergence" in [s for _, s, _ in box.trace.states]
     # idle: the left tile is footage (flat colour), never a crash or a black frame
-    assert box.display.last.mean() > 30
+    assert box.devices.display.last.mean() > 30
     box.close()
 
 
@@ -215,8 +215,8 @@ def test_seeded_generation_starts_from_the_visitor_plus_their_noise(tiny_model):
     box = Box(small_config(tiny_model, show={"seed_strength": 0.8}), FakeClock(), threaded=False,
               engine=Recording(), model=model)
     submitted = []
-    submit = box.worker.submit_visitor
-    box.worker.submit_visitor = lambda job: (submitted.append((job, box.camera_picture.picture.copy())), submit(job))
+    submit = box.session.worker.submit_visitor
+    box.session.worker.submit_visitor = lambda job: (submitted.append((job, box.camera_picture.picture.copy())), submit(job))
     run_frames(box, 22.0)
     box.close()
     (job, cam), = submitted
@@ -226,5 +226,5 @@ def test_seeded_generation_starts_from_the_visitor_plus_their_noise(tiny_model):
     assert 0.5 < s0 < model.sigma_max / 10 and len(visitor) == len(job.sigmas)
     seed = np.stack([nz.from_u8(nz.resize(cam[t.y:t.y + t.h, t.x:t.x + t.w], 32, 32, smooth=False))
                      for t in box.compositor.tiles])
-    np.testing.assert_allclose(x0, seed + s0 * box.generation.noise.model_eps, atol=1e-5)
-    np.testing.assert_allclose(job.eps, box.generation.noise.model_eps)
+    np.testing.assert_allclose(x0, seed + s0 * box.session.generation.noise.model_eps, atol=1e-5)
+    np.testing.assert_allclose(job.eps, box.session.generation.noise.model_eps)

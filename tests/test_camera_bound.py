@@ -7,7 +7,7 @@ import logging
 from hypothesis import given, settings, strategies as st
 
 from firmware import cli
-from firmware.box import Box
+from firmware.box.conductor import Box
 from firmware.clock import FakeClock
 from firmware.config import config_warnings, parse_config
 from firmware.devices.camera.sim import SimCamera
@@ -64,11 +64,11 @@ def test_sim_camera_at_the_bound_and_said_once(tiny_model, caplog):
     with caplog.at_level(logging.WARNING, logger="humus.box"):
         box = Box(config, FakeClock(), threaded=False)
         try:
-            assert isinstance(box.camera, SimCamera)
+            assert isinstance(box.devices.camera, SimCamera)
             run_frames(box, 0.5)
-            assert box.camera.latest().image.shape == (360, 640, 3)
-            box._swap("camera", config.camera)            # a hot-plugged camera: bounded, not said again
-            assert box.camera.latest().image.shape == (360, 640, 3)
+            assert box.devices.camera.latest().image.shape == (360, 640, 3)
+            box.devices.swap("camera", config.camera)            # a hot-plugged camera: bounded, not said again
+            assert box.devices.camera.latest().image.shape == (360, 640, 3)
         finally:
             box.close()
     said = [r.getMessage() for r in caplog.records if "camera: [camera] asks for" in r.getMessage()]
@@ -80,7 +80,7 @@ def camera_work(tiny_model, camera, seconds=2.0):
     `seconds` of an offline run."""
     box = Box(huge_config(tiny_model, camera), FakeClock(), threaded=False)
     work = {"pixels": 0, "largest": (0, 0)}
-    render, cover = box.camera.render, nz.cover
+    render, cover = box.devices.camera.render, nz.cover
 
     def counted_render(t):
         img = render(t)
@@ -92,7 +92,7 @@ def camera_work(tiny_model, camera, seconds=2.0):
         work["pixels"] += img.shape[0] * img.shape[1]
         return cover(img, w, h, smooth)
 
-    box.camera.render = counted_render
+    box.devices.camera.render = counted_render
     import firmware.render.camera_picture as cp
     cp.nz.cover, saved = counted_cover, cp.nz.cover
     try:

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from firmware.box import Box
+from firmware.box.conductor import Box
 from firmware.clock import FakeClock
 from firmware.generate.conditions import Conditions
 from firmware.generate.engines import open_engine
@@ -78,10 +78,10 @@ def test_scenario_with_a_heun_network_holds_the_final_image(heun_model):
     held = []
     run_frames(box, 30.0, lambda b, f: held.append(f.copy()) if b.cue.state == "hold" else None)
     assert held, "the scripted visitor reached the hold"
-    want, _ = sample(box.engine.denoise, box.sigmas, box.generation.noise.model_eps, "heun",
-                     box.conditions)
+    want, _ = sample(box.session.engine.denoise, box.session.sigmas, box.session.generation.noise.model_eps, "heun",
+                     box.session.conditions(box.venue.inputs))
     tile = box.compositor.tiles[0]
-    expect = nz.model_to_tile(nz.to_u8(want[0]), tile, box.model_side)
+    expect = nz.model_to_tile(nz.to_u8(want[0]), tile, box.session.model_side)
     got = held[-1][tile.y:tile.y + tile.h, tile.x:tile.x + tile.w]
     assert np.abs(got.astype(np.int16) - expect).mean() < 1.0
     box.close()
@@ -102,10 +102,10 @@ def test_upsampler_stage_loads_and_enlarges(cascade_model):
 def test_box_grows_at_the_output_resolution_and_reports_the_stage(cascade_model):
     box = Box(small_config(cascade_model), FakeClock(), threaded=False)
     run_frames(box, 30.0)
-    res = box.worker.visitor_result.get()
+    res = box.session.worker.visitor_result.get()
     assert res.done and res.preds[0].shape[-1] == 32       # steps at the generator's side
     assert res.preds[-1].shape[-2:] == (128, 128)          # the finished image, upsampled once
-    assert box.worker.drift_result.get().images.shape[-1] == 128
+    assert box.session.worker.drift_result.get().images.shape[-1] == 128
     assert box.devices_health()["upsampler"]["ok"]
     box.close()
 
@@ -138,8 +138,8 @@ def test_a_broken_upsampler_falls_back_to_the_base_image(tmp_path, how, caplog):
     box = Box(small_config(d), FakeClock(), threaded=False)
     frames = []
     run_frames(box, 30.0, lambda b, f: frames.append(f.mean()))
-    assert box.model is not None and box.engine is not None     # the generator still runs
-    res = box.worker.visitor_result.get()
+    assert box.session.model is not None and box.session.engine is not None     # the generator still runs
+    res = box.session.worker.visitor_result.get()
     assert res.done and res.failed is None and res.preds[-1].shape[-1] == 32
     health = box.devices_health()["upsampler"]
     assert not health["ok"]

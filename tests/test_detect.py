@@ -143,7 +143,7 @@ def test_a_radar_plugged_after_start_is_found(dev, tmp_path):
 
 
 def test_box_swaps_in_a_plugged_radar_and_widget(dev, tmp_path, tiny_model):
-    from firmware.box import Box
+    from firmware.box.conductor import Box
     from firmware.clock import RealClock
     config = auto_config(dev, tmp_path, display={"type": "headless", "width": 64, "height": 64, "fps": 20.0},
                          model={"dir": str(tmp_path / "no-model")})
@@ -153,27 +153,27 @@ def test_box_swaps_in_a_plugged_radar_and_widget(dev, tmp_path, tiny_model):
         assert box.config.presence.type == "none" and box.config.dmx.type == "none"
         assert box.config.camera.type == "none"
         box.step()
-        box.auto.start()                                  # the rescan thread (a threaded box starts it)
+        box.devices.auto.start()                                  # the rescan thread (a threaded box starts it)
         radar = LD2410Emulator(dev / "serial/by-id/usb-radar", distance_cm=150).start()
         widget = EnttecEmulator(dev / "serial/by-id/usb-widget").start()
         t0 = time.monotonic()
-        while time.monotonic() - t0 < 5 and not (isinstance(box.presence, LD2410Sensor)
+        while time.monotonic() - t0 < 5 and not (isinstance(box.devices.presence, LD2410Sensor)
                                                  and box.config.dmx.type == "enttec-pro"):
             box.step()
             time.sleep(0.02)
-        assert isinstance(box.presence, LD2410Sensor) and box.config.presence.port == radar.port.path
+        assert isinstance(box.devices.presence, LD2410Sensor) and box.config.presence.port == radar.port.path
         assert box.config.dmx.type == "enttec-pro"
         t0 = time.monotonic()
-        while time.monotonic() - t0 < 3 and (box.presence.latest() is None or not widget.state.frames):
+        while time.monotonic() - t0 < 3 and (box.devices.presence.latest() is None or not widget.state.frames):
             box.step()
             time.sleep(0.05)
-        assert box.presence.latest().distance_m == 1.5
+        assert box.devices.presence.latest().distance_m == 1.5
         assert widget.state.frames                        # universes on the wire of the new widget
         # the ports in use are never probed again
         probes_before = len(widget.state.messages)
-        box.auto.hotplug.scan_now()
+        box.devices.auto.hotplug.scan_now()
         assert [m for m in widget.state.messages[probes_before:] if m[0] == 10] == []
-        assert box.auto.status()["presence"].startswith("ld2410 ")
+        assert box.devices.auto.status()["presence"].startswith("ld2410 ")
     finally:
         box.close()
         for d in (radar, widget):

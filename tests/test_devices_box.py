@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from firmware.box import Box
+from firmware.box.conductor import Box
 from firmware.clock import RealClock
 from firmware.config import parse_config
 from firmware.devices.emulators.radar import LD2410Emulator
@@ -69,9 +69,9 @@ def test_visitor_cycle_on_real_protocols(rig):
     assert widget.state.messages[0][0] == 4 and widget.state.errors == 0
     span = widget.state.frames[-1][0] - widget.state.frames[0][0]
     assert 30 <= (len(widget.state.frames) - 1) / span <= 50   # the fixed-rate sender, ~40 Hz
-    assert box.presence.health.ok and box.dmx.health.ok and box.presence.frames > 20
+    assert box.devices.presence.health.ok and box.devices.dmx.health.ok and box.devices.presence.frames > 20
     box.close()
-    safe = safe_universe(box.config.lights, "calm", box.dmx.channels)
+    safe = safe_universe(box.config.lights, "calm", box.devices.dmx.channels)
     # The emulator reads the pty on its own thread: the last frames may still be on their way when
     # close() returns (one full-suite run on a busy machine caught it a frame short).
     assert wait_for(lambda: [f for _, f in widget.state.frames[-3:]] == [safe] * 3, 3.0)
@@ -83,15 +83,15 @@ def test_unplugs_mid_show_do_not_stop_it(rig):
     assert run_until(box, lambda b: b.cue.state == "immersion", 5)
     n = len(widget.state.frames)
     widget.inject("unplug")                                    # DMX widget pulled mid-immersion
-    assert run_until(box, lambda b: not b.dmx.health.ok, 2)
+    assert run_until(box, lambda b: not b.devices.dmx.health.ok, 2)
     assert run_until(box, lambda b: b.cue.state == "emergence", 5)   # the show goes on
     widget.heal()
-    assert run_until(box, lambda b: b.dmx.health.ok and len(widget.state.frames) > n + 5, 5)
+    assert run_until(box, lambda b: b.devices.dmx.health.ok and len(widget.state.frames) > n + 5, 5)
     radar.inject("unplug")                                     # the radar goes: the visitor counts as gone
-    assert run_until(box, lambda b: b.presence_state.stale, 3)
-    assert not box.presence.health.ok
+    assert run_until(box, lambda b: b.visit.presence.stale, 3)
+    assert not box.devices.presence.health.ok
     assert run_until(box, lambda b: b.cue.state in ("release", "idle"), 6)
     radar.distance_cm = 500
     radar.heal()
-    assert run_until(box, lambda b: b.presence.health.ok and not b.presence_state.stale, 5)
-    assert box.display.frames_shown == box.frames            # not one frame skipped by device trouble
+    assert run_until(box, lambda b: b.devices.presence.health.ok and not b.visit.presence.stale, 5)
+    assert box.devices.display.frames_shown == box.frames            # not one frame skipped by device trouble

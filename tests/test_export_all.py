@@ -14,7 +14,8 @@ torch = pytest.importorskip("torch")
 av = pytest.importorskip("av")
 from PIL import Image  # noqa: E402
 
-from export.pipeline import AllConfig, evaluation_size, notice_for, parse_budget, run_all  # noqa: E402
+from export.pipeline import (AllConfig, evaluation_size, notice_for, parse_budget, run_all,  # noqa: E402
+                             stage_minutes)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -122,3 +123,16 @@ def test_a_folder_without_credits_says_so(tmp_path):
     (tmp_path / "f").mkdir()
     text = notice_for([str(tmp_path / "f")], {"sources": {"f": 3}})
     assert "studio's own footage" in text and "f (3 images)" in text
+
+
+def test_a_stage_that_ran_over_is_paid_for_by_the_stages_after_it():
+    fresh = {"footage": {"done": True, "seconds": 60.0}}
+    on_time = {**fresh, "teacher": {"done": True, "seconds": stage_minutes(30, fresh, "teacher") * 60}}
+    late = {**fresh, "teacher": {"done": True, "seconds": stage_minutes(30, fresh, "teacher") * 60 + 300}}
+    assert stage_minutes(30, fresh, "teacher") == pytest.approx(29 * 0.40)     # all but the footage's minute
+    assert stage_minutes(30, late, "student") < stage_minutes(30, on_time, "student")
+    # the sum of what is still planned never passes the deadline
+    left = 30 - sum(s["seconds"] for s in late.values()) / 60
+    planned = sum(stage_minutes(30, late, k) for k in ("student", "upsampler", "evaluate"))
+    assert planned <= left
+    assert evaluation_size(5, test_images=305) < evaluation_size(5)            # the test half costs too

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from firmware import cli
-from firmware.box import Box
+from firmware.box.conductor import Box
 from firmware.clock import FakeClock
 from firmware.config import MAX_CONFIG_BYTES, Config, ConfigError, PresenceSim, load_config
 from scenario import run_frames
@@ -202,7 +202,7 @@ def test_any_hostile_config_is_refused_by_key_or_runs_the_box(tiny_model, tmp_pa
         run_frames(box, 1.0)
     finally:
         box.close()
-    assert box.frames == 20 and box.display.last.shape == (96, 160, 3)
+    assert box.frames == 20 and box.devices.display.last.shape == (96, 160, 3)
     steps = config.model.steps
     if steps is not None and steps not in (1, 2, 4):      # the tiny model's schedules
-        assert box.engine is None and any("no entry for" in t for _, t in box.trace.faults)
+        assert box.session.engine is None and any("no entry for" in t for _, t in box.trace.faults)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from firmware.box import Box
+from firmware.box.conductor import Box
 from firmware.clock import FakeClock
 from firmware.generate.manifest import ModelError, load_model_dir
 from modelmaker import edited_copy
@@ -46,7 +46,7 @@ def run_show(model_dir, seconds=1.6, **sections):
 def assert_show_went_on_without_the_model(box, seen):
     faults = [t for _, t in box.trace.faults if t.startswith("model:")]
     assert len(faults) == 1 and "showing footage only" in faults[0], box.trace.faults
-    assert box.engine is None and box.net is None
+    assert box.session.engine is None and box.session.net is None
     health = box.devices_health()["generator"]
     assert not health["ok"] and health["detail"].startswith("no model")
     idle = [hf for state, hf, _ in seen if state == "idle"]
@@ -191,7 +191,7 @@ def _edit_file(d, edit):
 def test_the_good_tiny_model_runs_in_the_same_harness(tiny_model):
     """The harness can fail: with the honest model there is an engine and no fault."""
     box, seen = run_show(tiny_model, seconds=2.5)
-    assert box.engine is not None and not box.trace.faults
+    assert box.session.engine is not None and not box.trace.faults
     assert "emergence" in [s for s, _, _ in seen]
 
 
@@ -253,11 +253,11 @@ def test_any_mutated_manifest_is_refused_cleanly_and_the_box_runs(tiny_model, tm
     try:
         box.warm_up()
         run_frames(box, 0.5)
-        assert box.display.last.mean() > 30
+        assert box.devices.display.last.mean() > 30
     finally:
         box.close()
     if info is None:
-        assert box.engine is None and len([f for _, f in box.trace.faults if f.startswith("model:")]) == 1
+        assert box.session.engine is None and len([f for _, f in box.trace.faults if f.startswith("model:")]) == 1
     else:
         # what validation let through must be what the contract allows: shapes, files, schedules
         n = info.network("student")

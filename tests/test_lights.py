@@ -1,13 +1,13 @@
 import pytest
 
 from firmware.config import Fixture, LightsConfig
-from firmware.show.lights import LightLevel, light_level, render_universe, safe_universe
+from firmware.show.lights import LightLevel, light_level, build_universe, safe_universe
 
 
 def test_8_and_16_bit_patch_bytes():
     fixtures = [Fixture(name="rgbw", address=1, channels=["dimmer", "red", "green", "blue", "white"]),
                 Fixture(name="fine", address=10, channels=["dimmer16", "strobe", "fixed"], fixed_value=42)]
-    u = render_universe(fixtures, LightLevel(0.5, (1.0, 0.5, 0.0), 0.25), 512)
+    u = build_universe(fixtures, LightLevel(0.5, (1.0, 0.5, 0.0), 0.25), 512)
     assert len(u) == 512
     assert list(u[0:5]) == [128, 255, 128, 0, 0]      # dimmer 0.5, colour at full, white = min(rgb)
     v16 = round(0.5 * 65535)
@@ -16,7 +16,7 @@ def test_8_and_16_bit_patch_bytes():
 
 
 def test_fixture_without_dimmer_scales_colour():
-    u = render_universe([Fixture(name="rgb", address=3, channels=["red", "green", "blue"])],
+    u = build_universe([Fixture(name="rgb", address=3, channels=["red", "green", "blue"])],
                         LightLevel(0.5, (1.0, 1.0, 0.0), 0.0), 24)
     assert list(u[2:5]) == [128, 128, 0]
 

@@ -12,12 +12,12 @@ from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_server import ThreadingOSCUDPServer
 from pythonosc.udp_client import SimpleUDPClient
 
-from firmware.box import Box
+from firmware.box.conductor import Box
 from firmware.clock import FakeClock
 from firmware.config import parse_config
 from firmware.osc import listening_sockets
 from firmware.show.control import ShowInputs, apply_message
-from firmware.show.lights import LightLevel, render_universe
+from firmware.show.lights import LightLevel, build_universe
 from firmware.show.schedule import load_zone
 from waiting import wait_for
 
@@ -106,12 +106,12 @@ def test_osc_in_and_out_over_udp(tiny_model, tmp_path):
         client.send_message("/humus/trigger", [])
         wait_inbox(link, 6)
         box.step()
-        assert box.show_state.state == "approach" and box.subject == "lichen"
-        assert box.decay == pytest.approx(0.9)             # OSC f is a float32
+        assert box.visit.show.state == "approach" and box.venue.inputs.subject == "lichen"
+        assert box.session.conditions(box.venue.inputs).decay == pytest.approx(0.9)             # OSC f is a float32
         assert link.bad == 2
-        assert step_until(box, lambda b: b.show_state.state == "immersion", 2)
+        assert step_until(box, lambda b: b.visit.show.state == "immersion", 2)
         t_imm = box.clock.now()
-        assert step_until(box, lambda b: b.show_state.state == "hold", 3)
+        assert step_until(box, lambda b: b.visit.show.state == "hold", 3)
         imm_em = box.clock.now() - t_imm
         time.sleep(0.3)
         assert "approach" in out.of("/humus/state") and "immersion" in out.of("/humus/state")
@@ -171,12 +171,12 @@ def test_closing_and_opening_on_the_schedule(tiny_model, tmp_path):
         assert step_until(box, lambda b: False, 1.0) is False
         assert box.venue_now.open and wait_for(lambda: proj.confirmed is True)
         assert step_until(box, lambda b: b.trace.states and b.trace.states[-1][1] == "closed", 3.0)
-        done = box.worker.images_done
+        done = box.session.worker.images_done
         frame = box.step()
         assert not frame.any()                                            # the wall is dark
         look = box.config.schedule.closed_look
-        want = render_universe(box.config.lights.fixtures, LightLevel(0.1, tuple(look.color), 0.0), box.dmx.channels)
-        assert box.dmx.transport.frames[-1].data == want                  # the closed look on the wire
+        want = build_universe(box.config.lights.fixtures, LightLevel(0.1, tuple(look.color), 0.0), box.devices.dmx.channels)
+        assert box.devices.dmx.transport.frames[-1].data == want                  # the closed look on the wire
         assert wait_for(lambda: proj.confirmed is False)                  # projector off at closing
         opening = datetime(2026, 12, 4, 20, 0, tzinfo=BERLIN)
         box.clock.advance((opening - box.venue.wall()).total_seconds() - 91)   # 19:58:29
@@ -185,7 +185,7 @@ def test_closing_and_opening_on_the_schedule(tiny_model, tmp_path):
         box.clock.advance(2)                                              # 19:58:31: warming up
         box.step()
         assert not box.venue_now.open and wait_for(lambda: proj.confirmed is True)
-        assert box.worker.images_done == done                             # no generation while closed
+        assert box.session.worker.images_done == done                             # no generation while closed
         box.clock.advance(90)
         box.step()
         assert box.venue_now.open and box.trace.states[-1][1] == "idle"
@@ -220,19 +220,19 @@ def test_blackout_zeroes_the_universe(tiny_model, tmp_path):
     box = make_box(tiny_model, tmp_path, {"listen": "127.0.0.1:0"})
     try:
         box.step()
-        full = box.dmx.transport.frames[-1].data
+        full = box.devices.dmx.transport.frames[-1].data
         assert full[0] > 20                                               # the idle look's dimmer
         client = SimpleUDPClient(*box.venue.osc.address)
         client.send_message("/humus/intensity", 0.5)                      # the light master
         wait_inbox(box.venue.osc)
         box.clock.advance(0.05)
         box.step()
-        assert abs(box.dmx.transport.frames[-1].data[0] - full[0] / 2) <= 1
+        assert abs(box.devices.dmx.transport.frames[-1].data[0] - full[0] / 2) <= 1
         client.send_message("/humus/blackout", 1)
         wait_inbox(box.venue.osc)
         box.clock.advance(0.05)
         box.step()
-        assert not any(box.dmx.transport.frames[-1].data)
+        assert not any(box.devices.dmx.transport.frames[-1].data)
         assert np.asarray(box.step()).any()                               # the wall still shows
     finally:
         box.close()
@@ -244,7 +244,7 @@ def test_device_fault_goes_out_once(tiny_model, tmp_path):
                    camera={"type": "sim", "width": 64, "height": 48})
     try:
         box.step()
-        box.camera.inject("unplug")
+        box.devices.camera.inject("unplug")
         for _ in range(30):
             box.clock.advance(0.05)
             box.step()
@@ -266,6 +266,6 @@ def test_a_trigger_while_closed_is_dropped(tiny_model, tmp_path):
         assert not box.venue_now.open
         box.clock.advance(2)
         box.step()
-        assert box.venue_now.open and box.show_state.state == "idle"
+        assert box.venue_now.open and box.visit.show.state == "idle"
     finally:
         box.close()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from firmware.box import Box
+from firmware.box.conductor import Box
 from firmware.clock import FakeClock
 from firmware.soak import PTY_KINDS, SIM_KINDS, FaultyEngine, FullDisk, Options, run_soak, summary
 from scenario import hf_energy, run_frames, small_config
@@ -148,7 +148,7 @@ def test_failed_generation_shows_the_idle_not_a_still_sea_of_noise(tiny_model):
         if b.cue.state in ("emergence", "hold"):
             seen.setdefault(b.cue.state, []).append((hash(frame.tobytes()), hf_energy(frame)))
     run_frames(box, 30.0, on_frame)
-    assert box.worker.visitor_result.get().failed and not box.worker.health.ok
+    assert box.session.worker.visitor_result.get().failed and not box.session.worker.health.ok
     # the footage keeps playing (6 fps) through the 6 s emergence and the 10 s hold, no sea of noise
     for state, seconds in (("emergence", 6), ("hold", 10)):
         hashes = [h for h, _ in seen[state]]
@@ -160,19 +160,19 @@ def test_failed_generation_shows_the_idle_not_a_still_sea_of_noise(tiny_model):
 def test_the_box_does_not_clear_a_fault_the_sensor_raised(tiny_model):
     box = Box(small_config(tiny_model), FakeClock(), threaded=False)
     run_frames(box, 1.0)
-    box.presence.fault("port lost")           # e.g. a serial sensor whose USB adapter went away
+    box.devices.presence.fault("port lost")           # e.g. a serial sensor whose USB adapter went away
     run_frames(box, 0.5)                       # its last reading is still fresh
-    assert not box.presence.health.ok and box.presence.health.faults == 1
+    assert not box.devices.presence.health.ok and box.devices.presence.health.faults == 1
     box.close()
 
 
 def test_a_sensor_still_opening_is_not_stale_at_the_first_frame(tiny_model):
     box = Box(small_config(tiny_model, presence={"stale_after_s": 2.0}), FakeClock(), threaded=False)
-    box.presence.latest = lambda: None        # nothing read yet
+    box.devices.presence.latest = lambda: None        # nothing read yet
     run_frames(box, 1.5)
-    assert box.presence.health.ok and not box.presence_state.stale
+    assert box.devices.presence.health.ok and not box.visit.presence.stale
     run_frames(box, 1.0)
-    assert not box.presence.health.ok and box.presence_state.stale
+    assert not box.devices.presence.health.ok and box.visit.presence.stale
     box.close()
 
 
@@ -260,13 +260,13 @@ def test_no_camera_means_no_seed_from_an_earlier_picture(tiny_model):
     box = Box(small_config(tiny_model, show={"seed_strength": 0.5}), FakeClock(), threaded=False)
     run_frames(box, 2.0)
     assert box.camera_picture.picture is not None
-    box.camera.inject("unplug")
+    box.devices.camera.inject("unplug")
     jobs = []
-    real_submit = box.worker.submit_visitor
-    box.worker.submit_visitor = lambda job: (jobs.append(job), real_submit(job))
+    real_submit = box.session.worker.submit_visitor
+    box.session.worker.submit_visitor = lambda job: (jobs.append(job), real_submit(job))
     run_frames(box, 20.0)                                  # a visitor comes, the camera is away
     assert jobs and all(j.seed_image is None for j in jobs)
-    assert box.worker.visitor_result.get().done
+    assert box.session.worker.visitor_result.get().done
     box.close()
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.box import Box
+from firmware.box.conductor import Box
 from firmware.clock import FakeClock
 from firmware.config import ConfigError, parse_config
 from firmware.generate.conditions import Conditions

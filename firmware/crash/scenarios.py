@@ -273,7 +273,7 @@ def recover(bench: Bench) -> Run:
 def _start_show(root: Path, seconds: float, announce) -> None:
     """`humus run` on the box's config: status 'starting', the engine (from the cache or built),
     then the show frame by frame with the status file written as the runtime writes it."""
-    from firmware.box import Box
+    from firmware.box.conductor import Box
     from firmware.clock import FakeClock
     from firmware.config import load_config
     from firmware.generate.manifest import load_model_dir

@@ -93,16 +93,22 @@ def _put(universe: bytearray, slot: int, value: float, width: int) -> None:
         universe[slot] = v16 & 0xFF
 
 
-def render_universe(fixtures, level: LightLevel, channels: int = 512) -> bytes:
-    """Patch a light level onto every fixture. RGB fixtures get colour at full and the dimmer sets
+def build_universe(fixtures, level: LightLevel, channels: int = 512, *, master: float = 1.0,
+                   blackout: bool = False) -> bytes:
+    """The one place a universe is made: the show's looks, the closed look and the safe look all
+    come through here. A light level patched onto every fixture, scaled by the master (the OSC
+    intensity), or all zeros in a blackout. RGB fixtures get colour at full and the dimmer sets
     brightness; fixtures without a dimmer get colour scaled by intensity."""
     universe = bytearray(channels)
+    if blackout:
+        return bytes(universe)
+    intensity = level.intensity * master
     for f in fixtures:
         has_dimmer = any(c in ("dimmer", "dimmer16") for c in f.channels)
-        scale = 1.0 if has_dimmer else level.intensity
+        scale = 1.0 if has_dimmer else intensity
         r, g, b = (c * scale for c in level.color)
         white = min(r, g, b)
-        values = {"dimmer": level.intensity, "dimmer16": level.intensity, "red": r, "red16": r,
+        values = {"dimmer": intensity, "dimmer16": intensity, "red": r, "red16": r,
                   "green": g, "green16": g, "blue": b, "blue16": b, "white": white, "amber": min(r, g) * 0.5,
                   "strobe": level.strobe, "fixed": f.fixed_value / 255.0}
         slot = f.address
@@ -113,10 +119,24 @@ def render_universe(fixtures, level: LightLevel, channels: int = 512) -> bytes:
     return bytes(universe)
 
 
+def look_level(look) -> LightLevel:
+    """A still look (the closed or the safe one) as a light level: no noise to follow, no strobe."""
+    return LightLevel(look.intensity, tuple(look.color), 0.0)
+
+
+DARK = LightLevel(0.0, (0.0, 0.0, 0.0), 0.0)
+
+
+def frame_lights(lights_cfg, closed_look, lights: LightsState, shown: State, since_s: float,
+                 noise_level: float) -> tuple[LightsState, LightLevel]:
+    """One frame of the lights, whatever the frame showed: the show's looks while open, the
+    schedule's closed look (dark when it has none) outside opening hours."""
+    if shown == State.CLOSED:
+        return follow_show(lights, State.CLOSED), look_level(closed_look) if closed_look else DARK
+    return step_lights(lights_cfg.looks, lights, shown, since_s, lights_cfg.fade_s, noise_level)
+
+
 def safe_universe(lights_cfg, kind: str, channels: int = 512) -> bytes:
     """The look sent at shutdown / in safe mode: a calm warm light, or blackout."""
-    if kind == "blackout":
-        return bytes(channels)
-    look = lights_cfg.looks["safe"]
-    return render_universe(lights_cfg.fixtures,
-                           LightLevel(look.intensity, tuple(look.color), 0.0), channels)
+    return build_universe(lights_cfg.fixtures, look_level(lights_cfg.looks["safe"]), channels,
+                          blackout=kind == "blackout")

@@ -213,3 +213,12 @@ def decide(s: Schedule, policy: str, synced: bool, instant: datetime) -> Decisio
         return Decision(state_at(s, instant), projector_on_at(s, instant), False)
     fixed = Verdict(policy == "open", None)
     return Decision(fixed, fixed, True)
+
+
+@dataclass(frozen=True)
+class VenueNow:
+    """The venue's verdict for the frame: whether the show is open, and until when."""
+    open: bool
+    next_change: datetime | None     # UTC; None = no schedule, or none ahead (or the policy decides)
+    overridden: bool = False
+    by_policy: bool = False           # the unsynchronised clock's policy decided, not the hours

@@ -157,7 +157,7 @@ class Soak:
         ending_since = None
         max_show = (opts.cycles + opts.warmup_cycles) * 40.0 + 600.0
         box.warm_up()
-        self.checks.shown = box.display.frames_shown
+        self.checks.shown = box.devices.display.frames_shown
         while True:
             now = clock.now()
             if cycles >= opts.cycles and ending_since is None:
@@ -219,7 +219,7 @@ class Soak:
     def _track_faults(self, now: float) -> None:
         """Did the box notice each fault, is it back after each heal, did anything fail unprovoked?"""
         box, rig = self.rig.box, self.rig
-        vres = box.worker.visitor_result.get()
+        vres = box.session.worker.visitor_result.get()
         if vres is not None and vres is not self.seen_result and vres.done:
             self.seen_result = vres
             if vres.failed is None:
@@ -238,8 +238,9 @@ class Soak:
             if f.recovered is not None or now - f.healed > RECOVERY_LIMIT_S:
                 self.schedule.healing.remove(f)
                 self.fold(f)
+        parts = box.parts()
         for dev, n in self.faults_seen.items():
-            d = getattr(box, {"generator": "worker"}.get(dev, dev))
+            d = parts[dev]
             if d.health.faults > n:
                 self.faults_seen[dev] = d.health.faults
                 if not any(DEVICE_OF[f.kind] == dev for f in self.schedule.on()):

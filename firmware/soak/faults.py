@@ -98,26 +98,26 @@ class FullDisk(FaultInjectable):
 
 
 def _sensor(rig):
-    return rig.radar if rig.pty else rig.box.presence
+    return rig.radar if rig.pty else rig.box.devices.presence
 
 
 def _dmx(rig):
-    return rig.widget if rig.pty else rig.box.dmx.transport
+    return rig.widget if rig.pty else rig.box.devices.dmx.transport
 
 
 # kind -> (the device it breaks: the box's sim device, or the pty emulator when the soak runs --pty;
 # the fault that device gets). Every one of them takes `inject(fault)` and `heal()`.
 BREAKS = {
-    "camera_stall": (lambda rig: rig.box.camera, "stall"),
-    "camera_unplug": (lambda rig: rig.box.camera, "unplug"),
-    "camera_frozen": (lambda rig: rig.box.camera, "frozen"),
+    "camera_stall": (lambda rig: rig.box.devices.camera, "stall"),
+    "camera_unplug": (lambda rig: rig.box.devices.camera, "unplug"),
+    "camera_frozen": (lambda rig: rig.box.devices.camera, "frozen"),
     "sensor_garbage": (_sensor, "garbage"),
     "sensor_silent": (_sensor, "silent"),
     "radar_unplug": (lambda rig: rig.radar, "unplug"),
     "dmx_unplug": (_dmx, "unplug"),
     "model_nan": (lambda rig: rig.engine, "nan"),
     "model_raise": (lambda rig: rig.engine, "raise"),
-    "display_gone": (lambda rig: rig.box.display, "gone"),
+    "display_gone": (lambda rig: rig.box.devices.display, "gone"),
     "disk_full": (lambda rig: rig.disk, "full"),
 }
 
@@ -132,8 +132,8 @@ def heal(rig, f: Fault) -> None:
     device, _ = BREAKS[f.kind]
     device(rig).heal()
     box = rig.box
-    f.mark = {"cam": box.camera_picture.key, "sent": box.dmx.sent, "shown": box.display.frames_shown,
-              "opens": getattr(box.presence, "opens", 0),
+    f.mark = {"cam": box.camera_picture.key, "sent": box.devices.dmx.sent, "shown": box.devices.display.frames_shown,
+              "opens": getattr(box.devices.presence, "opens", 0),
               "widget": rig.widget.state.universes if rig.widget else 0,
               "write": rig.writer._last_write or 0.0}
 
@@ -142,7 +142,7 @@ def unhealthy(rig, kind: str) -> bool:
     dev = DEVICE_OF[kind]
     if dev == "status":
         return rig.writer._failing
-    return not getattr(rig.box, {"generator": "worker"}.get(dev, dev)).health.ok
+    return not rig.box.parts()[dev].health.ok
 
 
 def is_back(rig, f: Fault, now: float, last_success: float) -> bool:
@@ -153,8 +153,8 @@ def is_back(rig, f: Fault, now: float, last_success: float) -> bool:
     if k.startswith("camera"):
         return box.camera_picture.key is not None and box.camera_picture.key != m["cam"]
     if k in ("sensor_garbage", "sensor_silent", "radar_unplug"):
-        ps = box.presence_state
-        if ps.stale or (k == "radar_unplug" and box.presence.opens <= m["opens"]):
+        ps = box.visit.presence
+        if ps.stale or (k == "radar_unplug" and box.devices.presence.opens <= m["opens"]):
             return False
         truth = rig.truth(now)
         seen = ps.distance_m
@@ -162,11 +162,11 @@ def is_back(rig, f: Fault, now: float, last_success: float) -> bool:
         return (seen is None or seen > rig.config.show.release_m) if far else \
             (seen is not None and abs(seen - truth) < 0.5)
     if k == "dmx_unplug":
-        return box.dmx.sent > m["sent"] and (not rig.pty or rig.widget.state.universes > m["widget"])
+        return box.devices.dmx.sent > m["sent"] and (not rig.pty or rig.widget.state.universes > m["widget"])
     if k.startswith("model"):
         return last_success > f.healed
     if k == "display_gone":
-        return box.display.frames_shown > m["shown"]
+        return box.devices.display.frames_shown > m["shown"]
     if k == "disk_full":
         return (rig.writer._last_write or 0.0) > m["write"]
     return True

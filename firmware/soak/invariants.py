@@ -28,7 +28,7 @@ class Invariants:
         self.prev_state, self.prev_hash, self.still_since = State.IDLE, None, now
         self.near_since, self.presence_ok_since, self.dmx_window = None, now, None
         self.shown = 0
-        self.images_at_cycle_start, self.model_fault_in_cycle = rig.box.worker.images_done, False
+        self.images_at_cycle_start, self.model_fault_in_cycle = rig.box.session.worker.images_done, False
         self.barren_cycles = 0
 
     def violate(self, what: str, now: float, detail: str = "") -> None:
@@ -49,22 +49,22 @@ class Invariants:
                 self.violate("picture stands still", now, state)
                 self.still_since = now
             self.prev_hash = h
-        if not box.display.gone and box.display.frames_shown != self.shown + 1:
+        if not box.devices.display.gone and box.devices.display.frames_shown != self.shown + 1:
             self.violate("frame not presented", now)
-        self.shown = box.display.frames_shown
+        self.shown = box.devices.display.frames_shown
         dur = {State.APPROACH: SHOW["approach_s"], State.IMMERSION: SHOW["immersion_s"],
                State.EMERGENCE: SHOW["emergence_s"], State.HOLD: SHOW["hold_s"], State.RELEASE: SHOW["release_s"]}
-        if state in dur and now - box.show_state.since > dur[state] + 1.5 * period:
+        if state in dur and now - box.visit.show.since > dur[state] + 1.5 * period:
             self.violate("state held too long", now, state)
         # Idle only while nobody is there: a visitor the sensor can see (no presence fault lately)
         # who has stood within the trigger distance for the dwell must start a cycle.
         self.near_since = (self.near_since or now) if rig.truth(now) < SHOW["trigger_m"] else None
         if any(DEVICE_OF[f.kind] == "presence" for f in self.schedule.on()) or \
-                not box.presence.health.ok:
+                not box.devices.presence.health.ok:
             self.presence_ok_since = now
         wait = SHOW["dwell_s"] + 0.5 + (0.5 if rig.pty else 0.0)
         if state == State.IDLE and self.near_since is not None and now - self.near_since > wait and \
-                now - self.presence_ok_since > wait and now > box.show_state.cooldown_until + wait:
+                now - self.presence_ok_since > wait and now > box.visit.show.cooldown_until + wait:
             self.violate("idle with a visitor", now)
             self.near_since = now
         self.dmx_window = self._check_dmx(now, self.dmx_window)
@@ -75,7 +75,7 @@ class Invariants:
         finish at least one image (drift images in the idle and approach, the visitor's own). The
         show degrades to footage when generation fails, by design, so a box whose every generation
         fails looks healthy to every other check."""
-        worker = self.rig.box.worker
+        worker = self.rig.box.session.worker
         self.model_fault_in_cycle = self.model_fault_in_cycle or any(
             DEVICE_OF[f.kind] == "generator" for f in self.schedule.on())
         if not cycle_ended:
@@ -89,13 +89,14 @@ class Invariants:
         """Per second of show time in which the interface stayed plugged and healthy, the sender
         must have sent at its rate (the inline sender catches up every frame)."""
         box = self.rig.box
-        plugged = not any(f.kind == "dmx_unplug" for f in self.schedule.active) and box.dmx.health.ok
+        plugged = not any(f.kind == "dmx_unplug" for f in self.schedule.active) and box.devices.dmx.health.ok
         if window is None or not plugged:
-            return (now, box.dmx.sent, box.dmx.health.faults) if plugged else None
+            return (now, box.devices.dmx.sent, box.devices.dmx.health.faults) if plugged else None
         t0, sent0, faults0 = window
         if now - t0 >= 1.0:
-            rate = 1.0 / box.dmx.period
-            if box.dmx.health.faults == faults0 and box.dmx.sent - sent0 < math.floor(rate * (now - t0)) - 1:
-                self.violate("dmx below rate", now, f"{box.dmx.sent - sent0} frames in {now - t0:.2f} s")
-            return (now, box.dmx.sent, box.dmx.health.faults)
+            dmx = box.devices.dmx
+            rate = 1.0 / dmx.period
+            if dmx.health.faults == faults0 and dmx.sent - sent0 < math.floor(rate * (now - t0)) - 1:
+                self.violate("dmx below rate", now, f"{dmx.sent - sent0} frames in {now - t0:.2f} s")
+            return (now, box.devices.dmx.sent, box.devices.dmx.health.faults)
         return window

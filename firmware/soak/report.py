@@ -59,7 +59,7 @@ def build_report(soak, cycles, full_cycles, show_s, wall, rss_start, rss_end, rs
     recovered = sum(k["recovered"] for k in per_kind.values())
     # One incident, one episode: a device whose health flaps during a fault logs it again and
     # again (each time as a new incident) and shows the wrong state in `humus status`.
-    episodes = {dev: getattr(box, {"generator": "worker"}.get(dev, dev)).health.faults
+    episodes = {dev: box.parts()[dev].health.faults
                 for dev in ("camera", "presence", "dmx", "display", "generator")}
     for dev, n in episodes.items():
         allowed = sum(k["detected"] for kind, k in soak.per_kind.items() if DEVICE_OF[kind] == dev)
@@ -83,24 +83,24 @@ def build_report(soak, cycles, full_cycles, show_s, wall, rss_start, rss_end, rs
                 "by_logger": dict(soak.counter.by_logger), "incident_lines": soak.counter.incidents,
                 "incident_limit": flood_limit, "flood": soak.counter.incidents > flood_limit,
                 "samples": soak.counter.samples[:20]},
-        "suppressed_log_lines": sum(d.suppressed for d in (box.camera, box.presence, box.dmx,
-                                                            box.display, box.worker)),
+        "suppressed_log_lines": sum(d.suppressed for d in (box.devices.camera, box.devices.presence, box.devices.dmx,
+                                                            box.devices.display, box.session.worker)),
         "rss_kb": {"start": rss_start, "end": rss_end,
                    "growth_pct": round(growth, 2) if growth is not None else None,
                    "samples": rss_samples},
         "fds": {"start": fds_start, "end": open_fds()},
         "threads": {"start": threads_start, "end": threading.active_count()},
-        "dmx": {"sent": box.dmx.sent}, "fault_episodes": episodes,
+        "dmx": {"sent": box.devices.dmx.sent}, "fault_episodes": episodes,
         "status_writes_refused": rig.disk.refused,
-        "images_generated": box.worker.images_done,
+        "images_generated": box.session.worker.images_done,
         "barren_cycles": soak.checks.barren_cycles,
     }
     if rig.pty:
         widget = rig.widget.state
         report["dmx"].update(widget_frames=widget.universes, widget_errors=widget.errors,
                              widget_opens=widget.param_sets)
-        report["presence"] = {"radar_reports": rig.radar.sent, "frames_parsed": box.presence.frames,
-                              "rejected": box.presence.parser.rejected, "opens": box.presence.opens}
+        report["presence"] = {"radar_reports": rig.radar.sent, "frames_parsed": box.devices.presence.frames,
+                              "rejected": box.devices.presence.parser.rejected, "opens": box.devices.presence.opens}
     report["failures"] = failures(report, growth)
     report["ok"] = not report["failures"]
     return report

@@ -16,7 +16,7 @@ class Rig:
 
     def __init__(self, workdir: Path, model_dir: Path, seed: int, visitors: int, pty: bool,
                  fps: float, width: int, height: int) -> None:
-        from firmware.box import Box
+        from firmware.box.conductor import Box
         from firmware.clock import FakeClock
         from firmware.config import parse_config
         from firmware.generate.engines import open_engine
@@ -51,7 +51,7 @@ class Rig:
         self.box = Box(self.config, self.clock, threaded=False, engine=self.engine, model=self.model,
                        footage_frames=footage)
         if not pty:  # the sim transport records for tests; a soak keeps only a little of it
-            self.box.dmx.transport.max_frames = 2048
+            self.box.devices.dmx.transport.max_frames = 2048
         self.disk = FullDisk().__enter__()
         self.status, self.writer = self._status_hook(workdir / "status.json")
 

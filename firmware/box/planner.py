@@ -1,4 +1,4 @@
-"""The box's generation planning, split from box.py: what the generation worker is asked for and which
+"""The box's generation planning: what the generation worker is asked for and which
 of its results the compositor shows.
 
 Per visitor: one noise field (made ahead, while idle, for the visitor who has not come yet), one

@@ -1,0 +1,31 @@
+"""The box's status as one typed value: what `humus status`, OSC faults and the soak read."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from firmware.show.machine import State
+
+
+@dataclass(frozen=True)
+class DeviceHealth:
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class BoxStatus:
+    show: State | None                 # the frame's show state, CLOSED outside opening hours
+    fps: float                         # over the last 60 presented frames
+    engine: str | None                 # the engine in words; None without a model
+    model: dict | None                 # {name, network}
+    devices: dict[str, DeviceHealth]
+    venue: dict = field(default_factory=dict)   # schedule, clock, projector, osc, detected devices
+    faults: tuple[str, ...] = ()       # every fault so far, oldest first
+
+    @property
+    def state(self) -> str:
+        """"running", or "degraded" while any device or model part is faulted."""
+        return "running" if all(d.ok for d in self.devices.values()) else "degraded"
+
+    def devices_json(self) -> dict:
+        return {k: {"ok": d.ok, "detail": d.detail} for k, d in self.devices.items()}
