@@ -173,7 +173,9 @@ def _training_run_options(p: argparse.ArgumentParser, minutes: float) -> None:
     p.add_argument("--batch", type=int, default=FROM_CONFIG)
     p.add_argument("--steps", type=int, default=FROM_CONFIG)
     # A budget the laptop can afford, where the dataclass has none (0): the command line's own default.
-    p.add_argument("--minutes", type=float, default=minutes, help="wall-time budget (0 = none)")
+    p.add_argument("--minutes", type=float, default=minutes,
+                   help="the run's wall-time budget, counted across resumes: a resumed run stops once its "
+                        "total training time (elapsed in stats.jsonl) reaches it (0 = none)")
     p.add_argument("--stop-at", type=int, default=FROM_CONFIG,
                    help="stop at this step, leaving the plan (--steps) as it is: go on later with the same command")
     p.add_argument("--ckpt-every", type=float, default=FROM_CONFIG, help="seconds")
