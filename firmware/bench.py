@@ -125,7 +125,7 @@ def bench_realtime(config, seconds: float) -> dict:
     if config.dmx.type == "sim":
         # Measure the deployed path: a real transport (Art-Net to a loopback port nobody listens on)
         # driven from its own process, not the recording sim sink.
-        from firmware.config import DmxArtNet
+        from firmware.config.devices import DmxArtNet
         config = config.model_copy(update={"dmx": DmxArtNet(type="artnet", host="127.0.0.1", port=16454)})
     box = Box(config, RealClock(), threaded=True)
     if box.engine is None:
@@ -230,7 +230,8 @@ def bench_trigger(config, trials: int = 40) -> dict:
 
 
 def run_bench(args) -> int:
-    from firmware.config import DisplayHeadless, load_config_or_exit
+    from firmware.config.devices import DisplayHeadless
+    from firmware.config.load import load_config_or_exit
     from firmware.generate.engines import open_engine
     from firmware.generate.manifest import ModelError, load_model_dir
 

@@ -92,7 +92,7 @@ def x_display(width: int, height: int):
 
 def windowed(config):
     """The config with a real pygame window at the configured size (X11, not fullscreen)."""
-    from firmware.config import DisplayPygame
+    from firmware.config.devices import DisplayPygame
 
     d = config.display
     return config.model_copy(update={"display": DisplayPygame(type="pygame", driver="x11", fullscreen=False,

@@ -16,7 +16,7 @@ import numpy as np
 
 from firmware.box_generation import DRIFT_FPS, VISITOR_TRIES, GenerationPlanner  # noqa: F401  (re-exported)
 from firmware.box_venue import VenueSteps
-from firmware.config import Config
+from firmware.config.schema import Config
 from firmware.devices.camera.sim import NoCamera
 from firmware.devices.camera.table import open_camera
 from firmware.devices.display.table import open_display

@@ -4,7 +4,7 @@ the config loader (TOML text and parsed dicts) and the update-bundle manifest.
 Each target takes raw bytes and lets only the documented error types out:
   ld2410, tfmini   `Parser.feed` never raises (noise is normal on a serial line); `decode` raises
                    only FrameError (firmware/devices/protocols/__init__.py)
-  config-toml      `load_config(path)` raises only ConfigError (firmware/config.py)
+  config-toml      `load_config(path)` raises only ConfigError (firmware/config/load.py)
   config-dict      `parse_config(obj)` raises only ConfigError, whatever JSON-like object it gets
   manifest         `open_bundle` of a bundle carrying these bytes as its signed bundle.json, or as
                    its (unsigned) bundle.sig, raises only BundleError (firmware/appliance/bundle.py)
@@ -80,7 +80,9 @@ atexit.register(shutil.rmtree, _TMP, True)
 
 
 def fuzz_config_toml(data: bytes) -> None:
-    from firmware.config import Config, ConfigError, load_config
+    from firmware.config.errors import ConfigError
+    from firmware.config.load import load_config
+    from firmware.config.schema import Config
     _TMP.mkdir(exist_ok=True)
     path = _TMP / "humus.toml"
     path.write_bytes(data)
@@ -91,7 +93,9 @@ def fuzz_config_toml(data: bytes) -> None:
 
 
 def check_config_dict(obj) -> None:
-    from firmware.config import Config, ConfigError, parse_config
+    from firmware.config.errors import ConfigError
+    from firmware.config.load import parse_config
+    from firmware.config.schema import Config
     try:
         assert isinstance(parse_config(obj, "<fuzz>"), Config)
     except ConfigError:
@@ -208,7 +212,7 @@ class OscRig:
 
     def __init__(self, max_rate_hz: float = 10_000.0) -> None:
         from firmware.clock import FakeClock
-        from firmware.config import parse_config
+        from firmware.config.load import parse_config
         from firmware.venue import Venue
         self.venue = Venue(parse_config({"osc": {"max_rate_hz": max_rate_hz}}, "<fuzz>"), FakeClock())
         self.link = self.venue.osc
@@ -313,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     target = TARGETS[argv[0]]
     import firmware.appliance.bundle  # noqa: F401  (loaded first, so that they get instrumented)
-    import firmware.config  # noqa: F401
+    import firmware.config.load  # noqa: F401
     import firmware.generate.manifest_schema  # noqa: F401
     import firmware.osc  # noqa: F401
     atheris.instrument_all()          # coverage feedback from every loaded Python function

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from firmware.config import parse_config
+from firmware.config.load import parse_config
 from firmware.devices.detect import V4L2_CAP_VIDEO_CAPTURE, Scanner, find_cameras, probe_serial
 from firmware.devices.emulators.lidar import TFminiEmulator
 from firmware.devices.emulators.pty import PtyPort
@@ -195,7 +195,7 @@ def test_doctor_detect_prints_pinning_lines(dev, tmp_path):
         # the lines it prints are a valid config
         pinned = tmp_path / "pinned.toml"
         pinned.write_text("\n".join(ln for ln in r.stdout.splitlines() if not ln.startswith("#")))
-        from firmware.config import load_config
+        from firmware.config.load import load_config
         assert load_config(pinned).presence.port == radar.port.path
     finally:
         radar.close()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from firmware.clock import FakeClock
-from firmware.config import DisplayPygame
+from firmware.config.devices import DisplayPygame
 
 pygame = pytest.importorskip("pygame")
 

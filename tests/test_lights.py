@@ -1,6 +1,6 @@
 import pytest
 
-from firmware.config import Fixture, LightsConfig
+from firmware.config.schema import Fixture, LightsConfig
 from firmware.show.lights import LightLevel, light_level, render_universe, safe_universe
 
 

@@ -208,7 +208,8 @@ def cmd_doctor(args) -> int:
 
 def _doctor_detect(args) -> int:
     """Probe every port and camera now and print the config lines that pin what was found."""
-    from firmware.config import ConfigError, load_config
+    from firmware.config.errors import ConfigError
+    from firmware.config.load import load_config
     from firmware.devices.detect import scanner_for
     from firmware.devices.hotplug import pin_lines
     path = Path(args.config) if args.config else Path(args.root) / "etc/humus/humus.toml"

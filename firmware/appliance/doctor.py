@@ -58,7 +58,8 @@ def check_config(ctx: Context) -> CheckResult:
         return CheckResult("config", False, f"{ctx.config} is missing",
                            "run ./install.sh (it installs the example config) or copy humus.example.toml there")
     try:
-        from firmware.config import ConfigError, config_warnings, load_config
+        from firmware.config.errors import ConfigError
+        from firmware.config.load import config_warnings, load_config
     except ImportError as exc:   # a half-installed release (pydantic missing): say so, check the rest
         return CheckResult("config", None, f"cannot validate {ctx.config}: firmware.config unavailable ({exc})")
     try:
@@ -224,7 +225,9 @@ def check_clock(ctx: Context) -> CheckResult:
     under --root in a rehearsal) and, on the box, the kernel too: the doctor is not under the
     show's ProtectClock."""
     try:
-        from firmware.config import ConfigError, TimeSyncSystem, load_config
+        from firmware.config.errors import ConfigError
+        from firmware.config.load import load_config
+        from firmware.config.venue import TimeSyncSystem
         from firmware.devices.timesync.system import gather, judge, kernel_maxerror_s
     except ImportError as exc:   # a half-installed release: say so, check the rest
         return CheckResult("clock", None, f"cannot check: {exc}")

@@ -149,7 +149,8 @@ def torn_bytecode(app: Path) -> list[str]:
 
 def runtime_problems(root: Path, expect: Expect) -> list[str]:
     """What `humus run` reads before the show: config, model, engine cache, status file."""
-    from firmware.config import ConfigError, load_config
+    from firmware.config.errors import ConfigError
+    from firmware.config.load import load_config
     from firmware.generate.manifest import ModelError, load_model_dir
     from firmware.appliance.statusfile import StatusError
     try:

@@ -275,7 +275,7 @@ def _start_show(root: Path, seconds: float, announce) -> None:
     then the show frame by frame with the status file written as the runtime writes it."""
     from firmware.box import Box
     from firmware.clock import FakeClock
-    from firmware.config import load_config
+    from firmware.config.load import load_config
     from firmware.generate.manifest import load_model_dir
     from firmware.status_publisher import StatusPublisher
 
