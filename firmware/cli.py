@@ -124,9 +124,9 @@ def cmd_safe(args) -> int:
 
 def cmd_bench(args) -> int:
     if args.venue:
-        from firmware.bench_venue import run_venue_bench
+        from firmware.bench.venue import run_venue_bench
         return run_venue_bench(args)
-    from firmware.bench import run_bench
+    from firmware.bench.stages import run_bench
     return run_bench(args)
 
 

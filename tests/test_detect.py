@@ -210,7 +210,7 @@ def test_pin_lines_for_a_camera_and_warnings(dev, tmp_path):
 
 
 def test_bench_detection_runs_its_plugs():
-    from firmware.bench_venue import bench_detection
+    from firmware.bench.venue import bench_detection
     r = bench_detection(plugs=2, rescan_s=0.2, probe_s=0.1)
     assert r["plugs"] == 2 and 0 < r["median_s"] <= r["max_s"]
 

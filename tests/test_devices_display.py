@@ -149,7 +149,7 @@ def test_frames_reach_a_real_x11_window(cfg, framebuffer, monkeypatch):
     import shutil
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb not installed (apt install xvfb)")
-    from firmware.bench_cascade import x_display
+    from firmware.bench.cascade import x_display
     from firmware.devices.display import pygame_window
     monkeypatch.setattr(pygame_window, "gpu_present", lambda: False)
     monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)

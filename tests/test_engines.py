@@ -23,7 +23,7 @@ class Spy:
         asked.add(name.split('.')[0])
         return None
 sys.meta_path.insert(0, Spy())
-import firmware.cli, firmware.box, firmware.bench, firmware.safe, firmware.generate.trt
+import firmware.cli, firmware.box, firmware.bench.stages, firmware.safe, firmware.generate.trt
 import firmware.devices.camera.table, firmware.devices.presence.table, firmware.devices.dmx.open
 import firmware.devices.display.table, firmware.devices.projector.control
 firmware.cli.build_parser()

@@ -20,9 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.bench_cost import (  # noqa: F401  (jetson_estimate, onnx_cost: the bench's public figures)
-    BATCH1_EFFICIENCY, ORIN_NANO_BYTES_S, ORIN_NANO_FP16_FLOPS, _stats, _timeit, jetson_estimate, onnx_cost,
-    onnx_flops)
+from firmware.bench.cost import _stats, _timeit, jetson_estimate, onnx_cost
 from firmware.generate.conditions import Conditions
 
 
@@ -255,7 +253,7 @@ def run_bench(args) -> int:
     for k, v in report["engine"]["steps"].items():
         print(f"  {k} steps: per step {v['per_step_median_ms']} ms -> {v['images_per_s']:.1f} images/s")
     report["images_per_s"] = report["engine"]["images_per_s"]
-    from firmware.bench_cascade import bench_upsampler, cascade_estimate, output_images_per_s, windowed, x_display
+    from firmware.bench.cascade import bench_upsampler, cascade_estimate, output_images_per_s, windowed, x_display
     from firmware.generate.providers import for_stage
     up = report["upsampler"] = bench_upsampler(model, seconds, config.model.threads, for_stage(engine.providers))
     up_ms = up.get("median_ms") if up else None
