@@ -115,29 +115,32 @@ class BundleRig:
 
     def __init__(self) -> None:
         from firmware.appliance import bundle
+        from firmware.appliance.bundle_keys import generate_keypair, load_signing_key, load_trusted_keys
         self.b = bundle
         _TMP.mkdir(exist_ok=True)
-        private, public = bundle.generate_keypair("fuzz")
+        private, public = generate_keypair("fuzz")
         (_TMP / "fuzz.key").write_text(private)
         (_TMP / "keys").mkdir(exist_ok=True)
         (_TMP / "keys" / "fuzz.pub").write_text(public)
-        self.key, _ = bundle.load_signing_key(_TMP / "fuzz.key")
-        self.trusted = bundle.load_trusted_keys(_TMP / "keys")
+        self.key, _ = load_signing_key(_TMP / "fuzz.key")
+        self.trusted = load_trusted_keys(_TMP / "keys")
         self.path = _TMP / "fuzz.bundle"
 
     def signature(self, manifest: bytes) -> bytes:
         import base64
-        from firmware.appliance.bundle import SIG_FORMAT, key_id
+        from firmware.appliance.bundle_keys import key_id
+        from firmware.appliance.bundle_schema import SIG_FORMAT
         sig = {"format": SIG_FORMAT, "alg": "ed25519", "key_id": key_id(bytes(self.key.verify_key)),
                "signer": "fuzz", "signature": base64.b64encode(self.key.sign(manifest).signature).decode()}
         return json.dumps(sig).encode()
 
     def open(self, manifest: bytes, sig: bytes | None = None, payload: dict[str, bytes] | None = None):
         """open_bundle on a tar of bundle.json (+ its signature unless `sig` is given) + payload."""
+        from firmware.appliance.bundle_schema import MANIFEST_NAME, SIGNATURE_NAME
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            members = [(self.b.MANIFEST_NAME, manifest),
-                       (self.b.SIGNATURE_NAME, self.signature(manifest) if sig is None else sig)]
+            members = [(MANIFEST_NAME, manifest),
+                       (SIGNATURE_NAME, self.signature(manifest) if sig is None else sig)]
             members += sorted((payload or {}).items())
             for name, data in members:
                 ti = tarfile.TarInfo(name)
@@ -153,7 +156,7 @@ _RIG: BundleRig | None = None
 def check_manifest_bytes(manifest: bytes, payload: dict[str, bytes] | None = None) -> None:
     """A bundle whose *signed* bundle.json is `manifest`: only BundleError may come out."""
     global _RIG
-    from firmware.appliance.bundle import BundleError
+    from firmware.appliance.bundle_schema import BundleError
     _RIG = _RIG or BundleRig()
     try:
         _RIG.open(manifest, payload=payload)
@@ -164,7 +167,7 @@ def check_manifest_bytes(manifest: bytes, payload: dict[str, bytes] | None = Non
 def check_signature_bytes(sig: bytes) -> None:
     """A bundle whose (unsigned, attacker-controlled) bundle.sig is `sig`."""
     global _RIG
-    from firmware.appliance.bundle import BundleError
+    from firmware.appliance.bundle_schema import BundleError
     _RIG = _RIG or BundleRig()
     try:
         _RIG.open(b'{"format": "humus-bundle/1"}', sig=sig)
@@ -192,7 +195,7 @@ def fuzz_model_manifest(data: bytes) -> None:
 
 
 def fuzz_status(data: bytes) -> None:
-    from firmware.appliance.commands import render_status
+    from firmware.appliance.status_view import render_status
     from firmware.appliance.health import judge
     from firmware.appliance.statusfile import StatusError, read_status
     _TMP.mkdir(exist_ok=True)

@@ -15,7 +15,7 @@ from pythonosc.udp_client import SimpleUDPClient
 
 from firmware import cli
 from firmware.appliance import doctor
-from firmware.appliance.commands import render_status
+from firmware.appliance.status_view import render_status
 from firmware.appliance.statusfile import StatusError, StatusWriter, read_status
 from firmware.check_result import render
 from firmware.config.load import parse_config

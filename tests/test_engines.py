@@ -7,7 +7,8 @@ import pytest
 
 from firmware.generate import engines
 from firmware.generate.conditions import Conditions
-from firmware.generate.engines import Engine, EngineError, open_engine
+from firmware.generate.engine_interface import Engine, EngineError
+from firmware.generate.engines import open_engine
 from firmware.generate.manifest import load_model_dir
 from firmware.generate.trt import cache_key
 

@@ -16,7 +16,9 @@ import pytest
 
 from firmware.box import Box
 from firmware.clock import FakeClock
-from firmware.soak import PTY_KINDS, SIM_KINDS, FaultyEngine, FullDisk, Options, run_soak, summary
+from firmware.soak import Options, run_soak
+from firmware.soak.faults import PTY_KINDS, SIM_KINDS, FaultyEngine, FullDisk
+from firmware.soak.report import summary
 from scenario import hf_energy, run_frames, small_config
 
 
