@@ -14,7 +14,8 @@ from pathlib import Path
 
 
 def build_engine_cmd(model_dir: str, network: str, kind: str, cache: str) -> dict:
-    from firmware.generate.engines import EngineError, open_engine
+    from firmware.generate.engine_interface import EngineError
+    from firmware.generate.engines import open_engine
     from firmware.generate.manifest import load_model_dir
 
     model = load_model_dir(model_dir)

@@ -175,7 +175,8 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
     upscaled to each side, are measured against each as ``metrics.upscaled.<side>``."""
     import shutil
 
-    from .onnx import read_manifest, sha256_file, write_manifest
+    from firmware.digest import sha256_file
+    from .onnx import read_manifest, write_manifest
     from .quality import inception_metrics
 
     model_dir = Path(model_dir)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from firmware.digest import sha256_file  # noqa: F401  (export.onnx.sha256_file: the one copy)
+from firmware.digest import sha256_file
 from firmware.generate.manifest_schema import FORMAT, parse_manifest
 
 from .decaydist import KEY as DIST_KEY

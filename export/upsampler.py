@@ -282,7 +282,8 @@ def add_stage(ckpt: str | Path, model_dir: str | Path, threads: int = 1) -> dict
 
     import onnx
 
-    from .onnx import OPSET, REFERENCE_ATOL, median_run_ms, ort_session, read_manifest, sha256_file, write_manifest
+    from firmware.digest import sha256_file
+    from .onnx import OPSET, REFERENCE_ATOL, median_run_ms, ort_session, read_manifest, write_manifest
 
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)

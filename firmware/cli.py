@@ -19,12 +19,13 @@ from firmware import __version__
 
 
 def _load(args):
-    from firmware.config import load_config_or_exit
+    from firmware.config.load import load_config_or_exit
     return load_config_or_exit(getattr(args, "config", None))
 
 
 def cmd_check_config(args) -> int:
-    from firmware.config import ConfigError, config_warnings, dump_config, load_config
+    from firmware.config.errors import ConfigError
+    from firmware.config.load import config_warnings, dump_config, load_config
     try:
         config = load_config(args.path, search=args.path is None)
     except ConfigError as exc:
@@ -38,7 +39,8 @@ def cmd_check_config(args) -> int:
 
 def sim_config(config, headless: bool):
     """--sim: every device simulated (the display too unless a window can be shown)."""
-    from firmware.config import CameraSim, DisplayHeadless, DmxSim, PresenceSim, TimeSyncSystem
+    from firmware.config.devices import CameraSim, DisplayHeadless, DmxSim, PresenceSim
+    from firmware.config.venue import TimeSyncSystem
     display = config.display
     if headless or display.type != "pygame":
         display = DisplayHeadless(width=display.width, height=display.height, fps=display.fps)
@@ -48,10 +50,10 @@ def sim_config(config, headless: bool):
               "presence": config.presence if isinstance(config.presence, PresenceSim) else PresenceSim(),
               "dmx": config.dmx if isinstance(config.dmx, DmxSim) else DmxSim(), "display": display}
     if isinstance(config.timesync, TimeSyncSystem):   # the rehearsal's clock (--start) is right by definition
-        from firmware.config_venue import TimeSyncSim
+        from firmware.config.venue import TimeSyncSim
         update["timesync"] = TimeSyncSim(type="sim")
     if config.projector.type != "none":   # a rehearsal records the projector's commands, sends none
-        from firmware.config_venue import ProjectorSim
+        from firmware.config.venue import ProjectorSim
         update["projector"] = ProjectorSim(type="sim", retry_s=(0.5, 5.0))
     return config.model_copy(update=update)
 
@@ -63,7 +65,7 @@ def cmd_run(args) -> int:
     if args.sim:
         config = sim_config(config, args.headless)
         if not args.headless and _can_show_window():
-            from firmware.config import DisplayPygame
+            from firmware.config.devices import DisplayPygame
             d = config.display
             config = config.model_copy(update={"display": DisplayPygame(
                 type="pygame", width=d.width, height=d.height, fps=d.fps, fullscreen=False)})
@@ -122,9 +124,9 @@ def cmd_safe(args) -> int:
 
 def cmd_bench(args) -> int:
     if args.venue:
-        from firmware.bench_venue import run_venue_bench
+        from firmware.bench.venue import run_venue_bench
         return run_venue_bench(args)
-    from firmware.bench import run_bench
+    from firmware.bench.stages import run_bench
     return run_bench(args)
 
 
@@ -150,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--start", metavar="YYYY-MM-DDTHH:MM", help="with --sim: the wall-clock time to start "
                    "at (schedule's time zone unless an offset is given), to rehearse an opening or closing "
                    "in real time")
-    # the same bounds as [display] in the config (firmware/config.py)
+    # the same bounds as [display] in the config (firmware/config/devices.py)
     r.add_argument("--width", type=number(int, 64, 7680))
     r.add_argument("--height", type=number(int, 64, 4320))
     r.add_argument("--fps", type=number(float, 1, 240))

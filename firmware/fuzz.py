@@ -4,7 +4,7 @@ the config loader (TOML text and parsed dicts) and the update-bundle manifest.
 Each target takes raw bytes and lets only the documented error types out:
   ld2410, tfmini   `Parser.feed` never raises (noise is normal on a serial line); `decode` raises
                    only FrameError (firmware/devices/protocols/__init__.py)
-  config-toml      `load_config(path)` raises only ConfigError (firmware/config.py)
+  config-toml      `load_config(path)` raises only ConfigError (firmware/config/load.py)
   config-dict      `parse_config(obj)` raises only ConfigError, whatever JSON-like object it gets
   manifest         `open_bundle` of a bundle carrying these bytes as its signed bundle.json, or as
                    its (unsigned) bundle.sig, raises only BundleError (firmware/appliance/bundle.py)
@@ -80,7 +80,9 @@ atexit.register(shutil.rmtree, _TMP, True)
 
 
 def fuzz_config_toml(data: bytes) -> None:
-    from firmware.config import Config, ConfigError, load_config
+    from firmware.config.errors import ConfigError
+    from firmware.config.load import load_config
+    from firmware.config.schema import Config
     _TMP.mkdir(exist_ok=True)
     path = _TMP / "humus.toml"
     path.write_bytes(data)
@@ -91,7 +93,9 @@ def fuzz_config_toml(data: bytes) -> None:
 
 
 def check_config_dict(obj) -> None:
-    from firmware.config import Config, ConfigError, parse_config
+    from firmware.config.errors import ConfigError
+    from firmware.config.load import parse_config
+    from firmware.config.schema import Config
     try:
         assert isinstance(parse_config(obj, "<fuzz>"), Config)
     except ConfigError:
@@ -111,29 +115,32 @@ class BundleRig:
 
     def __init__(self) -> None:
         from firmware.appliance import bundle
+        from firmware.appliance.bundle_keys import generate_keypair, load_signing_key, load_trusted_keys
         self.b = bundle
         _TMP.mkdir(exist_ok=True)
-        private, public = bundle.generate_keypair("fuzz")
+        private, public = generate_keypair("fuzz")
         (_TMP / "fuzz.key").write_text(private)
         (_TMP / "keys").mkdir(exist_ok=True)
         (_TMP / "keys" / "fuzz.pub").write_text(public)
-        self.key, _ = bundle.load_signing_key(_TMP / "fuzz.key")
-        self.trusted = bundle.load_trusted_keys(_TMP / "keys")
+        self.key, _ = load_signing_key(_TMP / "fuzz.key")
+        self.trusted = load_trusted_keys(_TMP / "keys")
         self.path = _TMP / "fuzz.bundle"
 
     def signature(self, manifest: bytes) -> bytes:
         import base64
-        from firmware.appliance.bundle import SIG_FORMAT, key_id
+        from firmware.appliance.bundle_keys import key_id
+        from firmware.appliance.bundle_schema import SIG_FORMAT
         sig = {"format": SIG_FORMAT, "alg": "ed25519", "key_id": key_id(bytes(self.key.verify_key)),
                "signer": "fuzz", "signature": base64.b64encode(self.key.sign(manifest).signature).decode()}
         return json.dumps(sig).encode()
 
     def open(self, manifest: bytes, sig: bytes | None = None, payload: dict[str, bytes] | None = None):
         """open_bundle on a tar of bundle.json (+ its signature unless `sig` is given) + payload."""
+        from firmware.appliance.bundle_schema import MANIFEST_NAME, SIGNATURE_NAME
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            members = [(self.b.MANIFEST_NAME, manifest),
-                       (self.b.SIGNATURE_NAME, self.signature(manifest) if sig is None else sig)]
+            members = [(MANIFEST_NAME, manifest),
+                       (SIGNATURE_NAME, self.signature(manifest) if sig is None else sig)]
             members += sorted((payload or {}).items())
             for name, data in members:
                 ti = tarfile.TarInfo(name)
@@ -149,7 +156,7 @@ _RIG: BundleRig | None = None
 def check_manifest_bytes(manifest: bytes, payload: dict[str, bytes] | None = None) -> None:
     """A bundle whose *signed* bundle.json is `manifest`: only BundleError may come out."""
     global _RIG
-    from firmware.appliance.bundle import BundleError
+    from firmware.appliance.bundle_schema import BundleError
     _RIG = _RIG or BundleRig()
     try:
         _RIG.open(manifest, payload=payload)
@@ -160,7 +167,7 @@ def check_manifest_bytes(manifest: bytes, payload: dict[str, bytes] | None = Non
 def check_signature_bytes(sig: bytes) -> None:
     """A bundle whose (unsigned, attacker-controlled) bundle.sig is `sig`."""
     global _RIG
-    from firmware.appliance.bundle import BundleError
+    from firmware.appliance.bundle_schema import BundleError
     _RIG = _RIG or BundleRig()
     try:
         _RIG.open(b'{"format": "humus-bundle/1"}', sig=sig)
@@ -188,7 +195,7 @@ def fuzz_model_manifest(data: bytes) -> None:
 
 
 def fuzz_status(data: bytes) -> None:
-    from firmware.appliance.commands import render_status
+    from firmware.appliance.status_view import render_status
     from firmware.appliance.health import judge
     from firmware.appliance.statusfile import StatusError, read_status
     _TMP.mkdir(exist_ok=True)
@@ -208,7 +215,7 @@ class OscRig:
 
     def __init__(self, max_rate_hz: float = 10_000.0) -> None:
         from firmware.clock import FakeClock
-        from firmware.config import parse_config
+        from firmware.config.load import parse_config
         from firmware.venue import Venue
         self.venue = Venue(parse_config({"osc": {"max_rate_hz": max_rate_hz}}, "<fuzz>"), FakeClock())
         self.link = self.venue.osc
@@ -313,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     target = TARGETS[argv[0]]
     import firmware.appliance.bundle  # noqa: F401  (loaded first, so that they get instrumented)
-    import firmware.config  # noqa: F401
+    import firmware.config.load  # noqa: F401
     import firmware.generate.manifest_schema  # noqa: F401
     import firmware.osc  # noqa: F401
     atheris.instrument_all()          # coverage feedback from every loaded Python function

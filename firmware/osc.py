@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 
-from firmware.config_venue import parse_hostport
+from firmware.config.venue import parse_hostport
 from firmware.osc_allow import Senders, resolve_host
 
 log = logging.getLogger("humus.osc")

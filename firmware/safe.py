@@ -46,7 +46,7 @@ def run_safe(config, duration_s: float | None = None, clock=None, stopper=None) 
             config, _ = resolve_config(config, only=("dmx",))
         except Exception as exc:   # safe mode must come up whatever the scan does
             log.warning("safe mode: DMX detection failed (%s); no lights", exc)
-            from firmware.config import DmxNone
+            from firmware.config.devices import DmxNone
             config = config.model_copy(update={"dmx": DmxNone(type="none")})
     dmx = open_dmx(config.dmx, clock)
     universe = safe_universe(config.lights, config.dmx.safe_look, dmx.channels)

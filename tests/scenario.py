@@ -5,7 +5,7 @@ import numpy as np
 
 from firmware.box.conductor import Box
 from firmware.clock import FakeClock
-from firmware.config import parse_config
+from firmware.config.load import parse_config
 
 
 def small_config(model_dir, **sections):

@@ -11,8 +11,10 @@ import tarfile
 import pytest
 
 from firmware.appliance import bundle as bundlemod
-from firmware.appliance import releases as rel
 from firmware.appliance import updater
+from firmware.appliance.bundle_keys import load_trusted_keys
+from firmware.appliance.bundle_schema import BundleError, check_version, version_key
+from firmware.appliance.release_layout import ReleaseError, current_version
 from test_appliance_support import REPO, craft_bundle, installed_box, make_key, make_src, reg, tree
 
 
@@ -25,10 +27,10 @@ def box(tmp_path):
 def refused(box, bundle_path, match, **kw):
     """Assert the update is refused with `match` in the message and the root is byte-identical."""
     before = tree(box["root"])
-    with pytest.raises((bundlemod.BundleError, rel.ReleaseError), match=match):
+    with pytest.raises((BundleError, ReleaseError), match=match):
         updater.update(box["layout"], bundle_path, **kw)
     assert tree(box["root"]) == before
-    assert rel.current_version(box["layout"]) == "1.0.0"
+    assert current_version(box["layout"]) == "1.0.0"
 
 
 def good(box, version="2.0.0", **kw):
@@ -84,17 +86,17 @@ def test_build_refuses_symlinks_in_source(tmp_path):
     key, _ = make_key(tmp_path)
     src = make_src(tmp_path, "1.0.0")
     os.symlink("/etc/passwd", src / "app/firmware/passwd")
-    with pytest.raises(bundlemod.BundleError, match="passwd"):
+    with pytest.raises(BundleError, match="passwd"):
         bundlemod.build_bundle(src, key, "1.0.0", tmp_path / "b")
     assert not (tmp_path / "b").exists()
 
 
 def test_versions_order():
-    k = bundlemod.version_key
+    k = version_key
     assert k("1.2.0-rc1") < k("1.2.0") < k("1.2.1") < k("1.10.0") < k("2")
     for bad in ("../1", "1.0/x", "v1", "", "1.0-a..b"):
-        with pytest.raises(bundlemod.BundleError):
-            bundlemod.check_version(bad)
+        with pytest.raises(BundleError):
+            check_version(bad)
 
 
 # --- every rejection, nothing changed --------------------------------------------------------
@@ -210,7 +212,7 @@ def test_rejects_downgrade_unless_forced(box):
     bundlemod.build_bundle(make_src(box["tmp"], "0.9.0"), box["key"], "0.9.0", box["tmp"] / "old.bundle")
     refused(box, box["tmp"] / "old.bundle", r"0\.9\.0 is older than the running 1\.0\.0; use --force")
     updater.update(box["layout"], box["tmp"] / "old.bundle", force=True)
-    assert rel.current_version(box["layout"]) == "0.9.0"
+    assert current_version(box["layout"]) == "0.9.0"
 
 
 def test_rejects_same_version_with_different_content(box):
@@ -223,7 +225,7 @@ def test_rejects_when_no_key_is_trusted(box):
     b = good(box)
     (box["root"] / "etc/humus/keys/studio.pub").unlink()
     before = tree(box["root"])
-    with pytest.raises(bundlemod.BundleError, match="no trusted public keys"):
+    with pytest.raises(BundleError, match="no trusted public keys"):
         updater.update(box["layout"], b)
     assert tree(box["root"]) == before
 
@@ -245,7 +247,7 @@ def test_rejects_setuid_mode(box):
 def test_verification_writes_nothing_even_for_a_good_bundle(box):
     b = good(box)
     before = tree(box["root"])
-    bundlemod.open_bundle(b, bundlemod.load_trusted_keys(box["layout"].keys_dir))
+    bundlemod.open_bundle(b, load_trusted_keys(box["layout"].keys_dir))
     assert tree(box["root"]) == before
 
 

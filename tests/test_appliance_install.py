@@ -10,7 +10,7 @@ import tomllib
 
 import pytest
 
-from firmware.appliance import releases as rel
+from firmware.appliance.release_layout import Layout, current_version, previous_version, read_release, verify_release
 from test_appliance_support import REPO, make_key, tree
 
 TEGRA = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64, DATE: Wed Jan  8 2025\n"
@@ -100,13 +100,13 @@ def test_venv_uses_system_site_packages_and_launchers_run_current(installed):
 
 def test_first_release_is_the_checkout_and_valid(installed):
     root, _ = installed
-    layout = rel.Layout.at(root)
-    v = rel.current_version(layout)
+    layout = Layout.at(root)
+    v = current_version(layout)
     assert v and v.endswith("+local")
-    assert rel.verify_release(layout.current) == []
+    assert verify_release(layout.current) == []
     assert (layout.current / "app/firmware/appliance/releases.py").read_bytes() == \
            (REPO / "firmware/appliance/releases.py").read_bytes()
-    assert rel.read_release(layout.current)["bundle"]["signer"] == "install.sh (local)"
+    assert read_release(layout.current)["bundle"]["signer"] == "install.sh (local)"
 
 
 def test_config_and_keys(installed):
@@ -160,8 +160,8 @@ def test_rehearsed_update_on_the_installed_tree(installed, tmp_path):
     r = subprocess.run([sys.executable, "-m", "firmware.appliance.commands", "update", str(b), "--root", str(box)],
                        cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    layout = rel.Layout.at(box)
-    assert rel.current_version(layout) == "99.0.0" and rel.previous_version(layout).endswith("+local")
+    layout = Layout.at(box)
+    assert current_version(layout) == "99.0.0" and previous_version(layout).endswith("+local")
 
 
 def test_dev_mode_dry_run_is_unchanged(tmp_path):
@@ -214,7 +214,7 @@ def test_doctor_says_what_to_fix_and_survives_a_crashing_check(tmp_path):
 
 
 def test_doctor_report_marks_each_row_and_puts_the_fix_under_a_failure():
-    from firmware.appliance.doctor import CheckResult, render
+    from firmware.check_result import CheckResult, render
     text = render([CheckResult("release", True, "1.2.0 intact"), CheckResult("gpu", None, "not checked"),
                    CheckResult("update keys", False, "no *.pub", "copy the studio's public key")])
     assert text.splitlines() == ["[ok  ] release          1.2.0 intact",

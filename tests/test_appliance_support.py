@@ -10,12 +10,14 @@ import tarfile
 from pathlib import Path
 
 from firmware.appliance import bundle as bundlemod
+from firmware.appliance.bundle_keys import generate_keypair, key_id, load_signing_key, load_trusted_keys
+from firmware.appliance.bundle_schema import FORMAT, SIG_FORMAT
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def make_key(dirpath: Path, name: str = "studio") -> tuple[Path, Path]:
-    private, public = bundlemod.generate_keypair(name)
+    private, public = generate_keypair(name)
     key, pub = dirpath / f"{name}.key", dirpath / f"{name}.pub"
     key.write_text(private)
     pub.write_text(public)
@@ -46,9 +48,10 @@ def installed_box(dirpath: Path) -> dict:
     """A root with one installed release (1.0.0) and a trusted key: what the bundle and update tests start from."""
     from firmware.appliance import releases as rel
     from firmware.appliance import updater
+    from firmware.appliance.release_layout import Layout
     key, pub = make_key(dirpath)
     root = make_root(dirpath, pub)
-    layout = rel.Layout.at(root)
+    layout = Layout.at(root)
     b1 = dirpath / "1.0.0.bundle"
     bundlemod.build_bundle(make_src(dirpath, "1.0.0"), key, "1.0.0", b1)
     updater.update(layout, b1)
@@ -78,15 +81,15 @@ def craft_bundle(out: Path, key: Path, members: list[tuple[tarfile.TarInfo, byte
     if files is None:
         files = {ti.name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "mode": 0o644}
                  for ti, data in members if ti.isreg() and data is not None}
-    manifest = {"format": bundlemod.FORMAT, "version": version, "kind": kind,
+    manifest = {"format": FORMAT, "version": version, "kind": kind,
                 "created": "2026-01-01T00:00:00Z", "files": files}
     if mutate_manifest:
         mutate_manifest(manifest)
     mbytes = json.dumps(manifest).encode()
-    sk, name = bundlemod.load_signing_key(key)
+    sk, name = load_signing_key(key)
     import base64
-    sig = json.dumps({"format": bundlemod.SIG_FORMAT, "alg": "ed25519", "signer": name,
-                      "key_id": bundlemod.key_id(bytes(sk.verify_key)),
+    sig = json.dumps({"format": SIG_FORMAT, "alg": "ed25519", "signer": name,
+                      "key_id": key_id(bytes(sk.verify_key)),
                       "signature": base64.b64encode(sk.sign(mbytes).signature).decode()}).encode()
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
         for n, data in (("bundle.json", mbytes), ("bundle.sig", sig)):
@@ -141,6 +144,6 @@ def fake_systemctl(dirpath: Path) -> Path:
 def test_crafted_bundle_with_honest_members_verifies(tmp_path):
     key, pub = make_key(tmp_path)
     b = craft_bundle(tmp_path / "ok.bundle", key, [reg("app/firmware/__init__.py", b"x = 1\n")])
-    trusted = bundlemod.load_trusted_keys(tmp_path)
+    trusted = load_trusted_keys(tmp_path)
     v = bundlemod.open_bundle(b, trusted)
     assert v.version == "9.0.0" and list(v.manifest["files"]) == ["app/firmware/__init__.py"]

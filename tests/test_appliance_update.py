@@ -14,6 +14,10 @@ from firmware.appliance import commands
 from firmware.appliance import releases as rel
 from firmware.appliance import updater
 from firmware.appliance.health import HealthResult, StatusHealth, judge
+from firmware.appliance.release_layout import (Layout, ReleaseError, current_version, installed_versions,
+                                               previous_version, read_release, running_release, verify_release)
+from firmware.appliance.state import read_state
+from firmware.appliance.status_view import render_status
 from test_appliance_support import REPO, fake_systemctl, make_key, make_root, make_src, tree
 
 
@@ -21,7 +25,7 @@ from test_appliance_support import REPO, fake_systemctl, make_key, make_root, ma
 def box(tmp_path):
     key, pub = make_key(tmp_path)
     root = make_root(tmp_path, pub)
-    layout = rel.Layout.at(root)
+    layout = Layout.at(root)
 
     def bundle(version, **kw):
         out = tmp_path / f"{version}-{'-'.join(sorted(kw))}.bundle"
@@ -40,12 +44,12 @@ def run_cli(*argv, env=None):
 
 
 def assert_current_valid(layout, allowed):
-    v = rel.current_version(layout)
+    v = current_version(layout)
     assert v in allowed, f"current is {v}"
     target = layout.current.resolve()
     assert target.parent == layout.releases.resolve()
-    assert rel.verify_release(target) == []
-    assert rel.read_release(target)["version"] == v
+    assert verify_release(target) == []
+    assert read_release(target)["version"] == v
     init = (target / "app/firmware/__init__.py").read_text()
     assert f'"{v}"' in init
     return v
@@ -60,7 +64,7 @@ def test_update_installs_and_swaps_atomically(box):
     assert os.readlink(layout.current) == "releases/2.0.0"
     assert os.readlink(layout.previous) == "releases/1.0.0"
     assert_current_valid(layout, {"2.0.0"})
-    rec = rel.read_release(layout.current)
+    rec = read_release(layout.current)
     assert rec["bundle"]["signer"] == "studio" and rec["kind"] == "both"
     assert (layout.current / "bundle.json").read_bytes().startswith(b"{")
     assert not list(layout.base.glob(".staging-*"))
@@ -82,7 +86,7 @@ def test_model_only_bundle_keeps_the_app_and_app_only_keeps_models(box):
     cur = layout.current
     assert (cur / "models/decay/unet.onnx").read_bytes().startswith(b"weights 1.1.0")
     assert '"1.0.0"' in (cur / "app/firmware/__init__.py").read_text()       # app taken from 1.0.0
-    assert rel.read_release(cur)["inherited"] == {"app": "1.0.0"}
+    assert read_release(cur)["inherited"] == {"app": "1.0.0"}
     updater.update(layout, box["bundle"]("1.2.0", model=False))
     cur = layout.current
     assert '"1.2.0"' in (cur / "app/firmware/__init__.py").read_text()
@@ -90,28 +94,28 @@ def test_model_only_bundle_keeps_the_app_and_app_only_keeps_models(box):
     # models are hard links to the previous release, not copies
     assert (cur / "models/decay/unet.onnx").stat().st_ino == \
            (layout.release_dir("1.1.0") / "models/decay/unet.onnx").stat().st_ino
-    assert rel.verify_release(cur) == []
+    assert verify_release(cur) == []
 
 
 def test_model_only_bundle_needs_an_installed_app(tmp_path):
     key, pub = make_key(tmp_path)
-    layout = rel.Layout.at(make_root(tmp_path, pub))
+    layout = Layout.at(make_root(tmp_path, pub))
     b = tmp_path / "m.bundle"
     bundlemod.build_bundle(make_src(tmp_path, "1.0.0", app=False), key, "1.0.0", b)
-    with pytest.raises(rel.ReleaseError, match="model-only"):
+    with pytest.raises(ReleaseError, match="model-only"):
         updater.update(layout, b)
-    assert rel.current_version(layout) is None and rel.installed_versions(layout) == []
+    assert current_version(layout) is None and installed_versions(layout) == []
 
 
 def test_prune_keeps_the_last_releases_and_never_current_or_previous(box):
     layout = box["layout"]
     for v in ("2.0.0", "3.0.0", "4.0.0", "5.0.0"):
         updater.update(layout, box["bundle"](v), keep=3)
-    assert rel.installed_versions(layout) == ["3.0.0", "4.0.0", "5.0.0"]
+    assert installed_versions(layout) == ["3.0.0", "4.0.0", "5.0.0"]
     updater.rollback(layout, to="3.0.0")                 # current 3.0.0, previous 5.0.0
     updater.update(layout, box["bundle"]("6.0.0"), keep=2)
-    assert set(rel.installed_versions(layout)) >= {"6.0.0", "3.0.0"}
-    assert rel.previous_version(layout) == "3.0.0"
+    assert set(installed_versions(layout)) >= {"6.0.0", "3.0.0"}
+    assert previous_version(layout) == "3.0.0"
 
 
 def test_rollback_toggles_between_current_and_previous(box):
@@ -119,16 +123,16 @@ def test_rollback_toggles_between_current_and_previous(box):
     updater.update(layout, box["bundle"]("2.0.0"))
     calls = []
     assert updater.rollback(layout, restart=lambda: calls.append("restart")) == ("2.0.0", "1.0.0")
-    assert rel.current_version(layout) == "1.0.0" and rel.previous_version(layout) == "2.0.0"
+    assert current_version(layout) == "1.0.0" and previous_version(layout) == "2.0.0"
     assert calls == ["restart"]
     assert updater.rollback(layout) == ("1.0.0", "2.0.0")
-    with pytest.raises(rel.ReleaseError, match="9.9.9 is not installed"):
+    with pytest.raises(ReleaseError, match="9.9.9 is not installed"):
         updater.rollback(layout, to="9.9.9")
 
 
 def test_concurrent_update_is_refused(box):
     with rel.locked(box["layout"]):
-        with pytest.raises(rel.ReleaseError, match="another update is running"):
+        with pytest.raises(ReleaseError, match="another update is running"):
             updater.update(box["layout"], box["bundle"]("2.0.0"))
 
 
@@ -139,7 +143,7 @@ def test_unhealthy_release_is_rolled_back(box):
     restarts, seen = [], []
 
     def restart():
-        restarts.append(rel.current_version(layout))
+        restarts.append(current_version(layout))
 
     def failing(version, since):
         seen.append(version)
@@ -150,16 +154,16 @@ def test_unhealthy_release_is_rolled_back(box):
     assert seen == ["2.0.0"]
     assert restarts == ["2.0.0", "1.0.0"]                 # started the new one, then the old one again
     assert_current_valid(layout, {"1.0.0"})
-    assert "NaN" in rel.read_state(layout)["failed"]["2.0.0"]["reason"]
+    assert "NaN" in read_state(layout)["failed"]["2.0.0"]["reason"]
     # the failed release stays installed for inspection but is not a rollback target
-    assert "2.0.0" in rel.installed_versions(layout)
+    assert "2.0.0" in installed_versions(layout)
 
 
 def test_healthy_release_stays(box):
     layout = box["layout"]
     report = updater.update(layout, box["bundle"]("2.0.0"), restart=lambda: None,
                             health=lambda v, since: HealthResult(True, "running"))
-    assert report.restarted and report.health == "running" and rel.current_version(layout) == "2.0.0"
+    assert report.restarted and report.health == "running" and current_version(layout) == "2.0.0"
 
 
 def test_judge_decisions():
@@ -268,7 +272,7 @@ def test_cli_update_with_root_does_not_restart_unless_asked(box):
     r = run_cli("update", str(box["bundle"]("2.0.0")), "--root", str(root), env=env)
     assert r.returncode == 0 and "not restarted (--root rehearsal" in r.stdout
     assert not log.exists()
-    assert rel.current_version(box["layout"]) == "2.0.0"
+    assert current_version(box["layout"]) == "2.0.0"
 
 
 def test_cli_refusal_exit_1_names_the_problem(box):
@@ -310,8 +314,8 @@ def test_status_command_renders_snapshot(box):
     assert "state     running" in r.stdout and "fps 11.8" in r.stdout and "engine tensorrt" in r.stdout
     assert "decay-v3 sha256 abcdef012345" in r.stdout and "current 1.0.0" in r.stdout
     assert "camera     FAIL no frame for 2.0 s" in r.stdout and "recent faults:" in r.stdout
-    text, healthy = commands.render_status(json.loads((box["root"] / "run/humus/status.json").read_text()),
-                                           time.time() + 60, "1.0.0", None)
+    text, healthy = render_status(json.loads((box["root"] / "run/humus/status.json").read_text()),
+                                  time.time() + 60, "1.0.0", None)
     assert "STALE" in text and not healthy
 
 
@@ -332,8 +336,8 @@ def test_logs_command_builds_journalctl_call(box, tmp_path):
 
 def test_running_release_finds_its_release_dir(box):
     mod = box["layout"].current.resolve() / "app/firmware/appliance/x.py"
-    assert rel.running_release(mod) == "1.0.0"
-    assert rel.running_release(REPO / "firmware/appliance/releases.py") is None
+    assert running_release(mod) == "1.0.0"
+    assert running_release(REPO / "firmware/appliance/releases.py") is None
 
 
 def test_a_restart_that_fails_rolls_back_too(box):
@@ -341,14 +345,14 @@ def test_a_restart_that_fails_rolls_back_too(box):
     calls = []
 
     def restart():
-        calls.append(rel.current_version(layout))
+        calls.append(current_version(layout))
         if len(calls) == 1:
             raise RuntimeError("systemctl restart humus.service failed (1): unit masked")
 
     with pytest.raises(updater.UpdateFailed, match="restart failed: .*unit masked.*rolled back to 1.0.0"):
         updater.update(layout, box["bundle"]("2.0.0"), restart=restart,
                        health=lambda v, s: HealthResult(True, "never asked"))
-    assert calls == ["2.0.0", "1.0.0"] and rel.current_version(layout) == "1.0.0"
+    assert calls == ["2.0.0", "1.0.0"] and current_version(layout) == "1.0.0"
 
 
 def test_retrying_a_failed_release_that_turns_healthy_clears_the_mark(box):
@@ -356,13 +360,13 @@ def test_retrying_a_failed_release_that_turns_healthy_clears_the_mark(box):
     with pytest.raises(updater.UpdateFailed):
         updater.update(layout, box["bundle"]("2.0.0"), restart=lambda: None,
                        health=lambda v, s: HealthResult(False, "camera unplugged during test"))
-    assert "2.0.0" in rel.read_state(layout)["failed"]
+    assert "2.0.0" in read_state(layout)["failed"]
     updater.update(layout, box["bundle"]("2.0.0"), restart=lambda: None, health=lambda v, s: HealthResult(True, "ok"))
-    assert rel.current_version(layout) == "2.0.0" and rel.read_state(layout)["failed"] == {}
+    assert current_version(layout) == "2.0.0" and read_state(layout)["failed"] == {}
 
 
 def test_release_app_is_precompiled_but_bytecode_is_not_part_of_the_release(box):
     cur = box["layout"].current
     assert list((cur / "app/firmware/__pycache__").glob("show.*.pyc"))
-    assert not any("__pycache__" in f for f in rel.read_release(cur)["files"])
-    assert rel.verify_release(cur) == []
+    assert not any("__pycache__" in f for f in read_release(cur)["files"])
+    assert verify_release(cur) == []

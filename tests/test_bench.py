@@ -3,7 +3,7 @@ import json
 import subprocess
 import sys
 
-from firmware.bench import jetson_estimate, onnx_cost
+from firmware.bench.cost import jetson_estimate, onnx_cost
 
 
 def test_flop_count_of_a_known_graph(tiny_model):

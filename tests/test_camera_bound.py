@@ -9,7 +9,7 @@ from hypothesis import given, settings, strategies as st
 from firmware import cli
 from firmware.box.conductor import Box
 from firmware.clock import FakeClock
-from firmware.config import config_warnings, parse_config
+from firmware.config.load import config_warnings, parse_config
 from firmware.devices.camera.sim import SimCamera
 from firmware.render import noise as nz
 from firmware.render.camera_picture import bounded_camera, capture_bound

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from firmware.config import ConfigError, parse_config
+from firmware.config.errors import ConfigError
+from firmware.config.load import parse_config
 from firmware.show.schedule import (UNSYNCED_POLICIES, Verdict, compile_schedule, decide, projector_on_at,
                                     state_at)
 

@@ -15,10 +15,10 @@ from pythonosc.udp_client import SimpleUDPClient
 
 from firmware import cli
 from firmware.appliance import doctor
-from firmware.appliance.commands import render_status
+from firmware.appliance.status_view import render_status
 from firmware.appliance.statusfile import StatusError, StatusWriter, read_status
 from firmware.check_result import render
-from firmware.config import parse_config
+from firmware.config.load import parse_config
 from firmware.devices.timesync.system import FLAG, SAVED
 from firmware.status_publisher import StatusPublisher
 from test_osc_venue import BERLIN, SCHEDULE, make_box, step_until, wait_inbox

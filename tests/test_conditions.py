@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from firmware.generate.conditions import Conditions, show_conditions
-from firmware.generate.engines import Engine, EngineError
+from firmware.generate.engine_interface import Engine, EngineError
 from firmware.generate.manifest import NetworkInfo
 from firmware.generate.worker import DriftJob, GenerationWorker, VisitorJob
 from firmware.soak.faults import FaultyEngine

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from firmware.config import Config, ConfigError, load_config, parse_config
+from firmware.config.errors import ConfigError
+from firmware.config.load import load_config, parse_config
+from firmware.config.schema import Config
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "firmware" / "data" / "humus.example.toml"
 

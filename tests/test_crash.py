@@ -12,6 +12,7 @@ from firmware.appliance import fsops as fs
 from firmware.appliance import releases as rel
 from firmware.appliance import updater
 from firmware.appliance.atomic import write_atomic
+from firmware.appliance.state import mark_failed, mark_healthy
 from firmware.crash import run_power_cuts
 from firmware.crash.disk import SimDisk, differences, read_tree
 from firmware.crash.record import Recorder
@@ -175,9 +176,9 @@ def _old_conclude(layout, version, verdict, report, restart, say):
     """updater._conclude as it was: the verdict written before the previous release is back."""
     report.health = verdict.reason
     if verdict.ok:
-        rel.mark_healthy(layout, version, verdict.reason)
+        mark_healthy(layout, version, verdict.reason)
         return
-    rel.mark_failed(layout, version, verdict.reason)
+    mark_failed(layout, version, verdict.reason)
     rel.activate(layout, report.previous)
     restart()
     raise updater.UpdateFailed(f"release {version} failed its health check")

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from firmware.config import parse_config
+from firmware.config.load import parse_config
 from firmware.devices.detect import V4L2_CAP_VIDEO_CAPTURE, Scanner, find_cameras, probe_serial
 from firmware.devices.emulators.lidar import TFminiEmulator
 from firmware.devices.emulators.pty import PtyPort
@@ -195,7 +195,7 @@ def test_doctor_detect_prints_pinning_lines(dev, tmp_path):
         # the lines it prints are a valid config
         pinned = tmp_path / "pinned.toml"
         pinned.write_text("\n".join(ln for ln in r.stdout.splitlines() if not ln.startswith("#")))
-        from firmware.config import load_config
+        from firmware.config.load import load_config
         assert load_config(pinned).presence.port == radar.port.path
     finally:
         radar.close()
@@ -210,7 +210,7 @@ def test_pin_lines_for_a_camera_and_warnings(dev, tmp_path):
 
 
 def test_bench_detection_runs_its_plugs():
-    from firmware.bench_venue import bench_detection
+    from firmware.bench.venue import bench_detection
     r = bench_detection(plugs=2, rescan_s=0.2, probe_s=0.1)
     assert r["plugs"] == 2 and 0 < r["median_s"] <= r["max_s"]
 

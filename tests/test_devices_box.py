@@ -9,7 +9,7 @@ import pytest
 
 from firmware.box.conductor import Box
 from firmware.clock import RealClock
-from firmware.config import parse_config
+from firmware.config.load import parse_config
 from firmware.devices.emulators.radar import LD2410Emulator
 from firmware.devices.emulators.widget import EnttecEmulator
 from firmware.show.lights import safe_universe

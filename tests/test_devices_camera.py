@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from firmware.clock import RealClock
-from firmware.config import CameraArgus, CameraAuto, CameraFile, CameraPicamera2, CameraV4L2
+from firmware.config.devices import CameraArgus, CameraAuto, CameraFile, CameraPicamera2, CameraV4L2
 from firmware.devices.camera.table import open_camera
 from firmware.devices.camera.watchdog import FrameWatchdog, frame_hash
 from waiting import wait_for

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from firmware.clock import FakeClock
-from firmware.config import DisplayPygame
+from firmware.config.devices import DisplayPygame
 
 pygame = pytest.importorskip("pygame")
 
@@ -149,7 +149,7 @@ def test_frames_reach_a_real_x11_window(cfg, framebuffer, monkeypatch):
     import shutil
     if shutil.which("Xvfb") is None:
         pytest.skip("Xvfb not installed (apt install xvfb)")
-    from firmware.bench_cascade import x_display
+    from firmware.bench.cascade import x_display
     from firmware.devices.display import pygame_window
     monkeypatch.setattr(pygame_window, "gpu_present", lambda: False)
     monkeypatch.delenv("SDL_VIDEODRIVER", raising=False)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from firmware.clock import RealClock
-from firmware.config import DmxArtNet, DmxEnttecPro, DmxOpenDmx, DmxSacn
+from firmware.config.devices import DmxArtNet, DmxEnttecPro, DmxOpenDmx, DmxSacn
 from firmware.devices.dmx.open import open_dmx
 from firmware.devices.dmx.sender import DmxSender
 from firmware.devices.emulators.network import UdpReceiver

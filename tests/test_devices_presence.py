@@ -8,7 +8,7 @@ import types
 import pytest
 
 from firmware.clock import RealClock
-from firmware.config import PresenceDistance, PresenceLD2410, PresenceMotion, PresenceTFmini
+from firmware.config.devices import PresenceDistance, PresenceLD2410, PresenceMotion, PresenceTFmini
 from firmware.devices.emulators.lidar import TFminiEmulator
 from firmware.devices.emulators.radar import LD2410Emulator
 from firmware.devices.presence.table import open_presence
@@ -260,7 +260,7 @@ def test_gpio_backend_without_a_usable_pin_factory_faults_then_opens(mock_factor
 
 def test_health_follows_the_filters_staleness_and_lifts_only_its_own_verdict():
     from firmware.clock import FakeClock
-    from firmware.config import PresenceSim
+    from firmware.config.devices import PresenceSim
     from firmware.devices.presence.sim import NoPresence, SimPresence
     sensor = SimPresence(PresenceSim(type="sim"), FakeClock())
     sensor.follow_filter(True, 2.0)

@@ -6,7 +6,8 @@ import io
 
 
 from firmware.check_result import CheckResult
-from firmware.config import Config, parse_config
+from firmware.config.load import parse_config
+from firmware.config.schema import Config
 from firmware.devices.emulators.radar import LD2410Emulator
 from firmware.devices.emulators.widget import EnttecEmulator
 

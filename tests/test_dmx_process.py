@@ -5,7 +5,7 @@ import time
 
 
 from firmware.clock import RealClock
-from firmware.config import parse_config
+from firmware.config.load import parse_config
 from firmware.devices.dmx.open import open_dmx
 from firmware.devices.dmx.process import DmxProcessSender
 

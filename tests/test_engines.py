@@ -7,7 +7,8 @@ import pytest
 
 from firmware.generate import engines
 from firmware.generate.conditions import Conditions
-from firmware.generate.engines import Engine, EngineError, open_engine
+from firmware.generate.engine_interface import Engine, EngineError
+from firmware.generate.engines import open_engine
 from firmware.generate.manifest import load_model_dir
 from firmware.generate.trt import cache_key
 
@@ -23,7 +24,7 @@ class Spy:
         asked.add(name.split('.')[0])
         return None
 sys.meta_path.insert(0, Spy())
-import firmware.cli, firmware.box, firmware.bench, firmware.safe, firmware.generate.trt
+import firmware.cli, firmware.box.conductor, firmware.bench.stages, firmware.safe, firmware.generate.trt
 import firmware.devices.camera.table, firmware.devices.presence.table, firmware.devices.dmx.open
 import firmware.devices.display.table, firmware.devices.projector.control
 firmware.cli.build_parser()

@@ -11,7 +11,8 @@ pytest.importorskip("torch")
 from export import cli  # noqa: E402
 from export.distill import DistillConfig  # noqa: E402
 from export.footage import FootageConfig  # noqa: E402
-from export.train import RunBudget, TrainConfig  # noqa: E402
+from export.loop import RunBudget  # noqa: E402
+from export.train import TrainConfig  # noqa: E402
 from export.upsampler import UpsamplerConfig  # noqa: E402
 
 

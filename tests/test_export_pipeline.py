@@ -94,7 +94,7 @@ def test_manifest_schema_sha_and_firmware_loads_it(pipeline):
     from firmware.generate.conditions import Conditions
     from firmware.generate.engines import open_engine
     from firmware.generate.manifest import load_model_dir
-    from export.onnx import sha256_file
+    from firmware.digest import sha256_file
 
     d = pipeline["model"]
     mf = json.loads((d / "manifest.json").read_text())

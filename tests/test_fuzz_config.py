@@ -1,5 +1,5 @@
 """Fuzzing the config loader with hypothesis: `parse_config(obj)` and `load_config(path)` may raise
-ConfigError and nothing else, whatever the TOML text or the nested dict (firmware/config.py).
+ConfigError and nothing else, whatever the TOML text or the nested dict (firmware/config/load.py).
 
 Inputs: arbitrary nested dicts; dicts shaped like a config (real sections, real keys, backend tags,
 values near the bounds) so the validators deep inside run; arbitrary text; the shipped example
@@ -14,12 +14,13 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from firmware import config as cfg
-from firmware.config_errors import type_tags
+import firmware
+from firmware.config import devices, schema, section, venue
+from firmware.config.errors import type_tags
 from firmware.fuzz import check_config_dict, fuzz_config_toml
 
 N = int(os.environ.get("HUMUS_FUZZ_EXAMPLES", "0"))
-EXAMPLE = (Path(cfg.__file__).parent / "data" / "humus.example.toml").read_text()
+EXAMPLE = (Path(firmware.__file__).parent / "data" / "humus.example.toml").read_text()
 
 
 def fuzz(ci: int):
@@ -32,10 +33,10 @@ scalars = (st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats()
 json_like = st.recursive(scalars, lambda c: st.lists(c, max_size=4) |
                          st.dictionaries(st.text(max_size=8), c, max_size=4), max_leaves=24)
 
-SECTIONS = list(cfg.Config.model_fields)
-KEYS = sorted({k for v in vars(cfg).values()
-               if isinstance(v, type) and issubclass(v, cfg.Section) for k in v.model_fields})
-TAGS = sorted(type_tags(cfg.Config))   # every backend tag, read from the models
+SECTIONS = list(schema.Config.model_fields)
+KEYS = sorted({k for module in (schema, devices, venue) for v in vars(module).values()
+               if isinstance(v, type) and issubclass(v, section.Section) for k in v.model_fields})
+TAGS = sorted(type_tags(schema.Config))   # every backend tag, read from the models
 CHANNELS = ["dimmer", "dimmer16", "red", "green", "blue", "white", "amber", "strobe", "red16", "green16",
             "blue16", "fixed", "uv"]
 STATES = ["idle", "approach", "immersion", "emergence", "hold", "release", "safe", "party"]

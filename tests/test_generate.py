@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from firmware.generate.conditions import Conditions
-from firmware.generate.engines import EngineError, open_engine
+from firmware.generate.engine_interface import EngineError
+from firmware.generate.engines import open_engine
 from firmware.generate.manifest import ModelError, load_model_dir
 from firmware.generate.sampler import sample
 from firmware.generate.worker import GenerationWorker, VisitorJob, seeded_sigmas, slerp

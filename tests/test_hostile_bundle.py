@@ -17,6 +17,8 @@ from firmware.appliance import bundle as bundlemod
 from firmware.appliance import commands
 from firmware.appliance import releases as rel
 from firmware.appliance import updater
+from firmware.appliance.bundle_schema import BundleError, check_version, version_key
+from firmware.appliance.release_layout import Layout, ReleaseError, current_version, read_release
 from test_appliance_support import craft_bundle, installed_box, make_key, make_root, make_src, reg, tree
 
 
@@ -29,7 +31,7 @@ def box(tmp_path):
 def refused_everywhere(box, bundle, match, capsys):
     """Refused by the updater (nothing changed on disk) and by `humus update` (exit 1, one line)."""
     before = tree(box["root"])
-    with pytest.raises((bundlemod.BundleError, rel.ReleaseError), match=match):
+    with pytest.raises((BundleError, ReleaseError), match=match):
         updater.update(box["layout"], bundle)
     assert tree(box["root"]) == before
     capsys.readouterr()
@@ -37,7 +39,7 @@ def refused_everywhere(box, bundle, match, capsys):
     err = capsys.readouterr().err
     assert "update refused" in err and "Traceback" not in err
     assert tree(box["root"]) == before and not list(box["layout"].base.glob(".staging-*"))
-    assert rel.current_version(box["layout"]) == "1.0.0"
+    assert current_version(box["layout"]) == "1.0.0"
 
 
 BAD_VERSIONS = ["2.0.0\n", "\u0662.0.0", "\uff12.0.0", "2.0.\u0660", "1." + "9" * 298, "9" * 5000,
@@ -57,10 +59,10 @@ def test_check_version_accepts_only_the_documented_ascii_form(text):
     documented = re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,9}){0,3}([-+][0-9A-Za-z]+(\.[0-9A-Za-z]+)*)?", text,
                               flags=re.ASCII) and len(text) <= 64
     try:
-        bundlemod.check_version(text)
+        check_version(text)
         assert documented, text
-        bundlemod.version_key(text)
-    except bundlemod.BundleError:
+        version_key(text)
+    except BundleError:
         assert not documented, text
 
 
@@ -117,7 +119,7 @@ def test_modes_are_normalised_whatever_the_signed_manifest_says(box):
     cur = box["layout"].current
     modes = {n: stat.S_IMODE((cur / n).stat().st_mode) for n in files}
     assert modes == {"app/firmware/__init__.py": 0o755, "app/firmware/run": 0o755, "app/firmware/data.txt": 0o644}
-    assert {e["mode"] for e in rel.read_release(cur)["files"].values()} <= {0o644, 0o755}
+    assert {e["mode"] for e in read_release(cur)["files"].values()} <= {0o644, 0o755}
 
 
 def test_enospc_during_extraction_removes_staging_and_says_disk_full(box, monkeypatch, capsys):
@@ -137,7 +139,7 @@ def test_enospc_during_extraction_removes_staging_and_says_disk_full(box, monkey
     assert "disk full (ENOSPC)" in err and "removed the staging folder" in err and "Traceback" not in err
     assert not list(box["layout"].base.glob(".staging-*"))
     assert tree(box["root"] / "opt/humus/releases") == before
-    assert rel.current_version(box["layout"]) == "1.0.0"
+    assert current_version(box["layout"]) == "1.0.0"
 
 
 def test_bundle_modified_during_extraction_removes_staging(box, monkeypatch, capsys):
@@ -155,7 +157,7 @@ def test_bundle_modified_during_extraction_removes_staging(box, monkeypatch, cap
     err = capsys.readouterr().err
     assert "does not match the signed manifest" in err and "removed the staging folder" in err
     assert not list(box["layout"].base.glob(".staging-*"))
-    assert rel.current_version(box["layout"]) == "1.0.0"
+    assert current_version(box["layout"]) == "1.0.0"
 
 
 names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1, max_size=300)
@@ -177,11 +179,11 @@ def test_any_signed_payload_paths_install_cleanly_or_are_refused(tmp_path_factor
         members.append((ti, data))
         files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "mode": mode}
     b = craft_bundle(tmp / "x.bundle", key, members, files=files, version="2.0.0")
-    layout = rel.Layout.at(root)
+    layout = Layout.at(root)
     try:
         updater.update(layout, b)
-    except (bundlemod.BundleError, rel.ReleaseError):
-        assert rel.current_version(layout) is None
+    except (BundleError, ReleaseError):
+        assert current_version(layout) is None
     else:
         cur = layout.current.resolve()
         for dirpath, _, fnames in os.walk(cur):

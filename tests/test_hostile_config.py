@@ -20,7 +20,10 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from firmware import cli
 from firmware.box.conductor import Box
 from firmware.clock import FakeClock
-from firmware.config import MAX_CONFIG_BYTES, Config, ConfigError, PresenceSim, load_config
+from firmware.config.devices import PresenceSim
+from firmware.config.errors import ConfigError
+from firmware.config.load import MAX_CONFIG_BYTES, load_config
+from firmware.config.schema import Config
 from scenario import run_frames
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,8 +16,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from firmware.appliance import bundle as bundlemod
-from firmware.appliance import releases as rel
 from firmware.appliance import updater
+from firmware.appliance.release_layout import Layout, current_version
+from firmware.appliance.state import read_state
 from test_appliance_support import REPO, fake_systemctl, make_key, make_root, make_src, tree
 
 
@@ -25,7 +26,7 @@ from test_appliance_support import REPO, fake_systemctl, make_key, make_root, ma
 def box(tmp_path):
     key, pub = make_key(tmp_path)
     root = make_root(tmp_path, pub)
-    layout = rel.Layout.at(root)
+    layout = Layout.at(root)
 
     def bundle(version):
         out = tmp_path / f"{version}.bundle"
@@ -73,15 +74,15 @@ def releases_row(box, version):
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_the_health_wait_rolls_back_and_exits_3(box, sig):
     p = start_waiting_update(box)
-    assert rel.current_version(box["layout"]) == "2.0.0"
+    assert current_version(box["layout"]) == "2.0.0"
     p.send_signal(sig)
     out, err = p.communicate(timeout=30)
     assert p.returncode == 3, err
     assert "Traceback" not in err and "interrupted by" in err and "rolled back to 1.0.0" in err
-    assert rel.current_version(box["layout"]) == "1.0.0"
+    assert current_version(box["layout"]) == "1.0.0"
     row = releases_row(box, "2.0.0")
     assert row["health"] == "failed" and "interrupted by" in row["failed"]
-    assert "pending" not in rel.read_state(box["layout"])
+    assert "pending" not in read_state(box["layout"])
     text = cli("releases", "--root", str(box["root"])).stdout
     assert "FAILED: update interrupted by" in text
 
@@ -93,11 +94,11 @@ def test_nohup_keeps_the_update_through_a_hangup(box):
     p.send_signal(signal.SIGHUP)
     with pytest.raises(subprocess.TimeoutExpired):
         p.communicate(timeout=1.5)                     # still waiting for the new release
-    assert rel.current_version(box["layout"]) == "2.0.0" and p.poll() is None
+    assert current_version(box["layout"]) == "2.0.0" and p.poll() is None
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=30)
     assert p.returncode == 3 and "interrupted by SIGTERM" in err and "rolled back to 1.0.0" in err
-    assert rel.current_version(box["layout"]) == "1.0.0"
+    assert current_version(box["layout"]) == "1.0.0"
 
 
 def test_sigkill_during_the_wait_is_rolled_back_at_boot(box):
@@ -105,12 +106,12 @@ def test_sigkill_during_the_wait_is_rolled_back_at_boot(box):
     p.kill()
     p.communicate(timeout=30)
     layout = box["layout"]
-    assert rel.current_version(layout) == "2.0.0"                       # the unverified release
+    assert current_version(layout) == "2.0.0"                       # the unverified release
     assert releases_row(box, "2.0.0")["health"] == "unverified"
     assert "UNVERIFIED" in cli("releases", "--root", str(box["root"])).stdout
     r = cli("recover", "--root", str(box["root"]), env=box["env"])        # what humus.service runs first
     assert r.returncode == 0 and "rolled back to 1.0.0" in r.stdout and "Traceback" not in r.stderr
-    assert rel.current_version(layout) == "1.0.0"
+    assert current_version(layout) == "1.0.0"
     row = releases_row(box, "2.0.0")
     assert row["health"] == "failed" and "killed" in row["failed"]
     again = cli("recover", "--root", str(box["root"]), env=box["env"])
@@ -125,7 +126,7 @@ def test_sigkill_during_the_wait_is_rolled_back_by_the_next_update(box):
             "--health-timeout", "10", env=box["env"])
     assert r.returncode == 0, r.stderr
     assert "release 2.0.0 was left unverified by an interrupted update: rolled back to 1.0.0" in r.stdout
-    assert rel.current_version(box["layout"]) == "3.0.0"
+    assert current_version(box["layout"]) == "3.0.0"
     assert os.readlink(box["layout"].previous) == "releases/1.0.0"      # not the unverified 2.0.0
     assert releases_row(box, "2.0.0")["health"] == "failed"
     assert releases_row(box, "3.0.0")["health"] == "healthy"
@@ -136,11 +137,11 @@ def test_recover_does_nothing_while_an_update_holds_the_lock(box):
     try:
         r = cli("recover", "--root", str(box["root"]), env=box["env"])
         assert r.returncode == 0 and "another update is running" in r.stdout
-        assert rel.current_version(box["layout"]) == "2.0.0"
+        assert current_version(box["layout"]) == "2.0.0"
     finally:
         p.send_signal(signal.SIGTERM)
         p.communicate(timeout=30)
-    assert rel.current_version(box["layout"]) == "1.0.0"
+    assert current_version(box["layout"]) == "1.0.0"
 
 
 MALFORMED_STATUS = [
@@ -186,7 +187,7 @@ def test_a_malformed_status_during_the_wait_rolls_back(box, status):
     health = StatusHealth(path, timeout=5, settle=0, poll=0.01)
     with pytest.raises(updater.UpdateFailed, match=r"malformed status: status file .*rolled back to 1\.0\.0"):
         updater.update(box["layout"], box["bundle"]("2.0.0"), restart=restart, health=health)
-    assert rel.current_version(box["layout"]) == "1.0.0"
+    assert current_version(box["layout"]) == "1.0.0"
 
 
 def test_status_json_into_a_closed_pipe_is_quiet(box):
@@ -274,8 +275,8 @@ def test_release_build_with_a_bad_version_or_missing_source_is_one_line(tmp_path
 def test_state_file_of_the_wrong_shape_does_not_stop_an_update(box):
     box["layout"].state_file.write_text('{"failed": [], "history": {}, "pending": {"version": 3}}')
     updater.update(box["layout"], box["bundle"]("2.0.0"), restart=lambda: None)
-    assert rel.current_version(box["layout"]) == "2.0.0"
-    assert time.time() - rel.read_state(box["layout"])["healthy"]["2.0.0"]["at"] < 60
+    assert current_version(box["layout"]) == "2.0.0"
+    assert time.time() - read_state(box["layout"])["healthy"]["2.0.0"]["at"] < 60
 
 
 # --- property-based: any status file is either rendered or refused naming the key -----------------
@@ -299,6 +300,7 @@ good_status = {"state": "running", "updated_at": 1.7e9, "fps": 12.0, "devices": 
 @given(st.dictionaries(st.sampled_from(STATUS_KEYS), status_values, max_size=5), st.booleans())
 def test_any_status_file_renders_or_is_refused_by_key(tmp_path_factory, changes, start_good):
     from firmware.appliance import commands
+    from firmware.appliance.status_view import render_status
     from firmware.appliance.health import judge
     from firmware.appliance.statusfile import StatusError, read_status
     path = tmp_path_factory.mktemp("st") / "status.json"
@@ -308,7 +310,7 @@ def test_any_status_file_renders_or_is_refused_by_key(tmp_path_factory, changes,
     except StatusError as exc:
         assert str(path) in str(exc)
         return
-    text, healthy = commands.render_status(status, 1.7e9, "1.0.0", None)
+    text, healthy = render_status(status, 1.7e9, "1.0.0", None)
     assert isinstance(text, str) and isinstance(healthy, bool)
     assert judge(status, "1.0.0", 0.0, 1.7e9)[0] in ("ok", "wait", "bad")
 
@@ -335,6 +337,6 @@ def test_cli_update_whose_release_writes_updated_at_as_a_string_exits_3(box):
             "--health-timeout", "10", env={"HUMUS_SYSTEMCTL": str(fake)})
     assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
     assert "malformed status" in r.stderr and "updated_at" in r.stderr and "rolled back to 1.0.0" in r.stderr
-    assert rel.current_version(box["layout"]) == "1.0.0"
+    assert current_version(box["layout"]) == "1.0.0"
     assert releases_row(box, "2.0.0")["health"] == "failed"
     assert not list(box["layout"].base.glob(".staging-*"))

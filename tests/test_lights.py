@@ -1,7 +1,7 @@
 import pytest
 
-from firmware.config import Fixture, LightsConfig
-from firmware.show.lights import LightLevel, light_level, build_universe, safe_universe
+from firmware.config.schema import Fixture, LightsConfig
+from firmware.show.lights import LightLevel, build_universe, light_level, safe_universe
 
 
 def test_8_and_16_bit_patch_bytes():

@@ -12,10 +12,11 @@ from pythonosc.udp_client import SimpleUDPClient
 
 from firmware import cli
 from firmware.appliance import doctor as doctormod
-from firmware.appliance.commands import render_status
+from firmware.appliance.status_view import render_status
 from firmware.appliance.statusfile import StatusError, StatusWriter, read_status
 from firmware.check_result import render
-from firmware.config import ConfigError, config_warnings, parse_config
+from firmware.config.errors import ConfigError
+from firmware.config.load import config_warnings, parse_config
 from firmware.osc import OscLink
 from firmware.osc_allow import LOOPBACK, Senders, only_loopback, parse_network, permits, sender_address
 from firmware.status_publisher import StatusPublisher

@@ -14,7 +14,7 @@ from pythonosc.udp_client import SimpleUDPClient
 
 from firmware.box.conductor import Box
 from firmware.clock import FakeClock
-from firmware.config import parse_config
+from firmware.config.load import parse_config
 from firmware.osc import listening_sockets
 from firmware.show.control import ShowInputs, apply_message
 from firmware.show.lights import LightLevel, build_universe

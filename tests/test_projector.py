@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from firmware.config import parse_config
+from firmware.config.load import parse_config
 from firmware.devices.emulators.network import PJLinkEmulator
 from firmware.devices.projector import pjlink as pj
 from firmware.devices.projector.control import ProjectorControl, open_projector

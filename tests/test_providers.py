@@ -31,7 +31,7 @@ def test_a_stage_follows_the_generators_session():
 
 
 def test_the_shipped_upsampler_says_where_it_runs(caplog):
-    from firmware.config import DEFAULT_MODEL_DIR
+    from firmware.config.schema import DEFAULT_MODEL_DIR
     from firmware.generate.manifest import load_model_dir
     from firmware.generate.stages import Upsampler
 
@@ -44,7 +44,7 @@ def test_the_shipped_upsampler_says_where_it_runs(caplog):
 def test_a_gpu_provider_that_refuses_falls_back_to_the_cpu(monkeypatch, caplog):
     import onnxruntime as ort
 
-    from firmware.config import DEFAULT_MODEL_DIR
+    from firmware.config.schema import DEFAULT_MODEL_DIR
     from firmware.generate.manifest import load_model_dir
     from firmware.generate.stages import Upsampler
 

@@ -9,7 +9,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from firmware.config import ConfigError, parse_config
+from firmware.config.errors import ConfigError
+from firmware.config.load import parse_config
 from firmware.show.schedule import (Schedule, changes_between, compile_schedule, load_zone, parse_window,
                                     projector_on_at, state_at)
 

@@ -1,7 +1,7 @@
 
 import pytest
 
-from firmware.config import ShowConfig
+from firmware.config.schema import ShowConfig
 from firmware.show.machine import SIGMA_START, STATES, ShowState, State, Timings, noise_level, step_show
 from firmware.show.presence import PresenceParams, PresenceState, update_presence
 

@@ -16,7 +16,9 @@ import pytest
 
 from firmware.box.conductor import Box
 from firmware.clock import FakeClock
-from firmware.soak import PTY_KINDS, SIM_KINDS, FaultyEngine, FullDisk, Options, run_soak, summary
+from firmware.soak import Options, run_soak
+from firmware.soak.faults import PTY_KINDS, SIM_KINDS, FaultyEngine, FullDisk
+from firmware.soak.report import summary
 from scenario import hf_energy, run_frames, small_config
 
 
@@ -187,7 +189,7 @@ def test_the_state_history_stays_bounded(tiny_model):
 
 
 def test_sim_camera_faults_look_like_real_ones():
-    from firmware.config import CameraSim
+    from firmware.config.devices import CameraSim
     from firmware.devices.camera.sim import SimCamera
     clock = FakeClock()
     cam = SimCamera(CameraSim(width=64, height=48, fps=10.0, stall_timeout_s=2.0, frozen_timeout_s=3.0), clock)
@@ -273,7 +275,7 @@ def test_no_camera_means_no_seed_from_an_earlier_picture(tiny_model):
 def test_every_simulated_device_breaks_and_heals_through_one_api(tmp_path):
     """inject(fault) / heal() on each sim backend, with the effect a real failure has."""
     from firmware.clock import FakeClock
-    from firmware.config import CameraSim, DisplayHeadless, PresenceSim
+    from firmware.config.devices import CameraSim, DisplayHeadless, PresenceSim
     from firmware.devices.camera.sim import SimCamera
     from firmware.devices.display.sim import HeadlessDisplay
     from firmware.devices.dmx.sim import SimDmxTransport

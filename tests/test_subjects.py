@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from firmware.box.conductor import Box
 from firmware.clock import FakeClock
-from firmware.config import ConfigError, parse_config
+from firmware.config.errors import ConfigError
+from firmware.config.load import parse_config
 from firmware.generate.conditions import Conditions
 from firmware.generate.engines import open_engine
 from firmware.generate.manifest import ModelError, load_model_dir

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from firmware.clock import FakeClock
-from firmware.config import parse_config
+from firmware.config.load import parse_config
 from firmware.devices.timesync.sim import SimTimeSync
 from firmware.devices.timesync.system import (FLAG, MAXERROR_LIMIT_S, SAVED, Evidence, SystemTimeSync, adjtimex,
                                               gather, judge)

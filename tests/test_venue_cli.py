@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from firmware.appliance.commands import render_status
+from firmware.appliance.status_view import render_status
 
 
 def test_rehearse_a_closing_in_real_time(tiny_model, tmp_path):

@@ -21,7 +21,7 @@ def existing_dir(text: str) -> str:
 
 
 def cli_version(text: str) -> str:
-    from .bundle import BundleError, check_version
+    from .bundle_schema import BundleError, check_version
     try:
         return check_version(text)
     except BundleError as exc:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from . import fsops as fs
-from .fsops import fsync_dir  # noqa: F401  (re-exported: atomic.fsync_dir)
 
 
 @contextlib.contextmanager

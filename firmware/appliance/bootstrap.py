@@ -20,6 +20,8 @@ from . import bundle as bundlemod
 from . import fsops as fs
 from . import releases as rel
 from .atomic import write_atomic
+from .bundle_schema import BundleError, check_version
+from .release_layout import RELEASE_FILE, Layout, ReleaseError, current_version, verify_release
 
 BOX_VENV = "/opt/humus/venv"
 BOX_APP = "/opt/humus/current/app"
@@ -31,12 +33,12 @@ def checkout_version(src: Path) -> str:
     m = re.search(r'^__version__\s*=\s*["\']([^"\']+)["\']', text, re.M)
     if not m:
         raise SystemExit(f"bootstrap: no __version__ in {src / 'firmware/__init__.py'}")
-    return bundlemod.check_version(m.group(1).split("+")[0] + "+local")
+    return check_version(m.group(1).split("+")[0] + "+local")
 
 
-def ensure_release(layout: rel.Layout, src: Path, dry_run: bool, say) -> None:
-    cur = rel.current_version(layout)
-    if cur is not None and not rel.verify_release(layout.release_dir(cur), hashes=False):
+def ensure_release(layout: Layout, src: Path, dry_run: bool, say) -> None:
+    cur = current_version(layout)
+    if cur is not None and not verify_release(layout.release_dir(cur), hashes=False):
         say(f"release {cur} is current: kept (update it with `humus update BUNDLE`)")
         return
     version = checkout_version(src)
@@ -46,7 +48,7 @@ def ensure_release(layout: rel.Layout, src: Path, dry_run: bool, say) -> None:
         return
     with rel.locked(layout):
         rel.sweep(layout)
-        if not (layout.release_dir(version) / rel.RELEASE_FILE).is_file():
+        if not (layout.release_dir(version) / RELEASE_FILE).is_file():
             rel.install_local(layout, files, version, kind)
         rel.activate(layout, version)
     say(f"installed {src} as release {version} ({kind}, {len(files)} files); current -> {version}")
@@ -80,11 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--site-packages", help="the venv's site-packages (as seen from here)")
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
-    layout = rel.Layout.at(args.root)
+    layout = Layout.at(args.root)
     say = lambda s: print(f"    {s}")  # noqa: E731  (indented under install.sh's step line)
     try:
         ensure_release(layout, Path(args.src), args.dry_run, say)
-    except (bundlemod.BundleError, rel.ReleaseError) as exc:
+    except (BundleError, ReleaseError) as exc:
         print(f"bootstrap: {exc}", file=sys.stderr)
         return 1
     if args.site_packages:

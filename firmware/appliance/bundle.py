@@ -32,14 +32,11 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from . import fsops as fs
-from .bundle_schema import (  # noqa: F401  (re-exported: bundlemod.check_version etc.)
-    CHUNK, COMPRESSED, DEFAULT_MAX_BYTES, FORMAT, KEY_PREFIX, KINDS, MANIFEST_NAME, MAX_FILES,
-    MAX_HEADER_BYTES, MAX_META_BYTES, MAX_NAME_BYTES, MAX_PATH_BYTES, MAX_VERSION_LEN, PUB_PREFIX,
-    SIG_FORMAT, SIGNATURE_NAME, SKIP_NAMES, VERSION_RE, BundleError, _check_manifest, check_member_path,
-    check_version, version_key)
+from .bundle_schema import (CHUNK, COMPRESSED, DEFAULT_MAX_BYTES, FORMAT, KINDS, MANIFEST_NAME, MAX_HEADER_BYTES,
+                            MAX_META_BYTES, SIG_FORMAT, SIGNATURE_NAME, SKIP_NAMES, BundleError, _check_manifest,
+                            check_member_path, check_version)
 from firmware.digest import sha256_file
-from .bundle_keys import (  # noqa: F401  (re-exported: bundlemod.load_trusted_keys etc.)
-    TrustedKey, _key_line, _nacl, generate_keypair, key_id, load_signing_key, load_trusted_keys)
+from .bundle_keys import TrustedKey, _nacl, key_id, load_signing_key
 
 
 # --- build -----------------------------------------------------------------------------------

@@ -22,15 +22,19 @@ import sys
 import time
 from pathlib import Path
 
-from . import bundle as bundlemod
 from . import doctor as doctormod
 from . import releases as rel
 from . import updater
+from .bundle_schema import DEFAULT_MAX_BYTES, BundleError
 from .health import StatusHealth
+from .release_layout import (Layout, ReleaseError, current_version, installed_versions, previous_version, read_release,
+                             verify_release)
 from .service import SAFE_SERVICE, SERVICE, Systemctl
 from .argtypes import cli_version, existing_dir, number
-from .status_view import _ago, render_status, venue_lines  # noqa: F401  (re-exported)
+from .state import read_state
+from .status_view import render_status
 from .statusfile import read_status
+from firmware.check_result import CheckResult, as_json, render
 
 
 def _common(p, status_file: bool = False) -> None:
@@ -52,7 +56,7 @@ def _wants_restart(args) -> bool:
 
 
 def _status_path(args) -> Path:
-    return Path(args.status_file) if getattr(args, "status_file", None) else rel.Layout.at(args.root).status_file
+    return Path(args.status_file) if getattr(args, "status_file", None) else Layout.at(args.root).status_file
 
 
 def _err(msg: str) -> None:
@@ -67,17 +71,17 @@ def _say(msg: str, stream=None) -> None:
         pass
 
 
-def _humus_root(layout: rel.Layout) -> None:
+def _humus_root(layout: Layout) -> None:
     """Refuse to write into a folder that is not a humus tree (a --root typo)."""
     if not (layout.root / "etc/humus").is_dir() and not layout.base.is_dir():
-        raise rel.ReleaseError(f"{layout.root} has neither etc/humus nor opt/humus: not a humus root "
-                               f"(a typo in --root?)")
+        raise ReleaseError(f"{layout.root} has neither etc/humus nor opt/humus: not a humus root "
+                           f"(a typo in --root?)")
 
 
 # --- update / rollback / releases -------------------------------------------------------------
 
 def cmd_update(args) -> int:
-    layout = rel.Layout.at(args.root)
+    layout = Layout.at(args.root)
     restart = health = None
     if _wants_restart(args):
         ctl = Systemctl()
@@ -88,7 +92,7 @@ def cmd_update(args) -> int:
         _humus_root(layout)
         report = updater.update(layout, args.file, force=args.force, max_bytes=args.max_bytes, restart=restart,
                                 health=health, keep=args.keep, say=_say)
-    except (bundlemod.BundleError, rel.ReleaseError) as exc:
+    except (BundleError, ReleaseError) as exc:
         _err(f"update refused, nothing changed: {exc}")
         return 1
     except updater.UpdateFailed as exc:
@@ -107,12 +111,12 @@ def cmd_update(args) -> int:
 
 
 def cmd_rollback(args) -> int:
-    layout = rel.Layout.at(args.root)
+    layout = Layout.at(args.root)
     restart = Systemctl().restart if _wants_restart(args) else None
     try:
         _humus_root(layout)
         updater.rollback(layout, to=args.to, restart=restart, say=_say)
-    except (rel.ReleaseError, bundlemod.BundleError) as exc:
+    except (ReleaseError, BundleError) as exc:
         _err(f"rollback refused: {exc}")
         return 1
     except PermissionError as exc:
@@ -123,7 +127,7 @@ def cmd_rollback(args) -> int:
 
 def cmd_recover(args) -> int:
     """At boot (humus.service ExecStartPre): roll back a release an interrupted update left unverified."""
-    layout = rel.Layout.at(args.root)
+    layout = Layout.at(args.root)
     restart = Systemctl().restart if args.restart else None
     back = updater.recover(layout, restart=restart, say=_say)
     if back is None:
@@ -132,17 +136,17 @@ def cmd_recover(args) -> int:
 
 
 def cmd_releases(args) -> int:
-    layout = rel.Layout.at(args.root)
-    cur, prev = rel.current_version(layout), rel.previous_version(layout)
-    state = rel.read_state(layout)
+    layout = Layout.at(args.root)
+    cur, prev = current_version(layout), previous_version(layout)
+    state = read_state(layout)
     failed, healthy, pending = state["failed"], state["healthy"], state.get("pending", {}).get("version")
     rows = []
-    for v in reversed(rel.installed_versions(layout)):
+    for v in reversed(installed_versions(layout)):
         try:
-            rec = rel.read_release(layout.release_dir(v))
-        except rel.ReleaseError as exc:
+            rec = read_release(layout.release_dir(v))
+        except ReleaseError as exc:
             rec = {"error": str(exc)}
-        problems = rel.verify_release(layout.release_dir(v), hashes=args.verify)
+        problems = verify_release(layout.release_dir(v), hashes=args.verify)
         rows.append({"version": v, "current": v == cur, "previous": v == prev, "kind": rec.get("kind"),
                      "created": rec.get("created"), "signer": rec.get("bundle", {}).get("signer"),
                      "bytes": sum(f["size"] for f in rec.get("files", {}).values()),
@@ -171,7 +175,7 @@ def cmd_releases(args) -> int:
 # --- status / doctor / logs -------------------------------------------------------------------
 
 def cmd_status(args) -> int:
-    layout = rel.Layout.at(args.root)
+    layout = Layout.at(args.root)
     try:
         status = read_status(_status_path(args))
     except ValueError as exc:
@@ -182,10 +186,10 @@ def cmd_status(args) -> int:
         service = Systemctl().is_active()
         if Systemctl(service=SAFE_SERVICE).is_active() == "active":
             service = f"{service} (SAFE MODE is active)"
-    text, healthy = render_status(status, time.time(), rel.current_version(layout), rel.previous_version(layout), service)
+    text, healthy = render_status(status, time.time(), current_version(layout), previous_version(layout), service)
     if args.json:
         print(json.dumps({"status": status, "healthy": healthy, "service": service,
-                          "current": rel.current_version(layout)}, indent=2))
+                          "current": current_version(layout)}, indent=2))
     else:
         print(text)
     return 0 if healthy else 1
@@ -200,15 +204,16 @@ def cmd_doctor(args) -> int:
     live = on_box and (args.live or ctx.systemctl.is_active() != "active")
     results = doctormod.run_checks(ctx, doctormod.CHECKS + (doctormod.live_device_checks() if live else []))
     if on_box and not live:
-        results.append(doctormod.CheckResult("devices (live)", None, "skipped while the show runs (it holds the "
-                                             "ports); stop it (sudo systemctl stop humus) or use --live"))
-    print(json.dumps(doctormod.as_json(results), indent=2) if args.json else doctormod.render(results))
+        results.append(CheckResult("devices (live)", None, "skipped while the show runs (it holds the "
+                                   "ports); stop it (sudo systemctl stop humus) or use --live"))
+    print(json.dumps(as_json(results), indent=2) if args.json else render(results))
     return 1 if any(r.ok is False for r in results) else 0
 
 
 def _doctor_detect(args) -> int:
     """Probe every port and camera now and print the config lines that pin what was found."""
-    from firmware.config import ConfigError, load_config
+    from firmware.config.errors import ConfigError
+    from firmware.config.load import load_config
     from firmware.devices.detect import scanner_for
     from firmware.devices.hotplug import pin_lines
     path = Path(args.config) if args.config else Path(args.root) / "etc/humus/humus.toml"
@@ -254,7 +259,7 @@ def register(subparsers) -> None:
     p.add_argument("--settle", type=number(float, 0, 3600), default=10.0,
                    help="seconds it must stay healthy (default 10)")
     p.add_argument("--keep", type=number(int, 1, 100), default=rel.DEFAULT_KEEP, help="releases to keep (default 3)")
-    p.add_argument("--max-bytes", type=number(int, 1, 64 * 1024**3), default=bundlemod.DEFAULT_MAX_BYTES,
+    p.add_argument("--max-bytes", type=number(int, 1, 64 * 1024**3), default=DEFAULT_MAX_BYTES,
                    help="bundle size limit")
     p.set_defaults(func=cmd_update)
 

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from firmware.check_result import CheckResult, as_json, render, run_guarded  # noqa: F401  (re-exported)
+from firmware.check_result import CheckResult, run_guarded
 
-from . import bundle as bundlemod
-from . import releases as rel
+from .bundle_keys import load_trusted_keys
+from .bundle_schema import BundleError
+from .release_layout import Layout, current_version, previous_version, verify_release
 from .service import SAFE_SERVICE, SERVICE, Systemctl
 from .statusfile import read_status
 
@@ -45,8 +46,8 @@ class Context:
     systemctl: Systemctl = field(default_factory=Systemctl)
 
     @property
-    def layout(self) -> rel.Layout:
-        return rel.Layout(self.root)
+    def layout(self) -> Layout:
+        return Layout(self.root)
 
     @property
     def config(self) -> Path:
@@ -58,7 +59,8 @@ def check_config(ctx: Context) -> CheckResult:
         return CheckResult("config", False, f"{ctx.config} is missing",
                            "run ./install.sh (it installs the example config) or copy humus.example.toml there")
     try:
-        from firmware.config import ConfigError, config_warnings, load_config
+        from firmware.config.errors import ConfigError
+        from firmware.config.load import config_warnings, load_config
     except ImportError as exc:   # a half-installed release (pydantic missing): say so, check the rest
         return CheckResult("config", None, f"cannot validate {ctx.config}: firmware.config unavailable ({exc})")
     try:
@@ -70,23 +72,23 @@ def check_config(ctx: Context) -> CheckResult:
 
 def check_release(ctx: Context) -> CheckResult:
     layout = ctx.layout
-    cur = rel.current_version(layout)
+    cur = current_version(layout)
     if cur is None:
         return CheckResult("release", False, f"{layout.current} does not point at an installed release",
                            "run ./install.sh, or `humus update BUNDLE`")
-    problems = rel.verify_release(layout.release_dir(cur), hashes=True)
+    problems = verify_release(layout.release_dir(cur), hashes=True)
     if problems:
         return CheckResult("release", False, f"release {cur} is damaged: {problems[0]}"
                            + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""),
                            "`humus rollback`, then re-send the bundle with `humus update`")
-    prev = rel.previous_version(layout)
+    prev = previous_version(layout)
     return CheckResult("release", True, f"{cur} intact" + (f", previous {prev}" if prev else ""))
 
 
 def check_keys(ctx: Context) -> CheckResult:
     try:
-        keys = bundlemod.load_trusted_keys(ctx.layout.keys_dir)
-    except bundlemod.BundleError as exc:
+        keys = load_trusted_keys(ctx.layout.keys_dir)
+    except BundleError as exc:
         return CheckResult("update keys", False, str(exc), "replace the file with the studio's .pub key")
     if not keys:
         return CheckResult("update keys", False, f"no *.pub in {ctx.layout.keys_dir}: updates will be refused",
@@ -224,7 +226,9 @@ def check_clock(ctx: Context) -> CheckResult:
     under --root in a rehearsal) and, on the box, the kernel too: the doctor is not under the
     show's ProtectClock."""
     try:
-        from firmware.config import ConfigError, TimeSyncSystem, load_config
+        from firmware.config.errors import ConfigError
+        from firmware.config.load import load_config
+        from firmware.config.venue import TimeSyncSystem
         from firmware.devices.timesync.system import gather, judge, kernel_maxerror_s
     except ImportError as exc:   # a half-installed release: say so, check the rest
         return CheckResult("clock", None, f"cannot check: {exc}")

@@ -14,6 +14,8 @@ from pathlib import Path
 from . import bundle as bundlemod
 from . import fsops as fs
 from .argtypes import cli_version, number
+from .bundle_keys import TrustedKey, _key_line, generate_keypair, key_id, load_trusted_keys
+from .bundle_schema import DEFAULT_MAX_BYTES, KINDS, PUB_PREFIX, BundleError
 
 
 def cmd_keygen(args) -> int:
@@ -24,7 +26,7 @@ def cmd_keygen(args) -> int:
             print(f"humus-release: {p} exists{' (a symlink)' if p.is_symlink() else ''}; not overwriting a key",
                   file=sys.stderr)
             return 1
-    private_text, public_text = bundlemod.generate_keypair(base.name)
+    private_text, public_text = generate_keypair(base.name)
     # O_EXCL + O_NOFOLLOW + 0600 at creation: the secret is never readable by others, not even
     # briefly, and neither file is written through a symlink planted after the check above.
     try:
@@ -43,8 +45,8 @@ def cmd_keygen(args) -> int:
         return 1
     with f:
         f.write(public_text.encode())
-    raw, _ = bundlemod._key_line(pub, bundlemod.PUB_PREFIX)
-    print(f"wrote {key} (secret, mode 0600) and {pub}, key id {bundlemod.key_id(raw)}")
+    raw, _ = _key_line(pub, PUB_PREFIX)
+    print(f"wrote {key} (secret, mode 0600) and {pub}, key id {key_id(raw)}")
     print(f"install {pub.name} on boxes as /etc/humus/keys/{pub.name}")
     return 0
 
@@ -62,10 +64,10 @@ def cmd_verify(args) -> int:
     for k in args.keys:
         p = Path(k)
         if p.is_dir():
-            trusted.update(bundlemod.load_trusted_keys(p))
+            trusted.update(load_trusted_keys(p))
         else:
-            raw, name = bundlemod._key_line(p, bundlemod.PUB_PREFIX)
-            trusted[bundlemod.key_id(raw)] = bundlemod.TrustedKey(bundlemod.key_id(raw), name, p, raw)
+            raw, name = _key_line(p, PUB_PREFIX)
+            trusted[key_id(raw)] = TrustedKey(key_id(raw), name, p, raw)
     v = bundlemod.open_bundle(args.file, trusted, max_bytes=args.max_bytes)
     print(f"OK {args.file}: {v.kind} {v.version} created {v.manifest['created']}, "
           f"{len(v.manifest['files'])} files, signed by {v.key.name} ({v.key.key_id})")
@@ -82,13 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("src")
     b.add_argument("--key", required=True, help="NAME.key from keygen")
     b.add_argument("--version", required=True, type=cli_version)
-    b.add_argument("--kind", choices=sorted(bundlemod.KINDS), help="default: every part SRC has")
+    b.add_argument("--kind", choices=sorted(KINDS), help="default: every part SRC has")
     b.add_argument("-o", "--output", required=True)
     b.set_defaults(func=cmd_build)
     v = sub.add_parser("verify", help="check a bundle as a box would, writing nothing")
     v.add_argument("file")
     v.add_argument("--keys", action="append", required=True, help="a .pub file or a folder of them")
-    v.add_argument("--max-bytes", type=number(int, 1, 64 * 1024**3), default=bundlemod.DEFAULT_MAX_BYTES)
+    v.add_argument("--max-bytes", type=number(int, 1, 64 * 1024**3), default=DEFAULT_MAX_BYTES)
     v.set_defaults(func=cmd_verify)
     return p
 
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except bundlemod.BundleError as exc:
+    except BundleError as exc:
         print(f"humus-release: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:   # a missing source folder, an unwritable output

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from firmware.digest import sha256_file
-from . import bundle as bundlemod
+from .bundle_schema import BundleError, check_version, version_key
 
 RELEASE_FILE = "release.json"
 BASE = "opt/humus"             # below the root: the releases and what points at them
@@ -43,7 +43,7 @@ class Layout:
         return cls(Path(root))
 
     def release_dir(self, version: str) -> Path:
-        return self.releases / bundlemod.check_version(version)
+        return self.releases / check_version(version)
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -79,12 +79,12 @@ def installed_versions(layout: Layout) -> list[str]:
     if layout.releases.is_dir():
         for d in layout.releases.iterdir():
             try:
-                bundlemod.check_version(d.name)
-            except bundlemod.BundleError:
+                check_version(d.name)
+            except BundleError:
                 continue
             if (d / RELEASE_FILE).is_file():
                 out.append(d.name)
-    return sorted(out, key=bundlemod.version_key)
+    return sorted(out, key=version_key)
 
 
 def verify_release(path: str | os.PathLike, hashes: bool = True) -> list[str]:

@@ -35,11 +35,11 @@ from firmware.digest import sha256_file
 from . import bundle as bundlemod
 from . import fsops as fs
 from .atomic import symlink_atomic, write_json_atomic
+from .bundle_schema import KINDS, MANIFEST_NAME, SIGNATURE_NAME, BundleError, version_key
 from .bytecode import compile_tree
-from .release_layout import (  # noqa: F401  (re-exported: rel.Layout, rel.current_version etc.)
-    RELEASE_FILE, Layout, ReleaseError, _link_version, current_version, installed_versions, previous_version,
-    read_release, running_release, verify_release)
-from .state import _record, mark_failed, mark_healthy, mark_pending, read_state  # noqa: F401
+from .release_layout import (RELEASE_FILE, Layout, ReleaseError, current_version, installed_versions, previous_version,
+                             read_release, verify_release)
+from .state import _record, read_state
 
 PARTS = ("app", "models")
 DEFAULT_KEEP = 3
@@ -120,7 +120,7 @@ def install(layout: Layout, verified: bundlemod.VerifiedBundle, force: bool = Fa
     version = verified.version
     final = layout.release_dir(version)
     cur = current_version(layout)
-    if cur is not None and not force and bundlemod.version_key(version) < bundlemod.version_key(cur):
+    if cur is not None and not force and version_key(version) < version_key(cur):
         raise ReleaseError(f"bundle version {version} is older than the running {cur}; "
                            f"use --force to downgrade (or `humus rollback` to go back)")
     if final.exists():
@@ -139,7 +139,7 @@ def install(layout: Layout, verified: bundlemod.VerifiedBundle, force: bool = Fa
         fs.rename(final, trash)
         fs.rmtree(trash)
 
-    missing_parts = [p for p in PARTS if p not in bundlemod.KINDS[verified.kind]]
+    missing_parts = [p for p in PARTS if p not in KINDS[verified.kind]]
     if cur is None and "app" in missing_parts:
         raise ReleaseError(f"bundle {version} is model-only and no release is installed to take "
                            f"the app from; install an app bundle first")
@@ -153,7 +153,7 @@ def install(layout: Layout, verified: bundlemod.VerifiedBundle, force: bool = Fa
         if isinstance(exc, OSError):
             raise ReleaseError(f"could not unpack {version} into {staging}: {_os_reason(exc)}; "
                                f"removed the staging folder, current release untouched") from exc
-        if isinstance(exc, bundlemod.BundleError):
+        if isinstance(exc, BundleError):
             raise ReleaseError(f"{exc}; removed the staging folder, current release untouched") from exc
         raise
 
@@ -190,8 +190,8 @@ def _unpack(layout: Layout, verified: bundlemod.VerifiedBundle, staging: Path, f
         inherited[part] = cur
     crashpoint("inherited")
 
-    fs.write_new(staging / bundlemod.MANIFEST_NAME, verified.manifest_bytes)
-    fs.write_new(staging / bundlemod.SIGNATURE_NAME, verified.signature_bytes)
+    fs.write_new(staging / MANIFEST_NAME, verified.manifest_bytes)
+    fs.write_new(staging / SIGNATURE_NAME, verified.signature_bytes)
     _seal(layout, staging, final, {
         "version": version, "kind": verified.kind, "created": verified.manifest["created"],
         "inherited": inherited,
@@ -270,7 +270,7 @@ def rollback_target(layout: Layout, to: str | None = None) -> str:
         return prev
     failed = read_state(layout)["failed"]
     older = [v for v in installed_versions(layout)
-             if v != cur and v not in failed and (cur is None or bundlemod.version_key(v) < bundlemod.version_key(cur))]
+             if v != cur and v not in failed and (cur is None or version_key(v) < version_key(cur))]
     if not older:
         raise ReleaseError(f"nothing to roll back to: current is {cur}, no previous release installed")
     return older[-1]

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 from .atomic import write_json_atomic
 
-if TYPE_CHECKING:   # releases imports this module; Layout is only a type here
-    from .releases import Layout
+if TYPE_CHECKING:   # Layout is only a type here
+    from .release_layout import Layout
 
 
 def read_state(layout: Layout) -> dict:

@@ -52,7 +52,7 @@ LIFECYCLE_STATES = ("starting", "safe", "fault", "stopping")
 class StatusWriter:
     def __init__(self, path: str | os.PathLike = DEFAULT_PATH, clock: Callable[[], float] | None = None,
                  min_interval: float = 1.0, autoflush: bool = True):
-        from .releases import running_release
+        from .release_layout import running_release
 
         self.path = Path(path)
         self.clock = clock or time.time

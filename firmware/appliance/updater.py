@@ -10,7 +10,11 @@ from typing import Callable
 
 from . import bundle as bundlemod
 from . import releases as rel
+from .bundle_keys import load_trusted_keys
+from .bundle_schema import DEFAULT_MAX_BYTES, BundleError
 from .health import HealthCheck, HealthResult
+from .release_layout import Layout, ReleaseError, current_version
+from .state import mark_failed, mark_healthy, mark_pending, read_state
 
 
 class UpdateFailed(Exception):
@@ -54,8 +58,8 @@ class UpdateReport:
     swept: list[str] = field(default_factory=list)
 
 
-def update(layout: rel.Layout, bundle_path: str | Path, *, force: bool = False,
-           max_bytes: int = bundlemod.DEFAULT_MAX_BYTES, restart: Callable[[], None] | None = None,
+def update(layout: Layout, bundle_path: str | Path, *, force: bool = False,
+           max_bytes: int = DEFAULT_MAX_BYTES, restart: Callable[[], None] | None = None,
            health: HealthCheck | None = None, keep: int = rel.DEFAULT_KEEP,
            say: Callable[[str], None] = lambda s: None) -> UpdateReport:
     """Install and activate a bundle. Nothing on the box changes unless the bundle verifies.
@@ -68,7 +72,7 @@ def update(layout: rel.Layout, bundle_path: str | Path, *, force: bool = False,
         if swept:
             say(f"removed leftovers of an interrupted update: {', '.join(swept)}")
         _recover(layout, restart, say)
-        trusted = bundlemod.load_trusted_keys(layout.keys_dir)
+        trusted = load_trusted_keys(layout.keys_dir)
         verified = bundlemod.open_bundle(bundle_path, trusted, max_bytes=max_bytes)
         say(f"verified {Path(bundle_path).name}: {verified.kind} {verified.version}, "
             f"{len(verified.manifest['files'])} files, signed by {verified.key.name} ({verified.key.key_id})")
@@ -78,11 +82,11 @@ def update(layout: rel.Layout, bundle_path: str | Path, *, force: bool = False,
         say(f"release {result.version} {'already installed' if result.already_installed else 'installed'}"
             + (f" (taking {', '.join(f'{k} from {v}' for k, v in result.inherited.items())})"
                if result.inherited else ""))
-        cur = rel.current_version(layout)
+        cur = current_version(layout)
         if restart is not None and cur != verified.version and (cur is not None or not result.already_installed):
             # Recorded before `current` moves: a SIGKILL from here until the health verdict
             # leaves this note for the next `humus update` or boot (`humus recover`) to roll back.
-            rel.mark_pending(layout, verified.version, cur)
+            mark_pending(layout, verified.version, cur)
         report.previous = rel.activate(layout, verified.version)
         say(f"current -> {verified.version}" + (f" (previous: {report.previous})" if report.previous else ""))
         changed = report.previous is not None or not result.already_installed
@@ -97,11 +101,11 @@ def update(layout: rel.Layout, bundle_path: str | Path, *, force: bool = False,
         return report
 
 
-def _conclude(layout: rel.Layout, version: str, verdict: HealthResult, report: UpdateReport, restart, say) -> None:
+def _conclude(layout: Layout, version: str, verdict: HealthResult, report: UpdateReport, restart, say) -> None:
     """Record the health outcome; roll back (and raise UpdateFailed) if the release is not healthy."""
     report.health = verdict.reason
     if verdict.ok:
-        rel.mark_healthy(layout, version, verdict.reason)
+        mark_healthy(layout, version, verdict.reason)
         say(f"healthy: {verdict.reason}")
         return
     back = report.previous
@@ -110,7 +114,7 @@ def _conclude(layout: rel.Layout, version: str, verdict: HealthResult, report: U
         # pending note, which the next boot's `humus recover` turns into the verdict. The other
         # order left the failed release current with no note: kept at every boot after the cut.
         rel.activate(layout, back)
-    rel.mark_failed(layout, version, verdict.reason)
+    mark_failed(layout, version, verdict.reason)
     if back is not None:
         try:
             restart()
@@ -138,27 +142,27 @@ def _restart_and_wait(version: str, restart, health, report: UpdateReport, say) 
         return HealthResult(False, f"update interrupted by {exc} before release {version} proved healthy")
 
 
-def _recover(layout: rel.Layout, restart, say) -> str | None:
+def _recover(layout: Layout, restart, say) -> str | None:
     """Roll back a release left unverified by an updater that died during its health wait
     (SIGKILL, power cut). Caller holds the lock, so no live update is waiting on it."""
-    pending = rel.read_state(layout).get("pending")
+    pending = read_state(layout).get("pending")
     if not pending:
         return None
     version, back = pending["version"], pending.get("previous")
     reason = "the update was killed (SIGKILL or power cut) before this release proved healthy"
-    if rel.current_version(layout) != version or not isinstance(back, str):
-        rel.mark_failed(layout, version, reason)
+    if current_version(layout) != version or not isinstance(back, str):
+        mark_failed(layout, version, reason)
         say(f"release {version} was left unverified by an interrupted update; marked failed")
         return None
     try:
         # Back first, then the verdict (which clears the note): a power cut between the two leaves
         # the note for the next boot to finish, never the unverified release current without it.
         rel.activate(layout, back)
-    except (rel.ReleaseError, bundlemod.BundleError) as exc:
-        rel.mark_failed(layout, version, reason)
+    except (ReleaseError, BundleError) as exc:
+        mark_failed(layout, version, reason)
         say(f"release {version} was left unverified, but {back} cannot be re-activated ({exc}); kept {version}")
         return None
-    rel.mark_failed(layout, version, reason)
+    mark_failed(layout, version, reason)
     say(f"release {version} was left unverified by an interrupted update: rolled back to {back}")
     if restart is not None:
         try:
@@ -168,7 +172,7 @@ def _recover(layout: rel.Layout, restart, say) -> str | None:
     return back
 
 
-def recover(layout: rel.Layout, restart: Callable[[], None] | None = None,
+def recover(layout: Layout, restart: Callable[[], None] | None = None,
             say: Callable[[str], None] = lambda s: None) -> str | None:
     """`humus recover` (run at boot, before the show starts): roll back an unverified release.
     Returns the version rolled back to, or None. Does nothing while an update holds the lock
@@ -178,12 +182,12 @@ def recover(layout: rel.Layout, restart: Callable[[], None] | None = None,
     try:
         with rel.locked(layout):
             return _recover(layout, restart, say)
-    except rel.ReleaseError as exc:
+    except ReleaseError as exc:
         say(f"nothing recovered: {exc}")
         return None
 
 
-def rollback(layout: rel.Layout, to: str | None = None, restart: Callable[[], None] | None = None,
+def rollback(layout: Layout, to: str | None = None, restart: Callable[[], None] | None = None,
              say: Callable[[str], None] = lambda s: None) -> tuple[str | None, str]:
     """Re-activate the previous (or a named) release. Returns (from, to)."""
     with rel.locked(layout):

@@ -20,7 +20,7 @@ from firmware.box.devices import BoxDevices
 from firmware.box.lights import LightsRoom
 from firmware.box.session import ModelSession
 from firmware.box.status import BoxStatus, DeviceHealth
-from firmware.config import Config
+from firmware.config.schema import Config
 from firmware.render.camera_picture import CameraPicture
 from firmware.render.compositor import Compositor
 from firmware.render.footage import FootageError, FootagePlayer, footage_path, load_footage

@@ -51,7 +51,8 @@ class ModelSession:
 
     def _open_model(self):
         """(model, engine, None), or (None, None, why)."""
-        from firmware.generate.engines import EngineError, open_engine
+        from firmware.generate.engine_interface import EngineError
+        from firmware.generate.engines import open_engine
         cfg = self.config.model
         engine = None
         try:

@@ -26,7 +26,10 @@ from pathlib import Path
 
 from firmware.appliance import bundle as bundlemod
 from firmware.appliance import bootstrap, commands
-from firmware.appliance import releases as rel
+from firmware.appliance.bundle_keys import load_trusted_keys
+from firmware.appliance.bundle_schema import MANIFEST_NAME, SIGNATURE_NAME, BundleError
+from firmware.appliance.release_layout import Layout, ReleaseError, current_version, read_release, verify_release
+from firmware.appliance.state import read_state
 from firmware.appliance.statusfile import read_status
 
 from .scenarios import Expect, on_root
@@ -42,8 +45,8 @@ class Verdict:
 def boot_and_check(root: Path, expect: Expect, retry=None) -> Verdict:
     code, said = _humus("recover", "--root", str(root))
     release = [] if code == 0 else [f"humus recover: {said}"]
-    layout = rel.Layout.at(root)
-    cur = rel.current_version(layout)
+    layout = Layout.at(root)
+    cur = current_version(layout)
     if cur is not None or expect.release_required:
         release += release_problems(layout)
     release += launcher_problems(layout, expect.launchers)
@@ -76,32 +79,32 @@ def _humus(*argv: str) -> tuple[int, str]:
         return -1, f"crashed: {type(exc).__name__}: {exc}"
 
 
-def release_problems(layout: rel.Layout) -> list[str]:
-    cur = rel.current_version(layout)
+def release_problems(layout: Layout) -> list[str]:
+    cur = current_version(layout)
     if cur is None:
         return ["release: no current release (opt/humus/current missing or dangling)"]
     d = layout.release_dir(cur)
-    out = [f"release {cur}: {p}" for p in rel.verify_release(d, hashes=True)[:3]]
+    out = [f"release {cur}: {p}" for p in verify_release(d, hashes=True)[:3]]
     out += [f"release {cur}: {p}" for p in torn_bytecode(d / "app")]
     try:
-        record = rel.read_release(d)
+        record = read_release(d)
         if record.get("version") != cur:
             out.append(f"release {cur}: release.json says version {record.get('version')!r}")
         if record["bundle"]["digest"] is None:
             return out          # install.sh's first release: root installed it, no signature, no health check
-        manifest = (d / bundlemod.MANIFEST_NAME).read_bytes()
-        bundlemod.check_signature(manifest, (d / bundlemod.SIGNATURE_NAME).read_bytes(),
-                                  bundlemod.load_trusted_keys(layout.keys_dir), d)
+        manifest = (d / MANIFEST_NAME).read_bytes()
+        bundlemod.check_signature(manifest, (d / SIGNATURE_NAME).read_bytes(),
+                                  load_trusted_keys(layout.keys_dir), d)
         if hashlib.sha256(manifest).hexdigest() != record["bundle"]["digest"]:
             out.append(f"release {cur}: bundle.json is not the bundle release.json records")
-    except (OSError, KeyError, TypeError, rel.ReleaseError, bundlemod.BundleError) as exc:
+    except (OSError, KeyError, TypeError, ReleaseError, BundleError) as exc:
         out.append(f"release {cur}: {exc}")
     try:
         if layout.state_file.exists():
             json.loads(layout.state_file.read_bytes())
     except (OSError, ValueError) as exc:
         out.append(f"state.json unreadable ({exc}): the pending note and verdicts are lost")
-    state = rel.read_state(layout)
+    state = read_state(layout)
     if cur in state["failed"]:
         out.append(f"release {cur} is current but marked failed ({state['failed'][cur]['reason'][:80]})")
     elif cur not in state["healthy"]:
@@ -111,7 +114,7 @@ def release_problems(layout: rel.Layout) -> list[str]:
     return out
 
 
-def launcher_problems(layout: rel.Layout, required: bool) -> list[str]:
+def launcher_problems(layout: Layout, required: bool) -> list[str]:
     """humus.service starts /opt/humus/venv/bin/humus: install.sh's launchers are whole or absent
     (and there, once the install said it was done)."""
     launchers = sorted((layout.base / "venv/bin").glob("humus*"))
@@ -149,7 +152,8 @@ def torn_bytecode(app: Path) -> list[str]:
 
 def runtime_problems(root: Path, expect: Expect) -> list[str]:
     """What `humus run` reads before the show: config, model, engine cache, status file."""
-    from firmware.config import ConfigError, load_config
+    from firmware.config.errors import ConfigError
+    from firmware.config.load import load_config
     from firmware.generate.manifest import ModelError, load_model_dir
     from firmware.appliance.statusfile import StatusError
     try:

@@ -26,7 +26,10 @@ import numpy as np
 from firmware.appliance import bundle as bundlemod
 from firmware.appliance import bootstrap, commands, fsops, updater
 from firmware.appliance import releases as rel
+from firmware.appliance.bundle_keys import generate_keypair
+from firmware.appliance.bundle_schema import BundleError
 from firmware.appliance.health import StatusHealth
+from firmware.appliance.release_layout import Layout, ReleaseError, current_version, read_release
 from firmware.appliance.statusfile import StatusWriter
 
 from .disk import Tree, read_tree
@@ -99,7 +102,7 @@ class Bench:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = Path(workdir)
-        private, public = bundlemod.generate_keypair("studio")
+        private, public = generate_keypair("studio")
         self.key = self.workdir / "studio.key"
         self.key.write_text(private)
         self.pub = public
@@ -135,10 +138,10 @@ class Bench:
     def service(root: Path, bad: tuple[str, ...] = ()) -> Callable[[], None]:
         """`systemctl restart humus` in process: the started release writes its status file
         (a fault for the versions in `bad`), as the show would."""
-        layout = rel.Layout.at(root)
+        layout = Layout.at(root)
 
         def restart() -> None:
-            version = rel.read_release(layout.current.resolve())["version"]
+            version = read_release(layout.current.resolve())["version"]
             w = StatusWriter(layout.status_file, min_interval=0.0)
             w.update(state="fault" if version in bad else "running", release=version, fps=12.0,
                      engine="tensorrt")
@@ -150,7 +153,7 @@ class Bench:
     def update(self, root: Path, bundle: Path, bad: tuple[str, ...] = (), keep: int = rel.DEFAULT_KEEP,
                say: Callable[[str], None] = lambda s: None) -> updater.UpdateReport:
         """`humus update --restart` with the real health check (no settle time)."""
-        layout = rel.Layout.at(root)
+        layout = Layout.at(root)
         health = StatusHealth(layout.status_file, timeout=5.0, settle=0.0, poll=0.01)
         return updater.update(layout, bundle, restart=self.service(root, bad), health=health, keep=keep,
                               say=say)
@@ -159,16 +162,16 @@ class Bench:
         """After the cut and the boot, the tech runs the same update again: it must end as it would
         have without the cut (release `want` current), and leave no debris."""
         def attempt(root: Path) -> list[str]:
-            layout = rel.Layout.at(root)
+            layout = Layout.at(root)
             try:
                 self.update(root, bundle, bad)
             except updater.UpdateFailed as exc:
                 if not bad:
                     return [f"retried update: {exc}"]
-            except (bundlemod.BundleError, rel.ReleaseError, OSError) as exc:
+            except (BundleError, ReleaseError, OSError) as exc:
                 return [f"retried update refused: {exc}"]
-            out = [] if rel.current_version(layout) == want else \
-                [f"retried update: current is {rel.current_version(layout)}, not {want}"]
+            out = [] if current_version(layout) == want else \
+                [f"retried update: current is {current_version(layout)}, not {want}"]
             debris = [p.name for p in layout.base.iterdir() if p.name.startswith((".staging-", ".trash-"))
                       or p.name.endswith(".tmp")]
             return out + ([f"retried update left debris: {', '.join(sorted(debris))}"] if debris else [])
@@ -239,7 +242,7 @@ def rollback(bench: Bench) -> Run:
     root = bench.new_root("rollback")
     bench.update(root, bench.bundle("1.0.0"))
     bench.update(root, bench.bundle("2.0.0", model="decay-v2"))
-    layout = rel.Layout.at(root)
+    layout = Layout.at(root)
 
     def act(announce):
         updater.rollback(layout, restart=bench.service(root),
@@ -254,7 +257,7 @@ class _Cut(Exception):
 def recover(bench: Bench) -> Run:
     root = bench.new_root("recover")
     bench.update(root, bench.bundle("1.0.0"))
-    layout = rel.Layout.at(root)
+    layout = Layout.at(root)
 
     def cut(version, since):
         raise _Cut()
@@ -264,7 +267,7 @@ def recover(bench: Bench) -> Run:
     def act(announce):
         with contextlib.redirect_stdout(io.StringIO()):
             code = commands.main(["recover", "--root", str(root)])
-        assert code == 0 and rel.current_version(layout) == "1.0.0", "recover did not roll back"
+        assert code == 0 and current_version(layout) == "1.0.0", "recover did not roll back"
         announce(Expect("1.0.0"))
     return record("recover", "the boot after a cut during the health wait: humus recover rolls 2.0.0 back",
                   root, act)
@@ -275,7 +278,7 @@ def _start_show(root: Path, seconds: float, announce) -> None:
     then the show frame by frame with the status file written as the runtime writes it."""
     from firmware.box.conductor import Box
     from firmware.clock import FakeClock
-    from firmware.config import load_config
+    from firmware.config.load import load_config
     from firmware.generate.manifest import load_model_dir
     from firmware.status_publisher import StatusPublisher
 
@@ -285,7 +288,7 @@ def _start_show(root: Path, seconds: float, announce) -> None:
     writer.flush(force=True)
     model = load_model_dir(on_root(root, config.model.dir))
     engine = SimTensorRT(model.network("student"), on_root(root, config.model.engine_cache))
-    announce(Expect(rel.current_version(rel.Layout.at(root)), engine_cached=True))
+    announce(Expect(current_version(Layout.at(root)), engine_cached=True))
     footage = [np.full((64, 96, 3), 40 + 20 * i, np.uint8) for i in range(3)]
     box = Box(config, clock, threaded=False, engine=engine, model=model, footage_frames=footage)
     publish = StatusPublisher(writer)

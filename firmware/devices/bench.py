@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     """`python -m firmware.devices.bench [--config FILE] [--seconds S] [--no-load]`: the configured
     DMX transport, idle and under load (the same figures `humus bench` reports)."""
     import argparse
-    from firmware.config import load_config
+    from firmware.config.load import load_config
     from firmware.devices.dmx.table import BACKENDS
     p = argparse.ArgumentParser(prog="python -m firmware.devices.bench")
     p.add_argument("--config")

@@ -33,7 +33,7 @@ def _zone(d: float | None, trigger: float, release: float) -> str:
 
 def calibrate(config, duration: float | None = None, rate_hz: float = 5.0, out=None, clock=None) -> int:
     """Print readings until `duration` (None: until Ctrl-C). 0 if the sensor gave readings, else 1."""
-    from firmware.config import PresenceDistance, PresenceMotion, PresenceSerial
+    from firmware.config.devices import PresenceDistance, PresenceMotion, PresenceSerial
     from firmware.devices.presence.table import open_presence
     from firmware.show.presence import PresenceParams, PresenceState, update_presence
     out = out or sys.stdout
@@ -82,7 +82,8 @@ def calibrate(config, duration: float | None = None, rate_hz: float = 5.0, out=N
 
 
 def cmd_calibrate(args) -> int:
-    from firmware.config import ConfigError, load_config
+    from firmware.config.errors import ConfigError
+    from firmware.config.load import load_config
     try:
         config = load_config(args.config)
     except ConfigError as exc:

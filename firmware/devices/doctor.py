@@ -17,7 +17,7 @@ from typing import Callable
 
 from firmware.check_result import CheckResult, run_guarded
 from firmware.clock import RealClock
-from firmware.config import PresenceSerial
+from firmware.config.devices import PresenceSerial
 
 SERIAL_HINT = ("check the USB cable and `ls -l /dev/humus-*`; the udev rule in /etc/udev/rules.d/99-humus.rules "
                "must match the adapter (`lsusb`); the user needs the dialout group")
@@ -242,7 +242,8 @@ def run_device_checks(config, checks: list[Callable] | None = None) -> list[Chec
 
 def live_checks(ctx) -> list:
     """Adapter for firmware.appliance.doctor.CHECKS: loads the box config, runs the device checks."""
-    from firmware.config import ConfigError, load_config
+    from firmware.config.errors import ConfigError
+    from firmware.config.load import load_config
     if not ctx.on_box:
         return [CheckResult("devices (live)", None, "not checked in a --root rehearsal")]
     try:

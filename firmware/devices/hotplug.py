@@ -15,8 +15,8 @@ import select
 import socket
 import threading
 
-from firmware.config import (CameraArgus, CameraNone, CameraV4L2, DmxEnttecPro, DmxNone, DmxOpenDmx,
-                             PresenceLD2410, PresenceNone, PresenceTFmini)
+from firmware.config.devices import (CameraArgus, CameraNone, CameraV4L2, DmxEnttecPro, DmxNone, DmxOpenDmx,
+                                     PresenceLD2410, PresenceNone, PresenceTFmini)
 from firmware.devices.base import Latest
 from firmware.devices.detect import Detection, Found, scanner_for
 
@@ -84,7 +84,7 @@ def _as_auto(role, section):
     """A pinned section read as auto, so doctor --detect works whatever the config says now."""
     if section.type == "auto":
         return section
-    from firmware.config import CameraAuto, DmxAuto, PresenceAuto
+    from firmware.config.devices import CameraAuto, DmxAuto, PresenceAuto
     model = {"camera": CameraAuto, "presence": PresenceAuto, "dmx": DmxAuto}[role]
     keep = {k: v for k, v in section.model_dump().items() if k in model.model_fields and k != "type"}
     return model(type="auto", **keep)

@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from firmware.generate.conditions import Conditions
+from firmware.generate.engine_interface import Engine, EngineError
 from firmware.generate.manifest import ModelInfo, NetworkInfo
+from firmware.generate.providers import choose_providers
 
 log = logging.getLogger("humus.engine")
-
-from firmware.generate.providers import ORT_PROVIDER_ORDER, choose_providers  # noqa: F401  (the one order)
-from firmware.generate.engine_interface import Engine, EngineError  # re-exported: the interface
 
 
 class OnnxRuntimeEngine(Engine):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from firmware.digest import resolve_inside, sha256_file  # noqa: F401  (sha256_file re-exported: manifest.sha256_file)
+from firmware.digest import resolve_inside, sha256_file
 
 if TYPE_CHECKING:
     from firmware.generate.stages import UpsamplerInfo

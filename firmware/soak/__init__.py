@@ -269,8 +269,9 @@ def cmd_soak(args) -> int:
 
 def cmd_power_cuts(args) -> int:
     """`humus soak --power-cuts`: firmware.crash, the simulated power cut after every disk operation."""
-    from firmware.crash import SCENARIOS, run_power_cuts
+    from firmware.crash import run_power_cuts
     from firmware.crash import summary as cut_summary
+    from firmware.crash.scenarios import SCENARIOS
     unknown = sorted(set(args.scenario or ()) - set(SCENARIOS))
     if unknown:
         print(f"humus soak: unknown scenario {', '.join(unknown)} (known: {', '.join(SCENARIOS)})", file=sys.stderr)

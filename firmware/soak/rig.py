@@ -18,7 +18,7 @@ class Rig:
                  fps: float, width: int, height: int) -> None:
         from firmware.box.conductor import Box
         from firmware.clock import FakeClock
-        from firmware.config import parse_config
+        from firmware.config.load import parse_config
         from firmware.generate.engines import open_engine
         from firmware.generate.manifest import load_model_dir
 

@@ -1,8 +1,10 @@
-"""The box's configuration: one TOML file, validated once, strictly.
+"""The box's configuration: the top-level `Config` and its own sections ([show], [model], [lights],
+[status]); the device sections are in devices.py, the venue sections in venue.py, reading a file in
+load.py.
 
 Strict means: no coercion (`fps = true`, `height = "1080"`, `own_process = "yes"` are errors, an
 integer is accepted where a float is meant), finite numbers only (no nan/inf), every number, string
-and list bounded, and the file itself at most MAX_CONFIG_BYTES.
+and list bounded, and the file itself at most MAX_CONFIG_BYTES (load.py).
 
 Every device section picks its backend with a `type` key (`"sim"` is always available), so simulated
 and real devices mix freely. Unknown keys are rejected with the nearest valid key suggested; the error
@@ -10,39 +12,20 @@ names the file, the section and the key. Nothing downstream ever sees the raw TO
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from firmware.config.devices import (CameraConfig, CameraSim, DisplayConfig, DisplayHeadless, DmxConfig, DmxSim,
+                                     PresenceConfig, PresenceSim)
+from firmware.config.section import DAY, RGB, AnyPath, Section
+from firmware.config.venue import (DevicesConfig, OscConfig, ProjectorConfig, ProjectorNone, ScheduleConfig,
+                                   TimeSyncConfig, TimeSyncSystem)
 from firmware.show.lights import WIDTH as CHANNEL_WIDTH
 
-from firmware.config_devices import (  # noqa: F401  (re-exported: config.CameraSim etc.)
-    DAY, RGB, AnyPath, Backoff, CameraArgus, CameraAuto, CameraConfig, CameraFile, CameraNone, CameraPicamera2,
-    CameraSim, CameraV4L2, DisplayConfig, DisplayHeadless, DisplayPygame, DmxArtNet, DmxAuto, DmxConfig,
-    DmxEnttecPro, DmxNone, DmxOpenDmx, DmxSacn, DmxSim, Pin, PresenceAuto, PresenceConfig, PresenceDistance,
-    PresenceLD2410, PresenceMotion, PresenceNone, PresenceSerial, PresenceSim, PresenceTFmini, ScriptPoint, Section,
-    Unit, by_type)
-from firmware.config_errors import describe
-from firmware.config_venue import (DevicesConfig, OscConfig, ProjectorConfig, ProjectorNone, ScheduleConfig,
-                                  TimeSyncConfig, TimeSyncSim, TimeSyncSystem, TimeSyncTrusted)  # noqa: F401
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10 on older JetPacks
-    import tomli as tomllib
-
-DEFAULT_PATHS = (Path("/etc/humus/humus.toml"),)
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "default"
-
-
-class ConfigError(Exception):
-    """A config that cannot be used. The message names the file and every offending key."""
-
-
-MAX_CONFIG_BYTES = 1 << 20     # a config is a few KiB; `check-config /dev/zero` must not eat the memory
 
 
 # ------------------------------------------------------------------------------------- show/model
@@ -165,122 +148,9 @@ class Config(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     lights: LightsConfig = Field(default_factory=LightsConfig)
     status: StatusConfig = Field(default_factory=StatusConfig)
-    # venue sections (config_venue.py): all optional, all off unless written
+    # venue sections (venue.py): all optional, all off unless written
     devices: DevicesConfig = Field(default_factory=DevicesConfig)
     schedule: ScheduleConfig | None = None
     projector: ProjectorConfig = Field(default_factory=ProjectorNone)
     osc: OscConfig | None = None
     timesync: TimeSyncConfig = Field(default_factory=TimeSyncSystem)
-
-
-# ---------------------------------------------------------------------------------------- loading
-def parse_config(data: dict, source: str = "<built-in defaults>") -> Config:
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        lines = [f"{source}: {describe(e, data, Config)}" for e in exc.errors()]
-        raise ConfigError("invalid config\n  " + "\n  ".join(lines)) from None
-
-
-def config_warnings(config: Config) -> list[str]:
-    """What loads but is likely not meant: `humus check-config` and `humus doctor` say it, nothing
-    refuses it (the exit status stays that of a good config)."""
-    from firmware.render.camera_picture import bounded_camera
-    camera = bounded_camera(config.camera, config.display)[1]
-    return (config.osc.warnings() if config.osc is not None else []) + ([camera] if camera else [])
-
-
-def find_config(explicit: str | Path | None) -> Path | None:
-    """--config wins, then /etc/humus/humus.toml, then the built-in defaults (None)."""
-    if explicit is not None:
-        return Path(explicit)
-    for path in DEFAULT_PATHS:
-        if path.is_file():
-            return path
-    return None
-
-
-def load_config(path: str | Path | None = None, *, search: bool = True) -> Config:
-    """Load and validate once. `path=None` searches the default places (or uses defaults)."""
-    found = find_config(path) if search else (Path(path) if path else None)
-    if found is None:
-        return Config()
-    try:
-        with open(found, "rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
-        if len(raw) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{found}: over {MAX_CONFIG_BYTES} bytes; not a humus config")
-        data = tomllib.loads(raw.decode("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{found}: no such file") from None
-    except (tomllib.TOMLDecodeError, RecursionError) as exc:   # RecursionError: [[[[... nested
-        raise ConfigError(f"{found}: not valid TOML: {exc}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{found}: cannot read: {exc}") from None
-    config = parse_config(data, str(found))
-    return _resolve_relative_paths(config, found.parent)
-
-
-def load_config_or_exit(path: str | Path | None) -> Config:
-    """The commands' way in (run, bench, safe): a config that does not load ends the command with
-    its message and exit status 2, never a traceback."""
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(f"humus: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def _resolve_relative_paths(config: Config, base: Path) -> Config:
-    """Relative paths in a config file are relative to that file, not to wherever the box started."""
-    def fix(p):
-        return p if p is None or p.is_absolute() else (base / p)
-    show = config.show.model_copy(update={"footage": fix(config.show.footage)})
-    model = config.model.model_copy(update={"dir": fix(config.model.dir)})
-    update = {"show": show, "model": model}
-    if isinstance(config.camera, CameraFile):
-        update["camera"] = config.camera.model_copy(update={"path": fix(config.camera.path)})
-    return config.model_copy(update=update)
-
-
-def dump_config(config: Config) -> str:
-    """The merged config as TOML-ish text (what `humus check-config` prints)."""
-    out: list[str] = []
-    data = config.model_dump(mode="json")
-    for section, body in data.items():
-        if body is None:   # an optional section left out ([schedule], [osc])
-            out.append(f"# [{section}] not set\n")
-            continue
-        scalars = {k: v for k, v in body.items() if not isinstance(v, (dict, list)) or
-                   (isinstance(v, list) and all(not isinstance(i, dict) for i in v))}
-        out.append(f"[{section}]")
-        for k, v in scalars.items():
-            out.append(f"{k} = {_toml_value(v)}")
-        for k, v in body.items():
-            if k in scalars:
-                continue
-            if isinstance(v, list):
-                for item in v:
-                    out.append(f"\n[[{section}.{k}]]")
-                    out.extend(f"{ik} = {_toml_value(iv)}" for ik, iv in item.items())
-            elif isinstance(v, dict) and not all(isinstance(i, dict) for i in v.values()):
-                out.append(f"\n[{section}.{k}]")   # one nested table, e.g. schedule.closed_look
-                out.extend(f"{ik} = {_toml_value(iv)}" for ik, iv in v.items())
-            elif isinstance(v, dict):
-                for name, item in v.items():
-                    out.append(f"\n[{section}.{k}.{name}]")
-                    out.extend(f"{ik} = {_toml_value(iv)}" for ik, iv in item.items())
-        out.append("")
-    return "\n".join(out)
-
-
-def _toml_value(v: Any) -> str:
-    if v is None:
-        return '""  # unset'
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(i) for i in v) + "]"
-    return repr(v)

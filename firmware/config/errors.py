@@ -1,5 +1,6 @@
-"""Config errors as a technician reads them: the section and key (without the backend tags pydantic
-puts in the location), what is wrong, and the nearest valid key for a misspelt one."""
+"""Config errors as a technician reads them: `ConfigError`, and for each pydantic error the section and
+key (without the backend tags pydantic puts in the location), what is wrong, and the nearest valid key
+for a misspelt one."""
 from __future__ import annotations
 
 import difflib
@@ -9,6 +10,10 @@ import typing
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel
+
+
+class ConfigError(Exception):
+    """A config that cannot be used. The message names the file and every offending key."""
 
 
 @functools.cache

@@ -19,7 +19,7 @@ import numpy as np
 
 
 def bench_upsampler(model, seconds: float, threads: int, providers: tuple[str, ...] | None = None) -> dict | None:
-    from firmware.bench_cost import _stats, _timeit
+    from firmware.bench.cost import _stats, _timeit
     from firmware.generate.stages import Upsampler
 
     if model.upsampler is None:
@@ -42,7 +42,7 @@ def output_images_per_s(step_ms: list[float], upsampler_ms: float | None) -> flo
 
 def cascade_estimate(model, net, steps: int) -> dict | None:
     """FLOPs per finished image and the Orin Nano estimate, upsampler included."""
-    from firmware.bench_cost import BATCH1_EFFICIENCY, ORIN_NANO_BYTES_S, ORIN_NANO_FP16_FLOPS, onnx_cost
+    from firmware.bench.cost import BATCH1_EFFICIENCY, ORIN_NANO_BYTES_S, ORIN_NANO_FP16_FLOPS, onnx_cost
 
     gen = onnx_cost(net.path)
     if gen is None:
@@ -92,7 +92,7 @@ def x_display(width: int, height: int):
 
 def windowed(config):
     """The config with a real pygame window at the configured size (X11, not fullscreen)."""
-    from firmware.config import DisplayPygame
+    from firmware.config.devices import DisplayPygame
 
     d = config.display
     return config.model_copy(update={"display": DisplayPygame(type="pygame", driver="x11", fullscreen=False,

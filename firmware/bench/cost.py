@@ -1,5 +1,5 @@
 """Measurement primitives of `humus bench`: timing loops, FLOPs and bytes from an ONNX graph, and the
-Orin Nano roofline estimate (shared by bench.py and bench_cascade.py)."""
+Orin Nano roofline estimate (shared by stages.py and cascade.py)."""
 from __future__ import annotations
 
 import math

@@ -29,7 +29,7 @@ def _pct(xs, q):
 
 
 def bench_detection(plugs: int = 20, rescan_s: float = 1.0, probe_s: float = 0.3) -> dict:
-    from firmware.config import parse_config
+    from firmware.config.load import parse_config
     from firmware.devices.emulators.radar import LD2410Emulator
     from firmware.devices.hotplug import Hotplug
     times = []
@@ -69,7 +69,7 @@ def bench_osc(trials: int = 10) -> dict:
 
     from firmware.box.conductor import Box
     from firmware.clock import RealClock
-    from firmware.config import parse_config
+    from firmware.config.load import parse_config
     from firmware.runner import Stopper, run_realtime
     from firmware.show.machine import State
 
@@ -141,7 +141,7 @@ def _naive_open(s, instant) -> bool:
 
 
 def bench_schedule(timezone_name: str = "Europe/Berlin", open_=None, closed=("2026-12-25", "2027-01-01")) -> dict:
-    from firmware.config import parse_config
+    from firmware.config.load import parse_config
     from firmware.show.schedule import changes_between, compile_schedule, load_zone, state_at
     cfg = parse_config({"schedule": {"timezone": timezone_name, "open": list(open_ or EXAMPLE_OPEN),
                                      "closed_dates": list(closed)}}).schedule
@@ -189,7 +189,7 @@ def bench_schedule(timezone_name: str = "Europe/Berlin", open_=None, closed=("20
 def bench_ports() -> dict:
     from firmware.box.conductor import Box
     from firmware.clock import FakeClock
-    from firmware.config import parse_config
+    from firmware.config.load import parse_config
     from firmware.osc import listening_sockets
     base = {"display": {"type": "headless", "width": 64, "height": 64}, "model": {"dir": "/nonexistent"}}
     before = listening_sockets()

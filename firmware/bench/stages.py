@@ -20,9 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware.bench_cost import (  # noqa: F401  (jetson_estimate, onnx_cost: the bench's public figures)
-    BATCH1_EFFICIENCY, ORIN_NANO_BYTES_S, ORIN_NANO_FP16_FLOPS, _stats, _timeit, jetson_estimate, onnx_cost,
-    onnx_flops)
+from firmware.bench.cost import _stats, _timeit, jetson_estimate, onnx_cost
 from firmware.generate.conditions import Conditions
 
 
@@ -124,7 +122,7 @@ def bench_realtime(config, seconds: float) -> dict:
     if config.dmx.type == "sim":
         # Measure the deployed path: a real transport (Art-Net to a loopback port nobody listens on)
         # driven from its own process, not the recording sim sink.
-        from firmware.config import DmxArtNet
+        from firmware.config.devices import DmxArtNet
         config = config.model_copy(update={"dmx": DmxArtNet(type="artnet", host="127.0.0.1", port=16454)})
     box = Box(config, RealClock(), threaded=True)
     if box.session.engine is None:
@@ -227,7 +225,8 @@ def bench_trigger(config, trials: int = 40) -> dict:
 
 
 def run_bench(args) -> int:
-    from firmware.config import DisplayHeadless, load_config_or_exit
+    from firmware.config.devices import DisplayHeadless
+    from firmware.config.load import load_config_or_exit
     from firmware.generate.engines import open_engine
     from firmware.generate.manifest import ModelError, load_model_dir
 
@@ -251,7 +250,7 @@ def run_bench(args) -> int:
     for k, v in report["engine"]["steps"].items():
         print(f"  {k} steps: per step {v['per_step_median_ms']} ms -> {v['images_per_s']:.1f} images/s")
     report["images_per_s"] = report["engine"]["images_per_s"]
-    from firmware.bench_cascade import bench_upsampler, cascade_estimate, output_images_per_s, windowed, x_display
+    from firmware.bench.cascade import bench_upsampler, cascade_estimate, output_images_per_s, windowed, x_display
     from firmware.generate.providers import for_stage
     up = report["upsampler"] = bench_upsampler(model, seconds, config.model.threads, for_stage(engine.providers))
     up_ms = up.get("median_ms") if up else None

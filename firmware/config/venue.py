@@ -1,6 +1,6 @@
 """Config sections for running at a venue: device auto-detection, opening hours, whether the clock
-can be believed, projector power and OSC show control. Kept apart from config.py so each section stays a small, self-contained model;
-config.py only adds them to the top-level `Config`.
+can be believed, projector power and OSC show control. Kept apart from schema.py so each section stays a small, self-contained model;
+schema.py only adds them to the top-level `Config`.
 
 All of them are optional: a config without `[schedule]` is always open, without `[osc]` no port is
 opened, and `[projector] type = "none"` (the default) never touches the projector. `[timesync]` (default
@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, Strict, field_validator, model_validator
 
-from firmware.config_devices import DAY, AnyPath, IpPort, Section, by_type
+from firmware.config.section import DAY, AnyPath, IpPort, Section, by_type
 from firmware.osc_allow import is_loopback_host, only_loopback, parse_network
 
 # TOML arrays arrive as lists; a tuple field takes them (strict=False on the field) but each number in
