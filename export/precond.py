@@ -5,7 +5,6 @@ so that the ONNX graph contains exactly this wrapper: the box never re-implement
 """
 from __future__ import annotations
 
-import torch
 import torch.nn as nn
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 
 from firmware.box.conductor import Box
-from firmware.clock import FakeClock
 from firmware.config.load import parse_config
 
 

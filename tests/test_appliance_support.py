@@ -46,7 +46,6 @@ def make_root(dirpath: Path, pub: Path) -> Path:
 
 def installed_box(dirpath: Path) -> dict:
     """A root with one installed release (1.0.0) and a trusted key: what the bundle and update tests start from."""
-    from firmware.appliance import releases as rel
     from firmware.appliance import updater
     from firmware.appliance.release_layout import Layout
     key, pub = make_key(dirpath)

@@ -10,7 +10,6 @@ import time
 import pytest
 
 from firmware.appliance import bundle as bundlemod
-from firmware.appliance import commands
 from firmware.appliance import releases as rel
 from firmware.appliance import updater
 from firmware.appliance.health import HealthResult, StatusHealth, judge

@@ -85,7 +85,6 @@ def test_dmx_follows_the_cues(cycle):
     assert dimmer_at(end) > dimmer_at(start) + 20
     assert dimmer_at(end) == pytest.approx(looks["immersion"].intensity * 255, abs=3)
     # colour of the hold look on the RGB channels of fixture 1 (after the cross-fade)
-    hold = dimmer_at(t_of["release"] - 0.1), frames
     f = min(frames, key=lambda f: abs(f.t - (t_of["release"] - 0.1))).data
     assert list(f[1:4]) == [round(c * 255) for c in looks["hold"].color]
 

@@ -299,7 +299,6 @@ good_status = {"state": "running", "updated_at": 1.7e9, "fps": 12.0, "devices": 
 @settings(max_examples=200, deadline=None, database=None)
 @given(st.dictionaries(st.sampled_from(STATUS_KEYS), status_values, max_size=5), st.booleans())
 def test_any_status_file_renders_or_is_refused_by_key(tmp_path_factory, changes, start_good):
-    from firmware.appliance import commands
     from firmware.appliance.status_view import render_status
     from firmware.appliance.health import judge
     from firmware.appliance.statusfile import StatusError, read_status
