@@ -130,3 +130,21 @@ def test_close_sends_the_safe_look_before_the_dmx_sender_stops(tiny_model):
     box.close()
     want = safe_universe(box.config.lights, box.config.dmx.safe_look, dmx.channels)
     assert dmx.recorded[-1].data == want
+
+
+def test_the_status_is_one_value_copied_at_the_frame(tiny_model):
+    from firmware.box.conductor import Box
+    from firmware.clock import FakeClock
+    from tests.scenario import small_config
+
+    box = Box(small_config(tiny_model), FakeClock(), threaded=False)
+    try:
+        box.step()
+        before = box.status()
+        assert before.state == "running" and before.show == State.IDLE and before.model["network"]
+        box.devices.camera.health.ok, box.devices.camera.health.detail = False, "unplugged"
+        after = box.status()
+        assert after.state == "degraded" and after.devices_json()["camera"] == {"ok": False, "detail": "unplugged"}
+        assert before.devices["camera"].ok          # the earlier value did not change under it
+    finally:
+        box.close()

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import logging
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from firmware.box.devices import BoxDevices
 from firmware.box.lights import LightsRoom
 from firmware.box.session import ModelSession
-from firmware.box.status import BoxStatus, DeviceHealth
+from firmware.box.status import BoxStatus
 from firmware.config.schema import Config
 from firmware.render.camera_picture import CameraPicture
 from firmware.render.compositor import Compositor
@@ -184,7 +184,7 @@ class Box:
         shown = self.visit.shown if self.cue is not None else None
         return BoxStatus(show=shown, fps=round(len(recent) / max(1e-6, sum(recent)), 1) if recent else 0.0,
                          engine=engine, model=model,
-                         devices={k: DeviceHealth(**h) for k, h in self.devices_health().items()},
+                         devices={k: replace(d.health) for k, d in self.parts().items()},
                          venue=venue, faults=tuple(text for _, text in self.trace.faults))
 
     def close(self) -> None:

@@ -3,13 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from firmware.devices.base import Health
 from firmware.show.machine import State
-
-
-@dataclass(frozen=True)
-class DeviceHealth:
-    ok: bool
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -18,7 +13,7 @@ class BoxStatus:
     fps: float                         # over the last 60 presented frames
     engine: str | None                 # the engine in words; None without a model
     model: dict | None                 # {name, network}
-    devices: dict[str, DeviceHealth]
+    devices: dict[str, Health]         # a copy of each part's health at the frame
     venue: dict = field(default_factory=dict)   # schedule, clock, projector, osc, detected devices
     faults: tuple[str, ...] = ()       # every fault so far, oldest first
 
