@@ -28,18 +28,17 @@ DRIFT_FPS = 8.0   # drift images per second requested while idle (the walk is sl
 class GenerationPlanner:
     """Owns the noise-prep pool, the retries, the drift pacing and the picture caches.
 
-    `use_model` swaps the model (None: footage only); the box calls `request` once per frame and
-    reads `visitor_pictures` and `drift_pictures` when it composes.
+    The box calls `request` once per frame and reads `visitor_pictures` and `drift_pictures` when it
+    composes; without a model (footage only) nothing is requested.
     """
 
-    def __init__(self, worker, compositor, show, width: int, height: int, threaded: bool, started_at: float,
-                 subject_weights) -> None:
-        self.worker, self.compositor, self.show = worker, compositor, show
+    def __init__(self, session, compositor, show, width: int, height: int, threaded: bool,
+                 started_at: float) -> None:
+        """session: the ModelSession, the one owner of the model, read here and never copied (a
+        model dropped at warm-up is gone for the planner at once)."""
+        self.session, self.compositor, self.show = session, compositor, show
+        self.worker = session.worker
         self.width, self.height, self.started_at = width, height, started_at
-        self.subject_weights = subject_weights
-        self.model = self.net = None
-        self.sigmas: tuple = ()
-        self.model_side = 64
         self._prep = ThreadPoolExecutor(1, thread_name_prefix="visitor-prep") if threaded else None
         self._noise_future: Future | None = None
         self.noise: nz.VisitorNoise | None = None   # the newest visitor noise field ...
@@ -49,9 +48,13 @@ class GenerationPlanner:
         self.drift_requested_at = -math.inf
         self._u8_cache: dict[str, tuple] = {}
 
-    def use_model(self, model, net, sigmas) -> None:
-        self.model, self.net, self.sigmas = model, net, tuple(sigmas)
-        self.model_side = model.resolution[1] if model else 64
+    @property
+    def model(self):
+        return self.session.model
+
+    @property
+    def net(self):
+        return self.session.net
 
     def hold_drift(self) -> None:
         """Request no more drift images (bench: the idle picture stands still, so a change is ours)."""
@@ -114,16 +117,16 @@ class GenerationPlanner:
     def _visitor_job(self, cue, camera_picture, cond: Conditions) -> VisitorJob:
         show = self.show
         seed = None
-        sigmas = self.sigmas
+        sigmas = self.session.sigmas
         if show.seed_strength > 0 and camera_picture is not None:
-            side = self.model_side
+            side = self.session.model_side
             seed = np.stack([nz.from_u8(nz.resize(camera_picture[t.y:t.y + t.h, t.x:t.x + t.w],
                                                    side, side, smooth=False))
                              for t in self.compositor.tiles])
-            sigmas = seeded_sigmas(self.sigmas, show.seed_strength, self.model.sigma_max)
+            sigmas = seeded_sigmas(self.session.sigmas, show.seed_strength, self.model.sigma_max)
         # The visitor's subject: the one a show controller named, else drawn by the configured weights.
         if cond.subject is None:
-            cond = replace(cond, subject=pick_subject(self.subject_weights, cue.visitor))
+            cond = replace(cond, subject=pick_subject(self.session.subject_weights, cue.visitor))
         return VisitorJob(visitor=cue.visitor, eps=self.noise.model_eps, sigmas=sigmas,
                           sampler=self.net.sampler, cond=cond, seed_image=seed,
                           strength=show.seed_strength)
@@ -140,11 +143,11 @@ class GenerationPlanner:
         shape = (n, self.model.channels, *self.model.resolution)
         a = np.random.default_rng(j).standard_normal(shape, dtype=np.float32)
         b = np.random.default_rng(j + 1).standard_normal(shape, dtype=np.float32)
-        sigmas = self.net.sigmas(min(self.net.steps)) if self.net.sampler == "consistency" else self.sigmas
+        sigmas = self.net.sigmas(min(self.net.steps)) if self.net.sampler == "consistency" else self.session.sigmas
         # The idle wanders through the configured subjects, whichever one a controller named.
         self.worker.submit_drift(DriftJob(key=t, noise=slerp(a, b, p), sigmas=sigmas,
                                           sampler=self.net.sampler,
-                                          cond=replace(cond, subject=drift_subject(self.subject_weights, j))))
+                                          cond=replace(cond, subject=drift_subject(self.session.subject_weights, j))))
 
     # ------------------------------------------------------------------ what to show
     def visitor_pictures(self, cue):

@@ -90,9 +90,8 @@ class ModelSession:
 
     def plan(self, compositor, width: int, height: int, started_at: float) -> GenerationPlanner:
         """Start planning generation for `compositor`'s tiles (made once the model's side is known)."""
-        self.generation = GenerationPlanner(self.worker, compositor, self.config.show, width, height,
-                                            self.threaded, started_at, self.subject_weights)
-        self.generation.use_model(self.model, self.net, self.sigmas)
+        self.generation = GenerationPlanner(self, compositor, self.config.show, width, height,
+                                            self.threaded, started_at)
         return self.generation
 
     def warm_up(self) -> None:
@@ -107,7 +106,6 @@ class ModelSession:
             self.fault(f"model: warm-up failed ({type(exc).__name__}: {exc}); showing footage only")
             self.worker.engine = self.engine = self.model = self.net = None
             self.sigmas = ()
-            self.generation.use_model(None, None, ())
             self.worker.health.ok, self.worker.health.detail = False, "no model: warm-up failed"
 
     def conditions(self, osc) -> Conditions:
