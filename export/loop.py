@@ -264,6 +264,9 @@ def run(obj: Objective, out: str | Path, cfg: RunBudget, resume: bool = True, pr
     The checkpoint holds "model", "ema" (the first EMA: what is exported), "emas" (all of them),
     "opt", "rng", "run" (RunState), "config" and obj.meta(); earlier stage code reads the same keys."""
     out = Path(out)
+    # The budget is wall time from here: the resume, the amp measurement and the checkpoints (with
+    # their grids) are paid out of it, so `humus-export all`'s stages end when their share does.
+    t0 = time.time()
     rank, world, device = dist_setup(cfg.device)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
@@ -313,9 +316,12 @@ def run(obj: Objective, out: str | Path, cfg: RunBudget, resume: bool = True, pr
 
         bar = tqdm(total=cfg.steps, initial=rs.step, dynamic_ncols=True, mininterval=5, desc=obj.name)
 
+    ckpt_cost = [0.0]   # what the last checkpoint took: the final one must fit in the budget too
+
     def checkpoint():
         if rank != 0:
             return
+        t_ckpt = time.time()
         save_atomic({"model": model.state_dict(), "ema": emas.state_of(0), "emas": emas.state_dict(),
                      "opt": opt.state_dict(), "rng": _rng_state(gen, device), "run": asdict(rs),
                      "objective": obj.extra_state(),
@@ -325,20 +331,21 @@ def run(obj: Objective, out: str | Path, cfg: RunBudget, resume: bool = True, pr
         obj.preview(ema0, out / f"{obj.name}_grid.png")
         from .train import save_loss_curve
         save_loss_curve(rs.history, out / f"{obj.name}_loss.png", f"{obj.name} (step {rs.step})")
+        ckpt_cost[0] = time.time() - t_ckpt
 
     def snapshot():
         if rank == 0:
             emas.save_snapshot(out / "snapshots" / f"{obj.name}-{rs.nimg:010d}.safetensors", rs.nimg)
 
-    t0 = time.time()
     start = RunState(**asdict(rs))
-    last_ckpt = last_stats = last_probe = t0
+    t_loop = last_ckpt = last_stats = last_probe = time.time()
     window: list[float] = []
     first_rate_logged = False
     next_snapshot = (rs.nimg // cfg.snapshot_every + 1) * cfg.snapshot_every if cfg.snapshot_every else None
     model.train()
     last_step = min(cfg.steps, cfg.stop_at) if cfg.stop_at > 0 else cfg.steps
-    while rs.step < last_step and rs.elapsed < budget:
+    headroom = 0.0      # the last checkpoint's cost, the same on every rank
+    while rs.step < last_step and rs.elapsed + headroom < budget:
         lv = _train_step(obj, net, opt, rs.step, gen, device, rs.amp)
         if not math.isfinite(lv):
             raise FloatingPointError(f"{obj.name} loss became {lv} at step {rs.step + 1}; lower the learning rate")
@@ -348,7 +355,8 @@ def run(obj: Objective, out: str | Path, cfg: RunBudget, resume: bool = True, pr
         rs.history.append((rs.step, lv))
         window.append(lv)
         rs.elapsed = shared_elapsed(start.elapsed + time.time() - t0, world, device)
-        rate = (rs.nimg - start.nimg) / max(rs.elapsed - start.elapsed, 1e-9)
+        headroom = shared_elapsed(ckpt_cost[0], world, device)
+        rate = (rs.nimg - start.nimg) / max(time.time() - t_loop, 1e-9)   # training alone, not the set-up
         if not first_rate_logged and rs.step - start.step == 20:
             log(f"{obj.name}: {rate:.1f} images/s ({rs.amp}, {torch.get_num_threads()} threads, {device})")
             first_rate_logged = True
