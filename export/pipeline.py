@@ -15,6 +15,7 @@ both floors and the memorisation check's training images go through it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -27,7 +28,7 @@ SHARES = {"teacher": 0.40, "student": 0.22, "upsampler": 0.10, "evaluate": 0.18}
 RESERVE = 0.10   # footage, ONNX, grids, preview, report, bundle
 STAGES = ("footage", "footage_hr", "teacher", "student", "upsampler", "onnx", "evaluate", "grids", "preview",
           "report", "bundle")
-INCEPTION_IMAGES_PER_S = 2.0      # measured on the 2-core studio CPU (README: ~0.2 s an image a core)
+INCEPTION_IMAGES_PER_CORE_S = 1.0   # measured here: ~2 images/s on 2 cores, ~1 with --threads 1
 
 
 def parse_budget(text: str) -> float:
@@ -139,7 +140,8 @@ def run_all(cfg: AllConfig, log=print) -> Path:
     stage("upsampler", lambda: _upsampler(cfg, cache_hr, run / "upsampler", minutes_for("upsampler")))
     stage("onnx", lambda: _export(cfg, cache, run, out, rec.data["stages"]["footage"]["summary"]))
     test_images = sum(rec.data["stages"]["footage_hr"]["summary"]["test_sources"].values())
-    stage("evaluate", lambda: _evaluate(out, cache_hr, minutes_for("evaluate"), test_images))
+    cores = cfg.threads or os.cpu_count() or 1      # Inception runs on the threads training had
+    stage("evaluate", lambda: _evaluate(out, cache_hr, minutes_for("evaluate"), test_images, cores))
     stage("grids", lambda: _grids(out))
     stage("preview", lambda: _preview(cfg, out))
     stage("report", lambda: {"report": str(write_report(out, run, rec.data))})
@@ -193,18 +195,18 @@ def _export(cfg, cache, run, out, summary):
     return {"model": str(out)}
 
 
-def evaluation_size(minutes: float, test_images: int = 0, models: int = 4) -> int:
+def evaluation_size(minutes: float, test_images: int = 0, models: int = 4, cores: int = 2) -> int:
     """Generated images a model that the evaluation's share affords. Through Inception go the test
     half once, then per generated image: one from each model, one from each of the two floors, four
     training images for the memorisation check, and about one more for the per-subject minimums."""
-    images = minutes * 60 * INCEPTION_IMAGES_PER_S - test_images
+    images = minutes * 60 * INCEPTION_IMAGES_PER_CORE_S * cores - test_images
     return int(max(8, min(1000, images / (models + 2 + 4 + 1))))
 
 
-def _evaluate(out, cache_hr, minutes, test_images):
+def _evaluate(out, cache_hr, minutes, test_images, cores):
     from .evaluate import evaluate
 
-    n = evaluation_size(minutes, test_images)
+    n = evaluation_size(minutes, test_images, cores=cores)
     # Every training image through Inception costs ~40 minutes on 2 cores for the shipped data: the
     # memorisation check compares with what the evaluation's share affords.
     m = evaluate(out, cache_hr, generated=n, per_subject=max(4, n // 4), walks=0, secondary=False, boots=200,

@@ -136,3 +136,4 @@ def test_a_stage_that_ran_over_is_paid_for_by_the_stages_after_it():
     planned = sum(stage_minutes(30, late, k) for k in ("student", "upsampler", "evaluate"))
     assert planned <= left
     assert evaluation_size(5, test_images=305) < evaluation_size(5)            # the test half costs too
+    assert evaluation_size(5, 305, cores=1) < evaluation_size(5, 305, cores=2)  # --threads 1: half the rate
