@@ -103,13 +103,13 @@ class Box:
     def read_inputs(self) -> FrameInputs:
         """The frame's inputs, each read once: hot-plugs swapped in, the venue's verdict, the OSC
         inputs, the newest presence reading and camera frame."""
+        now = self.clock.now()   # the frame's instant: before the hot-plugs and the venue are looked at
         self.devices.follow_plugs()
         self.venue_now = self.venue.update()
         devices = self.devices
         if not self.venue_now.open:   # the show rests: the sensor and camera are not read
-            return FrameInputs(self.clock.now(), self.venue_now, self.venue.inputs)
-        return FrameInputs(self.clock.now(), self.venue_now, self.venue.inputs, devices.presence.latest(),
-                           devices.camera.latest())
+            return FrameInputs(now, self.venue_now, self.venue.inputs)
+        return FrameInputs(now, self.venue_now, self.venue.inputs, devices.presence.latest(), devices.camera.latest())
 
     def step(self) -> np.ndarray:
         """One projector frame: read the inputs, advance the show, ask for generation, compose, and
