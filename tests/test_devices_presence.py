@@ -263,14 +263,44 @@ def test_health_follows_the_filters_staleness_and_lifts_only_its_own_verdict():
     from firmware.config.devices import PresenceSim
     from firmware.devices.presence.sim import NoPresence, SimPresence
     sensor = SimPresence(PresenceSim(type="sim"), FakeClock())
-    sensor.follow_filter(True, 2.0)
+    seen = sensor.latest()
+    sensor.follow_filter(True, 2.0, seen)
     assert not sensor.health.ok and sensor.health.detail == "stale sensor: no reading for 2 s"
-    sensor.follow_filter(False, 2.0)
+    sensor.follow_filter(False, 2.0, seen)
     assert sensor.health.ok
-    sensor.follow_filter(True, 2.0)
+    sensor.follow_filter(True, 2.0, seen)
     sensor.fault("/dev/humus-radar lost: gone")        # the sensor's own fault, raised meanwhile
-    sensor.follow_filter(False, 2.0)
+    sensor.follow_filter(False, 2.0, seen)
     assert not sensor.health.ok and sensor.health.detail == "/dev/humus-radar lost: gone"
     none = NoPresence()
-    none.follow_filter(True, 2.0)                      # nothing to go quiet: never stale
+    none.follow_filter(True, 2.0, None)                # nothing to go quiet: never stale
     assert none.health.ok
+
+
+def test_a_reading_published_after_the_frame_read_its_input_starts_no_stale_episode():
+    """The radar comes back from an unplug between the frame's read and its health verdict: the
+    verdict judged a reading already replaced, so it raises no new fault episode (the soak's
+    'health flaps' check caught one per unplug before)."""
+    from firmware.clock import FakeClock
+    from firmware.devices.presence.uart import LD2410Sensor
+    from firmware.devices.protocols.ld2410 import Report, encode_report
+    frame = encode_report(Report(False, 1, 150, 60, 0, 0, 150))
+    clock = FakeClock(100.0)
+    sensor = LD2410Sensor(PresenceLD2410(type="ld2410", port="/dev/null"), clock, start=False)
+    sensor.feed(frame)
+    old = sensor.latest()
+    assert old is not None and old.distance_m == 1.5 and sensor.health.ok
+    sensor.fault("/dev/humus-radar lost: gone")           # unplugged: the sensor's own episode
+    clock.advance(3.0)
+    judged = sensor._latest.get()                          # the frame reads the old reading...
+    sensor.feed(frame)                                     # ...the port is back, a frame arrives...
+    assert sensor.health.ok and sensor.health.faults == 1
+    sensor.follow_filter(True, 2.0, judged)                # ...and the frame judges the old one stale
+    assert sensor.health.ok and sensor.health.faults == 1
+    sensor.follow_filter(False, 2.0, sensor.latest())      # the next frame sees the fresh reading
+    assert sensor.health.ok and sensor.health.faults == 1
+    clock.advance(3.0)                                     # really silent now: the verdict stands
+    stale = sensor._latest.get()
+    sensor.follow_filter(True, 2.0, stale)
+    assert not sensor.health.ok and sensor.health.faults == 2
+    assert sensor.health.detail == "stale sensor: no reading for 2 s"

@@ -57,10 +57,6 @@ def test_short_soak_every_fault_kind(tiny_model):
     assert report["dmx"]["sent"] > 0.5 * 40 * report["show_seconds"]
 
 
-@pytest.mark.xfail(strict=False, reason="KNOWN REGRESSION (issue 22, open): since the Box renovation (a700989) "
-                   "the pty soak sees one extra presence health episode after a radar unplug ('stale sensor: "
-                   "no reading for 2 s' after the port is back: 5 episodes for 3 faults); 429e7c6 passes. "
-                   "To be found and fixed next session; the sim soak (200 cycles) is clean")
 def test_short_soak_on_pty_serial_devices(tiny_model):
     kinds = ("radar_unplug", "dmx_unplug", "sensor_garbage", "sensor_silent")
     # 5x real time: the serial reader threads run on the real clock, and a 2 s stale threshold
@@ -101,10 +97,6 @@ needs_shipped = pytest.mark.skipif(not (SHIPPED / "manifest.json").is_file(), re
 
 
 @needs_shipped
-@pytest.mark.xfail(strict=False, reason="KNOWN REGRESSION (issue 22, open): since the Box renovation (a700989) "
-                   "the pty soak sees one extra presence health episode after a radar unplug ('stale sensor: "
-                   "no reading for 2 s' after the port is back: 5 episodes for 3 faults); 429e7c6 passes. "
-                   "To be found and fixed next session; the sim soak (200 cycles) is clean")
 def test_humus_soak_on_the_shipped_model_meets_every_fault_kind(tmp_path):
     """`humus soak` as CI runs it: the shipped model (subjects and all, which the tiny test model
     lacks: issue 22 got past the soak tests that way), the real serial backends on pty emulators,

@@ -119,7 +119,8 @@ class Box:
         self.visit, cue = step_visit(self.rules, before, inputs, self.started_at)
         self.cue, now = cue, inputs.now
         if inputs.venue.open:
-            self.devices.presence.follow_filter(self.visit.presence.stale, self.rules.presence.stale_after_s)
+            self.devices.presence.follow_filter(self.visit.presence.stale, self.rules.presence.stale_after_s,
+                                                inputs.reading)
         self._note_state(now, before.shown, self.visit.shown, cue.visitor)
         self.venue.publish(self.visit.shown, self.visit.present, cue.noise_level, self.trace.faults)
         if inputs.venue.open:

@@ -37,14 +37,29 @@ class PresenceSensor(Device):
         """Moving-target energy per distance gate, nearest first, from the newest report; () if none."""
         return ()
 
-    def follow_filter(self, stale: bool, stale_after_s: float) -> None:
-        """The show's presence filter owns staleness (its state says `stale`); the health follows it
-        here. Back from stale, only this verdict is lifted: a fault the sensor raised itself (its port
-        lost, say) is the sensor's to clear, or the health (and the log) would flap every frame."""
+    def follow_filter(self, stale: bool, stale_after_s: float, judged: Reading | None) -> None:
+        """The show's presence filter owns staleness (its state says `stale`, judged on the reading
+        `judged` the frame read); the health follows it here. Back from stale, only this verdict is
+        lifted: a fault the sensor raised itself (its port lost, say) is the sensor's to clear, or the
+        health (and the log) would flap every frame.
+
+        A reader thread may publish a fresh reading between the frame's read and this call (a radar
+        back from an unplug): the verdict is then about a reading already replaced, and raising it
+        would start an episode the next frame ends. It waits for the next frame's judgement instead."""
         if stale:
+            if self.health.ok and _newer(self._newest(), judged):
+                return
             self._stale_verdict = f"stale sensor: no reading for {stale_after_s:g} s"
             self.fault(self._stale_verdict)
         elif self._stale_verdict is not None:
             if self.health.detail == self._stale_verdict:
                 self.recover()
             self._stale_verdict = None
+
+    def _newest(self) -> Reading | None:
+        """The newest reading, without side effects (a backend whose `latest` has some overrides it)."""
+        return self.latest()
+
+
+def _newer(reading: Reading | None, than: Reading | None) -> bool:
+    return reading is not None and (than is None or reading.t > than.t)

@@ -68,5 +68,5 @@ class NoPresence(PresenceSensor):
     def latest(self) -> Reading | None:
         return None
 
-    def follow_filter(self, stale: bool, stale_after_s: float) -> None:
+    def follow_filter(self, stale: bool, stale_after_s: float, judged: Reading | None) -> None:
         pass   # never stale: without a sensor there is no reading to wait for

@@ -63,6 +63,9 @@ class SerialSensor(PresenceSensor):
         self._check_stale()
         return self._latest.get()
 
+    def _newest(self) -> Reading | None:
+        return self._latest.get()   # latest() also checks staleness, which would fault here
+
     def feed(self, data: bytes) -> None:
         """Handle raw bytes as if read from the port (the reader thread's only path, and tests')."""
         for msg in self.parser.feed(data):
