@@ -16,7 +16,7 @@ class StatusPublisher:
         writer.update(**status.venue)
         writer.update(state=status.state, show=status.show, fps=status.fps, engine=status.engine,
                       devices=status.devices_json(), model=status.model)
-        for text in status.faults[self._faults_reported:]:
+        for text in status.faults_after(self._faults_reported):
             writer.fault(text)
-        self._faults_reported = len(status.faults)
+        self._faults_reported = status.faults_total
         writer.flush()

@@ -145,9 +145,9 @@ class Venue:
         return load_zone(self.schedule.zone) if self.schedule else timezone.utc
 
     # ------------------------------------------------------------------ out
-    def publish(self, state: State, visitor: bool, noise: float, faults: list) -> None:
+    def publish(self, state: State, visitor: bool, noise: float, trace) -> None:
         """OSC out: the state on each change, the visitor on each change, the noise at noise_hz
-        during immersion and emergence, and every new fault."""
+        during immersion and emergence, and every new fault (`trace`: the box's Trace)."""
         if self.osc is None:
             return
         if state != self._sent_state:
@@ -162,9 +162,9 @@ class Venue:
             late = now - self._noise_next
             self._noise_next = (self._noise_next if late < self.noise_period else now) + self.noise_period
             self.osc.send("/humus/noise", float(noise))
-        for _, text in faults[self._faults_sent:]:
+        for _, text in trace.faults_after(self._faults_sent):
             self.osc.send("/humus/fault", text)
-        self._faults_sent = len(faults)
+        self._faults_sent = trace.faults_total
 
     def publish_health(self, now: float, health) -> None:
         """/humus/fault for a device that turns faulty (`health()`: the box's devices_health, asked

@@ -148,3 +148,39 @@ def test_the_status_is_one_value_copied_at_the_frame(tiny_model):
         assert before.devices["camera"].ok          # the earlier value did not change under it
     finally:
         box.close()
+
+
+def test_months_of_faults_keep_the_trace_bounded_and_every_new_fault_reaches_the_status_file(tiny_model, tmp_path):
+    """A flapping device for months: the trace keeps the recent faults and a count of all, and the
+    status file and OSC still get each new fault exactly once."""
+    import json
+
+    from firmware.appliance.statusfile import StatusWriter
+    from firmware.box.conductor import FAULT_HISTORY, Box
+    from firmware.clock import FakeClock
+    from firmware.status_publisher import StatusPublisher
+    from tests.scenario import small_config
+
+    box = Box(small_config(tiny_model), FakeClock(), threaded=False)
+    path = tmp_path / "status.json"
+    publish = StatusPublisher(StatusWriter(path, clock=lambda: 1.7e9, min_interval=0.0))
+    try:
+        written = []
+        real_fault = publish.writer.fault
+        publish.writer.fault = lambda text: (written.append(text), real_fault(text))
+        for i in range(3 * FAULT_HISTORY):
+            box.trace.add_fault(box.clock.now(), f"camera[sim]: unplugged #{i}")
+            if i % 7 == 0:
+                box.step()
+                publish(box)
+        box.step()
+        publish(box)
+        assert box.trace.faults_total == 3 * FAULT_HISTORY
+        assert len(box.trace.faults) <= FAULT_HISTORY
+        assert box.trace.faults[-1][1] == f"camera[sim]: unplugged #{3 * FAULT_HISTORY - 1}"
+        # a frame raises a few faults at most; each reached the file once, in order
+        assert written == [f"camera[sim]: unplugged #{i}" for i in range(3 * FAULT_HISTORY)]
+        assert json.loads(path.read_text())["faults"]
+        assert len(box.status().recent_faults) <= 16
+    finally:
+        box.close()

@@ -19,7 +19,7 @@ import numpy as np
 from firmware.box.devices import BoxDevices
 from firmware.box.lights import LightsRoom
 from firmware.box.session import ModelSession
-from firmware.box.status import BoxStatus
+from firmware.box.status import BoxStatus, health_json
 from firmware.config.schema import Config
 from firmware.render.camera_picture import CameraPicture
 from firmware.render.compositor import Compositor
@@ -29,13 +29,28 @@ from firmware.show.visit import FrameInputs, Visit, VisitRules, step_visit
 
 log = logging.getLogger("humus.box")
 STATE_HISTORY = 4_000   # months unattended: the trace keeps the recent state changes only
+FAULT_HISTORY = 1_000   # ... and the recent faults, with a count of all of them
+RECENT_FAULTS = 16      # the faults a status carries: more than a frame ever raises
 
 
 @dataclass
 class Trace:
-    """What happened, for the preview, tests and the field tech: state changes and faults."""
+    """What happened, for the preview, tests and the field tech: state changes and faults, the
+    recent ones (a box runs for months), and how many faults there were in all."""
     states: list[tuple[float, State, int]] = field(default_factory=list)
     faults: list[tuple[float, str]] = field(default_factory=list)
+    faults_total: int = 0
+
+    def add_fault(self, t: float, text: str) -> None:
+        self.faults.append((t, text))
+        self.faults_total += 1
+        if len(self.faults) > FAULT_HISTORY:
+            del self.faults[:FAULT_HISTORY // 2]
+
+    def faults_after(self, seen: int) -> list[tuple[float, str]]:
+        """The faults after the first `seen` of all of them, as far as the trace still keeps them."""
+        new = self.faults_total - seen
+        return self.faults[-new:] if new > 0 else []
 
 
 class Box:
@@ -93,7 +108,7 @@ class Box:
 
     def _fault(self, text: str) -> None:
         log.warning("%s", text)
-        self.trace.faults.append((self.clock.now(), text))
+        self.trace.add_fault(self.clock.now(), text)
 
     def warm_up(self) -> None:
         """Run the model once before READY, so the first visitor does not pay for lazy init."""
@@ -122,7 +137,7 @@ class Box:
             self.devices.presence.follow_filter(self.visit.presence.stale, self.rules.presence.stale_after_s,
                                                 inputs.reading)
         self._note_state(now, before.shown, self.visit.shown, cue.visitor)
-        self.venue.publish(self.visit.shown, self.visit.present, cue.noise_level, self.trace.faults)
+        self.venue.publish(self.visit.shown, self.visit.present, cue.noise_level, self.trace)
         if inputs.venue.open:
             self.venue.publish_health(now, self.devices_health)
             self.session.request(cue, now, self.camera_picture.picture, inputs.osc)
@@ -174,7 +189,7 @@ class Box:
 
     def devices_health(self) -> dict:
         """{role: {ok, detail}} for every part."""
-        return {k: {"ok": d.health.ok, "detail": d.health.detail} for k, d in self.parts().items()}
+        return health_json({k: d.health for k, d in self.parts().items()})
 
     def status(self) -> BoxStatus:
         recent = self.frame_times[-60:]
@@ -186,7 +201,8 @@ class Box:
         return BoxStatus(show=shown, fps=round(len(recent) / max(1e-6, sum(recent)), 1) if recent else 0.0,
                          engine=engine, model=model,
                          devices={k: replace(d.health) for k, d in self.parts().items()},
-                         venue=venue, faults=tuple(text for _, text in self.trace.faults))
+                         venue=venue, faults_total=self.trace.faults_total,
+                         recent_faults=tuple(text for _, text in self.trace.faults[-RECENT_FAULTS:]))
 
     def close(self) -> None:
         self._stack.close()

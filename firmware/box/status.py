@@ -15,7 +15,13 @@ class BoxStatus:
     model: dict | None                 # {name, network}
     devices: dict[str, Health]         # a copy of each part's health at the frame
     venue: dict = field(default_factory=dict)   # schedule, clock, projector, osc, detected devices
-    faults: tuple[str, ...] = ()       # every fault so far, oldest first
+    faults_total: int = 0              # every fault since start
+    recent_faults: tuple[str, ...] = ()   # the newest of them, oldest first
+
+    def faults_after(self, seen: int) -> tuple[str, ...]:
+        """The faults after the first `seen` of all of them (as many as the status carries)."""
+        new = self.faults_total - seen
+        return self.recent_faults[-new:] if new > 0 else ()
 
     @property
     def state(self) -> str:
@@ -23,4 +29,9 @@ class BoxStatus:
         return "running" if all(d.ok for d in self.devices.values()) else "degraded"
 
     def devices_json(self) -> dict:
-        return {k: {"ok": d.ok, "detail": d.detail} for k, d in self.devices.items()}
+        return health_json(self.devices)
+
+
+def health_json(healths: dict[str, Health]) -> dict:
+    """{role: {ok, detail}}: a part's health as the status file and OSC carry it."""
+    return {k: {"ok": h.ok, "detail": h.detail} for k, h in healths.items()}
