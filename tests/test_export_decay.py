@@ -119,19 +119,17 @@ def test_a_bad_footage_toml_names_the_file_line_and_key(text, where, key):
         parse(text.encode(), "shoot/footage.toml")
 
 
-def test_bad_toml_and_csv_name_the_line():
-    with pytest.raises(SidecarError, match=r"^s/footage.toml line 3: not valid TOML"):
-        parse(b'[[files]]\npath = "a"\ndecay = = 1\n', "s/footage.toml")
-    with pytest.raises(SidecarError, match=r"^s/footage.toml line 2: not UTF-8"):
-        parse(b'[[files]]\npath = "\xff"\n', "s/footage.toml")
-    with pytest.raises(SidecarError, match=r"did you mean 'decay'"):
-        parse(b"path,decai\na,1\n", "s/decay.csv")
-    with pytest.raises(SidecarError, match=r"^s/decay.csv line 3, key 'decay': '2' is out of range"):
-        parse(b"path,decay\na,0.5\nb,2\n", "s/decay.csv")
-    with pytest.raises(SidecarError, match=r"^s/decay.csv line 2: 3 cells"):
-        parse(b"path,decay\na,0.5,x\n", "s/decay.csv")
-    with pytest.raises(SidecarError, match=r"^s/decay.csv line 1: no header"):
-        parse(b"", "s/decay.csv")
+@pytest.mark.parametrize("data, name, message", [
+    (b'[[files]]\npath = "a"\ndecay = = 1\n', "s/footage.toml", r"^s/footage.toml line 3: not valid TOML"),
+    (b'[[files]]\npath = "\xff"\n', "s/footage.toml", r"^s/footage.toml line 2: not UTF-8"),
+    (b"path,decai\na,1\n", "s/decay.csv", r"did you mean 'decay'"),
+    (b"path,decay\na,0.5\nb,2\n", "s/decay.csv", r"^s/decay.csv line 3, key 'decay': '2' is out of range"),
+    (b"path,decay\na,0.5,x\n", "s/decay.csv", r"^s/decay.csv line 2: 3 cells"),
+    (b"", "s/decay.csv", r"^s/decay.csv line 1: no header"),
+])
+def test_bad_toml_and_csv_name_the_line(data, name, message):
+    with pytest.raises(SidecarError, match=message):
+        parse(data, name)
 
 
 def _valid(rule) -> bool:
