@@ -63,6 +63,16 @@ def _onnx(a):
                           if kk in m["networks"][k]} for k in m["networks"]}, indent=1))
 
 
+def _step_list(text: str) -> tuple[int, ...]:
+    try:
+        steps = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of step counts") from None
+    if not steps or min(steps) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: step counts are at least 1")
+    return steps
+
+
 def _evaluate(a):
     from .evaluate import evaluate
 
@@ -70,8 +80,10 @@ def _evaluate(a):
 
     torch.set_num_threads(a.threads) if a.threads else None
     m = evaluate(a.model, a.cache, featnet=a.featnet, generated=a.generated, per_subject=a.per_subject,
-                 teacher_steps=a.teacher_steps, walks=a.walks, featnet_steps=a.featnet_steps, boots=a.boots,
-                 upscaled_caches=a.upscaled_cache, secondary=not a.no_secondary)
+                 teacher_steps=a.teacher_steps, student_steps=a.student_steps, walks=a.walks,
+                 featnet_steps=a.featnet_steps, boots=a.boots, upscaled_caches=a.upscaled_cache,
+                 secondary=not a.no_secondary, update_manifest=not a.no_manifest,
+                 novelty_train_limit=a.novelty_limit or None)
     print(json.dumps({k: m.get(k) for k in ("kid", "kid_ci90", "kid_ratios", "fid", "walk_mean_frame_distance")},
                      indent=1))
 
@@ -280,7 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "images bicubic-upscaled to that side against it (metrics.upscaled.SIDE); repeatable")
     e.add_argument("--threads", type=int, default=0, help="torch threads for the Inception features (0 = default)")
     e.add_argument("--boots", type=int, default=400, help="bootstrap replicates for intervals and ratios")
-    e.add_argument("--teacher-steps", type=int, default=35)
+    e.add_argument("--teacher-steps", type=int, default=35, help="Heun steps of the teacher (0 = the student alone)")
+    e.add_argument("--student-steps", type=_step_list, default=(1, 2, 4), help="the student's step counts, e.g. 2 or 1,2,4")
+    e.add_argument("--novelty-limit", type=int, default=0,
+                   help="training images the memorisation check compares with, an even share of each subject "
+                        "(0 = all of them: ~40 minutes of Inception on 2 cores for the shipped data)")
+    e.add_argument("--no-manifest", action="store_true", help="print and keep eval/ figures; leave manifest.json as it is")
     e.add_argument("--walks", type=int, default=4)
     e.set_defaults(fn=_evaluate)
 

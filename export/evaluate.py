@@ -194,7 +194,7 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
     generated = max(2, generated or len(test))
     per_subject = per_subject or max(2, generated // 4)
     runs = [(net, k) for net, k in [("teacher", teacher_steps)] + [("student", k) for k in student_steps]
-            if net in mf["networks"]]
+            if net in mf["networks"] and k > 0]     # teacher_steps 0: the student alone
     log = lambda m: print(m, flush=True)  # noqa: E731
     if extractor is None:
         from .inception import Inception

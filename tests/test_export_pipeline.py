@@ -264,6 +264,27 @@ def test_evaluate_writes_inception_metrics_per_subject(pipeline, tmp_path):
     assert (model / "eval" / "grid_student_2.png").exists() and (model / "eval" / "walks.png").exists()
 
 
+def test_evaluate_cli_measures_the_student_alone_and_leaves_the_manifest(pipeline, tmp_path, capsys):
+    """Comparing a candidate with the shipped model: the 2-step student only, a bounded memorisation
+    check, and the shipped manifest left as it is."""
+    model = tmp_path / "model"
+    shutil.copytree(pipeline["model"], model)
+    before = (model / "manifest.json").read_bytes()
+    assert cli.main(["evaluate", "--model", str(model), "--cache", str(pipeline["cache"]), "--teacher-steps", "0",
+                     "--student-steps", "2", "--generated", "4", "--per-subject", "2", "--walks", "0",
+                     "--no-secondary", "--boots", "20", "--novelty-limit", "4", "--no-manifest"]) == 0
+    assert (model / "manifest.json").read_bytes() == before
+    m = json.loads((model / "eval" / "metrics.json").read_text())
+    assert {k for k in m["kid"] if not k.startswith("floor_")} == {"student_2"} and m["kid_ratios"] == {}
+    assert m["novelty_training_images"] <= 4
+    capsys.readouterr()
+    for bad in ("0", "2,x", ""):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["evaluate", "--model", str(model), "--student-steps", bad])
+        assert exc.value.code == 2
+        assert "--student-steps" in capsys.readouterr().err
+
+
 def test_tune_chooses_by_inception_kid_and_onnx_takes_it(pipeline, tmp_path):
     # `tune` picks weights and sigmas on the held-out validation half; `onnx` takes its JSON.
     tuned = tmp_path / "tuned.json"
