@@ -103,7 +103,8 @@ class StudentObjective(Objective):
     name = "student"
 
     def __init__(self, ds, cfg: DistillConfig, device, model, teacher_state: dict, names: list[str],
-                 lineage: dict, teacher=None, guide=None):
+                 lineage: dict, teacher=None, guide=None, probe_args: tuple | None = None):
+        self._probe, self.probe_args = None, probe_args    # (cache, run dir): the probe is built on first use
         self.cfg, self.ds, self.model, self.teacher_state, self.names, self.lineage = (
             cfg, ds, model, teacher_state, names, lineage)
         self.batch = cfg.batch
@@ -177,6 +178,17 @@ class StudentObjective(Objective):
         ema.resolution = self.teacher_state.get("resolution", 64)
         _student_grid(ema, out)
 
+    def probe(self, ema) -> dict:
+        """The teacher's validation probe, sampled as the box samples: 2 consistency steps."""
+        if self.probe_args is None:
+            return {}
+        if self._probe is None:
+            from .probe import ValidationProbe
+
+            self._probe = ValidationProbe(self.probe_args[0], self.names, self.probe_args[1],
+                                          sampler="consistency", steps=2)
+        return self._probe(ema)
+
 
 def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: DistillConfig,
             resume: bool = True, progress: bool = True, init: str | Path | None = None,
@@ -206,7 +218,8 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
         guide = denoiser_from_state(load_checkpoint(cfg.guide), "ema", where=cfg.guide).to(device)
         lineage["guide"] = cfg.guide
     torch.manual_seed(cfg.seed)     # whatever the objective draws when built (a discriminator's first weights)
-    obj = StudentObjective(ds, cfg, device, model, teacher_state, names, lineage, teacher, guide)
+    obj = StudentObjective(ds, cfg, device, model, teacher_state, names, lineage, teacher, guide,
+                           probe_args=(cache, Path(out)) if cfg.probe_every else None)
     return run(obj, out, cfg, resume=resume, progress=progress, state_dir=state_dir)
 
 

@@ -100,3 +100,26 @@ def test_a_shipped_model_folder_is_probed_through_its_onnx(tmp_path):
     probe = ValidationProbe(tmp_path / "c.npz", ["clip", "fruit"], tmp_path, n=4, steps=2, extractor=PixelFeatures())
     out = probe(model)
     assert np.isfinite(out["kid"]["overall"]) and 0 <= out["fidelity"]["overall"] <= 1
+
+
+def test_the_student_probe_samples_as_the_box_does(tmp_path, monkeypatch):
+    """The distillation's curve in stats.jsonl: the same probe, with 2 consistency steps."""
+    from tests.test_export_loop import FAST
+    from export import probe as probe_mod
+    from export.distill import DistillConfig, distill
+    from export.footage import FootageConfig, build_cache
+    from export.train import TrainConfig, train
+    from tests.test_export_pipeline import make_footage
+
+    build_cache([make_footage(tmp_path / "src")], tmp_path / "c.npz",
+                FootageConfig(resolution=32, holdout=0.3, dedup_threshold=0))
+    real = probe_mod.ValidationProbe.__init__
+    monkeypatch.setattr(probe_mod.ValidationProbe, "__init__",
+                        lambda self, *a, **kw: real(self, *a, **{**kw, "n": 6, "extractor": PixelFeatures()}))
+    run = tmp_path / "r"
+    teacher = train(tmp_path / "c.npz", run, TrainConfig(preset="tiny", batch=4, steps=2, **FAST), progress=False)
+    distill(tmp_path / "c.npz", teacher, run, DistillConfig(batch=4, steps=2, probe_every=1e-9, **FAST),
+            progress=False)
+    probes = [json.loads(x)["probe"] for x in (run / "stats.jsonl").read_text().splitlines() if '"probe"' in x]
+    assert probes and all(p["sampler"] == "consistency 2" for p in probes)
+    assert np.isfinite(probes[-1]["kid"]["overall"]) and 0 <= probes[-1]["fidelity"]["overall"] <= 1
