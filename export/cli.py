@@ -75,17 +75,48 @@ def _step_list(text: str) -> tuple[int, ...]:
 
 def _evaluate(a):
     from .evaluate import evaluate
+    from .inception import Inception, RememberedFeatures
 
     import torch
 
     torch.set_num_threads(a.threads) if a.threads else None
-    m = evaluate(a.model, a.cache, featnet=a.featnet, generated=a.generated, per_subject=a.per_subject,
-                 teacher_steps=a.teacher_steps, student_steps=a.student_steps, walks=a.walks,
-                 featnet_steps=a.featnet_steps, boots=a.boots, upscaled_caches=a.upscaled_cache,
-                 secondary=not a.no_secondary, update_manifest=not a.no_manifest,
-                 novelty_train_limit=a.novelty_limit or None)
-    print(json.dumps({k: m.get(k) for k in ("kid", "kid_ci90", "kid_ratios", "fid", "walk_mean_frame_distance")},
-                     indent=1))
+    models = a.model or ["models/default"]
+    extractor = RememberedFeatures(Inception())
+    results = {}
+    for model in models:
+        m = evaluate(model, a.cache, featnet=a.featnet, generated=a.generated, per_subject=a.per_subject,
+                     teacher_steps=a.teacher_steps, student_steps=a.student_steps, walks=a.walks,
+                     featnet_steps=a.featnet_steps, boots=a.boots, upscaled_caches=a.upscaled_cache,
+                     secondary=not a.no_secondary, update_manifest=not a.no_manifest,
+                     novelty_train_limit=a.novelty_limit or None, extractor=extractor)
+        results[model] = m
+        print(json.dumps({k: m.get(k) for k in ("kid", "kid_ci90", "kid_ratios", "fid", "walk_mean_frame_distance")},
+                         indent=1))
+    if len(models) > 1:
+        print(side_by_side(results))
+    print(f"Inception passes: {extractor.computed} computed, {extractor.reused} shared between the models")
+
+
+def side_by_side(results: dict) -> str:
+    """KID per subject and overall of every model's networks, one row each (the same test half, the
+    same generated counts and seeds), with near-copies and subject fidelity."""
+    subjects = sorted({s for m in results.values() for s, b in m["by_subject"].items() if "kid" in b})
+    head = ["model", "network", "overall", *subjects, "near-copies", "fidelity"]
+    rows = [head, ["---"] * len(head)]
+    for model, m in results.items():
+        for key in (k for k in m["kid"] if not k.startswith("floor_")):
+            lo, hi = m["kid_ci90"][key]
+            cells = [f"{m['kid'][key]:.4f} ({lo:.4f}-{hi:.4f})"]
+            cells += [f"{m['by_subject'][s]['kid'][key]:.4f}" if key in m["by_subject"][s].get("kid", {}) else "-"
+                      for s in subjects]
+            mem = m.get("memorisation", {}).get(key, {})
+            fid = m.get("subject_fidelity", {}).get(key, {})
+            cells += [f"{mem['near_copy_share']:.3f}" if mem else "-", f"{fid['mean']:.3f}" if fid.get("mean") is not None else "-"]
+            rows.append([model, key, *cells])
+    floor = next(iter(results.values()))["kid"]
+    rows.append(["real vs real", "floors", " / ".join(f"{floor[k]:.4f}" for k in floor if k.startswith("floor_")),
+                 *["" for _ in subjects], "", ""])
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
 
 
 def _tune(a):
@@ -277,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="Inception KID/FID per subject with the real-vs-real floor, grids and walk "
                                         "smoothness; writes manifest metrics")
-    e.add_argument("--model", default="models/default")
+    e.add_argument("--model", action="append", help="a model folder (default models/default); repeat it to "
+                   "measure models side by side in one run, on the same images, sharing the real photographs' features")
     e.add_argument("--cache", default="cache/footage64.npz")
     e.add_argument("--featnet", help="secondary figures: feature network weights (trained on the cache if missing)")
     e.add_argument("--featnet-steps", type=int, default=800)

@@ -3,6 +3,7 @@ onnxruntime through the firmware's loader, plus manifest checks (<~1 min on 2 co
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -264,23 +265,30 @@ def test_evaluate_writes_inception_metrics_per_subject(pipeline, tmp_path):
     assert (model / "eval" / "grid_student_2.png").exists() and (model / "eval" / "walks.png").exists()
 
 
-def test_evaluate_cli_measures_the_student_alone_and_leaves_the_manifest(pipeline, tmp_path, capsys):
-    """Comparing a candidate with the shipped model: the 2-step student only, a bounded memorisation
-    check, and the shipped manifest left as it is."""
-    model = tmp_path / "model"
-    shutil.copytree(pipeline["model"], model)
-    before = (model / "manifest.json").read_bytes()
-    assert cli.main(["evaluate", "--model", str(model), "--cache", str(pipeline["cache"]), "--teacher-steps", "0",
-                     "--student-steps", "2", "--generated", "4", "--per-subject", "2", "--walks", "0",
-                     "--no-secondary", "--boots", "20", "--novelty-limit", "4", "--no-manifest"]) == 0
-    assert (model / "manifest.json").read_bytes() == before
-    m = json.loads((model / "eval" / "metrics.json").read_text())
+def test_evaluate_cli_compares_models_side_by_side_and_leaves_their_manifests(pipeline, tmp_path, capsys):
+    """A candidate beside the shipped model, in one run: the 2-step student only, a bounded
+    memorisation check, the real photographs' features computed once, the manifests left as they are."""
+    models = [tmp_path / "a", tmp_path / "b"]
+    for model in models:
+        shutil.copytree(pipeline["model"], model)
+    before = (models[0] / "manifest.json").read_bytes()
+    args = ["evaluate", "--model", str(models[0]), "--model", str(models[1]), "--cache", str(pipeline["cache"]),
+            "--teacher-steps", "0", "--student-steps", "2", "--generated", "4", "--per-subject", "2", "--walks", "0",
+            "--no-secondary", "--boots", "20", "--novelty-limit", "4", "--no-manifest"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert (models[0] / "manifest.json").read_bytes() == before
+    m = json.loads((models[1] / "eval" / "metrics.json").read_text())
     assert {k for k in m["kid"] if not k.startswith("floor_")} == {"student_2"} and m["kid_ratios"] == {}
     assert m["novelty_training_images"] <= 4
-    capsys.readouterr()
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    assert [r.split(" | ")[:2] for r in table[2:4]] == [[f"| {models[0]}", "student_2"], [f"| {models[1]}", "student_2"]]
+    assert table[2].split(" | ")[2:] == table[3].split(" | ")[2:]      # the same model, the same seeds: the same figures
+    computed, shared = (int(x) for x in re.search(r"(\d+) computed, (\d+) shared", out).groups())
+    assert shared >= computed // 3 > 0      # the second model pays only for its own generated images
     for bad in ("0", "2,x", ""):
         with pytest.raises(SystemExit) as exc:
-            cli.main(["evaluate", "--model", str(model), "--student-steps", bad])
+            cli.main(["evaluate", "--model", str(models[0]), "--student-steps", bad])
         assert exc.value.code == 2
         assert "--student-steps" in capsys.readouterr().err
 
