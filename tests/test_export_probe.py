@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import types
 
 import numpy as np
 import pytest
@@ -82,7 +83,7 @@ def test_the_teacher_probe_writes_kid_fidelity_and_copies_to_stats(tmp_path, mon
     probes = [json.loads(x)["probe"] for x in (run / "stats.jsonl").read_text().splitlines() if '"probe"' in x]
     assert len(probes) == 3
     p = probes[-1]
-    assert set(p["kid"]) == {"clip", "fruit", "overall"} and np.isfinite(p["kid"]["overall"])
+    assert set(p["kid"]) == {"clip", "fruit", "overall", "validation_mix"} and np.isfinite(p["kid"]["overall"])
     assert all(v is None or np.isfinite(v) for v in p["kid"].values())   # None: under 2 validation images
     assert 0 <= p["fidelity"]["overall"] <= 1 and 0 <= p["memorisation"]["near_copy_share"] <= 1
 
@@ -123,3 +124,16 @@ def test_the_student_probe_samples_as_the_box_does(tmp_path, monkeypatch):
     probes = [json.loads(x)["probe"] for x in (run / "stats.jsonl").read_text().splitlines() if '"probe"' in x]
     assert probes and all(p["sampler"] == "consistency 2" for p in probes)
     assert np.isfinite(probes[-1]["kid"]["overall"]) and 0 <= probes[-1]["fidelity"]["overall"] <= 1
+
+
+def test_the_validation_mix_draws_subjects_in_the_validation_halfs_proportions():
+    """A validation half of 20 tomatoes, 2 bananas and no melon: 8 tomatoes, 1 banana, no melon of the
+    8 grown a subject (the equal "overall" pool would judge 8 bananas against 2 photographs)."""
+    from export.probe import ValidationProbe
+
+    probe = object.__new__(ValidationProbe)
+    probe.names, probe.n = ["bananas", "melon", "tomatoes"], 8
+    probe.val = types.SimpleNamespace(source=np.array(["tomatoes"] * 20 + ["bananas"] * 2))
+    feats = [np.full((8, 4), float(i)) for i in range(3)]
+    mix = probe._in_validation_proportions(feats)
+    assert sorted(mix[:, 0].tolist()) == [0.0] + [2.0] * 8
