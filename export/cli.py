@@ -111,7 +111,8 @@ def side_by_side(results: dict) -> str:
                       for s in subjects]
             mem = m.get("memorisation", {}).get(key, {})
             fid = m.get("subject_fidelity", {}).get(key, {})
-            cells += [f"{mem['near_copy_share']:.3f}" if mem else "-", f"{fid['mean']:.3f}" if fid.get("mean") is not None else "-"]
+            cells += [f"{mem['near_copy_share']:.3f}" if mem else "-",
+                      f"{fid['mean']:.3f}" if fid.get("mean") is not None else "-"]
             rows.append([model, key, *cells])
     floor = next(iter(results.values()))["kid"]
     rows.append(["real vs real", "floors", " / ".join(f"{floor[k]:.4f}" for k in floor if k.startswith("floor_")),

@@ -101,10 +101,11 @@ class StudentObjective(Objective):
     """ECT: f(x_t, t) against the stopped-gradient f(x_r, r) on the same noising path."""
 
     name = "student"
+    probe_sampler = ("consistency", 2)     # the teacher's probe, sampled as the box samples
 
     def __init__(self, ds, cfg: DistillConfig, device, model, teacher_state: dict, names: list[str],
                  lineage: dict, teacher=None, guide=None, probe_args: tuple | None = None):
-        self._probe, self.probe_args = None, probe_args    # (cache, run dir): the probe is built on first use
+        self.probe_args = probe_args    # (cache, run dir): the probe is built on first use
         self.cfg, self.ds, self.model, self.teacher_state, self.names, self.lineage = (
             cfg, ds, model, teacher_state, names, lineage)
         self.batch = cfg.batch
@@ -177,17 +178,6 @@ class StudentObjective(Objective):
     def preview(self, ema, out: Path) -> None:
         ema.resolution = self.teacher_state.get("resolution", 64)
         _student_grid(ema, out)
-
-    def probe(self, ema) -> dict:
-        """The teacher's validation probe, sampled as the box samples: 2 consistency steps."""
-        if self.probe_args is None:
-            return {}
-        if self._probe is None:
-            from .probe import ValidationProbe
-
-            self._probe = ValidationProbe(self.probe_args[0], self.names, self.probe_args[1],
-                                          sampler="consistency", steps=2)
-        return self._probe(ema)
 
 
 def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: DistillConfig,

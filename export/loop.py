@@ -101,9 +101,24 @@ class Objective:
     def preview(self, ema: torch.nn.Module, out: Path) -> None:
         """Write a grid of what the EMA model makes (at each checkpoint)."""
 
+    # The validation probe (export/probe.py): (cache, run dir) to have one, built on first use, and
+    # how it samples: the teacher's ODE, or as the box samples a student.
+    probe_args: tuple | None = None
+    probe_sampler: tuple[str, int] = ("heun", 18)
+    _probe = None
+
     def probe(self, ema: torch.nn.Module) -> dict:
-        """Cheap quality figures on the validation half (stats.jsonl), e.g. {"kid": ...}."""
-        return {}
+        """Cheap quality figures on the validation half (stats.jsonl), e.g. {"kid": ...}; {} without
+        probe_args."""
+        if self.probe_args is None:
+            return {}
+        if self._probe is None:
+            from .probe import ValidationProbe
+
+            sampler, steps = self.probe_sampler
+            self._probe = ValidationProbe(self.probe_args[0], self.names, self.probe_args[1],
+                                          sampler=sampler, steps=steps)
+        return self._probe(ema)
 
     def postfix(self, step: int) -> dict:
         return {}

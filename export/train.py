@@ -180,7 +180,7 @@ class TeacherObjective(Objective):
     def __init__(self, ds: Dataset, cfg: TrainConfig, device, net_cfg: UNetConfig, names: list[str],
                  probe_args: tuple | None = None):
         self.cfg, self.net_cfg, self.names, self.ds = cfg, net_cfg, names, ds
-        self._probe, self.probe_args = None, probe_args    # (cache, run dir): the probe is built on first use
+        self.probe_args = probe_args    # (cache, run dir): the probe is built on first use
         self.batch = cfg.batch
         self.model = build_model(net_cfg)
         self.model.resolution = ds.images.shape[1]
@@ -206,15 +206,6 @@ class TeacherObjective(Objective):
 
     def preview(self, ema, out: Path) -> None:
         preview(ema, out)
-
-    def probe(self, ema) -> dict:
-        if self.probe_args is None:
-            return {}
-        if self._probe is None:
-            from .probe import ValidationProbe
-
-            self._probe = ValidationProbe(self.probe_args[0], self.names, self.probe_args[1])
-        return self._probe(ema)
 
 
 def train(cache: str | Path, out: str | Path, cfg: TrainConfig, resume: bool = True, progress: bool = True,

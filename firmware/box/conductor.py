@@ -19,7 +19,7 @@ import numpy as np
 from firmware.box.devices import BoxDevices
 from firmware.box.lights import LightsRoom
 from firmware.box.session import ModelSession
-from firmware.box.status import BoxStatus, health_json
+from firmware.box.status import BoxStatus, health_json, newest_after
 from firmware.config.schema import Config
 from firmware.render.camera_picture import CameraPicture
 from firmware.render.compositor import Compositor
@@ -49,8 +49,7 @@ class Trace:
 
     def faults_after(self, seen: int) -> list[tuple[float, str]]:
         """The faults after the first `seen` of all of them, as far as the trace still keeps them."""
-        new = self.faults_total - seen
-        return self.faults[-new:] if new > 0 else []
+        return newest_after(self.faults, self.faults_total, seen)
 
 
 class Box:

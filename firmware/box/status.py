@@ -1,10 +1,14 @@
 """The box's status as one typed value: what `humus status`, OSC faults and the soak read."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from firmware.devices.base import Health
 from firmware.show.machine import State
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -20,8 +24,7 @@ class BoxStatus:
 
     def faults_after(self, seen: int) -> tuple[str, ...]:
         """The faults after the first `seen` of all of them (as many as the status carries)."""
-        new = self.faults_total - seen
-        return self.recent_faults[-new:] if new > 0 else ()
+        return newest_after(self.recent_faults, self.faults_total, seen)
 
     @property
     def state(self) -> str:
@@ -35,3 +38,10 @@ class BoxStatus:
 def health_json(healths: dict[str, Health]) -> dict:
     """{role: {ok, detail}}: a part's health as the status file and OSC carry it."""
     return {k: {"ok": h.ok, "detail": h.detail} for k, h in healths.items()}
+
+
+def newest_after(recent: Sequence[T], total: int, seen: int) -> Sequence[T]:
+    """Of `total` items so far, of which `recent` keeps the newest: those after the first `seen` that
+    it still keeps (a reader that knows how many it has seen asks for the rest)."""
+    new = total - seen
+    return recent[-new:] if new > 0 else recent[:0]
