@@ -20,6 +20,19 @@ def _upsampler(a):
         print(json.dumps(add_stage(ckpt, a.model, threads=a.threads or 1), indent=1))
 
 
+def _upsampler_judge(a):
+    from .upsampler_judge import judge_upsamplers, table
+
+    import torch
+
+    torch.set_num_threads(a.threads) if a.threads else None
+    models = a.model or ["models/default"]
+    result = judge_upsamplers(models, a.cache, per_subject=a.per_subject, boots=a.boots, threads=max(1, a.threads))
+    if a.out:
+        Path(a.out).write_text(json.dumps(result, indent=1))
+    print(table(result, [str(m) for m in models]))
+
+
 def _demo_clip(a):
     from .democlip import build_demo_clip
 
@@ -66,6 +79,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--no-resume", action="store_true")
     u.add_argument("--model", help="model directory to add the stage to (ONNX + manifest stages.upsampler)")
     u.set_defaults(fn=_upsampler)
+
+    j = sub.add_parser("upsampler-judge", help="the upsampler stage alone: real training photographs shrunk to the "
+                                               "generator's side and enlarged by each model's stage, KID against the "
+                                               "test half beside bicubic and the photographs themselves")
+    j.add_argument("--model", action="append", help="a model folder with an upsampler stage (default "
+                                                    "models/default); repeat it to judge stages side by side")
+    j.add_argument("--cache", default="cache/footage256.npz", help="footage cache at the stage's output side")
+    j.add_argument("--per-subject", type=int, default=300, help="training photographs per subject")
+    j.add_argument("--boots", type=int, default=200)
+    j.add_argument("--threads", type=int, default=0, help="torch threads for Inception, and the stage's threads")
+    j.add_argument("--out", help="also write the figures here as JSON")
+    j.set_defaults(fn=_upsampler_judge)
 
     w = sub.add_parser("warm-start", help="checkpoints read back from a model directory's ONNX files, to go on "
                                           "training it (train resumes RUN/teacher.pt; distill --init RUN/student_init.pt)")

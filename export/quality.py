@@ -76,8 +76,11 @@ def generate_sets(model_dir, full: Dataset, sched: dict, runs: list[tuple[str, i
         dec = subject_decays(train, s, p["total"], np.random.default_rng([seed, i]))
         out[s] = {"decay": dec, "images": {}}
         for net, k in runs:
-            # One seed per subject for every model: the same starting noise, a paired comparison.
-            imgs = gens[net].generate_many(p["total"], k, decay=dec, seed=seed + 1 + i)
+            # One seed per subject for every model: the same starting noise, a paired comparison. A model
+            # with subjects is asked for this one (left unasked, it would grow its first subject for all).
+            gen = gens[net]
+            asked = gen.subject_index(s) if s in gen.info.subjects else None
+            imgs = gen.generate_many(p["total"], k, decay=dec, seed=seed + 1 + i, subject=asked)
             out[s]["images"][f"{net}_{k}"] = transform(imgs) if transform else imgs
     return out
 

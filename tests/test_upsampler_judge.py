@@ -1,0 +1,99 @@
+"""`humus-export upsampler-judge`: the cascade's stage alone, on real photographs shrunk and enlarged again."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+
+from export import cli  # noqa: E402
+from export.footage import TEST, TRAIN, VALIDATION  # noqa: E402
+from export.upsampler_judge import enlarge_with_stage, judge_upsamplers, shrink, table  # noqa: E402
+from modelmaker import add_upsampler, make_model_dir  # noqa: E402
+
+
+def _stripes(rng, side: int, period: int) -> np.ndarray:
+    """Sharp vertical stripes of a random colour pair: detail that a 4x shrink destroys."""
+    a, b = rng.integers(0, 256, (2, 3))
+    cols = (np.arange(side) // period) % 2
+    return np.where(cols[None, :, None] == 1, a, b).astype(np.uint8).repeat(side, 0).reshape(side, side, 3)
+
+
+def _cache(path, side: int = 128) -> None:
+    """Two subjects; "stripes" has train and test photographs, "rare" only training ones (no figure)."""
+    rng = np.random.default_rng(0)
+    images, source, part = [], [], []
+    for s, n_train, n_test in (("stripes", 10, 6), ("rare", 4, 0)):
+        for k in range(n_train + n_test + 2):
+            images.append(_stripes(rng, side, 2 if s == "stripes" else 8))
+            source.append(s)
+            part.append(TRAIN if k < n_train else TEST if k < n_train + n_test else VALIDATION)
+    part = np.array(part, np.int8)
+    np.savez_compressed(path, images=np.stack(images), decay=np.full(len(images), 0.5, np.float32),
+                        source=np.array(source), heldout=part != TRAIN, part=part,
+                        group=np.array([f"g{i}" for i in range(len(images))]), summary=json.dumps({}))
+
+
+class HighFrequency:
+    """A stand-in for Inception in these tests: mean colour and the energy of pixel-to-pixel steps,
+    which is exactly what enlarging a shrunk photograph loses."""
+
+    kind = "test features"
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        x = images.astype(np.float64) / 255.0
+        steps = np.abs(np.diff(x, axis=2)).mean(axis=(1, 2))
+        return np.concatenate([x.mean(axis=(1, 2)), 4 * steps], axis=1)
+
+
+def test_shrink_averages_blocks_in_the_value_range():
+    img = np.zeros((1, 8, 8, 3), np.uint8)
+    img[0, :4, :4] = 255                      # one white 4x4 block
+    small = shrink(img, 4)
+    assert small.shape == (1, 3, 2, 2) and small.dtype == np.float32
+    np.testing.assert_allclose(small[0, :, 0, 0], 1.0)
+    np.testing.assert_allclose(small[0, :, 1, 1], -1.0)
+    np.testing.assert_allclose(shrink(img, 4, (0.0, 1.0))[0, :, 0, 0], 1.0)
+    with pytest.raises(ValueError, match="6x6 images do not shrink by 4"):
+        shrink(np.zeros((1, 6, 6, 3), np.uint8), 4)
+
+
+def test_the_stage_is_judged_on_what_it_adds(tmp_path):
+    model = add_upsampler(make_model_dir(tmp_path / "m", side=32))
+    cache = tmp_path / "c128.npz"
+    _cache(cache)
+    lines = []
+    res = judge_upsamplers([model], cache, per_subject=8, boots=20, extractor=HighFrequency(), log=lines.append)
+    assert set(res) == {"stripes"}            # "rare" has no test photographs: no figure, not a zero
+    r = res["stripes"]
+    assert r["samples"] == {"reference": 6, "photographs": 8}
+    kid = r["kid"]
+    assert set(kid) == {"photographs", "bicubic", str(model)}
+    # Period-2 stripes shrink to flat colour: neither enlargement brings them back, the photographs do.
+    assert kid["photographs"] < kid["bicubic"] and kid["photographs"] < kid[str(model)]
+    assert lines and lines[0].startswith("stripes: ")
+    # The stage really ran, through the firmware: its own output on the same small images.
+    small = shrink(np.stack([_stripes(np.random.default_rng(3), 128, 2)]), 4)
+    sess = ort.InferenceSession(str(model / "upsampler.onnx"), providers=["CPUExecutionProvider"])
+    want = sess.run(["upsampled"], {"image": small})[0]
+    got = enlarge_with_stage(model, small)
+    expect = np.round((np.clip(want, -1, 1) + 1) / 2 * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    assert np.array_equal(got, expect)
+    md = table(res, [str(model)])
+    assert md.splitlines()[0] == f"| subject | photographs | bicubic | {model} |"
+    assert md.splitlines()[2].startswith("| stripes (6 test) | ")
+
+
+def test_cli_refuses_a_cache_at_another_side_and_a_model_without_a_stage(tmp_path, capsys):
+    model = add_upsampler(make_model_dir(tmp_path / "m", side=32))
+    plain = make_model_dir(tmp_path / "plain", side=32)
+    cache = tmp_path / "c64.npz"
+    _cache(cache, side=64)
+    assert cli.main(["upsampler-judge", "--model", str(model), "--cache", str(cache)]) == 2
+    assert f"{cache}: holds 64x64 photographs but {model} makes 128x128" in capsys.readouterr().err
+    assert cli.main(["upsampler-judge", "--model", str(plain), "--cache", str(cache)]) == 2
+    assert f"{plain}: manifest.json has no stages.upsampler to judge" in capsys.readouterr().err
+
