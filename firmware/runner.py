@@ -31,6 +31,27 @@ class Stopper:
         return self
 
 
+class Cadence:
+    """Frame deadlines every `period` on `clock`, as the projector presents them. A frame that ends more
+    than a whole period late counts as missed and the cadence re-anchors to now: frames are never
+    waited for. `humus bench` paces its trigger trials with this same cadence."""
+
+    def __init__(self, clock, period: float, wait) -> None:
+        self.clock, self.period, self.wait = clock, period, wait
+        self.next_t = clock.now()
+        self.missed = 0
+
+    def wait_next(self) -> None:
+        """After a frame: wait until the next one is due (at once when late)."""
+        self.next_t += self.period
+        late = self.clock.now() - self.next_t
+        if late > self.period:
+            self.missed += int(late / self.period)
+            self.next_t = self.clock.now()
+        else:
+            self.wait(max(0.0, self.next_t - self.clock.now()))
+
+
 def run_realtime(box: Box, duration_s: float | None, notifier=None, status=None,
                  stopper: Stopper | None = None) -> dict:
     """Present a frame every 1/fps on the real clock. Frames are never waited for; late frames count."""
@@ -42,12 +63,11 @@ def run_realtime(box: Box, duration_s: float | None, notifier=None, status=None,
     period = 1.0 / box.config.display.fps
     stopper = stopper or Stopper()
     start = clock.now()
-    next_t = start
-    missed = 0
     box.warm_up()
     if notifier:
         notifier.ready()
     prev = None
+    cadence = Cadence(clock, period, stopper.event.wait)
     while not stopper.event.is_set():
         now = clock.now()
         if duration_s is not None and now - start >= duration_s:
@@ -60,13 +80,7 @@ def run_realtime(box: Box, duration_s: float | None, notifier=None, status=None,
             del box.frame_times[:5_000]
         if box.devices.display.poll_quit():
             break
-        next_t += period
-        late = clock.now() - next_t
-        if late > period:  # more than a whole frame late: count the miss, re-anchor the cadence
-            missed += int(late / period)
-            next_t = clock.now()
-        else:
-            stopper.event.wait(max(0.0, next_t - clock.now()))
+        cadence.wait_next()
         if notifier:
             # Pinged from the frame loop itself: a hung loop stops the pings and systemd restarts
             # it. A missing projector does not: the loop keeps running and picks it up when it
@@ -76,7 +90,7 @@ def run_realtime(box: Box, duration_s: float | None, notifier=None, status=None,
             status(box)
     elapsed = clock.now() - start
     return {"frames": box.frames, "seconds": elapsed, "fps": box.frames / elapsed if elapsed else 0.0,
-            "missed": missed}
+            "missed": cadence.missed}
 
 
 def run_offline(box: Box, duration_s: float) -> dict:

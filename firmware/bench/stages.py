@@ -182,6 +182,7 @@ def bench_trigger(config, trials: int = 40) -> dict:
     """
     from firmware.box.conductor import Box
     from firmware.clock import RealClock
+    from firmware.runner import Cadence
 
     sys.setswitchinterval(0.0005)  # as run_realtime sets it for the real loop
     cfg = config.model_copy(update={"show": config.show.model_copy(update={"dwell_s": 0.0})})
@@ -195,20 +196,27 @@ def bench_trigger(config, trials: int = 40) -> dict:
             box.rewind()
             box.devices.presence.latest = lambda: Reading(10.0, box.clock.now())  # nobody near
             box.session.generation.hold_drift()  # the idle picture stands still, so any change is ours
+            # Frames come on the real loop's cadence (a frame every period, not a period after each
+            # frame ends), so the figure is what a visitor waits, not the bench's own pacing.
+            cadence = Cadence(box.clock, period, time.sleep)
             # A real idle lasts at least the cooldown: long enough to have the next visitor's noise
             # ready (the box prepares it while idle). Wait for that, as the venue would.
             deadline = time.perf_counter() + 3.0
             while box.session.generation.noise_visitor != box.visit.show.visitor + 1 and time.perf_counter() < deadline:
                 box.step()
-                time.sleep(period)
-            for _ in range(3):
+                cadence.wait_next()
+            for k in range(3):
+                if k:
+                    cadence.wait_next()
                 idle = box.step().copy()
-                time.sleep(period)
-            # The visitor arrives at a random moment within a frame; the loop notices at its next frame.
+            # The visitor arrives at a random moment within the frame before the next one is due; the
+            # loop notices at that next frame.
+            arrival = cadence.next_t + period - rng.uniform(0, period)
+            time.sleep(max(0.0, arrival - box.clock.now()))
             t0 = time.perf_counter()
             box.devices.presence.latest = lambda: Reading(0.5, box.clock.now())
-            time.sleep(rng.uniform(0, period))
             while True:
+                cadence.wait_next()
                 frame = box.step()
                 if np.abs(frame.astype(np.int16) - idle).mean() >= 0.5:
                     lat.append(time.perf_counter() - t0)
@@ -216,7 +224,6 @@ def bench_trigger(config, trials: int = 40) -> dict:
                 if time.perf_counter() - t0 > 2.0:
                     lat.append(float("inf"))
                     break
-                time.sleep(period)
     finally:
         box.close()
     s = sorted(lat)
