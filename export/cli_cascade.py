@@ -76,6 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--perceptual", type=float, default=d.perceptual, help="weight of the random-feature L1")
     u.add_argument("--adversarial", type=float, default=d.adversarial, help="weight of the patch GAN term")
     u.add_argument("--adversarial-after", dest="adversarial_after", type=int, default=d.adversarial_after)
+    u.add_argument("--init-onnx", dest="init_onnx", default=d.init_onnx,
+                   help="a model folder whose upsampler stage a fresh run starts from (its ONNX weights)")
     u.add_argument("--no-resume", action="store_true")
     u.add_argument("--model", help="model directory to add the stage to (ONNX + manifest stages.upsampler)")
     u.set_defaults(fn=_upsampler)

@@ -54,6 +54,9 @@ class UpsamplerConfig(RunBudget):
             Inception, the judge).
         adversarial: weight of the patch discriminator's term (DiffAugment, lazy R1); 0 = no GAN.
         adversarial_after: steps of L1 and perceptual only before the discriminator joins.
+        init_onnx: a model folder whose shipped stage (its `stages.upsampler` ONNX file) a fresh run
+            starts from, e.g. to add the perceptual and adversarial terms to an L1-trained stage
+            ("" = random initialisation). The width and blocks are read from its weights.
     """
 
     steps: int = 20_000
@@ -70,6 +73,7 @@ class UpsamplerConfig(RunBudget):
     perceptual: float = 0.0
     adversarial: float = 0.0
     adversarial_after: int = 500
+    init_onnx: str = ""
     extra: dict = field(default_factory=dict)
 
 
@@ -243,11 +247,18 @@ def train_upsampler(cache: str | Path, out: str | Path, cfg: UpsamplerConfig, re
     if resume and ckpt_path.exists():
         net = torch.load(ckpt_path, map_location="cpu", weights_only=False)["net"]
         width, blocks = net["width"], net["blocks"]
+    init = None
+    if cfg.init_onnx and not (resume and ckpt_path.exists()):
+        init = weights_from_onnx(cfg.init_onnx)
+        width, blocks = init["head.weight"].shape[0], sum(1 for k in init if k.endswith(".c1.weight"))
     bank = None
     if cfg.student_share > 0:
         bank = student_versions(ds.images, ds.decay, [str(v) for v in ds.source], cfg.student_model, cfg.seed)
     torch.manual_seed(cfg.seed)
-    obj = UpsamplerObjective(ds, cfg, Upsampler(width, blocks), bank)
+    model = Upsampler(width, blocks)
+    if init is not None:
+        model.load_state_dict(init)     # strict: every tensor named and shaped as the network's
+    obj = UpsamplerObjective(ds, cfg, model, bank)
     run(obj, out, cfg, resume=resume, progress=progress, state_dir=state_dir)
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     tail = [v for _, v in state["history"][-100:]]
@@ -256,6 +267,25 @@ def train_upsampler(cache: str | Path, out: str | Path, cfg: UpsamplerConfig, re
          "amp": state["run"]["amp"], "config": asdict(cfg),
          "params": sum(p.numel() for p in obj.model.parameters())}, indent=1))
     return ckpt_path
+
+
+def weights_from_onnx(model_dir: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict of a model folder's upsampler stage, read back from its ONNX initialisers (the
+    export keeps the network's parameter names). Raises ValueError naming the file when it has none."""
+    import onnx
+    from onnx import numpy_helper
+
+    from firmware.generate.manifest import load_model_dir
+
+    info = load_model_dir(model_dir)
+    if info.upsampler is None:
+        raise ValueError(f"{model_dir}: manifest.json has no stages.upsampler to start from")
+    graph = onnx.load(str(info.upsampler.path)).graph
+    state = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer
+             if i.name.startswith(("head.", "trunk.", "up1.", "up2.", "tail."))}
+    if "head.weight" not in state:
+        raise ValueError(f"{info.upsampler.path}: no 'head.weight' initialiser; not an export/upsampler.py network")
+    return state
 
 
 def load_upsampler(path: str | Path) -> Upsampler:

@@ -340,6 +340,16 @@ def test_upsampler_stage_trains_exports_and_runs_in_the_firmware(pipeline, tmp_p
     assert up(np.zeros((1, 3, 32, 32), np.float32)).shape == (1, 3, 128, 128)
     from export.sample import Generator
     assert Generator(model).generate_many(2, None).shape == (2, 128, 128, 3)
+    # A fresh run may start from a shipped stage's ONNX weights (to add the sharpening terms to it).
+    from export.upsampler import load_upsampler, weights_from_onnx
+    warm = tmp_path / "warm"
+    assert cli.main(["upsampler", "--cache", str(hr), "--run", str(warm), "--minutes", "0", "--steps", "1",
+                     "--steps-only", "--batch", "2", "--crop", "64", "--lr", "0", "--init-onnx", str(model)]) == 0
+    got, want = load_upsampler(warm / "upsampler.pt").state_dict(), weights_from_onnx(model)
+    assert (got["head.weight"].shape[0], len(got)) == (8, len(want))     # width and blocks from the stage
+    assert all(torch.equal(got[k], want[k]) for k in want)             # lr 0: the stage's weights, unchanged
+    assert cli.main(["upsampler", "--cache", str(hr), "--run", str(tmp_path / "cold"), "--minutes", "0",
+                     "--steps", "1", "--steps-only", "--init-onnx", str(pipeline["model"])]) == 2
 
 
 def test_sample_grows_the_named_subject(pipeline, tmp_path):
