@@ -305,6 +305,23 @@ def l1_on(model: nn.Module, images: np.ndarray, n: int = 64) -> dict:
             "images": int(hr.shape[0])}
 
 
+def recipe(cfg: dict) -> str:
+    """The manifest's one-line account of how a stage was trained, from its run's config."""
+    terms = ["L1"]
+    if cfg.get("perceptual"):
+        terms.append(f"{cfg['perceptual']:g} x random-feature L1")
+    if cfg.get("adversarial"):
+        terms.append(f"{cfg['adversarial']:g} x patch GAN (from step {cfg.get('adversarial_after', 0)})")
+    inputs = []
+    if cfg.get("blur"):
+        inputs.append(f"blurred up to {cfg['blur']:g} px")
+    if cfg.get("student_share"):
+        inputs.append(f"{cfg['student_share']:.0%} made by the student of {cfg.get('student_model', '?')}")
+    start = f", started from {cfg['init_onnx']}'s stage" if cfg.get("init_onnx") else ""
+    return (f"{SCALE}x residual CNN over bilinear, {' + '.join(terms)} on footage crops, subjects balanced"
+            + (f"; inputs {', '.join(inputs)}" if inputs else "") + start + " (export/upsampler.py)")
+
+
 def add_stage(ckpt: str | Path, model_dir: str | Path, threads: int = 1) -> dict:
     """Export the upsampler to ONNX into a model directory and describe it in the manifest
     (`stages.upsampler`, models/MANIFEST.md): parity with torch, a reference pair, the latency."""
@@ -346,8 +363,7 @@ def add_stage(ckpt: str | Path, model_dir: str | Path, threads: int = 1) -> dict
     stage = {"file": path.name, "sha256": sha256_file(path),
              "inputs": {"image": [1, 3, h, w]}, "outputs": {"upsampled": list(want.shape)},
              "reference": {"output": "reference_upsampler.npz", "atol": REFERENCE_ATOL},
-             "method": f"{SCALE}x residual CNN over bilinear, L1 on footage crops, subjects balanced "
-                       "(export/upsampler.py)",
+             "method": recipe(record.get("config", {})),
              "params": sum(p.numel() for p in model.parameters()),
              "latency_ms_ort_cpu": round(lat, 2),
              "training": {**record, "data": state.get("data", {}).get("sources"), "parity_max_abs_diff": err}}

@@ -335,6 +335,7 @@ def test_upsampler_stage_trains_exports_and_runs_in_the_firmware(pipeline, tmp_p
     assert info.stage_errors == () and info.output_resolution == (128, 128)
     m = json.loads((model / "manifest.json").read_text())["stages"]["upsampler"]
     assert m["training"]["steps"] == 3 and m["training"]["parity_max_abs_diff"] < 1e-3
+    assert m["method"].startswith("4x residual CNN over bilinear, L1 on footage crops")   # the run's own recipe
     up = Upsampler(info.upsampler)          # includes the reference check against the stored pair
     assert up.failed is None
     assert up(np.zeros((1, 3, 32, 32), np.float32)).shape == (1, 3, 128, 128)

@@ -97,3 +97,13 @@ def test_cli_refuses_a_cache_at_another_side_and_a_model_without_a_stage(tmp_pat
     assert cli.main(["upsampler-judge", "--model", str(plain), "--cache", str(cache)]) == 2
     assert f"{plain}: manifest.json has no stages.upsampler to judge" in capsys.readouterr().err
 
+
+
+def test_the_manifest_names_the_recipe_a_stage_was_trained_with():
+    from export.upsampler import recipe
+
+    assert recipe({}) == "4x residual CNN over bilinear, L1 on footage crops, subjects balanced (export/upsampler.py)"
+    r = recipe({"perceptual": 0.5, "adversarial": 0.02, "adversarial_after": 200, "blur": 0.5,
+                "student_share": 0.3, "student_model": "m", "init_onnx": "models/default"})
+    assert "L1 + 0.5 x random-feature L1 + 0.02 x patch GAN (from step 200)" in r
+    assert "inputs blurred up to 0.5 px, 30% made by the student of m" in r and "started from models/default" in r
