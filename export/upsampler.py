@@ -243,12 +243,11 @@ def train_upsampler(cache: str | Path, out: str | Path, cfg: UpsamplerConfig, re
     if ds.images.shape[1] < cfg.crop:
         raise ValueError(f"{cache}: images are {ds.images.shape[1]} px, smaller than the {cfg.crop} px crop")
     ckpt_path = out / "upsampler.pt"
-    width, blocks = cfg.width, cfg.blocks
+    width, blocks, init = cfg.width, cfg.blocks, None
     if resume and ckpt_path.exists():
         net = torch.load(ckpt_path, map_location="cpu", weights_only=False)["net"]
         width, blocks = net["width"], net["blocks"]
-    init = None
-    if cfg.init_onnx and not (resume and ckpt_path.exists()):
+    elif cfg.init_onnx:
         init = weights_from_onnx(cfg.init_onnx)
         width, blocks = init["head.weight"].shape[0], sum(1 for k in init if k.endswith(".c1.weight"))
     bank = None

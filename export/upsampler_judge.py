@@ -19,37 +19,41 @@ from .metrics import kid_panel
 
 
 def shrink(images: np.ndarray, factor: int, value_range=(-1.0, 1.0)) -> np.ndarray:
-    """uint8 N x H x W x 3 -> float32 N x 3 x H/f x W/f in the model's value range, by area
-    averaging (how the footage cache makes its small twin of a photograph)."""
-    lo, hi = value_range
-    x = images.astype(np.float32).transpose(0, 3, 1, 2) / 255.0 * (hi - lo) + lo
-    n, c, h, w = x.shape
+    """uint8 N x H x W x 3 -> float32 N x 3 x H/f x W/f in the model's value range, made small exactly
+    as the upsampler's training pairs are (export.upsampler.area_down)."""
+    import torch
+
+    from .upsampler import area_down
+
+    n, h, w, c = images.shape
     if h % factor or w % factor:
         raise ValueError(f"{h}x{w} images do not shrink by {factor}")
-    return x.reshape(n, c, h // factor, factor, w // factor, factor).mean(axis=(3, 5))
+    lo, hi = value_range
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0 * (hi - lo) + lo
+    return area_down(x, factor).numpy()
 
 
-def enlarge_with_stage(model_dir: str | Path, small: np.ndarray, threads: int = 1) -> np.ndarray:
-    """The model's upsampler stage on each small image (float N x 3 x h x w) -> uint8 N x H x W x 3."""
-    from firmware.generate.manifest import ModelError, load_model_dir
+def open_stage(info, threads: int = 1):
+    """A model's upsampler stage as the box opens it (sha256 and reference pair checked), once per model."""
+    from firmware.generate.manifest import ModelError
     from firmware.generate.stages import Upsampler
 
-    from .sample import to_uint8
-
-    info = load_model_dir(model_dir)
-    if info.upsampler is None:
-        raise ModelError(f"{model_dir}: manifest.json has no stages.upsampler to judge")
-    if info.stage_errors:
-        raise ModelError(info.stage_errors[0])
     up = Upsampler(info.upsampler, threads=threads)
     if up.failed:
         raise ModelError(f"{info.upsampler.path}: upsampler {up.failed}")
+    return up
+
+
+def enlarge_with_stage(up, small: np.ndarray, value_range=(-1.0, 1.0)) -> np.ndarray:
+    """An opened stage (`open_stage`) on each small image (float N x 3 x h x w) -> uint8 N x H x W x 3."""
+    from .sample import to_uint8
+
     out = []
     for x in small:
         y = up(x[None].astype(np.float32))
         if up.failed:
-            raise RuntimeError(f"{info.upsampler.path}: upsampler {up.failed}")
-        out.append(to_uint8(y, info.value_range))
+            raise RuntimeError(f"{up.info.path}: upsampler {up.failed}")
+        out.append(to_uint8(y, value_range))
     return np.concatenate(out)
 
 
@@ -71,6 +75,7 @@ def judge_upsamplers(model_dirs: list[str | Path], cache: str | Path, per_subjec
         if tuple(info.output_resolution) != (side, side):
             raise ValueError(f"{cache}: holds {side}x{side} photographs but {m} makes "
                              f"{info.output_resolution[0]}x{info.output_resolution[1]} images")
+    stages = {m: open_stage(info, threads) for m, info in infos.items()}
     first = next(iter(infos.values()))
     factor, value_range = first.upsampler.scale, tuple(first.value_range)
     inc = RememberedFeatures(extractor or Inception())
@@ -83,8 +88,8 @@ def judge_upsamplers(model_dirs: list[str | Path], cache: str | Path, per_subjec
         photos = train.images[np.random.default_rng([seed, i]).permutation(pool)[:per_subject]]
         small = shrink(photos, factor, value_range)
         sets = {"photographs": photos, "bicubic": upscale(to_uint8(small, value_range), side)}
-        for m in infos:
-            sets[m] = enlarge_with_stage(m, small, threads)
+        for m, up in stages.items():
+            sets[m] = enlarge_with_stage(up, small, value_range)
         p = kid_panel(inc.features(ref), {k: inc.features(v) for k, v in sets.items()}, boots=boots, seed=seed)
         out[s] = {"kid": p["kid"], "kid_ci90": p["ci90"],
                   "samples": {"reference": int(len(ref)), "photographs": int(len(photos))}}

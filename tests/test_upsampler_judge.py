@@ -11,7 +11,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from export import cli  # noqa: E402
 from export.footage import TEST, TRAIN, VALIDATION  # noqa: E402
-from export.upsampler_judge import enlarge_with_stage, judge_upsamplers, shrink, table  # noqa: E402
+from export.upsampler_judge import enlarge_with_stage, judge_upsamplers, open_stage, shrink, table  # noqa: E402
 from modelmaker import add_upsampler, make_model_dir  # noqa: E402
 
 
@@ -79,7 +79,8 @@ def test_the_stage_is_judged_on_what_it_adds(tmp_path):
     small = shrink(np.stack([_stripes(np.random.default_rng(3), 128, 2)]), 4)
     sess = ort.InferenceSession(str(model / "upsampler.onnx"), providers=["CPUExecutionProvider"])
     want = sess.run(["upsampled"], {"image": small})[0]
-    got = enlarge_with_stage(model, small)
+    from firmware.generate.manifest import load_model_dir
+    got = enlarge_with_stage(open_stage(load_model_dir(model)), small)
     expect = np.round((np.clip(want, -1, 1) + 1) / 2 * 255).astype(np.uint8).transpose(0, 2, 3, 1)
     assert np.array_equal(got, expect)
     md = table(res, [str(model)])
