@@ -191,7 +191,28 @@ class RunState:
     nimg: int = 0
     elapsed: float = 0.0
     history: list = field(default_factory=list)    # (step, loss)
-    amp: str = ""                                  # chosen on the fresh start, kept on resume
+    amp: str = ""                                  # chosen on the fresh start, kept on resume...
+    amp_machine: str = ""                          # ...on the machine that chose it (machine_key)
+
+
+def machine_key(device: torch.device) -> str:
+    """What decides whether bf16 autocast pays: the device, its thread count and, on a CPU, its model and
+    whether it has bf16 instructions. A run resumed elsewhere (another cloud VM, a rented GPU) measures
+    again: bf16 emulated on a CPU without AVX-512 BF16 or AMX runs ~10x slower than fp32."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    if device.type != "cpu":
+        return device.type
+    model, flags = "?", set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "?":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    bf16 = "+".join(sorted(flags & {"avx512_bf16", "amx_bf16"})) or "no-bf16"
+    return f"cpu:{model}:{bf16}:{torch.get_num_threads()} threads"
 
 
 def _rng_state(gen: torch.Generator, device: torch.device) -> dict:
@@ -313,13 +334,19 @@ def run(obj: Objective, out: str | Path, cfg: RunBudget, resume: bool = True, pr
     obj.state = rs
     net = torch.compile(model) if cfg.compile else model
     net = DDP(net) if world > 1 else net
-    if cfg.amp == "auto" and not rs.amp:
+    here = machine_key(device)
+    if cfg.amp == "auto" and (not rs.amp or rs.amp_machine != here):
+        if rs.amp:
+            log(f"{obj.name}: {rs.amp} was chosen on {rs.amp_machine or 'an unrecorded machine'}; "
+                f"this is {here}: measuring again")
         rates = measure_amp(obj, net, opt, gen, device)
-        rs.amp = max(rates, key=rates.get)
+        rs.amp, rs.amp_machine = max(rates, key=rates.get), here
         log(f"{obj.name}: {', '.join(f'{k} {v:.1f} images/s' for k, v in rates.items())} on "
             f"{torch.get_num_threads() if device.type == 'cpu' else device} -> {rs.amp}")
-    elif not rs.amp:
-        rs.amp = cfg.amp
+    elif cfg.amp != "auto" and rs.amp != cfg.amp:
+        if rs.amp:
+            log(f"{obj.name}: autocast {rs.amp} -> {cfg.amp}, as asked")
+        rs.amp, rs.amp_machine = cfg.amp, here
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "snapshots").mkdir(exist_ok=True)

@@ -295,3 +295,36 @@ def test_autoguided_targets_move_the_student_differently_and_resume_exactly(cach
     assert whole["guide"] == str(guide)
     with pytest.raises(ValueError, match="--guide"):
         distill(cache, teacher, tmp_path / "x", DistillConfig(batch=4, steps=1, guidance=1.0, **FAST), progress=False)
+
+
+def test_autocast_is_chosen_again_on_another_machine_and_kept_on_the_same(cache, tmp_path, monkeypatch):
+    """A run resumed where bf16 is emulated (no AVX-512 BF16) must not keep a choice made where it was
+    native: it measures again. On the same machine the choice stands, unmeasured (exact resume)."""
+    import export.loop as loop
+
+    calls = []
+    rates = {"fp32": 2.0, "bf16": 1.0}
+    monkeypatch.setattr(loop, "measure_amp", lambda *a, **k: calls.append(1) or dict(rates))
+    monkeypatch.setattr(loop, "machine_key", lambda device: "cpu:studio")
+    run = tmp_path / "m"
+    auto = {**FAST, "amp": "auto"}
+
+    def go(stop_at, **kw):
+        p = train(cache, run, TrainConfig(preset="tiny", batch=4, steps=6, stop_at=stop_at, **{**auto, **kw}),
+                  progress=False)
+        return _load(p)["run"]
+
+    st = go(2)                                                           # fresh: measured
+    assert (st["amp"], st["amp_machine"], len(calls)) == ("fp32", "cpu:studio", 1)
+    assert go(3)["amp"] == "fp32" and len(calls) == 1                   # same machine: kept, not measured
+    monkeypatch.setattr(loop, "machine_key", lambda device: "cpu:emulated-bf16")
+    rates.update(fp32=1.0, bf16=3.0)
+    st = go(4)
+    assert (st["amp"], st["amp_machine"], len(calls)) == ("bf16", "cpu:emulated-bf16", 2)
+    st = go(5, amp="fp32")                                               # an explicit choice wins
+    assert (st["amp"], len(calls)) == ("fp32", 2)
+
+
+def test_machine_key_names_the_cpu_and_its_bf16_support():
+    key = __import__("export.loop", fromlist=["machine_key"]).machine_key(torch.device("cpu"))
+    assert key.startswith("cpu:") and ("bf16" in key) and key.endswith(f"{torch.get_num_threads()} threads")

@@ -366,3 +366,22 @@ def test_sample_grows_the_named_subject(pipeline, tmp_path):
     # six training steps leave this one's zero-initialised subject embedding where it started)
     assert cli.main(["sample", "--model", str(pipeline["model"]), "--n", "1", "--subject", "pears",
                      "--out", str(tmp_path / "x")]) == 2
+
+
+def test_warm_start_reads_the_shipped_subject_model_back(pipeline, tmp_path, capsys):
+    """A subject-conditioned model goes on training from its ONNX files; footage that names other
+    subjects (or none) is refused with the manifest named, and nothing is written."""
+    import torch
+
+    run = tmp_path / "ws"
+    assert cli.main(["warm-start", "--model", str(pipeline["model"]), "--cache", str(pipeline["cache"]),
+                     "--run", str(run)]) == 0
+    st = torch.load(run / "student_init.pt", map_location="cpu", weights_only=False)
+    names = json.loads((pipeline["model"] / "manifest.json").read_text())["conditioning"]["subject"]["names"]
+    assert st["subjects"] == names and st["net"]["subjects"] == len(names)
+    assert st["warm_start"]["subject_embedding"] == "as shipped"
+    assert st["warm_start"]["round_trip_max_abs_diff"] < 1e-4
+    capsys.readouterr()
+    assert cli.main(["warm-start", "--model", str(pipeline["model"]), "--cache", str(pipeline["cache"]),
+                     "--run", str(tmp_path / "none"), "--no-subjects"]) == 2
+    assert "manifest.json" in capsys.readouterr().err and not (tmp_path / "none" / "teacher.pt").exists()
