@@ -174,11 +174,12 @@ def bench_realtime(config, seconds: float) -> dict:
             "dmx_jitter_p50_ms": pct(jit, 0.5) * 1e3, "dmx_jitter_p99_ms": pct(jit, 0.99) * 1e3}
 
 
-def bench_trigger(config, trials: int = 40) -> dict:
+def bench_trigger(config, trials: int = 100) -> dict:
     """Filtered presence flips to 'present' -> how long until a frame on the projector differs.
 
     The box runs its real loop on the real clock; the latency is the time from the show's trigger
     decision to the first presented frame whose mean differs from the idle picture by >= 0.5 levels.
+    100 trials, so that the p99 is a percentile and not simply the one slowest trial (as it was at 40).
     """
     from firmware.box.conductor import Box
     from firmware.clock import RealClock
@@ -218,17 +219,22 @@ def bench_trigger(config, trials: int = 40) -> dict:
             while True:
                 cadence.wait_next()
                 frame = box.step()
+                # The frame is on its way to the projector once step() returns (the sinks have it);
+                # comparing it with the idle picture is the bench's own work (~10 ms for a 720p frame
+                # on a 2-core CPU), not the visitor's wait, so the clock stops before it.
+                shown = time.perf_counter()
                 if np.abs(frame.astype(np.int16) - idle).mean() >= 0.5:
-                    lat.append(time.perf_counter() - t0)
+                    lat.append(shown - t0)
                     break
-                if time.perf_counter() - t0 > 2.0:
+                if shown - t0 > 2.0:
                     lat.append(float("inf"))
                     break
     finally:
         box.close()
     s = sorted(lat)
     return {"trials": trials, "median_ms": statistics.median(s) * 1e3,
-            "p99_ms": s[min(len(s) - 1, int(0.99 * (len(s) - 1) + 0.5))] * 1e3}
+            "p99_ms": s[min(len(s) - 1, int(0.99 * (len(s) - 1) + 0.5))] * 1e3,
+            "latencies_ms": [round(v * 1e3, 1) for v in s]}
 
 
 def run_bench(args) -> int:
