@@ -56,9 +56,19 @@ def _onnx(a):
             extra = {"student_sampler_search": tuned.get("search")}
         except (OSError, KeyError, ValueError) as e:
             raise ValueError(f"{a.student_steps}: expected JSON with key 'steps' {{\"2\": [80.0, 0.8], ...}} ({e})")
-    m = build_model_dir(a.name, a.teacher or Path(a.run) / "teacher.pt", student, a.out or f"models/{a.name}",
+    out = a.out or f"models/{a.name}"
+    stage = None
+    if a.upsampler_from:   # checked before anything is written
+        from .upsampler import copy_stage, stage_to_copy
+
+        if Path(out).resolve() == Path(a.upsampler_from).resolve():
+            raise ValueError(f"--upsampler-from {a.upsampler_from}: the model folder being written; copy from another")
+        stage = stage_to_copy(a.upsampler_from)
+    m = build_model_dir(a.name, a.teacher or Path(a.run) / "teacher.pt", student, out,
                         student_steps=steps, measure_latency=not a.no_latency, student_weights=weights,
                         extra_training=extra, cache=a.cache)
+    if stage is not None:
+        copy_stage(stage, out)
     print(json.dumps({k: {kk: m["networks"][k][kk] for kk in ("parity_max_abs_diff", "latency_ms_ort_cpu")
                           if kk in m["networks"][k]} for k in m["networks"]}, indent=1))
 
@@ -305,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--no-latency", action="store_true")
     o.add_argument("--cache", help="footage cache the teacher was trained on: records its per-source decay "
                                    "distribution when the checkpoint's data summary predates them")
+    o.add_argument("--upsampler-from", dest="upsampler_from", metavar="MODEL",
+                   help="give the new model this model folder's upsampler stage, as it is")
     o.set_defaults(fn=_onnx)
 
     e = sub.add_parser("evaluate", help="Inception KID/FID per subject with the real-vs-real floor, grids and walk "

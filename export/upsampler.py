@@ -287,6 +287,49 @@ def weights_from_onnx(model_dir: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def stage_to_copy(source_dir: str | Path) -> tuple[Path, dict]:
+    """Another model's upsampler stage, checked (manifest, sha256, reference pair present) before
+    anything is written: (the folder, its manifest entry). Raises ValueError naming the file."""
+    from firmware.digest import sha256_file
+    from firmware.generate.manifest import ModelError, load_model_dir
+
+    from .onnx import read_manifest
+
+    source_dir = Path(source_dir)
+    try:
+        info = load_model_dir(source_dir)
+    except ModelError as e:
+        raise ValueError(str(e)) from e
+    if info.upsampler is None:
+        raise ValueError(f"{source_dir / 'manifest.json'}: no stages.upsampler to copy")
+    stage = dict(read_manifest(source_dir)["stages"]["upsampler"])
+    if sha256_file(info.upsampler.path) != stage["sha256"]:
+        raise ValueError(f"{info.upsampler.path}: sha256 differs from {source_dir / 'manifest.json'}")
+    if not (source_dir / stage["reference"]["output"]).is_file():
+        raise ValueError(f"{source_dir / stage['reference']['output']}: the stage's reference pair is missing")
+    return source_dir, stage
+
+
+def copy_stage(source: tuple[Path, dict], model_dir: str | Path) -> dict:
+    """Give a freshly exported model folder another model's upsampler stage as it is (file, reference
+    pair, manifest entry; `source` from stage_to_copy): a new generator keeps the shipped stage."""
+    import shutil
+
+    from .onnx import read_manifest, write_manifest
+
+    (source_dir, stage), model_dir = source, Path(model_dir)
+    manifest = read_manifest(model_dir)
+    if list(manifest["resolution"]) != list(stage["inputs"]["image"][2:]):
+        raise ValueError(f"{source_dir / 'manifest.json'}: the stage takes {stage['inputs']['image'][2:]}, "
+                         f"the model makes {manifest['resolution']}")
+    shutil.copyfile(source_dir / stage["file"], model_dir / stage["file"])
+    shutil.copyfile(source_dir / stage["reference"]["output"], model_dir / stage["reference"]["output"])
+    stage = {**stage, "training": {**stage.get("training", {}), "copied_from": str(source_dir)}}
+    manifest["stages"] = {"upsampler": stage}
+    write_manifest(model_dir, manifest)
+    return stage
+
+
 def load_upsampler(path: str | Path) -> Upsampler:
     state = torch.load(path, map_location="cpu", weights_only=False)
     model = Upsampler(state["net"]["width"], state["net"]["blocks"])

@@ -385,3 +385,30 @@ def test_warm_start_reads_the_shipped_subject_model_back(pipeline, tmp_path, cap
     assert cli.main(["warm-start", "--model", str(pipeline["model"]), "--cache", str(pipeline["cache"]),
                      "--run", str(tmp_path / "none"), "--no-subjects"]) == 2
     assert "manifest.json" in capsys.readouterr().err and not (tmp_path / "none" / "teacher.pt").exists()
+
+
+def test_a_new_generator_keeps_another_models_upsampler_stage(pipeline, tmp_path, capsys):
+    """`onnx --upsampler-from MODEL`: the new folder gets that stage byte for byte and the box loads it;
+    a stage whose file no longer matches its sha256 is refused before anything is written."""
+    from firmware.generate.manifest import load_model_dir
+    from firmware.generate.stages import Upsampler
+
+    donor, hr = model_copy_and_footage(pipeline, tmp_path, "hr.npz", 128)
+    assert cli.main(["upsampler", "--cache", str(hr), "--run", str(tmp_path / "run"), "--minutes", "0",
+                     "--steps", "2", "--steps-only", "--batch", "2", "--crop", "64", "--width", "8",
+                     "--blocks", "1", "--model", str(donor)]) == 0
+    out = tmp_path / "new"
+    assert cli.main(["onnx", "--run", str(pipeline["run"]), "--out", str(out), "--name", "new", "--no-latency",
+                     "--upsampler-from", str(donor)]) == 0
+    assert (out / "upsampler.onnx").read_bytes() == (donor / "upsampler.onnx").read_bytes()
+    info = load_model_dir(out)
+    assert info.stage_errors == () and info.output_resolution == (128, 128)
+    assert Upsampler(info.upsampler).failed is None            # the reference pair came along and passes
+    stage = json.loads((out / "manifest.json").read_text())["stages"]["upsampler"]
+    assert stage["training"]["copied_from"] == str(donor)
+    bad = tmp_path / "bad"
+    (donor / "upsampler.onnx").write_bytes((donor / "upsampler.onnx").read_bytes()[:-8])
+    capsys.readouterr()
+    assert cli.main(["onnx", "--run", str(pipeline["run"]), "--out", str(bad), "--name", "bad", "--no-latency",
+                     "--upsampler-from", str(donor)]) == 2
+    assert "upsampler.onnx" in capsys.readouterr().err and not bad.exists()
