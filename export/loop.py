@@ -166,11 +166,47 @@ def dist_setup(device: str):
 
 def shared_elapsed(elapsed: float, world: int, device) -> float:
     """Rank 0's clock, on every rank: all ranks must stop together when the time budget runs out."""
+    return shared_clock(elapsed, False, world, device)[0]
+
+
+def shared_clock(elapsed: float, stop: bool, world: int, device) -> tuple[float, bool]:
+    """Rank 0's clock and whether it was asked to stop, on every rank (all ranks stop together)."""
     if world == 1:
-        return elapsed
-    t = torch.tensor([elapsed], device=device)
+        return elapsed, stop
+    t = torch.tensor([elapsed, float(stop)], device=device)
     dist.broadcast(t, 0)
-    return float(t)
+    return float(t[0]), bool(t[1] > 0)
+
+
+class StopSignal:
+    """Ctrl-C or SIGTERM (systemd, `kill`) during a run asks it to stop: the step in hand finishes, the
+    checkpoint is written and the run returns, so the same command goes on from exactly there. A second
+    signal stops at once (the last periodic checkpoint stands). Only the main thread can take signals;
+    elsewhere (a test's thread) this does nothing."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        self._old: dict = {}
+
+    def __enter__(self) -> "StopSignal":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._ask)
+        return self
+
+    def _ask(self, signum, frame) -> None:
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def save_atomic(obj, path: Path) -> None:
@@ -387,44 +423,48 @@ def run(obj: Objective, out: str | Path, cfg: RunBudget, resume: bool = True, pr
     model.train()
     last_step = min(cfg.steps, cfg.stop_at) if cfg.stop_at > 0 else cfg.steps
     headroom = 0.0      # the last checkpoint's cost, the same on every rank
-    while rs.step < last_step and rs.elapsed + headroom < budget:
-        lv = _train_step(obj, net, opt, rs.step, gen, device, rs.amp)
-        if not math.isfinite(lv):
-            raise FloatingPointError(f"{obj.name} loss became {lv} at step {rs.step + 1}; lower the learning rate")
-        rs.step += 1
-        rs.nimg += obj.batch * world
-        emas.update(model, rs.nimg, obj.batch * world)
-        rs.history.append((rs.step, lv))
-        window.append(lv)
-        rs.elapsed = shared_elapsed(start.elapsed + time.time() - t0, world, device)
-        headroom = shared_elapsed(ckpt_cost[0], world, device)
-        rate = (rs.nimg - start.nimg) / max(time.time() - t_loop, 1e-9)   # training alone, not the set-up
-        if not first_rate_logged and rs.step - start.step == 20:
-            log(f"{obj.name}: {rate:.1f} images/s ({rs.amp}, {torch.get_num_threads()} threads, {device})")
-            first_rate_logged = True
-        if bar is not None:
-            bar.update(1)
-            if rs.step % 10 == 0:
-                bar.set_postfix(loss=f"{sum(window[-100:]) / len(window[-100:]):.4f}", ips=f"{rate:.1f}",
-                                **obj.postfix(rs.step), refresh=False)
-        now = time.time()
-        if next_snapshot is not None and rs.nimg >= next_snapshot:
-            snapshot()
-            next_snapshot += cfg.snapshot_every
-        if now - last_stats > cfg.stats_every:
-            stats.write(step=rs.step, nimg=rs.nimg, elapsed=round(rs.elapsed, 1), loss=sum(window) / len(window),
-                        images_per_s=round(rate, 2), amp=rs.amp, lr=obj.lr(rs.step))
-            window, last_stats = [], now
-        if cfg.probe_every and now - last_probe > cfg.probe_every and rank == 0:
-            t_probe = time.time()
-            stats.write(step=rs.step, nimg=rs.nimg, probe=obj.probe(emas.model_of(0)),
-                        probe_seconds=round(time.time() - t_probe, 1))
-            last_probe = time.time()
-        if now - last_ckpt > cfg.ckpt_every:
-            checkpoint()
-            if next_snapshot is None:
+    stop_now = False
+    with StopSignal() as stop:
+        while rs.step < last_step and rs.elapsed + headroom < budget and not stop_now:
+            lv = _train_step(obj, net, opt, rs.step, gen, device, rs.amp)
+            if not math.isfinite(lv):
+                raise FloatingPointError(f"{obj.name} loss became {lv} at step {rs.step + 1}; lower the learning rate")
+            rs.step += 1
+            rs.nimg += obj.batch * world
+            emas.update(model, rs.nimg, obj.batch * world)
+            rs.history.append((rs.step, lv))
+            window.append(lv)
+            rs.elapsed, stop_now = shared_clock(start.elapsed + time.time() - t0, stop.asked, world, device)
+            headroom = shared_elapsed(ckpt_cost[0], world, device)
+            rate = (rs.nimg - start.nimg) / max(time.time() - t_loop, 1e-9)   # training alone, not the set-up
+            if not first_rate_logged and rs.step - start.step == 20:
+                log(f"{obj.name}: {rate:.1f} images/s ({rs.amp}, {torch.get_num_threads()} threads, {device})")
+                first_rate_logged = True
+            if bar is not None:
+                bar.update(1)
+                if rs.step % 10 == 0:
+                    bar.set_postfix(loss=f"{sum(window[-100:]) / len(window[-100:]):.4f}", ips=f"{rate:.1f}",
+                                    **obj.postfix(rs.step), refresh=False)
+            now = time.time()
+            if next_snapshot is not None and rs.nimg >= next_snapshot:
                 snapshot()
-            last_ckpt = time.time()
+                next_snapshot += cfg.snapshot_every
+            if now - last_stats > cfg.stats_every:
+                stats.write(step=rs.step, nimg=rs.nimg, elapsed=round(rs.elapsed, 1), loss=sum(window) / len(window),
+                            images_per_s=round(rate, 2), amp=rs.amp, lr=obj.lr(rs.step))
+                window, last_stats = [], now
+            if cfg.probe_every and now - last_probe > cfg.probe_every and rank == 0:
+                t_probe = time.time()
+                stats.write(step=rs.step, nimg=rs.nimg, probe=obj.probe(emas.model_of(0)),
+                            probe_seconds=round(time.time() - t_probe, 1))
+                last_probe = time.time()
+            if now - last_ckpt > cfg.ckpt_every:
+                checkpoint()
+                if next_snapshot is None:
+                    snapshot()
+                last_ckpt = time.time()
+    if stop_now and rank == 0:
+        log(f"{obj.name}: stopping at step {rs.step}, as asked; the same command goes on from here")
     checkpoint()
     if next_snapshot is None:
         snapshot()

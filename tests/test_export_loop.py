@@ -328,3 +328,32 @@ def test_autocast_is_chosen_again_on_another_machine_and_kept_on_the_same(cache,
 def test_machine_key_names_the_cpu_and_its_bf16_support():
     key = __import__("export.loop", fromlist=["machine_key"]).machine_key(torch.device("cpu"))
     assert key.startswith("cpu:") and ("bf16" in key) and key.endswith(f"{torch.get_num_threads()} threads")
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_and_the_run_goes_on_exactly(cache, tmp_path, monkeypatch):
+    """A studio stops a run at any moment (Ctrl-C, systemd's SIGTERM): the step in hand finishes, the
+    checkpoint is written, and the same command later is bit-identical to a run that never stopped."""
+    import os
+    import signal
+
+    import export.loop as loop
+
+    whole = _load(_teacher(cache, tmp_path / "whole", 0))
+    real, calls = loop._train_step, []
+
+    def stepping(*a, **k):
+        calls.append(1)
+        out = real(*a, **k)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)    # arrives mid-run, as from `systemctl stop`
+        return out
+
+    monkeypatch.setattr(loop, "_train_step", stepping)
+    before = signal.getsignal(signal.SIGTERM)
+    stopped = _load(_teacher(cache, tmp_path / "pieces", 0))
+    assert stopped["step"] == 3 and signal.getsignal(signal.SIGTERM) is before   # handlers given back
+    monkeypatch.setattr(loop, "_train_step", real)
+    pieces = _load(_teacher(cache, tmp_path / "pieces", 0))
+    assert pieces["step"] == whole["step"] == 8
+    for key in ("model", "emas", "opt", "rng"):
+        _same(whole[key], pieces[key], key)
