@@ -30,8 +30,10 @@ def test_bench_writes_every_figure(tiny_model, tmp_path):
     assert rt["frames"] > 0 and rt["dmx_rate_hz"] > 0 and rt["fps"] > 0
     tr = rep["trigger"]
     assert tr["trials"] > 0 and tr["p99_ms"] < 2000  # every trigger seen
-    lat = tr["latencies_ms"]   # every trial's figure, sorted, and the summary drawn from them
-    assert len(lat) == tr["trials"] and lat == sorted(lat) and lat[0] <= tr["median_ms"] <= tr["p99_ms"] <= lat[-1]
+    lat = tr["latencies_ms"]   # every trial's figure (to 0.1 ms), sorted, and the summary drawn from them
+    assert len(lat) == tr["trials"] and lat == sorted(lat)
+    assert lat[0] - 0.05 <= tr["median_ms"] <= tr["p99_ms"] <= lat[-1] + 0.05
+    assert any(abs(v - tr["p99_ms"]) <= 0.05 for v in lat)
     te = rep["torch_eager"]  # the train extra is installed in CI: the same graph through torch eager
     assert te["per_step_median_ms"] > 0 and te["max_abs_diff_vs_onnxruntime"] < 1e-4
     assert rep["flops"]["flops_per_eval_g"] > 0
