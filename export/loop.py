@@ -20,6 +20,8 @@ import io
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -164,18 +166,14 @@ def dist_setup(device: str):
     return rank, world, dev
 
 
-def shared_elapsed(elapsed: float, world: int, device) -> float:
-    """Rank 0's clock, on every rank: all ranks must stop together when the time budget runs out."""
-    return shared_clock(elapsed, False, world, device)[0]
-
-
-def shared_clock(elapsed: float, stop: bool, world: int, device) -> tuple[float, bool]:
-    """Rank 0's clock and whether it was asked to stop, on every rank (all ranks stop together)."""
+def from_rank0(values: tuple[float, ...], world: int, device) -> tuple[float, ...]:
+    """Rank 0's figures (its clock, whether it was asked to stop, its last checkpoint's cost) on every
+    rank, in one broadcast a step: all ranks must stop together."""
     if world == 1:
-        return elapsed, stop
-    t = torch.tensor([elapsed, float(stop)], device=device)
+        return values
+    t = torch.tensor(values, device=device, dtype=torch.float64)
     dist.broadcast(t, 0)
-    return float(t[0]), bool(t[1] > 0)
+    return tuple(float(v) for v in t)
 
 
 class StopSignal:
@@ -189,9 +187,6 @@ class StopSignal:
         self._old: dict = {}
 
     def __enter__(self) -> "StopSignal":
-        import signal
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._ask)
@@ -203,8 +198,6 @@ class StopSignal:
         self.asked = True
 
     def __exit__(self, *exc) -> None:
-        import signal
-
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
@@ -434,8 +427,9 @@ def run(obj: Objective, out: str | Path, cfg: RunBudget, resume: bool = True, pr
             emas.update(model, rs.nimg, obj.batch * world)
             rs.history.append((rs.step, lv))
             window.append(lv)
-            rs.elapsed, stop_now = shared_clock(start.elapsed + time.time() - t0, stop.asked, world, device)
-            headroom = shared_elapsed(ckpt_cost[0], world, device)
+            rs.elapsed, asked, headroom = from_rank0((start.elapsed + time.time() - t0, float(stop.asked),
+                                                      ckpt_cost[0]), world, device)
+            stop_now = asked > 0
             rate = (rs.nimg - start.nimg) / max(time.time() - t_loop, 1e-9)   # training alone, not the set-up
             if not first_rate_logged and rs.step - start.step == 20:
                 log(f"{obj.name}: {rate:.1f} images/s ({rs.amp}, {torch.get_num_threads()} threads, {device})")

@@ -49,16 +49,16 @@ def denoiser_from_onnx(path: Path, net_cfg: UNetConfig) -> EDMDenoiser:
 
     role = {"Mul": "weight", "Add": "bias", "MatMul": "weight"}
     for node in graph.node:
-        unnamed = [stored(i) for i in node.input if stored(i) in inits]
-        if node.op_type not in role or len(unnamed) != 1:
+        if node.op_type not in role:
             continue
+        tensors = [t for t in map(stored, node.input) if t in inits]
         key = ".".join(node.name.strip("/").split("/")[:-1]) + "." + role[node.op_type]
-        if key not in sd or key in new:
+        if len(tensors) != 1 or key not in sd or key in new:
             continue
-        value = inits[unnamed[0]]
+        value = inits[tensors[0]]
         value = value.T if node.op_type == "MatMul" else value.reshape(-1)
         if tuple(value.shape) != tuple(sd[key].shape):
-            raise ValueError(f"{path}: {unnamed[0]} (node {node.name}) has shape {value.shape}, "
+            raise ValueError(f"{path}: {tensors[0]} (node {node.name}) has shape {value.shape}, "
                              f"{key} wants {tuple(sd[key].shape)}; not this network")
         new[key] = torch.from_numpy(value.copy())
     missing = sorted(set(sd) - set(new))
@@ -77,18 +77,17 @@ def round_trip_error(model: EDMDenoiser, path: Path, resolution: int) -> float:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     subjects = int(model.net.cfg.subjects)
     g, worst = np.random.default_rng(0), 0.0
-    for i, s in enumerate((0.01, 0.3, 2.0, 20.0) * max(1, subjects)):
-        x = (g.uniform(-1, 1, (1, 3, resolution, resolution)) + s * g.standard_normal((1, 3, resolution, resolution)))
-        x, d, sig = x.astype(np.float32), np.array([0.3], np.float32), np.array([s], np.float32)
-        feed, k = {"x": x, "sigma": sig, "decay": d}, None
-        if subjects:
-            k = np.array([i // 4], np.float32)
-            feed["subject"] = k
-        ref = sess.run(["denoised"], feed)[0]
-        with torch.no_grad():
-            got = model(torch.from_numpy(x), torch.from_numpy(sig), torch.from_numpy(d),
-                        None if k is None else torch.from_numpy(k)).numpy()
-        worst = max(worst, float(np.abs(ref - got).max()))
+    for subject in (range(subjects) if subjects else [None]):
+        k = None if subject is None else np.array([subject], np.float32)
+        for s in (0.01, 0.3, 2.0, 20.0):
+            x = g.uniform(-1, 1, (1, 3, resolution, resolution)) + s * g.standard_normal((1, 3, resolution, resolution))
+            x, d, sig = x.astype(np.float32), np.array([0.3], np.float32), np.array([s], np.float32)
+            feed = {"x": x, "sigma": sig, "decay": d} | ({} if k is None else {"subject": k})
+            ref = sess.run(["denoised"], feed)[0]
+            with torch.no_grad():
+                got = model(torch.from_numpy(x), torch.from_numpy(sig), torch.from_numpy(d),
+                            None if k is None else torch.from_numpy(k)).numpy()
+            worst = max(worst, float(np.abs(ref - got).max()))
     return worst
 
 

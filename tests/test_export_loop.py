@@ -13,7 +13,7 @@ from PIL import Image  # noqa: E402
 from export import phema  # noqa: E402
 from export.distill import DistillConfig, distill  # noqa: E402
 from export.footage import FootageConfig, build_cache  # noqa: E402
-from export.loop import measure_amp  # noqa: E402
+from export.loop import machine_key, measure_amp  # noqa: E402
 from export.train import TrainConfig, train  # noqa: E402
 from export.upsampler import UpsamplerConfig, train_upsampler  # noqa: E402
 
@@ -326,7 +326,7 @@ def test_autocast_is_chosen_again_on_another_machine_and_kept_on_the_same(cache,
 
 
 def test_machine_key_names_the_cpu_and_its_bf16_support():
-    key = __import__("export.loop", fromlist=["machine_key"]).machine_key(torch.device("cpu"))
+    key = machine_key(torch.device("cpu"))
     assert key.startswith("cpu:") and ("bf16" in key) and key.endswith(f"{torch.get_num_threads()} threads")
 
 
