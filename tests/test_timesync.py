@@ -14,8 +14,8 @@ from hypothesis import given, settings, strategies as st
 from firmware.clock import FakeClock
 from firmware.config.load import parse_config
 from firmware.devices.timesync.sim import SimTimeSync
-from firmware.devices.timesync.system import (FLAG, MAXERROR_LIMIT_S, SAVED, Evidence, SystemTimeSync, adjtimex,
-                                              gather, judge)
+from firmware.devices.timesync.system import (FLAG, MAXERROR_LIMIT_S, SAVED, STA_NANO, Evidence, SystemTimeSync,
+                                              Timex, adjtimex, gather, judge)
 from firmware.devices.timesync.table import open_timesync
 
 NOW = 1_796_400_000.0      # 2026-12-04 16:00 UTC, the fake trees' "now"
@@ -161,6 +161,16 @@ def test_the_sim_is_scripted_on_the_box_clock_and_set_by_hand():
     assert src.read().detail == "sim: network cable pulled" and not src.read().synced
 
 
+def test_the_kernels_time_is_read_in_nanoseconds_while_sta_nano_is_set():
+    """A CI machine's clock discipline had STA_NANO set: tv_usec was 219011620 (nanoseconds)."""
+    tx = Timex()
+    tx.time.tv_sec, tx.time.tv_usec = 1_796_345_022, 219_011_620
+    tx.status = STA_NANO
+    assert tx.seconds() == pytest.approx(1_796_345_022.219011620, abs=1e-6)
+    tx.status, tx.time.tv_usec = 0, 219_011
+    assert tx.seconds() == pytest.approx(1_796_345_022.219011, abs=1e-6)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="adjtimex(2) is Linux's")
 def test_adjtimex_reads_the_kernels_struct_where_allowed():
     """The ctypes layout is right if the kernel's own copy of the time lands in `time`; a seccomp
@@ -169,6 +179,7 @@ def test_adjtimex_reads_the_kernels_struct_where_allowed():
         tx = adjtimex()
     except OSError as exc:
         pytest.skip(f"adjtimex not allowed here: {exc}")
-    assert abs(tx.time.tv_sec - time.time()) < 5 and 0 <= tx.time.tv_usec < 1_000_000
+    fraction_limit = 1_000_000_000 if tx.status & STA_NANO else 1_000_000
+    assert abs(tx.seconds() - time.time()) < 5 and 0 <= tx.time.tv_usec < fraction_limit
     assert 0 <= tx.maxerror and math.isfinite(tx.maxerror)
     assert tx.modes == 0

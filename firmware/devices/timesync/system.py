@@ -85,6 +85,9 @@ def _mtime(path: Path, notes: list[str]) -> float | None:
         return None
 
 
+STA_NANO = 0x2000   # linux/timex.h: the time's fraction is in nanoseconds
+
+
 class _Timeval(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long)]
 
@@ -98,6 +101,12 @@ class Timex(ctypes.Structure):
                 ("jitter", ctypes.c_long), ("shift", ctypes.c_int), ("stabil", ctypes.c_long),
                 ("jitcnt", ctypes.c_long), ("calcnt", ctypes.c_long), ("errcnt", ctypes.c_long),
                 ("stbcnt", ctypes.c_long), ("tai", ctypes.c_int), ("_reserved", ctypes.c_int * 11)]
+
+    def seconds(self) -> float:
+        """The kernel's time as seconds since the epoch. `time.tv_usec` holds nanoseconds, not
+        microseconds, while STA_NANO is set in `status` (chrony and ntpd may set it: adjtimex(2))."""
+        per_second = 1e9 if self.status & STA_NANO else 1e6
+        return self.time.tv_sec + self.time.tv_usec / per_second
 
 
 @functools.lru_cache(maxsize=1)
