@@ -300,10 +300,11 @@ def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, extractor, 
     weights scored KID ~0 (below the train-vs-held-out floor) and lost to the EMA 5x on new images."""
     from .distill import DEFAULT_STEPS
     from .schedule import consistency, f32
-    from .train import denoiser_from_state, load_checkpoint, to_uint8
+    from .train import denoiser_from_state, load_checkpoint, subject_ids, to_uint8
 
     state = load_checkpoint(student_ckpt)
     models = {w: denoiser_from_state(state, w, where=str(student_ckpt)).to(device) for w in weights}
+    names = state.get("subjects")
     del state
     tr = load_cache(cache).heldout_part("validation")
     g = np.random.default_rng(seed + 5)
@@ -311,6 +312,11 @@ def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, extractor, 
     n = len(idx)
     f_ref = extractor.features(tr.images[idx])
     dec = torch.from_numpy(decay_values(tr)[idx]).to(device)
+    # Each generated image is asked for the subject of the validation image it stands beside, so the
+    # set has the reference's subject mix. Asked for none, a subject network takes a path it was never
+    # trained on (no subject embedding), and the levels chosen for it were chosen for that path.
+    subj = (torch.from_numpy(subject_ids(tr, names)[idx]).float().to(device)
+            if next(iter(models.values())).net.cfg.subjects else None)
     shape = (n, 3, tr.images.shape[1], tr.images.shape[2])
     noises = [torch.randn(shape, generator=torch.Generator().manual_seed(seed + 1000 * k)).to(device)
               for k in range(seeds)]
@@ -322,7 +328,8 @@ def tune_student_sigmas(student_ckpt: str | Path, cache: str | Path, extractor, 
         feats = []
         for k, eps in enumerate(noises):
             out = torch.cat([consistency(models[w], sig, eps[i:i + 64], dec[i:i + 64],
-                                         generator=torch.Generator(device=device).manual_seed(i + 1000 * k))
+                                         generator=torch.Generator(device=device).manual_seed(i + 1000 * k),
+                                         subject=None if subj is None else subj[i:i + 64])
                              for i in range(0, n, 64)])
             feats.append(extractor.features(to_uint8(out)))
         return mmd2_unbiased(f_ref, np.concatenate(feats))

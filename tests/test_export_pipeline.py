@@ -311,6 +311,36 @@ def test_tune_chooses_by_inception_kid_and_onnx_takes_it(pipeline, tmp_path):
     assert "decay_distribution" not in mf2["training"]["data"]  # recorded once, at the top
 
 
+def test_tune_asks_for_each_validation_images_own_subject(pipeline, monkeypatch):
+    """Until 2026-12-04 `tune` grew every candidate set with no subject at all, a path a subject
+    network never trained on, and chose the shipped student's levels for it."""
+    from export import schedule
+    from export.evaluate import tune_student_sigmas
+    from export.train import subject_ids
+
+    asked, real = [], schedule.consistency
+
+    def spy(*args, subject=None, **kw):
+        asked.append(subject)
+        return real(*args, subject=subject, **kw)
+
+    class FirstPixels:
+        kind = "first pixels"
+
+        def features(self, images):
+            return np.asarray(images, np.float64).reshape(len(images), -1)[:, :16]
+
+    monkeypatch.setattr(schedule, "consistency", spy)
+    tune_student_sigmas(pipeline["run"] / "student.pt", pipeline["cache"], FirstPixels(), n=64,
+                        candidates=(0.821, 2.0), weights=("ema",))
+    names = torch.load(pipeline["run"] / "student.pt", weights_only=False)["subjects"]
+    val = load_cache(pipeline["cache"]).heldout_part("validation")
+    expected = sorted(subject_ids(val, names).tolist())
+    assert len(asked) == 2 + 4 + 1 and len(set(expected)) >= 1
+    for subject in asked:
+        assert subject is not None and sorted(subject.long().tolist()) == expected
+
+
 def test_torchrun_ddp_world_size_1_gloo(pipeline, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
