@@ -193,6 +193,11 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
     init_state = teacher_state if init is None else load_checkpoint(init)
     model = denoiser_from_state(init_state, "ema", where=str(init or teacher_ckpt)).requires_grad_(True).train()
     init_steps = 0 if init is None else int(init_state.get("step", 0)) + int(init_state.get("init_steps", 0))
+    # A student read back from a shipped model (`warm-start`) starts at step 0 of its checkpoint; the
+    # steps it had been through are in the shipped model's training record.
+    before = (init_state.get("warm_start") or {}).get("training") if init is not None else None
+    if before:
+        init_steps += int(before.get("steps") or 0) + int(before.get("init_steps") or 0)
     del init_state
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
@@ -200,6 +205,8 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
     _, _, device = dist_setup(cfg.device)
     names = teacher_state.get("subjects") or []
     lineage = {"init": None if init is None else str(init), "init_steps": init_steps, "teacher": str(teacher_ckpt)}
+    if before:
+        lineage["before"] = before
     teacher = guide = None
     if cfg.guidance > 0:
         if not cfg.guide:
@@ -243,7 +250,7 @@ def notes(student_ckpt: str | Path) -> dict:
             "config": st["distill"], "teacher_step": st.get("teacher_step"),
             "init_steps": st.get("init_steps", 0), "device": st["distill"].get("device", "cpu"),
             "amp": st.get("run", {}).get("amp", "fp32"),
-            "lineage": st.get("lineage")}
+            "lineage": {k: st[k] for k in ("init", "teacher", "guide", "before") if st.get(k) is not None} or None}
 
 
 if __name__ == "__main__":  # pragma: no cover

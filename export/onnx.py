@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import platform
 import shutil
 from pathlib import Path
@@ -190,12 +191,13 @@ def build_model_dir(name: str, teacher_ckpt: str | Path, student_ckpt: str | Pat
     out.mkdir(parents=True, exist_ok=True)
     tstate = torch.load(teacher_ckpt, map_location="cpu", weights_only=False)
     res = int(tstate.get("resolution", 64))
+    tail = [v for _, v in tstate["history"][-200:]]
     nets, training = {}, {"data": tstate.get("data"), "teacher": {
         "method": "EDM (Karras et al. 2022) denoising score matching, pixel space",
         "steps": tstate["step"], "wall_seconds": round(tstate.get("elapsed", 0.0)),
-        "final_loss": float(np.mean([v for _, v in tstate["history"][-200:]])),
+        "final_loss": float(np.mean(tail)) if tail else None,
         "network": tstate["net"], "config": tstate.get("train"),
-        "params": None}}
+        "params": None, **before_warm_start(tstate)}}
     order = [("teacher", teacher_ckpt)] + ([("student", student_ckpt)] if student_ckpt else [])
     for which, ckpt in order:
         model = load_denoiser(ckpt, "ema" if which == "teacher" else student_weights)
@@ -263,6 +265,15 @@ def build_model_dir(name: str, teacher_ckpt: str | Path, student_ckpt: str | Pat
     return manifest
 
 
+def before_warm_start(state: dict) -> dict:
+    """For a checkpoint read back from a shipped model (`warm-start`): the shipped model's own training
+    record, under ``before``, and where it was read from. Empty for a checkpoint trained from scratch."""
+    ws = state.get("warm_start")
+    if not ws:
+        return {}
+    return {"warm_started_from": ws.get("from"), "before": ws.get("training")}
+
+
 def subject_conditioning(tstate: dict) -> dict:
     """`conditioning.subject` of the manifest: the subjects' names in class-index order, with the
     image count of each (the training data's own record)."""
@@ -275,10 +286,23 @@ def subject_conditioning(tstate: dict) -> dict:
                                    "input 'subject' carries its index as a float"}}
 
 
+def finite_or_null(obj):
+    """``obj`` with every NaN or infinite float replaced by None, through dicts and lists."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_or_null(v) for v in obj]
+    return obj
+
+
 def write_manifest(out_dir: str | Path, manifest: dict):
     """Write manifest.json after checking it with the box's own schema: one schema, writer and reader."""
     p = Path(out_dir) / "manifest.json"
-    text = json.dumps(manifest, indent=2) + "\n"
+    # Strict JSON: a NaN (a loss with no history, a KID of an empty set) is written as null, never as
+    # the bare NaN token other JSON readers refuse.
+    text = json.dumps(finite_or_null(manifest), indent=2, allow_nan=False) + "\n"
     parse_manifest(text, p, ValueError)
     tmp = p.with_suffix(".tmp")
     tmp.write_text(text)

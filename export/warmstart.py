@@ -105,6 +105,10 @@ def warm_start(model_dir: str | Path, run: str | Path, subjects: list[str] | Non
     res = int(manifest["resolution"][0])
     run.mkdir(parents=True, exist_ok=True)
     report = {}
+    # What each network had been through before it was read back: the export's training record
+    # states it, so the manifest of a model tuned further does not read "0 steps".
+    records = {"teacher": manifest.get("training", {}).get("teacher"),
+               "student": manifest.get("training", {}).get("distill")}
     for which, out in (("teacher", run / "teacher.pt"), ("student", run / "student_init.pt")):
         path = model_dir / manifest["networks"][which]["file"]
         base = denoiser_from_onnx(path, net_cfg)
@@ -120,6 +124,7 @@ def warm_start(model_dir: str | Path, run: str | Path, subjects: list[str] | Non
                     "step": 0, "history": [], "elapsed": 0.0, "net": cfg.to_dict(), "subjects": subjects or None,
                     "data": data, "resolution": res, "consistency": False,
                     "warm_start": {"from": str(path), "round_trip_max_abs_diff": err,
+                                   "training": records[which],
                                    "subject_embedding": None if not subjects else
                                    "as shipped" if net_cfg.subjects else "zero-initialised"}}, out)
         report[which] = {"checkpoint": str(out), "round_trip_max_abs_diff": err}

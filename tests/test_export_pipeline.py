@@ -442,3 +442,25 @@ def test_a_new_generator_keeps_another_models_upsampler_stage(pipeline, tmp_path
     assert cli.main(["onnx", "--run", str(pipeline["run"]), "--out", str(bad), "--name", "bad", "--no-latency",
                      "--upsampler-from", str(donor)]) == 2
     assert "upsampler.onnx" in capsys.readouterr().err and not bad.exists()
+
+
+def test_a_model_tuned_on_from_its_onnx_keeps_its_training_record(pipeline, tmp_path):
+    """warm-start -> distill --init -> onnx: the new manifest says what the networks had been through
+    before they were read back (not "0 steps"), and is strict JSON (no NaN for a loss with no history)."""
+    shipped = json.loads((pipeline["model"] / "manifest.json").read_text())["training"]
+    run = tmp_path / "ws"
+    assert cli.main(["warm-start", "--model", str(pipeline["model"]), "--cache", str(pipeline["cache"]),
+                     "--run", str(run)]) == 0
+    assert cli.main(["distill", "--cache", str(pipeline["cache"]), "--run", str(run), "--steps", "2",
+                     "--batch", "4", "--minutes", "0", "--init", str(run / "student_init.pt")]) == 0
+    out = tmp_path / "tuned"
+    assert cli.main(["onnx", "--run", str(run), "--out", str(out), "--name", "tuned", "--no-latency"]) == 0
+    text = (out / "manifest.json").read_text()
+    training = json.loads(text, parse_constant=lambda c: pytest.fail(f"manifest.json holds {c}"))["training"]
+    teacher, student = training["teacher"], training["distill"]
+    assert teacher["steps"] == 0 and teacher["final_loss"] is None
+    assert teacher["before"]["steps"] == shipped["teacher"]["steps"] == 6
+    assert teacher["warm_started_from"].endswith("teacher.onnx")
+    assert student["steps"] == 2 and student["init_steps"] == shipped["distill"]["steps"] == 4
+    assert student["lineage"]["before"]["steps"] == 4
+    assert student["lineage"]["init"].endswith("student_init.pt")
