@@ -44,6 +44,8 @@ class PowerEMA:
         if not self.stds:
             raise ValueError("at least one EMA width is needed")
         self._template = copy.deepcopy(model).eval().requires_grad_(False)
+        # A checkpoint is read onto the CPU; its averages must live where the model trains (cuda on resume).
+        self._device = next(iter(model.state_dict().values())).device
         self.avgs = [{k: v.detach().clone().float() for k, v in model.state_dict().items()} for _ in self.stds]
 
     @torch.no_grad()
@@ -76,11 +78,11 @@ class PowerEMA:
     def load_state_dict(self, st: dict) -> None:
         if tuple(float(s) for s in st["stds"]) != self.stds:
             raise ValueError(f"checkpoint has EMA widths {st['stds']}, the run asks for {list(self.stds)}")
-        self.avgs = [{k: v.clone().float() for k, v in a.items()} for a in st["avgs"]]
+        self.avgs = [{k: v.float().to(self._device, copy=True) for k, v in a.items()} for a in st["avgs"]]
 
     def reset_to(self, weights: dict) -> None:
         """Start every EMA from one set of weights (a checkpoint made before power EMAs)."""
-        self.avgs = [{k: v.detach().clone().float() for k, v in weights.items()} for _ in self.stds]
+        self.avgs = [{k: v.detach().float().to(self._device, copy=True) for k, v in weights.items()} for _ in self.stds]
 
     def save_snapshot(self, path: Path, nimg: int) -> None:
         """The EMAs at ``nimg`` images, fp16 (what post-hoc reconstruction combines)."""

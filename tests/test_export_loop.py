@@ -143,6 +143,21 @@ def test_power_ema_width_and_exponent_agree():
     assert phema.std_to_exp(0.05) > phema.std_to_exp(0.1) > 0   # narrower profile, later weights
 
 
+def test_ema_averages_read_from_a_cpu_checkpoint_live_on_the_models_device():
+    # A run checkpointed on a GPU is read back onto the CPU; resuming it there crashed at the first
+    # EMA update (cuda and cpu tensors in one lerp). The meta device stands in for cuda here.
+    import torch
+
+    cpu_model = torch.nn.Linear(3, 2)
+    saved = phema.PowerEMA(cpu_model, [0.1, 0.05]).state_dict()
+    model = torch.nn.Linear(3, 2, device="meta")
+    for load in (lambda e: e.load_state_dict(saved), lambda e: e.reset_to(cpu_model.state_dict())):
+        emas = phema.PowerEMA(model, [0.1, 0.05])
+        load(emas)
+        assert {v.device.type for a in emas.avgs for v in a.values()} == {"meta"}
+        emas.update(model, nimg=64, batch=32)
+
+
 def test_posthoc_reconstruction_reproduces_a_stored_ema_and_interpolates(cache, tmp_path):
     """Asked for a width that was kept, at the last snapshot's time, the solve must give that EMA back;
     a width in between must land between the two kept ones."""
