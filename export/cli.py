@@ -93,12 +93,15 @@ def _evaluate(a):
     models = a.model or ["models/default"]
     extractor = RememberedFeatures(Inception())
     results = {}
-    for model in models:
+    for i, model in enumerate(models):
+        # A comparison must not overwrite a shipped model's tracked eval/metrics.json, nor leave the
+        # raw test photographs' grid in a folder that is committed.
+        figures = Path(a.figures) / f"{i}-{Path(model).resolve().name}" if a.no_manifest else None
         m = evaluate(model, a.cache, featnet=a.featnet, generated=a.generated, per_subject=a.per_subject,
                      teacher_steps=a.teacher_steps, student_steps=a.student_steps, walks=a.walks,
                      featnet_steps=a.featnet_steps, boots=a.boots, upscaled_caches=a.upscaled_cache,
                      secondary=not a.no_secondary, update_manifest=not a.no_manifest,
-                     novelty_train_limit=a.novelty_limit or None, extractor=extractor)
+                     novelty_train_limit=a.novelty_limit or None, extractor=extractor, eval_dir=figures)
         results[model] = m
         print(json.dumps({k: m.get(k) for k in ("kid", "kid_ci90", "kid_ratios", "fid", "walk_mean_frame_distance")},
                          indent=1))
@@ -342,7 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--novelty-limit", type=int, default=0,
                    help="training images the memorisation check compares with, an even share of each subject "
                         "(0 = all of them: ~40 minutes of Inception on 2 cores for the shipped data)")
-    e.add_argument("--no-manifest", action="store_true", help="print and keep eval/ figures; leave manifest.json as it is")
+    e.add_argument("--no-manifest", action="store_true",
+                   help="leave each model folder untouched (a comparison): the figures and grids go to --figures")
+    e.add_argument("--figures", default="runs/compare",
+                   help="with --no-manifest: metrics.json and grids of the i-th model in FIGURES/i-NAME/")
     e.add_argument("--walks", type=int, default=4)
     e.set_defaults(fn=_evaluate)
 

@@ -165,14 +165,17 @@ class FeatNetFeatures:
 def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | None = None, generated: int = 0,
              per_subject: int = 0, teacher_steps: int = 35, student_steps=(1, 2, 4), walks: int = 4, seed: int = 0,
              update_manifest: bool = True, featnet_steps: int = 800, boots: int = 400, goal: float = 1.25,
-             upscaled_caches=(), secondary: bool = True, extractor=None, novelty_train_limit: int | None = None) -> dict:
+             upscaled_caches=(), secondary: bool = True, extractor=None, novelty_train_limit: int | None = None,
+             eval_dir: str | Path | None = None) -> dict:
     """Inception KID/FID of teacher and student, per subject and overall, against the test half of
     the held-out split, beside the real-vs-real floor (export/quality.py); ``generated`` images per
     model overall (0 = as many as test images), at least ``per_subject`` (0 = generated // 4) for
     each subject. Those are the headline ``metrics`` of manifest.json; the self-trained FeatureNet
     figures follow as ``metrics.secondary_featnet``, with grids and walk figure in ``model_dir``/eval/.
     ``upscaled_caches``: caches at sides above the model's; the same generated images, bicubic-
-    upscaled to each side, are measured against each as ``metrics.upscaled.<side>``."""
+    upscaled to each side, are measured against each as ``metrics.upscaled.<side>``.
+    ``eval_dir``: where metrics.json and the grids go instead of ``model_dir``/eval; with
+    ``update_manifest`` False and an ``eval_dir`` the model folder is left as it was."""
     import shutil
 
     from firmware.digest import sha256_file
@@ -180,7 +183,7 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
     from .quality import inception_metrics
 
     model_dir = Path(model_dir)
-    ev = model_dir / "eval"
+    ev = Path(eval_dir) if eval_dir is not None else model_dir / "eval"
     ev.mkdir(parents=True, exist_ok=True)
     mf = read_manifest(model_dir)
     from firmware.generate.manifest import load_model_dir
@@ -217,13 +220,15 @@ def evaluate(model_dir: str | Path, cache: str | Path, featnet: str | Path | Non
         metrics["upscaled"] = upscaled
     if secondary:
         featnet = Path(featnet) if featnet else model_dir / "kid_features.pt"
+        if not featnet.exists() and not update_manifest:
+            featnet = ev / "kid_features.pt"       # trained for this comparison, kept beside its figures
         if not featnet.exists():
             train_featnet(cache, featnet, steps=featnet_steps, seed=seed)
         metrics["secondary_featnet"] = _featnet_block(featnet, full, test, overall, runs, boots, seed, goal)
-        if featnet.resolve().parent != model_dir.resolve():
+        if update_manifest and featnet.resolve().parent != model_dir.resolve():
             # The figures travel with the model: ship the feature network they were measured with.
             shutil.copy(featnet, model_dir / "kid_features.pt")
-        metrics["secondary_featnet"]["features"]["sha256"] = sha256_file(model_dir / "kid_features.pt")
+        metrics["secondary_featnet"]["features"]["sha256"] = sha256_file(featnet)
     # Smoothness of noise-slerp walks (what the show does between visitors).
     smooth, strips = {}, []
     for network, k in runs if walks > 0 else []:

@@ -271,14 +271,21 @@ def test_evaluate_cli_compares_models_side_by_side_and_leaves_their_manifests(pi
     models = [tmp_path / "a", tmp_path / "b"]
     for model in models:
         shutil.copytree(pipeline["model"], model)
-    before = (models[0] / "manifest.json").read_bytes()
+    def contents(folder):
+        return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    before = [contents(model) for model in models]
+    figures = tmp_path / "figures"
     args = ["evaluate", "--model", str(models[0]), "--model", str(models[1]), "--cache", str(pipeline["cache"]),
             "--teacher-steps", "0", "--student-steps", "2", "--generated", "4", "--per-subject", "2", "--walks", "0",
-            "--no-secondary", "--boots", "20", "--novelty-limit", "4", "--no-manifest"]
+            "--no-secondary", "--boots", "20", "--novelty-limit", "4", "--no-manifest", "--figures", str(figures)]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert (models[0] / "manifest.json").read_bytes() == before
-    m = json.loads((models[1] / "eval" / "metrics.json").read_text())
+    # The folders are left byte for byte (a shipped model's eval/metrics.json is tracked; the test
+    # photographs' grid must never land where it could be committed).
+    assert [contents(model) for model in models] == before
+    assert (figures / "0-a" / "grid_heldout.png").exists() and (figures / "0-a" / "metrics.json").exists()
+    m = json.loads((figures / "1-b" / "metrics.json").read_text())
     assert {k for k in m["kid"] if not k.startswith("floor_")} == {"student_2"} and m["kid_ratios"] == {}
     assert m["novelty_training_images"] <= 4
     table = [line for line in out.splitlines() if line.startswith("| ")]
