@@ -198,6 +198,10 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
     before = (init_state.get("warm_start") or {}).get("training") if init is not None else None
     if before:
         init_steps += int(before.get("steps") or 0) + int(before.get("init_steps") or 0)
+    elif init is not None and "distill" in init_state:
+        # A student checkpoint (another run, another machine): its own record, chain and all, so the
+        # manifest still says what the weights had been through (its steps are already in init_steps).
+        before = record_of(init_state)
     del init_state
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
@@ -242,8 +246,12 @@ DEFAULT_STEPS = {1: [80.0], 2: [80.0, 0.821], 4: [80.0, 1.526, 0.5, 0.2]}
 
 def notes(student_ckpt: str | Path) -> dict:
     """Summary of the tuning run for the manifest."""
-    st = torch.load(student_ckpt, map_location="cpu", weights_only=False)
-    h = st["history"]
+    return record_of(torch.load(student_ckpt, map_location="cpu", weights_only=False))
+
+
+def record_of(st: dict) -> dict:
+    """`notes` of a student checkpoint already in memory."""
+    h = st.get("history") or []
     tail = [v for _, v in h[-200:]]
     return {"method": "ECT (easy consistency tuning from the teacher)", "steps": st["step"],
             "wall_seconds": round(st.get("elapsed", 0.0)), "final_loss": float(np.mean(tail)) if tail else None,

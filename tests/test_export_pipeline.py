@@ -18,6 +18,7 @@ pytest.importorskip("onnxruntime")
 from PIL import Image  # noqa: E402
 
 from export import cli  # noqa: E402
+from export.distill import notes  # noqa: E402
 from export.footage import load_cache  # noqa: E402
 from export.schedule import karras_sigmas  # noqa: E402
 
@@ -471,3 +472,12 @@ def test_a_model_tuned_on_from_its_onnx_keeps_its_training_record(pipeline, tmp_
     assert student["steps"] == 2 and student["init_steps"] == shipped["distill"]["steps"] == 4
     assert student["lineage"]["before"]["steps"] == 4
     assert student["lineage"]["init"].endswith("student_init.pt")
+    # Tuned on again from that run's own checkpoint (as a GPU run's result is), the chain goes on.
+    again = tmp_path / "again"
+    assert cli.main(["distill", "--cache", str(pipeline["cache"]), "--run", str(again), "--steps", "1",
+                     "--batch", "4", "--minutes", "0", "--init", str(run / "student.pt"), "--state", "",
+                     "--teacher", str(run / "teacher.pt")]) == 0
+    chain = notes(again / "student.pt")
+    assert chain["steps"] == 1 and chain["init_steps"] == 4 + 2
+    assert chain["lineage"]["before"]["steps"] == 2
+    assert chain["lineage"]["before"]["lineage"]["before"]["steps"] == 4
