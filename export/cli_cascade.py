@@ -27,7 +27,8 @@ def _upsampler_judge(a):
 
     torch.set_num_threads(a.threads) if a.threads else None
     models = a.model or ["models/default"]
-    result = judge_upsamplers(models, a.cache, per_subject=a.per_subject, boots=a.boots, threads=max(1, a.threads))
+    result = judge_upsamplers(models, a.cache, per_subject=a.per_subject, boots=a.boots, threads=max(1, a.threads),
+                              half=a.half)
     if a.out:
         Path(a.out).write_text(json.dumps(result, indent=1))
     print(table(result, [str(m) for m in models]))
@@ -66,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--blocks", type=int, default=d.blocks)
     u.add_argument("--lr", type=float, default=d.lr)
     u.add_argument("--threads", type=int, default=d.threads)
+    u.add_argument("--device", choices=("auto", "cuda", "mps", "cpu"), default=d.device)
     u.add_argument("--seed", type=int, default=d.seed)
     u.add_argument("--ckpt-every", dest="ckpt_every", type=float, default=d.ckpt_every)
     u.add_argument("--amp", choices=("auto", "bf16", "fp32"), default=d.amp)
@@ -77,7 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--adversarial", type=float, default=d.adversarial, help="weight of the patch GAN term")
     u.add_argument("--adversarial-after", dest="adversarial_after", type=int, default=d.adversarial_after)
     u.add_argument("--init-onnx", dest="init_onnx", default=d.init_onnx,
-                   help="a model folder whose upsampler stage a fresh run starts from (its ONNX weights)")
+                   help="a model folder (or its upsampler .onnx file) whose stage a fresh run starts from")
     u.add_argument("--no-resume", action="store_true")
     u.add_argument("--model", help="model directory to add the stage to (ONNX + manifest stages.upsampler)")
     u.set_defaults(fn=_upsampler)
@@ -89,6 +91,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                     "models/default); repeat it to judge stages side by side")
     j.add_argument("--cache", default="cache/footage256.npz", help="footage cache at the stage's output side")
     j.add_argument("--per-subject", type=int, default=300, help="training photographs per subject")
+    j.add_argument("--half", choices=("validation", "test"), default="test",
+                   help="held-out half to judge against: validation to choose between stages, test to ship one")
     j.add_argument("--boots", type=int, default=200)
     j.add_argument("--threads", type=int, default=0, help="torch threads for Inception, and the stage's threads")
     j.add_argument("--out", help="also write the figures here as JSON")

@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .footage import load_cache
-from .loop import Objective, RunBudget, run
+from .loop import Objective, RunBudget, dist_setup, run
 from .train import SubjectTable, subject_ids, subject_names
 
 SCALE = 4
@@ -54,8 +54,8 @@ class UpsamplerConfig(RunBudget):
             Inception, the judge).
         adversarial: weight of the patch discriminator's term (DiffAugment, lazy R1); 0 = no GAN.
         adversarial_after: steps of L1 and perceptual only before the discriminator joins.
-        init_onnx: a model folder whose shipped stage (its `stages.upsampler` ONNX file) a fresh run
-            starts from, e.g. to add the perceptual and adversarial terms to an L1-trained stage
+        init_onnx: a model folder whose shipped stage (its `stages.upsampler` ONNX file), or such an
+            .onnx file itself, a fresh run starts from, e.g. to add the perceptual and adversarial terms to an L1-trained stage
             ("" = random initialisation). The width and blocks are read from its weights.
     """
 
@@ -132,29 +132,33 @@ def draw_pairs(images: torch.Tensor, subjects: SubjectTable, cfg: UpsamplerConfi
                student_bank: torch.Tensor | None = None):
     """A batch of (low-res input, high-res target) crops in [-1, 1], subjects balanced as in `train`.
     ``images``: the uint8 training images as a N x H x W x 3 tensor; ``student_bank``: the student's
-    version of each at low resolution (N x 3 x H/4 x W/4, float), or None. Every draw comes from ``gen``."""
+    version of each at low resolution (N x 3 x H/4 x W/4, float), or None. Every draw comes from ``gen``,
+    on the device the images live on (a GPU run keeps the whole split there: the crops are one gather)."""
+    dev = images.device
     idx = subjects.draw(cfg.batch, gen)
     side = images.shape[1]
     c = min(cfg.crop, side) // SCALE * SCALE
-    ys = torch.randint(0, (side - c) // SCALE + 1, (cfg.batch,), generator=gen) * SCALE
-    xs = torch.randint(0, (side - c) // SCALE + 1, (cfg.batch,), generator=gen) * SCALE
-    crops = torch.stack([images[i, y:y + c, x:x + c] for i, y, x in zip(idx.tolist(), ys.tolist(), xs.tolist())])
+    ys = torch.randint(0, (side - c) // SCALE + 1, (cfg.batch,), generator=gen, device=dev) * SCALE
+    xs = torch.randint(0, (side - c) // SCALE + 1, (cfg.batch,), generator=gen, device=dev) * SCALE
+    span = torch.arange(c, device=dev)
+    crops = images[idx[:, None, None], (ys[:, None] + span)[:, :, None], (xs[:, None] + span)[:, None, :]]
     hr = crops.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-    flip = torch.rand(cfg.batch, generator=gen) < 0.5
+    flip = torch.rand(cfg.batch, generator=gen, device=dev) < 0.5
     lr = area_down(hr)
-    use_student = torch.rand(cfg.batch, generator=gen) < cfg.student_share
+    use_student = torch.rand(cfg.batch, generator=gen, device=dev) < cfg.student_share
     if student_bank is not None and bool(use_student.any()):
-        lc = c // SCALE
-        theirs = torch.stack([student_bank[i, :, y // SCALE:y // SCALE + lc, x // SCALE:x // SCALE + lc]
-                              for i, y, x in zip(idx.tolist(), ys.tolist(), xs.tolist())])
+        low = torch.arange(c // SCALE, device=dev)
+        rows, cols = (ys // SCALE)[:, None] + low, (xs // SCALE)[:, None] + low
+        theirs = student_bank[idx[:, None, None, None], torch.arange(3, device=dev)[None, :, None, None],
+                              rows[:, None, :, None], cols[:, None, None, :]]
         lr = torch.where(use_student[:, None, None, None], theirs, lr)
     hr = torch.where(flip[:, None, None, None], hr.flip(3), hr)
     lr = torch.where(flip[:, None, None, None], lr.flip(3), lr)
     if cfg.blur > 0:
-        lr = blur_each(lr, torch.rand(cfg.batch, generator=gen) * cfg.blur)
+        lr = blur_each(lr, torch.rand(cfg.batch, generator=gen, device=dev) * cfg.blur)
     # Jitter: the student's images are a little noisier/softer than real downsampled footage.
-    amount = torch.rand(cfg.batch, generator=gen)[:, None, None, None] * cfg.input_noise
-    lr = lr + amount * torch.randn(lr.shape, generator=gen)
+    amount = torch.rand(cfg.batch, generator=gen, device=dev)[:, None, None, None] * cfg.input_noise
+    lr = lr + amount * torch.randn(lr.shape, generator=gen, device=dev)
     return lr.clamp(-1, 1), hr
 
 
@@ -181,21 +185,54 @@ def student_versions(images: np.ndarray, decay: np.ndarray, subjects: list[str],
     return torch.from_numpy(out).clamp(-1, 1)
 
 
+def student_bank(ds, cfg: UpsamplerConfig, path: Path) -> torch.Tensor:
+    """`student_versions` of a training split, kept in ``path`` (uint8, as images are) and reused while the
+    same student (its ONNX file's sha256 in the model's manifest), seed and photographs ask for it: a
+    resumed run does not pay for the student again (minutes on a CPU), and a run can start on a machine
+    that has the bank but not the student's ONNX file. Every run uses the stored uint8 version, so a run
+    from a fresh bank and one from a kept bank are the same run."""
+    import hashlib
+
+    try:    # the recorded digest is enough here: the student's file itself is read only to make a bank
+        student = json.loads((Path(cfg.student_model) / "manifest.json").read_text())["networks"]["student"]["sha256"]
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{Path(cfg.student_model) / 'manifest.json'}: no networks.student.sha256 "
+                         f"to make the upsampler's student inputs with ({e})") from e
+    key = json.dumps({"student_sha256": student, "seed": cfg.seed,
+                      "images_sha256": hashlib.sha256(np.ascontiguousarray(ds.images).data).hexdigest()})
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["key"]) == key:
+                    return torch.from_numpy(z["bank"]).float().div(127.5).sub(1.0)
+        except (OSError, KeyError, ValueError):
+            pass    # unreadable or another key: made again below
+    made = student_versions(ds.images, ds.decay, [str(v) for v in ds.source], cfg.student_model, cfg.seed)
+    bank = ((made.clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, bank=bank, key=np.array(key))
+    tmp.replace(path)
+    return torch.from_numpy(bank).float().div(127.5).sub(1.0)
+
+
 class UpsamplerObjective(Objective):
     """L1 between the upsampled low-resolution crop and the high-resolution one, plus (when weighted) L1
     in random-weight features and a patch discriminator's term."""
 
     name = "upsampler"
 
-    def __init__(self, ds, cfg: UpsamplerConfig, model: Upsampler, student_bank: torch.Tensor | None = None):
+    def __init__(self, ds, cfg: UpsamplerConfig, model: Upsampler, student_bank: torch.Tensor | None = None,
+                 device: torch.device | str = "cpu"):
         from .adversarial import Adversary, RandomFeatures
 
         self.cfg, self.ds, self.model, self.batch = cfg, ds, model, cfg.batch
-        self.images = torch.from_numpy(ds.images)
-        self.subjects = SubjectTable(subject_ids(ds, subject_names(ds)), "cpu")
-        self.student_bank = student_bank
-        self.features = RandomFeatures() if cfg.perceptual > 0 else None
-        self.adversary = Adversary() if cfg.adversarial > 0 else None
+        # The split, the draws and the loss terms all live on the training device (see draw_pairs).
+        self.images = torch.from_numpy(ds.images).to(device)
+        self.subjects = SubjectTable(subject_ids(ds, subject_names(ds)), device)
+        self.student_bank = None if student_bank is None else student_bank.to(device)
+        self.features = RandomFeatures().to(device) if cfg.perceptual > 0 else None
+        self.adversary = Adversary(device=device) if cfg.adversarial > 0 else None
         self.last = {}
 
     def lr(self, step: int) -> float:     # cosine decay to 10%
@@ -243,6 +280,7 @@ def train_upsampler(cache: str | Path, out: str | Path, cfg: UpsamplerConfig, re
     if ds.images.shape[1] < cfg.crop:
         raise ValueError(f"{cache}: images are {ds.images.shape[1]} px, smaller than the {cfg.crop} px crop")
     ckpt_path = out / "upsampler.pt"
+    _, _, device = dist_setup(cfg.device)
     width, blocks, init = cfg.width, cfg.blocks, None
     if resume and ckpt_path.exists():
         net = torch.load(ckpt_path, map_location="cpu", weights_only=False)["net"]
@@ -250,14 +288,12 @@ def train_upsampler(cache: str | Path, out: str | Path, cfg: UpsamplerConfig, re
     elif cfg.init_onnx:
         init = weights_from_onnx(cfg.init_onnx)
         width, blocks = init["head.weight"].shape[0], sum(1 for k in init if k.endswith(".c1.weight"))
-    bank = None
-    if cfg.student_share > 0:
-        bank = student_versions(ds.images, ds.decay, [str(v) for v in ds.source], cfg.student_model, cfg.seed)
+    bank = student_bank(ds, cfg, out / "student_bank.npz") if cfg.student_share > 0 else None
     torch.manual_seed(cfg.seed)
     model = Upsampler(width, blocks)
     if init is not None:
         model.load_state_dict(init)     # strict: every tensor named and shaped as the network's
-    obj = UpsamplerObjective(ds, cfg, model, bank)
+    obj = UpsamplerObjective(ds, cfg, model, bank, device)
     run(obj, out, cfg, resume=resume, progress=progress, state_dir=state_dir)
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     tail = [v for _, v in state["history"][-100:]]
@@ -268,22 +304,31 @@ def train_upsampler(cache: str | Path, out: str | Path, cfg: UpsamplerConfig, re
     return ckpt_path
 
 
-def weights_from_onnx(model_dir: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict of a model folder's upsampler stage, read back from its ONNX initialisers (the
-    export keeps the network's parameter names). Raises ValueError naming the file when it has none."""
+def weights_from_onnx(source: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict of an upsampler stage, read back from its ONNX initialisers (the export keeps the
+    network's parameter names). ``source``: a model folder (its checked `stages.upsampler`) or the stage's
+    .onnx file itself (where the rest of the model did not travel, e.g. to a rented GPU).
+    Raises ValueError naming the file when it has none."""
     import onnx
     from onnx import numpy_helper
 
     from firmware.generate.manifest import load_model_dir
 
-    info = load_model_dir(model_dir)
-    if info.upsampler is None:
-        raise ValueError(f"{model_dir}: manifest.json has no stages.upsampler to start from")
-    graph = onnx.load(str(info.upsampler.path)).graph
+    if Path(source).is_file():
+        path = Path(source)
+    else:
+        info = load_model_dir(source)
+        if info.upsampler is None:
+            raise ValueError(f"{source}: manifest.json has no stages.upsampler to start from")
+        path = info.upsampler.path
+    try:
+        graph = onnx.load(str(path)).graph
+    except Exception as e:  # noqa: BLE001  (onnx raises DecodeError and others for a damaged file)
+        raise ValueError(f"{path}: not an ONNX file ({e})") from e
     state = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer
              if i.name.startswith(("head.", "trunk.", "up1.", "up2.", "tail."))}
     if "head.weight" not in state:
-        raise ValueError(f"{info.upsampler.path}: no 'head.weight' initialiser; not an export/upsampler.py network")
+        raise ValueError(f"{path}: no 'head.weight' initialiser; not an export/upsampler.py network")
     return state
 
 

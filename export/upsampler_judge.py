@@ -58,9 +58,11 @@ def enlarge_with_stage(up, small: np.ndarray, value_range=(-1.0, 1.0)) -> np.nda
 
 
 def judge_upsamplers(model_dirs: list[str | Path], cache: str | Path, per_subject: int = 300, seed: int = 0,
-                     boots: int = 200, extractor=None, threads: int = 1, log=print) -> dict:
+                     boots: int = 200, extractor=None, threads: int = 1, log=print, half: str = "test") -> dict:
     """{subject: {"kid": {model dir | "bicubic" | "photographs": KID}, "kid_ci90": ..., "samples": ...}} for
-    every subject with at least 2 test photographs; ``per_subject`` training photographs each."""
+    every subject with at least 2 reference photographs; ``per_subject`` training photographs each.
+    ``half``: the held-out half judged against: "validation" to choose between stages (an ablation's
+    winner), "test" to decide whether one ships."""
     from firmware.generate.manifest import load_model_dir
 
     from .inception import Inception, RememberedFeatures, upscale
@@ -79,7 +81,7 @@ def judge_upsamplers(model_dirs: list[str | Path], cache: str | Path, per_subjec
     first = next(iter(infos.values()))
     factor, value_range = first.upsampler.scale, tuple(first.value_range)
     inc = RememberedFeatures(extractor or Inception())
-    train, test = full.split(heldout=False), full.heldout_part("test")
+    train, test = full.split(heldout=False), full.heldout_part(half)
     out = {}
     for i, s in enumerate(sorted(set(test.source.tolist()))):
         ref, pool = test.images[test.source == s], np.flatnonzero(train.source == s)
@@ -92,10 +94,10 @@ def judge_upsamplers(model_dirs: list[str | Path], cache: str | Path, per_subjec
             sets[m] = enlarge_with_stage(up, small, value_range)
         p = kid_panel(inc.features(ref), {k: inc.features(v) for k, v in sets.items()}, boots=boots, seed=seed)
         out[s] = {"kid": p["kid"], "kid_ci90": p["ci90"],
-                  "samples": {"reference": int(len(ref)), "photographs": int(len(photos))}}
+                  "samples": {"reference": int(len(ref)), "photographs": int(len(photos)), "half": half}}
         log(f"{s}: " + "  ".join(f"{k} {v:.4f}" for k, v in p["kid"].items()))
     if not out:
-        raise ValueError(f"{cache}: no subject has 2 test and 2 training photographs to judge the upsampler on")
+        raise ValueError(f"{cache}: no subject has 2 {half} and 2 training photographs to judge the upsampler on")
     return out
 
 
@@ -105,5 +107,5 @@ def table(result: dict, models: list[str]) -> str:
     lines = ["| subject | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for s, r in result.items():
         cells = [f"{r['kid'][c]:.4f} ({r['kid_ci90'][c][0]:.4f}-{r['kid_ci90'][c][1]:.4f})" for c in cols]
-        lines.append(f"| {s} ({r['samples']['reference']} test) | " + " | ".join(cells) + " |")
+        lines.append(f"| {s} ({r['samples']['reference']} {r['samples'].get('half', 'test')}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)

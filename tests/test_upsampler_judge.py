@@ -69,7 +69,7 @@ def test_the_stage_is_judged_on_what_it_adds(tmp_path):
     res = judge_upsamplers([model], cache, per_subject=8, boots=20, extractor=HighFrequency(), log=lines.append)
     assert set(res) == {"stripes"}            # "rare" has no test photographs: no figure, not a zero
     r = res["stripes"]
-    assert r["samples"] == {"reference": 6, "photographs": 8}
+    assert r["samples"] == {"reference": 6, "photographs": 8, "half": "test"}
     kid = r["kid"]
     assert set(kid) == {"photographs", "bicubic", str(model)}
     # Period-2 stripes shrink to flat colour: neither enlargement brings them back, the photographs do.
@@ -86,6 +86,25 @@ def test_the_stage_is_judged_on_what_it_adds(tmp_path):
     md = table(res, [str(model)])
     assert md.splitlines()[0] == f"| subject | photographs | bicubic | {model} |"
     assert md.splitlines()[2].startswith("| stripes (6 test) | ")
+
+
+def test_an_ablation_is_judged_on_the_validation_half(tmp_path, capsys):
+    """Choosing between stages reads the validation half (2 photographs of each subject here, "rare"
+    included); the test half is kept for the shipping decision."""
+    model = add_upsampler(make_model_dir(tmp_path / "m", side=32))
+    cache = tmp_path / "c128.npz"
+    _cache(cache)
+    res = judge_upsamplers([model], cache, per_subject=8, boots=20, extractor=HighFrequency(), log=lambda s: None,
+                           half="validation")
+    assert set(res) == {"stripes", "rare"}
+    assert res["stripes"]["samples"] == {"reference": 2, "photographs": 8, "half": "validation"}
+    assert any(line.startswith("| stripes (2 validation) | ") for line in table(res, [str(model)]).splitlines())
+    with pytest.raises(ValueError, match="held-out part must be 'validation' or 'test'"):
+        judge_upsamplers([model], cache, half="training", extractor=HighFrequency())
+    with pytest.raises(SystemExit) as e:
+        cli.main(["upsampler-judge", "--model", str(model), "--cache", str(cache), "--half", "train"])
+    assert e.value.code == 2
+    assert "invalid choice: 'train'" in capsys.readouterr().err
 
 
 def test_cli_refuses_a_cache_at_another_side_and_a_model_without_a_stage(tmp_path, capsys):
