@@ -55,8 +55,9 @@ class UpsamplerConfig(RunBudget):
         adversarial: weight of the patch discriminator's term (DiffAugment, lazy R1); 0 = no GAN.
         adversarial_after: steps of L1 and perceptual only before the discriminator joins.
         init_onnx: a model folder whose shipped stage (its `stages.upsampler` ONNX file), or such an
-            .onnx file itself, a fresh run starts from, e.g. to add the perceptual and adversarial terms to an L1-trained stage
-            ("" = random initialisation). The width and blocks are read from its weights.
+            .onnx file itself, a fresh run starts from, e.g. to add the perceptual and adversarial terms
+            to an L1-trained stage ("" = random initialisation). The width and blocks are read from its
+            weights.
     """
 
     steps: int = 20_000
@@ -200,19 +201,21 @@ def student_bank(ds, cfg: UpsamplerConfig, path: Path) -> torch.Tensor:
                          f"to make the upsampler's student inputs with ({e})") from e
     key = json.dumps({"student_sha256": student, "seed": cfg.seed,
                       "images_sha256": hashlib.sha256(np.ascontiguousarray(ds.images).data).hexdigest()})
+    bank = None
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as z:
                 if str(z["key"]) == key:
-                    return torch.from_numpy(z["bank"]).float().div(127.5).sub(1.0)
+                    bank = z["bank"]
         except (OSError, KeyError, ValueError):
-            pass    # unreadable or another key: made again below
-    made = student_versions(ds.images, ds.decay, [str(v) for v in ds.source], cfg.student_model, cfg.seed)
-    bank = ((made.clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, bank=bank, key=np.array(key))
-    tmp.replace(path)
+            pass    # unreadable: made again below
+    if bank is None:
+        made = student_versions(ds.images, ds.decay, [str(v) for v in ds.source], cfg.student_model, cfg.seed)
+        bank = ((made.clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).numpy()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, bank=bank, key=np.array(key))
+        tmp.replace(path)
     return torch.from_numpy(bank).float().div(127.5).sub(1.0)
 
 

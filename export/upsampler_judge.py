@@ -107,5 +107,6 @@ def table(result: dict, models: list[str]) -> str:
     lines = ["| subject | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for s, r in result.items():
         cells = [f"{r['kid'][c]:.4f} ({r['kid_ci90'][c][0]:.4f}-{r['kid_ci90'][c][1]:.4f})" for c in cols]
-        lines.append(f"| {s} ({r['samples']['reference']} {r['samples'].get('half', 'test')}) | " + " | ".join(cells) + " |")
+        n = r["samples"]
+        lines.append(f"| {s} ({n['reference']} {n['half']}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
