@@ -51,7 +51,7 @@ def _warm_start(a):
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .upsampler import UpsamplerConfig
+    from .upsampler import DISCRIMINATORS, UpsamplerConfig
 
     d = UpsamplerConfig()
     u = sub.add_parser("upsampler", help="train the 4x upsampler stage on a high-resolution cache "
@@ -78,6 +78,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     u.add_argument("--perceptual", type=float, default=d.perceptual, help="weight of the random-feature L1")
     u.add_argument("--adversarial", type=float, default=d.adversarial, help="weight of the patch GAN term")
     u.add_argument("--adversarial-after", dest="adversarial_after", type=int, default=d.adversarial_after)
+    u.add_argument("--discriminator", choices=sorted(DISCRIMINATORS), default=d.discriminator,
+                   help="what the patch discriminator judges: the detail the stage adds, or the whole crop "
+                        "(DiffAugment, spectral norm, R1)")
     u.add_argument("--init-onnx", dest="init_onnx", default=d.init_onnx,
                    help="a model folder (or its upsampler .onnx file) whose stage a fresh run starts from")
     u.add_argument("--no-resume", action="store_true")

@@ -52,7 +52,9 @@ class UpsamplerConfig(RunBudget):
         student_model: the model folder whose student makes those inputs.
         perceptual: weight of the L1 in random-weight conv features (export/adversarial.py; never
             Inception, the judge).
-        adversarial: weight of the patch discriminator's term (DiffAugment, lazy R1); 0 = no GAN.
+        adversarial: weight of the patch discriminator's term; 0 = no GAN.
+        discriminator: which one (`DISCRIMINATORS`): "detail" judges only the detail the stage adds, "image"
+            the whole crop through DiffAugment with spectral norm and R1 (it never left chance here).
         adversarial_after: steps of L1 and perceptual only before the discriminator joins.
         init_onnx: a model folder whose shipped stage (its `stages.upsampler` ONNX file), or such an
             .onnx file itself, a fresh run starts from, e.g. to add the perceptual and adversarial terms
@@ -74,8 +76,18 @@ class UpsamplerConfig(RunBudget):
     perceptual: float = 0.0
     adversarial: float = 0.0
     adversarial_after: int = 500
+    discriminator: str = "detail"
     init_onnx: str = ""
     extra: dict = field(default_factory=dict)
+
+
+# The patch discriminator's settings by what it sees (export/adversarial.py). "image" is the one every
+# stage until 2026-12-04 trained with (D at chance throughout); "detail" is the one a D-alone probe
+# against the shipped stage's crops showed learning (README, "A discriminator that learns").
+DISCRIMINATORS = {
+    "image": dict(sees="image", spectral="all", r1=1.0, lr=2e-4),
+    "detail": dict(sees="detail", spectral="inner", r1=0.0, lr=1e-3),
+}
 
 
 class ResBlock(nn.Module):
@@ -235,7 +247,10 @@ class UpsamplerObjective(Objective):
         self.subjects = SubjectTable(subject_ids(ds, subject_names(ds)), device)
         self.student_bank = None if student_bank is None else student_bank.to(device)
         self.features = RandomFeatures().to(device) if cfg.perceptual > 0 else None
-        self.adversary = Adversary(device=device) if cfg.adversarial > 0 else None
+        if cfg.discriminator not in DISCRIMINATORS:
+            raise ValueError(f"discriminator={cfg.discriminator!r}: one of {sorted(DISCRIMINATORS)}")
+        self.adversary = (Adversary(device=device, **DISCRIMINATORS[cfg.discriminator]) if cfg.adversarial > 0
+                          else None)
         self.last = {}
 
     def lr(self, step: int) -> float:     # cosine decay to 10%
@@ -263,10 +278,14 @@ class UpsamplerObjective(Objective):
         return {k: f"{v:.3f}" for k, v in self.last.items()}
 
     def extra_state(self) -> dict:
-        return {} if self.adversary is None else {"adversary": self.adversary.state_dict()}
+        return ({} if self.adversary is None
+                else {"adversary": self.adversary.state_dict(), "discriminator": self.cfg.discriminator})
 
     def load_extra_state(self, st: dict) -> None:
-        if self.adversary is not None and "adversary" in st:
+        # A run that trained another kind of discriminator (states before 2026-12-05 name none: "image")
+        # goes on with a fresh one of the kind asked for: the generator's own state is unaffected.
+        if (self.adversary is not None and "adversary" in st
+                and st.get("discriminator", "image") == self.cfg.discriminator):
             self.adversary.load_state_dict(st["adversary"])
 
     def meta(self) -> dict:
@@ -401,7 +420,8 @@ def recipe(cfg: dict) -> str:
     if cfg.get("perceptual"):
         terms.append(f"{cfg['perceptual']:g} x random-feature L1")
     if cfg.get("adversarial"):
-        terms.append(f"{cfg['adversarial']:g} x patch GAN (from step {cfg.get('adversarial_after', 0)})")
+        on = " on the detail" if cfg.get("discriminator", "image") == "detail" else ""
+        terms.append(f"{cfg['adversarial']:g} x patch GAN{on} (from step {cfg.get('adversarial_after', 0)})")
     inputs = []
     if cfg.get("blur"):
         inputs.append(f"blurred up to {cfg['blur']:g} px")
@@ -448,7 +468,10 @@ def add_stage(ckpt: str | Path, model_dir: str | Path, threads: int = 1) -> dict
     np.savez(model_dir / "reference_upsampler.npz", image=ref_in, upsampled=got)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     record_path = Path(ckpt).parent / "upsampler_record.json"
-    record = json.loads(record_path.read_text()) if record_path.exists() else {"steps": state["step"]}
+    # A run brought back by `state restore` has no record: its checkpoint's own config says how it trained
+    # (the command that exports it with --minutes 0 carries only the CLI's defaults).
+    record = (json.loads(record_path.read_text()) if record_path.exists()
+              else {"steps": state["step"], "config": state.get("config", {}), "amp": state.get("run", {}).get("amp")})
     lat = median_run_ms(sess, {"image": np.zeros((1, 3, h, w), np.float32)}, runs=30, warmup=3)
     stage = {"file": path.name, "sha256": sha256_file(path),
              "inputs": {"image": [1, 3, h, w]}, "outputs": {"upsampled": list(want.shape)},

@@ -362,6 +362,8 @@ def test_torchrun_ddp_world_size_1_gloo(pipeline, tmp_path):
 
 def test_upsampler_stage_trains_exports_and_runs_in_the_firmware(pipeline, tmp_path):
     """footage at 4x -> `humus-export upsampler` -> ONNX stage in the model dir -> the box's loader."""
+    import torch
+
     from firmware.generate.manifest import load_model_dir
     from firmware.generate.stages import Upsampler
 
@@ -374,6 +376,16 @@ def test_upsampler_stage_trains_exports_and_runs_in_the_firmware(pipeline, tmp_p
     m = json.loads((model / "manifest.json").read_text())["stages"]["upsampler"]
     assert m["training"]["steps"] == 3 and m["training"]["parity_max_abs_diff"] < 1e-3
     assert m["method"].startswith("4x residual CNN over bilinear, L1 on footage crops")   # the run's own recipe
+    # A run folder without its record (as `state restore` leaves one) is described from the checkpoint's
+    # own config, not from the exporting command's defaults.
+    st = torch.load(tmp_path / "run" / "upsampler.pt", map_location="cpu", weights_only=False)
+    st["config"] = {**st["config"], "perceptual": 1.0, "adversarial": 0.1}
+    torch.save(st, tmp_path / "run" / "upsampler.pt")
+    (tmp_path / "run" / "upsampler_record.json").unlink()
+    assert cli.main(["upsampler", "--cache", str(hr), "--run", str(tmp_path / "run"), "--minutes", "0",
+                     "--model", str(model)]) == 0
+    m = json.loads((model / "manifest.json").read_text())["stages"]["upsampler"]
+    assert "1 x random-feature L1 + 0.1 x patch GAN" in m["method"] and m["training"]["steps"] == 3
     up = Upsampler(info.upsampler)          # includes the reference check against the stored pair
     assert up.failed is None
     assert up(np.zeros((1, 3, 32, 32), np.float32)).shape == (1, 3, 128, 128)
