@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 from .footage import load_cache
 from .loop import Objective, RunBudget, dist_setup, run
-from .train import SubjectTable, subject_ids, subject_names
+from .train import SubjectTable, subject_ids, subject_names, to_tensor, to_uint8
 
 SCALE = 4
 
@@ -186,7 +186,7 @@ def student_versions(images: np.ndarray, decay: np.ndarray, subjects: list[str],
 
     g = Generator(model_dir, "student", upsample=False)
     rng = np.random.default_rng(seed)
-    hr = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    hr = to_tensor(images)
     low = area_down(hr).numpy()
     out = np.empty_like(low)
     for i in range(len(low)):
@@ -223,7 +223,7 @@ def student_bank(ds, cfg: UpsamplerConfig, path: Path) -> torch.Tensor:
             pass    # unreadable: made again below
     if bank is None:
         made = student_versions(ds.images, ds.decay, [str(v) for v in ds.source], cfg.student_model, cfg.seed)
-        bank = ((made.clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).numpy()
+        bank = np.ascontiguousarray(to_uint8(made).transpose(0, 3, 1, 2))    # kept as the network reads it
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez_compressed(tmp, bank=bank, key=np.array(key))
@@ -407,7 +407,7 @@ def load_upsampler(path: str | Path) -> Upsampler:
 @torch.no_grad()
 def l1_on(model: nn.Module, images: np.ndarray, n: int = 64) -> dict:
     """Mean absolute error on held-out images (uint8 N x H x W x 3), learnt vs plain bilinear."""
-    hr = torch.from_numpy(images[:n]).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    hr = to_tensor(images[:n])
     lr = area_down(hr)
     base = F.interpolate(lr, scale_factor=SCALE, mode="bilinear", align_corners=False)
     return {"upsampler_l1": float((model(lr) - hr).abs().mean()), "bilinear_l1": float((base - hr).abs().mean()),
