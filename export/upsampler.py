@@ -19,7 +19,7 @@ the 180 banana photographs and the 98 melon frames count as much as the 5,000 to
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -318,12 +318,18 @@ def train_upsampler(cache: str | Path, out: str | Path, cfg: UpsamplerConfig, re
     obj = UpsamplerObjective(ds, cfg, model, bank, device)
     run(obj, out, cfg, resume=resume, progress=progress, state_dir=state_dir)
     state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    tail = [v for _, v in state["history"][-100:]]
-    (out / "upsampler_record.json").write_text(json.dumps(
-        {"steps": state["step"], "wall_seconds": round(state["elapsed"]), "final_loss": float(np.mean(tail)),
-         "amp": state["run"]["amp"], "config": asdict(cfg),
-         "params": sum(p.numel() for p in obj.model.parameters())}, indent=1))
+    (out / "upsampler_record.json").write_text(json.dumps(run_record(state), indent=1))
     return ckpt_path
+
+
+def run_record(state: dict) -> dict:
+    """How a stage trained, from its checkpoint alone (the loop saves the config it ran under with the
+    weights): the same for a run that just ended and for one brought back by `state restore`, which
+    keeps no record file. The manifest's `stages.upsampler.training` starts from it."""
+    tail = [v for _, v in state["history"][-100:]]
+    return {"steps": state["step"], "wall_seconds": round(state.get("elapsed", 0.0)),
+            "final_loss": float(np.mean(tail)) if tail else None, "amp": state.get("run", {}).get("amp"),
+            "config": state.get("config", {}), "params": sum(v.numel() for v in state["model"].values())}
 
 
 def weights_from_onnx(source: str | Path) -> dict[str, torch.Tensor]:
@@ -467,11 +473,8 @@ def add_stage(ckpt: str | Path, model_dir: str | Path, threads: int = 1) -> dict
         raise RuntimeError(f"{path}: onnxruntime differs from torch by {err:.3g} (> 1e-3)")
     np.savez(model_dir / "reference_upsampler.npz", image=ref_in, upsampled=got)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    record_path = Path(ckpt).parent / "upsampler_record.json"
-    # A run brought back by `state restore` has no record: its checkpoint's own config says how it trained
-    # (the command that exports it with --minutes 0 carries only the CLI's defaults).
-    record = (json.loads(record_path.read_text()) if record_path.exists()
-              else {"steps": state["step"], "config": state.get("config", {}), "amp": state.get("run", {}).get("amp")})
+    # From the checkpoint, not the exporting command: with --minutes 0 it carries only the CLI's defaults.
+    record = run_record(state)
     lat = median_run_ms(sess, {"image": np.zeros((1, 3, h, w), np.float32)}, runs=30, warmup=3)
     stage = {"file": path.name, "sha256": sha256_file(path),
              "inputs": {"image": [1, 3, h, w]}, "outputs": {"upsampled": list(want.shape)},
