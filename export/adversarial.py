@@ -86,11 +86,15 @@ class PatchDiscriminator(nn.Module):
         return self.net(x)
 
 
+def smooth(x: torch.Tensor, factor: int = 4) -> torch.Tensor:
+    """The image as a plain ``factor``x enlargement of its own area-downsampled copy would show it."""
+    return F.interpolate(F.avg_pool2d(x, factor), scale_factor=factor, mode="bilinear", align_corners=False)
+
+
 def detail(x: torch.Tensor, factor: int = 4) -> torch.Tensor:
-    """What a ``factor``x upsampler adds to an image: the image minus the bilinear enlargement of its own
-    area-downsampled copy (zero for a plain enlargement), scaled by ``factor`` to about the image's range."""
-    low = F.avg_pool2d(x, factor)
-    return (x - F.interpolate(low, scale_factor=factor, mode="bilinear", align_corners=False)) * factor
+    """What a ``factor``x upsampler adds to an image: the image minus its `smooth` version (zero for a
+    plain enlargement), scaled by ``factor`` to about the image's range."""
+    return (x - smooth(x, factor)) * factor
 
 
 def diff_augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

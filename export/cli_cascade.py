@@ -1,4 +1,4 @@
-"""`humus-export upsampler`, `warm-start` and `demo-clip`: the cascade's second stage, going on
+"""`humus-export upsampler`, `detail-gain`, `warm-start` and `demo-clip`: the cascade's second stage, going on
 from a shipped model, and the demo footage the box ships with (registered by export/cli.py)."""
 from __future__ import annotations
 
@@ -32,6 +32,22 @@ def _upsampler_judge(a):
     if a.out:
         Path(a.out).write_text(json.dumps(result, indent=1))
     print(table(result, [str(m) for m in models]))
+
+
+def _detail_gain(a):
+    from . import detail_gain
+
+    import torch
+
+    torch.set_num_threads(max(1, a.threads))
+    found = detail_gain.search(a.model, a.cache, gains=detail_gain.parse_gains(a.gains), steps=a.steps,
+                               seed=a.seed, threads=a.threads, boots=a.boots)
+    if a.out:
+        Path(a.out).write_text(json.dumps(found, indent=1))
+    print(json.dumps({"best": found["best"], "kid": {g: r["kid"] for g, r in found["gains"].items()}}))
+    if a.write:
+        stage = detail_gain.write(a.model, found["best"], found, threads=a.threads)
+        print(f"{a.model}: stage re-exported with detail x{stage['detail_gain']:g} ({stage['sha256'][:12]})")
 
 
 def _demo_clip(a):
@@ -100,6 +116,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--threads", type=int, default=0, help="torch threads for Inception, and the stage's threads")
     j.add_argument("--out", help="also write the figures here as JSON")
     j.set_defaults(fn=_upsampler_judge)
+
+    from .detail_gain import DEFAULT_GAINS
+
+    dg = sub.add_parser("detail-gain", help="choose the upsampler stage's detail gain by KID of the model's own "
+                                            "images against the validation half; --write puts it into the stage")
+    dg.add_argument("--model", default="models/default")
+    dg.add_argument("--cache", default="cache/footage256.npz", help="footage cache at the stage's output side")
+    dg.add_argument("--gains", default=",".join(f"{g:g}" for g in DEFAULT_GAINS), help="candidates, comma-separated")
+    dg.add_argument("--steps", type=int, default=None, help="the generator's steps (default: the manifest's)")
+    dg.add_argument("--seed", type=int, default=0)
+    dg.add_argument("--boots", type=int, default=200)
+    dg.add_argument("--threads", type=int, default=1)
+    dg.add_argument("--out", help="also write the search as JSON")
+    dg.add_argument("--write", action="store_true", help="re-export the stage with the best gain (same weights)")
+    dg.set_defaults(fn=_detail_gain)
 
     w = sub.add_parser("warm-start", help="checkpoints read back from a model directory's ONNX files, to go on "
                                           "training it (train resumes RUN/teacher.pt; distill --init RUN/student_init.pt)")

@@ -45,23 +45,31 @@ class Generator:
             raise ValueError(f"{self.info.dir}: no subject {name!r} (has {list(self.info.subjects) or 'none'})")
         return self.info.subjects.index(name)
 
-    def generate(self, eps: np.ndarray, steps: int | None, cond, rng: np.random.Generator | None = None
-                 ) -> np.ndarray:
-        """One image from a noise field eps [1, C, H, W] under `cond` (firmware.generate.conditions);
-        returns uint8 [1, H, W, C]."""
+    def grow(self, eps: np.ndarray, steps: int | None, cond, rng: np.random.Generator | None = None
+             ) -> np.ndarray:
+        """The generator's own image (float [1, C, h, w] in its value range), before the cascade's stage."""
         from firmware.generate.sampler import sample
 
         x0, _ = sample(self.engine.denoise, self.net.sigmas(steps), eps.astype(np.float32),
                        self.net.sampler, cond, rng=rng)
+        return x0
+
+    def generate(self, eps: np.ndarray, steps: int | None, cond, rng: np.random.Generator | None = None
+                 ) -> np.ndarray:
+        """One image from a noise field eps [1, C, H, W] under `cond` (firmware.generate.conditions);
+        returns uint8 [1, H, W, C]."""
+        x0 = self.grow(eps, steps, cond, rng)
         if self.upsampler is not None:
             x0 = self.upsampler(x0)
             if self.upsampler.failed:
                 raise RuntimeError(f"upsampler {self.upsampler.failed}")
         return to_uint8(x0, self.info.value_range)
 
-    def generate_many(self, n: int, steps: int | None, decay=None, seed: int = 0, subject=None) -> np.ndarray:
+    def generate_many(self, n: int, steps: int | None, decay=None, seed: int = 0, subject=None,
+                      finish: bool = True) -> np.ndarray:
         """n images (uint8 [n, H, W, C]); decay: scalar, per-image array, or None = manifest default;
-        subject: index, per-image array of indices, or None (the model's first, if it has subjects)."""
+        subject: index, per-image array of indices, or None (the model's first, if it has subjects).
+        ``finish=False``: the generator's own images instead (float [n, C, h, w], `grow`), the same ones."""
         # Two streams: the starting noise is the same for every network and step count with one
         # seed (so `evaluate` compares models on the same noise), whatever re-noising consumes.
         from firmware.generate.conditions import Conditions
@@ -75,7 +83,8 @@ class Generator:
         for i in range(n):
             eps = g.standard_normal((1, self.info.channels, *self.resolution)).astype(np.float32)
             cond = Conditions(float(dec[i]), None if subj is None else int(subj[i]))
-            out.append(self.generate(eps, steps, cond, rng=renoise))
+            out.append(self.generate(eps, steps, cond, rng=renoise) if finish else
+                       self.grow(eps, steps, cond, rng=renoise))
         return np.concatenate(out)
 
 

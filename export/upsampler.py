@@ -100,11 +100,18 @@ class ResBlock(nn.Module):
 
 
 class Upsampler(nn.Module):
-    """x [N, 3, h, w] in [-1, 1] -> [N, 3, 4h, 4w] in [-1, 1]: bilinear plus a learnt residual."""
+    """x [N, 3, h, w] in [-1, 1] -> [N, 3, 4h, 4w] in [-1, 1]: bilinear plus a learnt residual.
 
-    def __init__(self, width: int = 48, blocks: int = 6):
+    ``detail_gain`` scales the detail of the result (what it holds beyond a plain enlargement of its own
+    4x area-downsampled copy, `adversarial.smooth`). A network trained with L1 adds that detail too
+    faintly: unsure where an edge or a speck falls, it hedges towards the mean. The gain is not trained;
+    it is chosen after training by KID on the validation half (export/detail_gain.py) and exported
+    inside the stage's graph. It is a plain attribute, not in the state dict, so every checkpoint and
+    stage file reads back the same network whatever gain it shipped with."""
+
+    def __init__(self, width: int = 48, blocks: int = 6, detail_gain: float = 1.0):
         super().__init__()
-        self.width, self.blocks = width, blocks
+        self.width, self.blocks, self.detail_gain = width, blocks, float(detail_gain)
         self.head = nn.Conv2d(3, width, 3, padding=1)
         self.trunk = nn.Sequential(*[ResBlock(width) for _ in range(blocks)])
         # Two 2x pixel-shuffle stages; the second works at a narrower width (it runs on 16x the pixels).
@@ -120,7 +127,13 @@ class Upsampler(nn.Module):
         h = h + self.trunk(h)
         h = F.leaky_relu(F.pixel_shuffle(self.up1(h), 2), 0.1)
         h = F.leaky_relu(F.pixel_shuffle(self.up2(h), 2), 0.1)
-        return (base + self.tail(h)).clamp(-1.0, 1.0)
+        y = base + self.tail(h)
+        if self.detail_gain != 1.0:  # traced as a constant: a stage without a gain has no extra nodes
+            from .adversarial import smooth
+
+            low = smooth(y, SCALE)
+            y = low + self.detail_gain * (y - low)
+        return y.clamp(-1.0, 1.0)
 
 
 def area_down(x: torch.Tensor, factor: int = SCALE) -> torch.Tensor:
@@ -308,8 +321,9 @@ def train_upsampler(cache: str | Path, out: str | Path, cfg: UpsamplerConfig, re
         net = torch.load(ckpt_path, map_location="cpu", weights_only=False)["net"]
         width, blocks = net["width"], net["blocks"]
     elif cfg.init_onnx:
+        # The network alone: a shipped stage's detail gain is re-chosen after this run (detail_gain.py).
         init = weights_from_onnx(cfg.init_onnx)
-        width, blocks = init["head.weight"].shape[0], sum(1 for k in init if k.endswith(".c1.weight"))
+        width, blocks = shape_of(init)
     bank = student_bank(ds, cfg, out / "student_bank.npz") if cfg.student_share > 0 else None
     torch.manual_seed(cfg.seed)
     model = Upsampler(width, blocks)
@@ -358,6 +372,11 @@ def weights_from_onnx(source: str | Path) -> dict[str, torch.Tensor]:
     if "head.weight" not in state:
         raise ValueError(f"{path}: no 'head.weight' initialiser; not an export/upsampler.py network")
     return state
+
+
+def shape_of(weights: dict[str, torch.Tensor]) -> tuple[int, int]:
+    """(width, blocks) of the Upsampler these weights belong to."""
+    return weights["head.weight"].shape[0], sum(1 for k in weights if k.endswith(".c1.weight"))
 
 
 def stage_to_copy(source_dir: str | Path) -> tuple[Path, dict]:
@@ -439,8 +458,18 @@ def recipe(cfg: dict) -> str:
 
 
 def add_stage(ckpt: str | Path, model_dir: str | Path, threads: int = 1) -> dict:
-    """Export the upsampler to ONNX into a model directory and describe it in the manifest
-    (`stages.upsampler`, models/MANIFEST.md): parity with torch, a reference pair, the latency."""
+    """Export a trained upsampler (detail gain 1) into a model directory: `write_stage`."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    # From the checkpoint, not the exporting command: with --minutes 0 it carries only the CLI's defaults.
+    training = {**run_record(state), "data": state.get("data", {}).get("sources")}
+    return write_stage(load_upsampler(ckpt), model_dir, training, threads)
+
+
+def write_stage(model: Upsampler, model_dir: str | Path, training: dict, threads: int = 1,
+                extra: dict | None = None) -> dict:
+    """Export ``model`` to ONNX into a model directory and describe it in the manifest
+    (`stages.upsampler`, models/MANIFEST.md): parity with torch, a reference pair, the latency, the
+    ``training`` record and any ``extra`` keys (the detail gain's search)."""
     import warnings
 
     import onnx
@@ -451,7 +480,7 @@ def add_stage(ckpt: str | Path, model_dir: str | Path, threads: int = 1) -> dict
     model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
     h, w = manifest["resolution"]
-    model = load_upsampler(ckpt)
+    model = model.eval()
     path = model_dir / "upsampler.onnx"
     x = torch.zeros(1, 3, h, w)
     with warnings.catch_warnings():
@@ -472,17 +501,16 @@ def add_stage(ckpt: str | Path, model_dir: str | Path, threads: int = 1) -> dict
     if err > 1e-3:
         raise RuntimeError(f"{path}: onnxruntime differs from torch by {err:.3g} (> 1e-3)")
     np.savez(model_dir / "reference_upsampler.npz", image=ref_in, upsampled=got)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    # From the checkpoint, not the exporting command: with --minutes 0 it carries only the CLI's defaults.
-    record = run_record(state)
     lat = median_run_ms(sess, {"image": np.zeros((1, 3, h, w), np.float32)}, runs=30, warmup=3)
+    gain = f"; detail x{model.detail_gain:g} (export/detail_gain.py)" if model.detail_gain != 1.0 else ""
     stage = {"file": path.name, "sha256": sha256_file(path),
              "inputs": {"image": [1, 3, h, w]}, "outputs": {"upsampled": list(want.shape)},
              "reference": {"output": "reference_upsampler.npz", "atol": REFERENCE_ATOL},
-             "method": recipe(record.get("config", {})),
+             "method": recipe(training.get("config", {})) + gain,
              "params": sum(p.numel() for p in model.parameters()),
+             "detail_gain": model.detail_gain,
              "latency_ms_ort_cpu": round(lat, 2),
-             "training": {**record, "data": state.get("data", {}).get("sources"), "parity_max_abs_diff": err}}
+             "training": {**training, "parity_max_abs_diff": err}, **(extra or {})}
     manifest["stages"] = {"upsampler": stage}
     write_manifest(model_dir, manifest)
     return stage

@@ -403,6 +403,62 @@ def test_upsampler_stage_trains_exports_and_runs_in_the_firmware(pipeline, tmp_p
                      "--steps", "1", "--steps-only", "--init-onnx", str(pipeline["model"])]) == 2
 
 
+class DetailEnergy:
+    """A stand-in for Inception here: mean colour and the energy of pixel-to-pixel steps."""
+
+    kind = "test features"
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        x = images.astype(np.float64) / 255.0
+        return np.concatenate([x.mean(axis=(1, 2)), 4 * np.abs(np.diff(x, axis=2)).mean(axis=(1, 2))], axis=1)
+
+
+def test_the_detail_gain_is_chosen_on_validation_and_goes_into_the_stage(pipeline, tmp_path, capsys):
+    """`detail-gain` scores the model's own images at each gain against the validation half and writes the
+    best into the stage's graph: the box's stage then adds exactly gain x the detail, same weights."""
+    import torch
+
+    from export.adversarial import smooth
+    from export.detail_gain import search, write
+    from export.upsampler import Upsampler, shape_of, weights_from_onnx
+    from firmware.generate.manifest import load_model_dir
+    from firmware.generate.stages import Upsampler as Stage
+
+    model, hr = model_copy_and_footage(pipeline, tmp_path, "hr.npz", 128)
+    assert cli.main(["upsampler", "--cache", str(hr), "--run", str(tmp_path / "run"), "--minutes", "0",
+                     "--steps", "3", "--steps-only", "--batch", "2", "--crop", "64", "--width", "8",
+                     "--blocks", "1", "--model", str(model)]) == 0
+    before = weights_from_onnx(model)
+    plain = Stage(load_model_dir(model).upsampler)
+    found = search(model, hr, gains=(1.0, 2.0, 3.0), extractor=DetailEnergy(), boots=10, log=lambda s: None)
+    val = load_cache(hr).heldout_part("validation")
+    assert found["images"] == len(val) and set(found["gains"]) == {"1.0", "2.0", "3.0"}
+    assert found["best"] == min((1.0, 2.0, 3.0), key=lambda g: found["gains"][str(g)]["kid"])
+    assert len({r["kid"] for r in found["gains"].values()}) == 3       # the gain changes what is measured
+
+    stage = write(model, 2.0, found)
+    info = load_model_dir(model)
+    assert info.stage_errors == () and stage["detail_gain"] == 2.0 and "detail x2" in stage["method"]
+    assert json.loads((model / "manifest.json").read_text())["stages"]["upsampler"]["detail_gain_search"] == found
+    gained = Stage(info.upsampler)                      # its reference pair checked on load
+    assert gained.failed is None
+    x = (0.15 * np.random.default_rng(0).standard_normal((1, 3, 32, 32))).astype(np.float32)   # no clipping
+    a, b = torch.from_numpy(plain(x)), torch.from_numpy(gained(x))
+    assert float((a - smooth(a)).abs().mean()) > 1e-3                     # there is detail to scale
+    assert torch.allclose(b, smooth(a) + 2.0 * (a - smooth(a)), atol=1e-4)   # twice the detail, nothing else
+    after = weights_from_onnx(model)                    # a run started from it gets the network alone
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+    net = Upsampler(*shape_of(after))
+    assert net.detail_gain == 1.0
+
+    assert cli.main(["detail-gain", "--model", str(model), "--cache", str(hr), "--gains", "1,x"]) == 2
+    assert "--gains: 'x' is not a number" in capsys.readouterr().err
+    assert cli.main(["detail-gain", "--model", str(model), "--cache", str(hr), "--gains", "1,40"]) == 2
+    assert "--gains: '40' is outside 0.5-8" in capsys.readouterr().err
+    assert cli.main(["detail-gain", "--model", str(pipeline["model"]), "--cache", str(hr)]) == 2
+    assert "manifest.json has no stages.upsampler" in capsys.readouterr().err
+
+
 def test_sample_grows_the_named_subject(pipeline, tmp_path):
     """--subject conditions the model on that footage source and draws decay from its own data."""
     out = tmp_path / "clip"

@@ -234,7 +234,7 @@ def subcommands(script: str) -> list[str]:
 HELP_OF = {"humus": ["bench", "calibrate", "check-config", "doctor", "logs", "recover", "releases", "rollback",
                      "run", "safe", "soak", "status", "update"],
            "humus-release": ["build", "keygen", "verify"],
-           "humus-export": ["all", "decay-dist", "demo-clip", "distill", "engine", "evaluate", "footage", "grids",
+           "humus-export": ["all", "decay-dist", "demo-clip", "detail-gain", "distill", "engine", "evaluate", "footage", "grids",
                             "onnx", "posthoc", "probe", "sample", "state", "train", "tune", "upsampler", "upsampler-judge",
                             "warm-start"]}
 HELP_CASES = [(script, sub) for script, subs in HELP_OF.items() for sub in [None, *subs]]

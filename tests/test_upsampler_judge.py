@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
@@ -127,3 +129,18 @@ def test_the_manifest_names_the_recipe_a_stage_was_trained_with():
                 "student_share": 0.3, "student_model": "m", "init_onnx": "models/default"})
     assert "L1 + 0.5 x random-feature L1 + 0.02 x patch GAN (from step 200)" in r
     assert "inputs blurred up to 0.5 px, 30% made by the student of m" in r and "started from models/default" in r
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=30) | st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=5).map(
+    lambda xs: ",".join(map(str, xs))))
+def test_detail_gains_from_the_command_line_are_checked_once(text):
+    """`detail-gain --gains`: any text is a sorted tuple of gains in 0.5-8, or a ValueError naming the item."""
+    from export.detail_gain import parse_gains
+
+    try:
+        gains = parse_gains(text)
+    except ValueError as e:
+        assert str(e).startswith("--gains: ") and ("is not a number" in str(e) or "is outside 0.5-8" in str(e))
+    else:
+        assert gains and list(gains) == sorted(set(gains)) and all(0.5 <= g <= 8.0 for g in gains)

@@ -155,6 +155,9 @@ class UpsamplerStage(_Strict):
     params: Info = None
     latency_ms_ort_cpu: Info = None
     training: Info = None
+    # The detail gain is inside the stage's graph; these say what it is and how it was chosen.
+    detail_gain: Info = None
+    detail_gain_search: Info = None
 
 
 def parse_stage(raw: Any, where: tuple[str, ...], path: str, error: type[Exception]) -> UpsamplerStage:

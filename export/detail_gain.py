@@ -1,0 +1,109 @@
+"""The upsampler stage's detail gain, chosen by measurement (issue 20).
+
+A stage trained with L1 (its discriminator at chance, README "A discriminator that learns") adds the
+detail a 64-px image cannot carry too faintly: unsure where a speck or an edge falls, it hedges towards
+the mean. Real 128-px crops carry 1.6x the Laplacian energy of the shipped stage's. Scaling that detail
+(`upsampler.Upsampler.detail_gain`, the image minus the plain enlargement of its own 4x area-downsampled
+copy) is one number, chosen here after training and exported inside the stage's graph.
+
+It is chosen on what the wall shows: the model's own images at its default step count, made through the
+firmware's runtime, each asked for the subject and decay of one photograph of the *validation* half,
+enlarged by the stage's network at each candidate gain, and scored by Inception KID against that half.
+The test half stays for the decision to ship (`evaluate`, `upsampler-judge`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_GAINS = (1.0, 1.25, 1.5, 2.0, 2.5)
+
+
+def parse_gains(text: str) -> tuple[float, ...]:
+    """'1,1.5,2' -> (1.0, 1.5, 2.0); each gain in [0.5, 8]. Raises ValueError naming the bad item."""
+    out = []
+    for item in text.split(","):
+        try:
+            g = float(item)
+        except ValueError:
+            raise ValueError(f"--gains: {item!r} is not a number") from None
+        if not 0.5 <= g <= 8.0:
+            raise ValueError(f"--gains: {item!r} is outside 0.5-8")
+        out.append(g)
+    return tuple(sorted(set(out)))
+
+
+def search(model_dir: str | Path, cache: str | Path, gains=DEFAULT_GAINS, steps: int | None = None,
+           seed: int = 0, extractor=None, threads: int = 1, boots: int = 200, log=print) -> dict:
+    """{"best": gain, "gains": {gain: {"kid", "ci90", "by_subject"}}, ...}: validation KID of the model's
+    own images enlarged by its stage's network at each gain. Raises ValueError naming the model or
+    cache when the model has no such stage or the cache is at another side."""
+    import torch
+
+    from firmware.generate.manifest import load_model_dir
+
+    from .footage import load_cache
+    from .inception import Inception
+    from .metrics import kid_panel
+    from .sample import Generator
+    from .train import decay_values, to_uint8
+    from .upsampler import Upsampler, shape_of, weights_from_onnx
+
+    info = load_model_dir(model_dir)
+    if info.upsampler is None:
+        raise ValueError(f"{model_dir}: manifest.json has no stages.upsampler")
+    val = load_cache(cache).heldout_part("validation")
+    side = int(val.images.shape[1])
+    if tuple(info.output_resolution) != (side, side):
+        raise ValueError(f"{cache}: holds {side}x{side} photographs but {model_dir} makes "
+                         f"{info.output_resolution[0]}x{info.output_resolution[1]} images")
+    if len(val) < 2:
+        raise ValueError(f"{cache}: the validation half has {len(val)} photographs; KID needs 2")
+    weights = weights_from_onnx(model_dir)
+    net = Upsampler(*shape_of(weights)).eval()
+    net.load_state_dict(weights)
+    gen = Generator(model_dir, "student", threads=threads, upsample=False)
+    asked = (np.array([gen.subject_index(s) for s in val.source]) if set(val.source) <= set(gen.info.subjects)
+             else None)
+    small = torch.from_numpy(gen.generate_many(len(val), steps, decay=decay_values(val), seed=seed,
+                                               subject=asked, finish=False))
+    log(f"{len(small)} images grown at {steps or 'the default'} steps, asked as the validation half")
+    inc = extractor or Inception()
+    ref = inc.features(val.images)
+    feats = {}
+    with torch.no_grad():
+        for g in gains:
+            net.detail_gain = float(g)
+            big = torch.cat([net(small[i:i + 25]) for i in range(0, len(small), 25)])
+            feats[g] = inc.features(to_uint8(big))
+    overall = kid_panel(ref, {str(g): f for g, f in feats.items()}, boots=boots, seed=seed)
+    table = {str(g): {"kid": overall["kid"][str(g)], "ci90": overall["ci90"][str(g)], "by_subject": {}}
+             for g in gains}
+    for s in sorted(set(val.source.tolist())):
+        on = val.source == s
+        if on.sum() < 2:
+            continue
+        p = kid_panel(ref[on], {str(g): f[on] for g, f in feats.items()}, boots=boots, seed=seed)
+        for g in gains:
+            table[str(g)]["by_subject"][s] = p["kid"][str(g)]
+    for g, r in table.items():
+        log(f"gain {g}: KID {r['kid']:.4f}  " + "  ".join(f"{s} {v:.4f}" for s, v in r["by_subject"].items()))
+    best = min(gains, key=lambda g: table[str(g)]["kid"])
+    return {"best": float(best), "gains": table, "images": int(len(val)), "steps": steps or gen.net.default_steps,
+            "features": getattr(inc, "kind", type(inc).__name__),
+            "against": "validation half of the held-out split (the test half decides shipping)"}
+
+
+def write(model_dir: str | Path, gain: float, found: dict | None = None, threads: int = 1) -> dict:
+    """Re-export the model's stage with ``gain`` in its graph (same network weights), its reference
+    pair and manifest entry with it; ``found``: the `search` it came from, recorded beside it."""
+    from .onnx import read_manifest
+    from .upsampler import Upsampler, shape_of, weights_from_onnx, write_stage
+
+    stage = read_manifest(model_dir)["stages"]["upsampler"]
+    weights = weights_from_onnx(model_dir)
+    net = Upsampler(*shape_of(weights), detail_gain=gain)
+    net.load_state_dict(weights)
+    training = {k: v for k, v in (stage.get("training") or {}).items() if k != "parity_max_abs_diff"}
+    return write_stage(net, model_dir, training, threads, extra={"detail_gain_search": found} if found else None)
