@@ -1,4 +1,4 @@
-"""`humus-export upsampler`, `detail-gain`, `warm-start` and `demo-clip`: the cascade's second stage, going on
+"""`humus-export upsampler`, `detail-gain`, `renoise`, `warm-start` and `demo-clip`: the cascade's second stage, going on
 from a shipped model, and the demo footage the box ships with (registered by export/cli.py)."""
 from __future__ import annotations
 
@@ -48,6 +48,24 @@ def _detail_gain(a):
     if a.write:
         stage = detail_gain.write(a.model, found["best"], found, threads=a.threads)
         print(f"{a.model}: stage re-exported with detail x{stage['detail_gain']:g} ({stage['sha256'][:12]})")
+
+
+def _renoise(a):
+    from . import renoise
+    from .valset import parse_numbers
+
+    import torch
+
+    torch.set_num_threads(max(1, a.threads))
+    fresh = parse_numbers(a.fresh, "--fresh", 0.0, 1.0)
+    mids = parse_numbers(a.mids, "--mids", 1e-3, 1e4) if a.mids else None
+    found = renoise.search(a.model, a.cache, fresh=fresh, mids=mids, seed=a.seed, boots=a.boots)
+    if a.out:
+        Path(a.out).write_text(json.dumps(found, indent=1))
+    print(json.dumps({"best": found["best"], "kid": {k: r["kid"] for k, r in found["candidates"].items()}}))
+    if a.write:
+        net = renoise.write(a.model, found["best"]["fresh"], found["best"]["mid"], found)
+        print(f"{a.model}: student re-noises with {net['fresh_noise']:g} fresh noise, 2 steps at {net['steps']['2']}")
 
 
 def _demo_clip(a):
@@ -131,6 +149,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     dg.add_argument("--out", help="also write the search as JSON")
     dg.add_argument("--write", action="store_true", help="re-export the stage with the best gain (same weights)")
     dg.set_defaults(fn=_detail_gain)
+
+    r = sub.add_parser("renoise", help="choose how the student re-noises between consistency steps (fresh noise "
+                                       "or the input's own) and its 2-step middle level, by KID of the finished "
+                                       "images against the validation half; --write puts them into the manifest")
+    r.add_argument("--model", default="models/default")
+    r.add_argument("--cache", default="cache/footage256.npz", help="footage cache at the model's finished side")
+    r.add_argument("--fresh", default="0,1", help="shares of fresh noise to try (0-1), comma-separated")
+    r.add_argument("--mids", default="", help="2-step middle levels to try (default: the manifest's)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--boots", type=int, default=200)
+    r.add_argument("--threads", type=int, default=1)
+    r.add_argument("--out", help="also write the search as JSON")
+    r.add_argument("--write", action="store_true", help="set the best pair in the manifest")
+    r.set_defaults(fn=_renoise)
 
     w = sub.add_parser("warm-start", help="checkpoints read back from a model directory's ONNX files, to go on "
                                           "training it (train resumes RUN/teacher.pt; distill --init RUN/student_init.pt)")

@@ -15,78 +15,47 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 DEFAULT_GAINS = (1.0, 1.25, 1.5, 2.0, 2.5)
 
 
 def parse_gains(text: str) -> tuple[float, ...]:
     """'1,1.5,2' -> (1.0, 1.5, 2.0); each gain in [0.5, 8]. Raises ValueError naming the bad item."""
-    out = []
-    for item in text.split(","):
-        try:
-            g = float(item)
-        except ValueError:
-            raise ValueError(f"--gains: {item!r} is not a number") from None
-        if not 0.5 <= g <= 8.0:
-            raise ValueError(f"--gains: {item!r} is outside 0.5-8")
-        out.append(g)
-    return tuple(sorted(set(out)))
+    from .valset import parse_numbers
+
+    return parse_numbers(text, "--gains", 0.5, 8.0)
 
 
 def search(model_dir: str | Path, cache: str | Path, gains=DEFAULT_GAINS, steps: int | None = None,
            seed: int = 0, extractor=None, threads: int = 1, boots: int = 200, log=print) -> dict:
     """{"best": gain, "gains": {gain: {"kid", "ci90", "by_subject"}}, ...}: validation KID of the model's
-    own images enlarged by its stage's network at each gain. Raises ValueError naming the model or
-    cache when the model has no such stage or the cache is at another side."""
+    own images enlarged by its stage's network at each gain (export/valset.py). Raises ValueError naming
+    the model or cache when the model has no such stage or the cache is at another side."""
     import torch
 
     from firmware.generate.manifest import load_model_dir
 
-    from .footage import load_cache
     from .inception import Inception
-    from .metrics import kid_panel
-    from .sample import Generator
-    from .train import decay_values, to_uint8
+    from .train import to_uint8
     from .upsampler import Upsampler, shape_of, weights_from_onnx
+    from .valset import asked_as_validation, kid_table
 
-    info = load_model_dir(model_dir)
-    if info.upsampler is None:
+    if load_model_dir(model_dir).upsampler is None:
         raise ValueError(f"{model_dir}: manifest.json has no stages.upsampler")
-    val = load_cache(cache).heldout_part("validation")
-    side = int(val.images.shape[1])
-    if tuple(info.output_resolution) != (side, side):
-        raise ValueError(f"{cache}: holds {side}x{side} photographs but {model_dir} makes "
-                         f"{info.output_resolution[0]}x{info.output_resolution[1]} images")
-    if len(val) < 2:
-        raise ValueError(f"{cache}: the validation half has {len(val)} photographs; KID needs 2")
+    gen, val, decay, asked = asked_as_validation(model_dir, cache)
     weights = weights_from_onnx(model_dir)
     net = Upsampler(*shape_of(weights)).eval()
     net.load_state_dict(weights)
-    gen = Generator(model_dir, "student", threads=threads, upsample=False)
-    asked = (np.array([gen.subject_index(s) for s in val.source]) if set(val.source) <= set(gen.info.subjects)
-             else None)
-    small = torch.from_numpy(gen.generate_many(len(val), steps, decay=decay_values(val), seed=seed,
-                                               subject=asked, finish=False))
+    small = torch.from_numpy(gen.generate_many(len(val), steps, decay=decay, seed=seed, subject=asked, finish=False))
     log(f"{len(small)} images grown at {steps or 'the default'} steps, asked as the validation half")
     inc = extractor or Inception()
-    ref = inc.features(val.images)
     feats = {}
     with torch.no_grad():
         for g in gains:
             net.detail_gain = float(g)
             big = torch.cat([net(small[i:i + 25]) for i in range(0, len(small), 25)])
-            feats[g] = inc.features(to_uint8(big))
-    overall = kid_panel(ref, {str(g): f for g, f in feats.items()}, boots=boots, seed=seed)
-    table = {str(g): {"kid": overall["kid"][str(g)], "ci90": overall["ci90"][str(g)], "by_subject": {}}
-             for g in gains}
-    for s in sorted(set(val.source.tolist())):
-        on = val.source == s
-        if on.sum() < 2:
-            continue
-        p = kid_panel(ref[on], {str(g): f[on] for g, f in feats.items()}, boots=boots, seed=seed)
-        for g in gains:
-            table[str(g)]["by_subject"][s] = p["kid"][str(g)]
+            feats[str(g)] = inc.features(to_uint8(big))
+    table = kid_table(inc.features(val.images), feats, val.source, boots, seed)
     for g, r in table.items():
         log(f"gain {g}: KID {r['kid']:.4f}  " + "  ".join(f"{s} {v:.4f}" for s, v in r["by_subject"].items()))
     best = min(gains, key=lambda g: table[str(g)]["kid"])

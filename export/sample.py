@@ -51,7 +51,7 @@ class Generator:
         from firmware.generate.sampler import sample
 
         x0, _ = sample(self.engine.denoise, self.net.sigmas(steps), eps.astype(np.float32),
-                       self.net.sampler, cond, rng=rng)
+                       self.net.sampler, cond, rng=rng, fresh=self.net.fresh)
         return x0
 
     def generate(self, eps: np.ndarray, steps: int | None, cond, rng: np.random.Generator | None = None

@@ -403,6 +403,15 @@ def test_upsampler_stage_trains_exports_and_runs_in_the_firmware(pipeline, tmp_p
                      "--steps", "1", "--steps-only", "--init-onnx", str(pipeline["model"])]) == 2
 
 
+def _model_with_a_stage(pipeline, tmp_path):
+    """A copy of the pipeline's model with a (barely) trained 4x stage, and its footage at 128 px."""
+    model, hr = model_copy_and_footage(pipeline, tmp_path, "hr.npz", 128)
+    assert cli.main(["upsampler", "--cache", str(hr), "--run", str(tmp_path / "run"), "--minutes", "0",
+                     "--steps", "3", "--steps-only", "--batch", "2", "--crop", "64", "--width", "8",
+                     "--blocks", "1", "--model", str(model)]) == 0
+    return model, hr
+
+
 class DetailEnergy:
     """A stand-in for Inception here: mean colour and the energy of pixel-to-pixel steps."""
 
@@ -424,10 +433,7 @@ def test_the_detail_gain_is_chosen_on_validation_and_goes_into_the_stage(pipelin
     from firmware.generate.manifest import load_model_dir
     from firmware.generate.stages import Upsampler as Stage
 
-    model, hr = model_copy_and_footage(pipeline, tmp_path, "hr.npz", 128)
-    assert cli.main(["upsampler", "--cache", str(hr), "--run", str(tmp_path / "run"), "--minutes", "0",
-                     "--steps", "3", "--steps-only", "--batch", "2", "--crop", "64", "--width", "8",
-                     "--blocks", "1", "--model", str(model)]) == 0
+    model, hr = _model_with_a_stage(pipeline, tmp_path)
     before = weights_from_onnx(model)
     plain = Stage(load_model_dir(model).upsampler)
     found = search(model, hr, gains=(1.0, 2.0, 3.0), extractor=DetailEnergy(), boots=10, log=lambda s: None)
@@ -457,6 +463,40 @@ def test_the_detail_gain_is_chosen_on_validation_and_goes_into_the_stage(pipelin
     assert "--gains: '40' is outside 0.5-8" in capsys.readouterr().err
     assert cli.main(["detail-gain", "--model", str(pipeline["model"]), "--cache", str(hr)]) == 2
     assert "manifest.json has no stages.upsampler" in capsys.readouterr().err
+
+
+def test_the_re_noising_is_chosen_on_validation_and_goes_into_the_manifest(pipeline, tmp_path, capsys):
+    """`renoise` grows the finished images asked as the validation half with each (fresh share, middle
+    level) pair, picks the lowest KID, and writes it where the box and the studio tools read it."""
+    from export.renoise import search, write
+    from export.sample import Generator
+    from firmware.generate.manifest import load_model_dir
+
+    model, hr = _model_with_a_stage(pipeline, tmp_path)
+    top = load_model_dir(model).network("student").steps[2][0]
+    before = Generator(model).generate_many(3, 2, seed=4)
+    found = search(model, hr, fresh=(0.0, 1.0), mids=(0.5, 1.5), extractor=DetailEnergy(), boots=10,
+                   log=lambda s: None)
+    assert set(found["candidates"]) == {"fresh 0 mid 0.5", "fresh 0 mid 1.5", "fresh 1 mid 0.5", "fresh 1 mid 1.5"}
+    assert len({r["kid"] for r in found["candidates"].values()}) == 4      # each pair grows other images
+    best = min(found["candidates"], key=lambda k: found["candidates"][k]["kid"])
+    assert best == f"fresh {found['best']['fresh']:g} mid {found['best']['mid']:g}"
+    assert Generator(model).generate_many(3, 2, seed=4).tobytes() == before.tobytes()   # nothing written yet
+
+    write(model, 0.0, 1.5, found)
+    net = load_model_dir(model).network("student")
+    assert net.fresh == 0.0 and net.steps[2] == (top, 1.5)
+    mf = json.loads((model / "manifest.json").read_text())
+    assert mf["training"]["sampler_search"] == json.loads(json.dumps(found))
+    after = Generator(model).generate_many(3, 2, seed=4)
+    assert after.shape == before.shape and after.tobytes() != before.tobytes()
+
+    assert cli.main(["renoise", "--model", str(model), "--cache", str(hr), "--fresh", "0,2"]) == 2
+    assert "--fresh: '2' is outside 0-1" in capsys.readouterr().err
+    assert cli.main(["renoise", "--model", str(model), "--cache", str(hr), "--mids", str(top + 1)]) == 2
+    assert "every middle level must lie between 0 and the first level" in capsys.readouterr().err
+    assert cli.main(["renoise", "--model", str(model), "--cache", str(pipeline["cache"])]) == 2
+    assert "holds 32x32 photographs but" in capsys.readouterr().err
 
 
 def test_sample_grows_the_named_subject(pipeline, tmp_path):

@@ -51,6 +51,38 @@ def test_sampler_uses_exactly_the_manifest_sigmas(tiny_model):
         assert len(preds) == steps and final.shape == (1, 3, 32, 32)
 
 
+def test_consistency_re_noising_keeps_the_input_noise_as_the_manifest_asks(tiny_model, tmp_path):
+    """fresh_noise 1: Song et al.'s fresh noise, as before; 0: each re-noising reuses the noise the step's
+    input held, (x - x0) / sigma, so the image stays on one path; in between, a unit-variance blend."""
+    def denoise(x, s, cond):              # a made-up denoiser: any x0 that is not x itself
+        seen.append((x.copy(), s))
+        return (0.5 * np.tanh(x / (1.0 + s))).astype(np.float32)
+
+    eps = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    sig = (80.0, 2.0, 0.5)
+    runs = {}
+    for fresh in (1.0, 0.0, 0.6):
+        seen = []
+        sample(denoise, sig, eps, "consistency", None, rng=np.random.default_rng(5), fresh=fresh)
+        runs[fresh] = seen
+    seen = []
+    sample(denoise, sig, eps, "consistency", None, rng=np.random.default_rng(5))
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(seen, runs[1.0]))         # the default, bit for bit
+    z = np.random.default_rng(5).standard_normal((2, 1, 3, 8, 8)).astype(np.float32)  # what rng gives
+    for fresh, calls in runs.items():
+        assert [s for _, s in calls] == list(sig)
+        for i in (1, 2):
+            x_prev, s_prev = calls[i - 1]
+            x0 = denoise(x_prev, s_prev, None)
+            kept = (x_prev - x0) / s_prev
+            want = x0 + sig[i] * (fresh * z[i - 1] + np.sqrt(1 - fresh ** 2) * kept)
+            np.testing.assert_allclose(calls[i][0], want, atol=1e-5)
+    assert not np.allclose(runs[0.0][1][0], runs[1.0][1][0])
+    # The box reads the share from the manifest and the worker passes it on.
+    m = edited_copy(tiny_model, tmp_path / "m", lambda mf: mf["networks"]["student"].update(fresh_noise=0.0))
+    assert load_model_dir(m).network("student").fresh == 0.0 and load_model_dir(tiny_model).network("student").fresh == 1.0
+
+
 def test_heun_sampler_matches_hand_computation():
     # D(x, s) = x / (1 + s^2) is the exact denoiser for x0 ~ N(0, 1): the ODE has a closed form.
     denoise = lambda x, s, cond: x / (1.0 + s * s)

@@ -235,7 +235,7 @@ HELP_OF = {"humus": ["bench", "calibrate", "check-config", "doctor", "logs", "re
                      "run", "safe", "soak", "status", "update"],
            "humus-release": ["build", "keygen", "verify"],
            "humus-export": ["all", "decay-dist", "demo-clip", "detail-gain", "distill", "engine", "evaluate", "footage", "grids",
-                            "onnx", "posthoc", "probe", "sample", "state", "train", "tune", "upsampler", "upsampler-judge",
+                            "onnx", "posthoc", "probe", "renoise", "sample", "state", "train", "tune", "upsampler", "upsampler-judge",
                             "warm-start"]}
 HELP_CASES = [(script, sub) for script, subs in HELP_OF.items() for sub in [None, *subs]]
 

@@ -100,6 +100,10 @@ HOSTILE_MANIFESTS = {   # the issue's fifteen, and more
     "sigma-nan": (_set(S + ("steps", "2"), [80.0, float("nan")]), "steps.2"),
     "sigma-inf": (_set(S + ("steps", "1"), [float("inf")]), "steps.1"),
     "default-steps-missing": (_set(S + ("default_steps",), 3), "default_steps: 3"),
+    "fresh-noise-above-1": (_set(S + ("fresh_noise",), 1.5), "fresh_noise"),
+    "fresh-noise-nan": (_set(S + ("fresh_noise",), float("nan")), "fresh_noise"),
+    "fresh-noise-text": (_set(S + ("fresh_noise",), "0"), "fresh_noise"),
+    "fresh-noise-on-heun": (lambda m: net(m).update(sampler="heun", fresh_noise=0.0), "only a consistency sampler"),
     "not-square": (_set(("resolution",), [32, 64]), "resolution"),
     "channels-4": (_set(("channels",), 4), "channels"),
     "unknown-key": (_set(("precond", "sigma_dta"), 0.5), "precond.sigma_dta: unknown key"),
@@ -203,7 +207,8 @@ KEY_PATHS = [("format",), ("name",), ("resolution",), ("resolution", 0), ("chann
              S, S + ("file",), S + ("sha256",), S + ("batch",), S + ("inputs",), S + ("inputs", "x"),
              S + ("inputs", "x", 2), S + ("inputs", "sigma"), S + ("outputs", "denoised"),
              S + ("outputs", "denoised", 0), S + ("sampler",), S + ("steps",), S + ("steps", "2"),
-             S + ("steps", "2", 1), S + ("default_steps",), S + ("reference",), S + ("reference", "atol"),
+             S + ("steps", "2", 1), S + ("default_steps",), S + ("fresh_noise",), S + ("reference",),
+             S + ("reference", "atol"),
              S + ("reference", "output"), ("training",), ("extra",)]
 hostile_values = (st.none() | st.booleans() | st.integers(-2**64, 2**64) | st.sampled_from([0, 1, 2, 3, 32, 4096, -1])
                   | st.floats() | st.text(max_size=20) | st.sampled_from(["../ok/student.onnx", "/etc/passwd",

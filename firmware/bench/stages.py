@@ -141,7 +141,7 @@ def bench_realtime(config, seconds: float) -> dict:
                 visitor[0] += 1
                 session = box.session
                 session.worker.submit_visitor(VisitorJob(visitor[0], eps, session.sigmas, session.net.sampler,
-                                                         Conditions(0.5)))
+                                                         Conditions(0.5), fresh=session.net.fresh))
             stop.event.wait(0.002)
     f = threading.Thread(target=feeder, daemon=True)
     images0 = box.session.worker.images_done

@@ -129,7 +129,7 @@ class GenerationPlanner:
             cond = replace(cond, subject=pick_subject(self.session.subject_weights, cue.visitor))
         return VisitorJob(visitor=cue.visitor, eps=self.noise.model_eps, sigmas=sigmas,
                           sampler=self.net.sampler, cond=cond, seed_image=seed,
-                          strength=show.seed_strength)
+                          strength=show.seed_strength, fresh=self.net.fresh)
 
     def _drift_work(self, now: float, show_state: State, cond: Conditions) -> None:
         if self.model is None or show_state not in (State.IDLE, State.RELEASE, State.APPROACH):
@@ -146,7 +146,7 @@ class GenerationPlanner:
         sigmas = self.net.sigmas(min(self.net.steps)) if self.net.sampler == "consistency" else self.session.sigmas
         # The idle wanders through the configured subjects, whichever one a controller named.
         self.worker.submit_drift(DriftJob(key=t, noise=slerp(a, b, p), sigmas=sigmas,
-                                          sampler=self.net.sampler,
+                                          sampler=self.net.sampler, fresh=self.net.fresh,
                                           cond=replace(cond, subject=drift_subject(self.session.subject_weights, j))))
 
     # ------------------------------------------------------------------ what to show

@@ -33,6 +33,7 @@ class NetworkInfo:
     steps: dict[int, tuple[float, ...]]     # step count -> sigmas, highest first (0 implied at the end)
     default_steps: int
     reference: dict | None
+    fresh: float = 1.0       # consistency re-noising's share of fresh noise (sampler.sample)
 
     def sigmas(self, steps: int | None = None) -> tuple[float, ...]:
         k = self.default_steps if steps is None else steps
@@ -150,4 +151,4 @@ def _network(name: str, n, model_dir: Path, mf: str, check_hash: bool) -> Networ
                        inputs={k: tuple(v) for k, v in n.inputs.items()},
                        outputs={k: tuple(v) for k, v in n.outputs.items()}, sampler=n.sampler,
                        steps={int(k): tuple(v) for k, v in n.steps.items()},
-                       default_steps=n.default_steps, reference=reference)
+                       default_steps=n.default_steps, reference=reference, fresh=n.fresh_noise)

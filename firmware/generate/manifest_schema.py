@@ -57,6 +57,8 @@ class Network(_Strict):
     steps: dict[StepKey, Annotated[list[Sigma], Field(min_length=1, max_length=MAX_STEPS)]] = Field(
         min_length=1, max_length=32)
     default_steps: int = Field(ge=1, le=MAX_STEPS)
+    # Consistency sampling's share of fresh noise when it re-noises (sampler.py); 1 = Song et al.'s.
+    fresh_noise: float = Field(1.0, ge=0.0, le=1.0)
     reference: Optional[Reference] = None
     parity_max_abs_diff: Optional[float] = None
     latency_ms_ort_cpu: Optional[float] = None
@@ -89,6 +91,8 @@ class Network(_Strict):
                 raise ValueError(f"steps.{k}: expected {k} positive, strictly decreasing sigmas, got {sig}")
         if str(self.default_steps) not in self.steps:
             raise ValueError(f"default_steps: {self.default_steps} has no entry in steps")
+        if self.fresh_noise != 1.0 and self.sampler != "consistency":
+            raise ValueError(f"fresh_noise: only a consistency sampler re-noises ({self.sampler} does not)")
         return self
 
 

@@ -20,7 +20,7 @@ StepCallback = Callable[[int, float, np.ndarray], None]
 
 def sample(denoise: Denoise, sigmas, eps: np.ndarray, sampler: str = "consistency", cond: Any = None,
            rng: np.random.Generator | None = None, x_start: np.ndarray | None = None,
-           callback: StepCallback | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+           callback: StepCallback | None = None, fresh: float = 1.0) -> tuple[np.ndarray, list[np.ndarray]]:
     """Run a sampler. Returns (final x0, [prediction after each step]).
 
     sigmas: decreasing noise levels (sigma = 0 after the last is implied).
@@ -29,6 +29,9 @@ def sample(denoise: Denoise, sigmas, eps: np.ndarray, sampler: str = "consistenc
     cond: the conditions (generate.conditions.Conditions), passed to every denoise call as they are.
     rng: fresh noise for consistency re-noising; None derives it from eps (deterministic per visitor).
     callback: called once per step with (step index, its noise level, its prediction of x0).
+    fresh: for consistency sampling, the share of fresh noise in each re-noising (the manifest's
+         `fresh_noise`): 1 = all fresh (Song et al. 2023), 0 = the noise the step's own input held,
+         which keeps the image on its probability-flow path (CTM's gamma = 0).
     """
     sigmas = [float(s) for s in sigmas]
     if not sigmas:
@@ -37,25 +40,34 @@ def sample(denoise: Denoise, sigmas, eps: np.ndarray, sampler: str = "consistenc
     x = (base + sigmas[0] * eps).astype(np.float32)
     report = callback if callback is not None else (lambda i, s, d: None)
     if sampler == "consistency":
-        return _consistency(denoise, cond, sigmas, x, eps, rng, report)
+        return _consistency(denoise, cond, sigmas, x, eps, rng, report, fresh)
     if sampler in ("heun", "euler"):
         return _ode(denoise, cond, sigmas, x, sampler == "heun", report)
     raise ValueError(f"unknown sampler '{sampler}'")
 
 
-def _consistency(denoise, cond, sigmas, x, eps, rng, report):
-    """Multistep consistency sampling (Song et al. 2023, Alg. 1)."""
+def _consistency(denoise, cond, sigmas, x, eps, rng, report, fresh: float = 1.0):
+    """Multistep consistency sampling (Song et al. 2023, Alg. 1), its re-noising blended with the
+    noise the previous input held (Kim et al. 2023, CTM's gamma-sampling) when ``fresh`` < 1."""
     preds = []
     # 1. Jump from the first noise level straight to a clean estimate.
     x0 = denoise(x, sigmas[0], cond)
     preds.append(x0)
     report(0, sigmas[0], x0)
+    prev_sigma = sigmas[0]
     for i, s in enumerate(sigmas[1:], start=1):
-        # 2. Re-noise the estimate to the next (lower) level with fresh noise...
-        z = rng.standard_normal(eps.shape).astype(np.float32) if rng is not None else \
-            np.roll(eps, shift=7 * i, axis=-1) * (1 if i % 2 else -1)
+        # 2. Re-noise the estimate to the next (lower) level: fresh noise, the input's own, or a blend
+        # that keeps unit variance...
+        z = 0.0
+        if fresh > 0:
+            z = fresh * (rng.standard_normal(eps.shape).astype(np.float32) if rng is not None else
+                         np.roll(eps, shift=7 * i, axis=-1) * (1 if i % 2 else -1))
+        if fresh < 1:
+            z = z + np.sqrt(1.0 - fresh * fresh) * (x - x0) / prev_sigma
         # 3. ...and jump to a clean estimate again.
-        x0 = denoise((x0 + s * z).astype(np.float32), s, cond)
+        x = (x0 + s * z).astype(np.float32)
+        x0 = denoise(x, s, cond)
+        prev_sigma = s
         preds.append(x0)
         report(i, s, x0)
     return x0, preds

@@ -32,6 +32,7 @@ class VisitorJob:
     cond: Conditions                  # what the network is conditioned on, passed to it untouched
     seed_image: np.ndarray | None = None   # n x 3 x h x w in [-1, 1]: the visitor, downscaled
     strength: float = 0.0
+    fresh: float = 1.0                # the network's re-noising (NetworkInfo.fresh)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class DriftJob:
     sigmas: tuple[float, ...]
     sampler: str
     cond: Conditions
+    fresh: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,7 @@ class GenerationWorker(Device):
             rng = np.random.default_rng(job.visitor * 7919 + 1)
             x_start = job.seed_image if job.seed_image is not None and job.strength > 0 else None
             final, _ = sample(timed, job.sigmas, job.eps, job.sampler, job.cond, rng=rng, x_start=x_start,
-                              callback=publish)
+                              callback=publish, fresh=job.fresh)
             result.preds = result.preds[:-1] + [self.upsample(final)]
             self.visitor_result.put(VisitorResult(job.visitor, job.sigmas, result.preds, True, None,
                                                   list(timings)))
@@ -191,7 +193,7 @@ class GenerationWorker(Device):
         self.busy = True
         try:
             final, _ = sample(self._denoise, job.sigmas, job.noise, job.sampler, job.cond,
-                              rng=np.random.default_rng(int(job.key * 1000) & 0xFFFFFFFF))
+                              rng=np.random.default_rng(int(job.key * 1000) & 0xFFFFFFFF), fresh=job.fresh)
             self.drift_result.put(DriftResult(job.key, self.upsample(final)))
             self.images_done += final.shape[0]
             self.recover()
