@@ -84,6 +84,17 @@ def _warm_start(a):
     print(json.dumps(warm_start(a.model, a.run, names, ds.summary), indent=1))
 
 
+def _chosen_on_validation(p: argparse.ArgumentParser, write_help: str) -> None:
+    """The options every choice made on the validation half (export/valset.py) shares."""
+    p.add_argument("--model", default="models/default")
+    p.add_argument("--cache", default="cache/footage256.npz", help="footage cache at the model's finished side")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--boots", type=int, default=200)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", help="also write the search as JSON")
+    p.add_argument("--write", action="store_true", help=write_help)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from .upsampler import DISCRIMINATORS, UpsamplerConfig
 
@@ -139,29 +150,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     dg = sub.add_parser("detail-gain", help="choose the upsampler stage's detail gain by KID of the model's own "
                                             "images against the validation half; --write puts it into the stage")
-    dg.add_argument("--model", default="models/default")
-    dg.add_argument("--cache", default="cache/footage256.npz", help="footage cache at the stage's output side")
     dg.add_argument("--gains", default=",".join(f"{g:g}" for g in DEFAULT_GAINS), help="candidates, comma-separated")
     dg.add_argument("--steps", type=int, default=None, help="the generator's steps (default: the manifest's)")
-    dg.add_argument("--seed", type=int, default=0)
-    dg.add_argument("--boots", type=int, default=200)
-    dg.add_argument("--threads", type=int, default=1)
-    dg.add_argument("--out", help="also write the search as JSON")
-    dg.add_argument("--write", action="store_true", help="re-export the stage with the best gain (same weights)")
+    _chosen_on_validation(dg, "re-export the stage with the best gain (same weights)")
     dg.set_defaults(fn=_detail_gain)
 
     r = sub.add_parser("renoise", help="choose how the student re-noises between consistency steps (fresh noise "
                                        "or the input's own) and its 2-step middle level, by KID of the finished "
                                        "images against the validation half; --write puts them into the manifest")
-    r.add_argument("--model", default="models/default")
-    r.add_argument("--cache", default="cache/footage256.npz", help="footage cache at the model's finished side")
     r.add_argument("--fresh", default="0,1", help="shares of fresh noise to try (0-1), comma-separated")
     r.add_argument("--mids", default="", help="2-step middle levels to try (default: the manifest's)")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--boots", type=int, default=200)
-    r.add_argument("--threads", type=int, default=1)
-    r.add_argument("--out", help="also write the search as JSON")
-    r.add_argument("--write", action="store_true", help="set the best pair in the manifest")
+    _chosen_on_validation(r, "set the best pair in the manifest")
     r.set_defaults(fn=_renoise)
 
     w = sub.add_parser("warm-start", help="checkpoints read back from a model directory's ONNX files, to go on "
