@@ -202,13 +202,19 @@ def _grids(a):
 
 def subject_grids(gen, out: Path, rows: int, cols: int, steps: int | None) -> list[Path]:
     """One grid per subject at the model's output resolution: rows are seeds, columns run from fresh
-    (decay 0) to fully decayed (1), so a viewer sees what each subject grows and how it rots."""
+    (decay 0) to fully decayed (1), so a viewer sees what each subject grows and how it rots. Each
+    column's decay is snapped to the subject's training values, as the box does (conditions.snap_decay)."""
     import numpy as np
     from PIL import Image
 
-    decay = np.tile(np.linspace(0.0, 1.0, cols), rows)
+    from firmware.generate.conditions import Conditions, snap_decay
+
     paths = []
     for k, name in enumerate(gen.info.subjects or ("all",)):
+        asked = k if gen.info.subjects else None
+        cols_decay = [snap_decay(Conditions(float(d), asked), gen.info.decay_support).decay
+                      for d in np.linspace(0.0, 1.0, cols)]
+        decay = np.tile(np.asarray(cols_decay, np.float32), rows)
         imgs = gen.generate_many(rows * cols, steps, decay=decay, seed=1000 + k,
                                  subject=k if gen.info.subjects else None)
         h, w = imgs.shape[1:3]

@@ -99,3 +99,29 @@ def test_the_worker_and_fault_injection_pass_the_conditions_through_untouched():
     w.process_pending()
     assert w.visitor_result.get().failed is None and w.images_done == 2 and w.health.ok
     assert len(seen) == 3 and all(c is cond for c in seen)
+
+
+def test_the_decay_is_snapped_to_what_the_chosen_subject_was_trained_on(tmp_path):
+    """A network that saw tomatoes only at grades k/9 grows melon skin between them: the box asks for the
+    subject's nearest training value. The shipped manifest's tomatoes are the 1/9 grid; a subject without
+    values, no subject, or per-image decays are left as asked; hostile quantiles refuse the model."""
+    from firmware.generate.conditions import snap_decay
+    from firmware.generate.manifest import ModelError, load_model_dir
+    from modelmaker import edited_copy, make_model_dir
+
+    shipped = load_model_dir(Path(__file__).resolve().parents[1] / "models" / "default")
+    tomatoes = shipped.subjects.index("tomatoes")
+    assert shipped.decay_support[tomatoes] == tuple(round(k / 9, 4) for k in range(10))
+    assert snap_decay(Conditions(0.6, tomatoes), shipped.decay_support) == Conditions(0.5556, tomatoes)
+    support = {0: (0.0, 0.5, 1.0)}
+    assert snap_decay(Conditions(0.7, 0), support).decay == 0.5
+    assert snap_decay(Conditions(0.8, 0), support).decay == 1.0
+    assert snap_decay(Conditions(0.7, 1), support).decay == 0.7          # no values known for it
+    assert snap_decay(Conditions(0.7, None), support).decay == 0.7
+    per_image = Conditions(np.array([0.7, 0.2], np.float32), 0)
+    assert snap_decay(per_image, support) is per_image
+    model = make_model_dir(tmp_path / "m", side=32)
+    bad = edited_copy(model, tmp_path / "bad", lambda m: m.update(
+        decay_distribution={"by_source": {"x": {"decay_quantiles": [0.1, 1.5]}}}))
+    with pytest.raises(ModelError, match=r"decay_distribution.*decay_quantiles"):
+        load_model_dir(bad)

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from firmware.generate.conditions import Conditions
+from firmware.generate.conditions import Conditions, snap_decay
 from firmware.generate.worker import DriftJob, VisitorJob, seeded_sigmas, slerp
 from firmware.render import noise as nz
 from firmware.show.machine import State
@@ -127,6 +127,7 @@ class GenerationPlanner:
         # The visitor's subject: the one a show controller named, else drawn by the configured weights.
         if cond.subject is None:
             cond = replace(cond, subject=pick_subject(self.session.subject_weights, cue.visitor))
+        cond = snap_decay(cond, self.model.decay_support)
         return VisitorJob(visitor=cue.visitor, eps=self.noise.model_eps, sigmas=sigmas,
                           sampler=self.net.sampler, cond=cond, seed_image=seed,
                           strength=show.seed_strength, fresh=self.net.fresh)
@@ -147,7 +148,8 @@ class GenerationPlanner:
         # The idle wanders through the configured subjects, whichever one a controller named.
         self.worker.submit_drift(DriftJob(key=t, noise=slerp(a, b, p), sigmas=sigmas,
                                           sampler=self.net.sampler, fresh=self.net.fresh,
-                                          cond=replace(cond, subject=drift_subject(self.session.subject_weights, j))))
+                                          cond=snap_decay(replace(cond, subject=drift_subject(
+                                              self.session.subject_weights, j)), self.model.decay_support)))
 
     # ------------------------------------------------------------------ what to show
     def visitor_pictures(self, cue):

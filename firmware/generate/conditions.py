@@ -40,3 +40,17 @@ def show_conditions(decay: float, named_subject: str | None, subjects: tuple[str
     (/humus/subject) when the model has it. Otherwise the subject stays None and the planner draws
     one per visitor from the configured weights."""
     return Conditions(decay, subjects.index(named_subject) if named_subject in subjects else None)
+
+
+def snap_decay(cond: Conditions, support: Mapping[int, tuple[float, ...]]) -> Conditions:
+    """The decay nearest the asked one among the values the chosen subject was trained on (the
+    manifest's decay_distribution; ModelInfo.decay_support). Why: a network that saw tomatoes only at
+    grades k/9 grows melon skin at 0.6, between two grades, so the show's decay is read as "this far
+    along" for the subject in hand. A subject without known values, or no subject, keeps it as it is."""
+    if cond.subject is None or np.ndim(cond.subject) or np.ndim(cond.decay):
+        return cond
+    values = support.get(int(cond.subject))
+    if not values:
+        return cond
+    nearest = min(values, key=lambda v: abs(v - float(cond.decay)))
+    return Conditions(nearest, cond.subject, cond.extra)

@@ -60,6 +60,8 @@ class ModelInfo:
     upsampler: "UpsamplerInfo | None" = None
     stage_errors: tuple[str, ...] = ()
     subjects: tuple[str, ...] = ()  # conditioning.subject.names, in index order
+    # subject index -> the decay values it was trained on (decay_distribution), sorted: conditions.snap_decay
+    decay_support: dict[int, tuple[float, ...]] = field(default_factory=dict)
 
     @property
     def output_resolution(self) -> tuple[int, int]:
@@ -100,7 +102,16 @@ def load_model_dir(model_dir: str | Path, check_hash: bool = True) -> ModelInfo:
                      channels=m.channels, value_range=tuple(m.value_range),
                      sigma_data=m.precond.sigma_data, sigma_max=m.precond.sigma_max,
                      decay_default=decay.default, networks=nets, raw=raw,
-                     upsampler=upsampler, stage_errors=stage_errors, subjects=subjects)
+                     upsampler=upsampler, stage_errors=stage_errors, subjects=subjects,
+                     decay_support=_decay_support(m.decay_distribution, subjects))
+
+
+def _decay_support(dist, subjects: tuple[str, ...]) -> dict[int, tuple[float, ...]]:
+    """Each named subject's training decay values, from the manifest's quantiles (none: no snapping)."""
+    if dist is None:
+        return {}
+    return {i: tuple(sorted(set(src.decay_quantiles))) for i, s in enumerate(subjects)
+            if (src := dist.by_source.get(s)) is not None and src.decay_quantiles}
 
 
 def _stages(raw: dict, model_dir: Path, mf: str, channels: int, res: tuple[int, int]):

@@ -173,6 +173,24 @@ def parse_stage(raw: Any, where: tuple[str, ...], path: str, error: type[Excepti
         raise error("; ".join(f"{path}: {_describe({**e, 'loc': (*where, *e['loc'])})}" for e in errors[:3])) from None
 
 
+class SourceDecay(_Strict):
+    """One subject's decay values in training (export/decaydist.py). The box reads `decay_quantiles`:
+    a network trained only on a subject's values (tomato grades k/9, banana stages k/3) may grow another
+    subject between them."""
+    decay_quantiles: Optional[Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(max_length=1001)]] = None
+    images: Info = None
+    decay_known: Info = None
+    decay_mean: Info = None
+    histogram: Info = None
+
+
+class DecayDistribution(_Strict):
+    by_source: dict[Annotated[str, Field(min_length=1, max_length=64)], SourceDecay] = Field({}, max_length=256)
+    quantiles: Info = None
+    split: Info = None
+    how: Info = None
+
+
 class Manifest(_Strict):
     format: Literal[FORMAT]
     name: Optional[str] = Field(None, min_length=1, max_length=64)
@@ -190,7 +208,7 @@ class Manifest(_Strict):
     tools: Info = None
     credits: Info = None
     data_summary: Info = None
-    decay_distribution: Info = None  # per-source decay quantiles, read by `humus-export sample`
+    decay_distribution: Optional[DecayDistribution] = None  # per-source decay quantiles: the box snaps to them
     stages: Info = None              # the cascade's stages, checked by stages.py (a broken one is a fault)
 
     @model_validator(mode="after")
