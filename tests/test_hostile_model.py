@@ -209,7 +209,10 @@ KEY_PATHS = [("format",), ("name",), ("resolution",), ("resolution", 0), ("chann
              S + ("outputs", "denoised", 0), S + ("sampler",), S + ("steps",), S + ("steps", "2"),
              S + ("steps", "2", 1), S + ("default_steps",), S + ("fresh_noise",), S + ("reference",),
              S + ("reference", "atol"),
-             S + ("reference", "output"), ("training",), ("extra",)]
+             S + ("reference", "output"), ("training",), ("extra",), ("decay_distribution",),
+             ("decay_distribution", "by_source"), ("decay_distribution", "by_source", "tomatoes"),
+             ("decay_distribution", "by_source", "tomatoes", "decay_quantiles"),
+             ("decay_distribution", "by_source", "tomatoes", "decay_quantiles", 0)]
 hostile_values = (st.none() | st.booleans() | st.integers(-2**64, 2**64) | st.sampled_from([0, 1, 2, 3, 32, 4096, -1])
                   | st.floats() | st.text(max_size=20) | st.sampled_from(["../ok/student.onnx", "/etc/passwd",
                                                                           "student.onnx", "2", "heun", "RGB"])

@@ -185,7 +185,7 @@ class SourceDecay(_Strict):
 
 
 class DecayDistribution(_Strict):
-    by_source: dict[Annotated[str, Field(min_length=1, max_length=64)], SourceDecay] = Field({}, max_length=256)
+    by_source: dict[Annotated[str, Field(min_length=1, max_length=256)], SourceDecay] = Field({}, max_length=256)
     quantiles: Info = None
     split: Info = None
     how: Info = None
