@@ -41,7 +41,7 @@ def _detail_gain(a):
 
     torch.set_num_threads(max(1, a.threads))
     found = detail_gain.search(a.model, a.cache, gains=detail_gain.parse_gains(a.gains), steps=a.steps,
-                               seed=a.seed, threads=a.threads, boots=a.boots)
+                               seed=a.seed, boots=a.boots)
     if a.out:
         Path(a.out).write_text(json.dumps(found, indent=1))
     print(json.dumps({"best": found["best"], "kid": {g: r["kid"] for g, r in found["gains"].items()}}))
@@ -215,8 +215,7 @@ def subject_grids(gen, out: Path, rows: int, cols: int, steps: int | None) -> li
         cols_decay = [snap_decay(Conditions(float(d), asked), gen.info.decay_support).decay
                       for d in np.linspace(0.0, 1.0, cols)]
         decay = np.tile(np.asarray(cols_decay, np.float32), rows)
-        imgs = gen.generate_many(rows * cols, steps, decay=decay, seed=1000 + k,
-                                 subject=k if gen.info.subjects else None)
+        imgs = gen.generate_many(rows * cols, steps, decay=decay, seed=1000 + k, subject=asked)
         h, w = imgs.shape[1:3]
         grid = imgs.reshape(rows, cols, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, 3)
         p = out / f"grid_{name}.jpg"

@@ -27,7 +27,7 @@ def parse_gains(text: str) -> tuple[float, ...]:
 
 
 def search(model_dir: str | Path, cache: str | Path, gains=DEFAULT_GAINS, steps: int | None = None,
-           seed: int = 0, extractor=None, threads: int = 1, boots: int = 200, log=print) -> dict:
+           seed: int = 0, extractor=None, boots: int = 200, log=print) -> dict:
     """{"best": gain, "gains": {gain: {"kid", "ci90", "by_subject"}}, ...}: validation KID of the model's
     own images enlarged by its stage's network at each gain (export/valset.py). Raises ValueError naming
     the model or cache when the model has no such stage or the cache is at another side."""
@@ -37,15 +37,13 @@ def search(model_dir: str | Path, cache: str | Path, gains=DEFAULT_GAINS, steps:
 
     from .inception import Inception
     from .train import to_uint8
-    from .upsampler import Upsampler, shape_of, weights_from_onnx
+    from .upsampler import stage_network
     from .valset import asked_as_validation, kid_table
 
     if load_model_dir(model_dir).upsampler is None:
         raise ValueError(f"{model_dir}: manifest.json has no stages.upsampler")
     gen, val, decay, asked = asked_as_validation(model_dir, cache)
-    weights = weights_from_onnx(model_dir)
-    net = Upsampler(*shape_of(weights)).eval()
-    net.load_state_dict(weights)
+    net = stage_network(model_dir)
     small = torch.from_numpy(gen.generate_many(len(val), steps, decay=decay, seed=seed, subject=asked, finish=False))
     log(f"{len(small)} images grown at {steps or 'the default'} steps, asked as the validation half")
     inc = extractor or Inception()
@@ -68,11 +66,9 @@ def write(model_dir: str | Path, gain: float, found: dict | None = None, threads
     """Re-export the model's stage with ``gain`` in its graph (same network weights), its reference
     pair and manifest entry with it; ``found``: the `search` it came from, recorded beside it."""
     from .onnx import read_manifest
-    from .upsampler import Upsampler, shape_of, weights_from_onnx, write_stage
+    from .upsampler import stage_network, write_stage
 
     stage = read_manifest(model_dir)["stages"]["upsampler"]
-    weights = weights_from_onnx(model_dir)
-    net = Upsampler(*shape_of(weights), detail_gain=gain)
-    net.load_state_dict(weights)
+    net = stage_network(model_dir, detail_gain=gain)
     training = {k: v for k, v in (stage.get("training") or {}).items() if k != "parity_max_abs_diff"}
     return write_stage(net, model_dir, training, threads, extra={"detail_gain_search": found} if found else None)

@@ -379,6 +379,14 @@ def shape_of(weights: dict[str, torch.Tensor]) -> tuple[int, int]:
     return weights["head.weight"].shape[0], sum(1 for k in weights if k.endswith(".c1.weight"))
 
 
+def stage_network(source: str | Path, detail_gain: float = 1.0) -> Upsampler:
+    """The network of a shipped stage (`weights_from_onnx`'s ``source``), at ``detail_gain``, for inference."""
+    weights = weights_from_onnx(source)
+    net = Upsampler(*shape_of(weights), detail_gain=detail_gain)
+    net.load_state_dict(weights)
+    return net.eval()
+
+
 def stage_to_copy(source_dir: str | Path) -> tuple[Path, dict]:
     """Another model's upsampler stage, checked (manifest, sha256, reference pair present) before
     anything is written: (the folder, its manifest entry). Raises ValueError naming the file."""
