@@ -35,6 +35,16 @@ def _train(a):
     print(train(a.cache, a.run, cfg, resume=not a.no_resume, state_dir=a.state or None))
 
 
+def _sigma_list(text: str) -> tuple:
+    try:
+        sigmas = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: noise levels separated by commas, e.g. 80,1.6") from None
+    if not sigmas or any(not (0 < s <= 1000) for s in sigmas) or list(sigmas) != sorted(sigmas, reverse=True):
+        raise argparse.ArgumentTypeError(f"{text!r}: decreasing noise levels in (0, 1000]")
+    return sigmas
+
+
 def _distill(a):
     from .distill import DistillConfig, distill
 
@@ -285,6 +295,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--adversarial", type=float, default=FROM_CONFIG,
                    help="weight of a patch discriminator on the student's one-step images (0 = plain ECT)")
     d.add_argument("--adversarial-sigma", type=float, default=FROM_CONFIG)
+    d.add_argument("--adversary", choices=("patch", "teacher"), default=FROM_CONFIG,
+                   help="patch: a patch discriminator on one-step images; teacher: heads on the frozen "
+                        "teacher's features judge the box's few-step samples (LADD)")
+    d.add_argument("--adversarial-batch", type=int, default=FROM_CONFIG, help="few-step samples a step (teacher)")
+    d.add_argument("--adversarial-sigmas", type=_sigma_list, default=FROM_CONFIG,
+                   help="the samples' noise levels, e.g. 80,1.6 (teacher)")
+    d.add_argument("--adversarial-fresh", type=float, default=FROM_CONFIG,
+                   help="the samples' re-noise share of fresh noise, 0-1 (teacher)")
     d.add_argument("--guidance", type=float, default=FROM_CONFIG,
                    help="autoguidance weight baked into the targets (0 = plain ECT); needs --guide")
     d.add_argument("--guide", default=FROM_CONFIG, help="checkpoint of a weaker version of the teacher")

@@ -58,7 +58,14 @@ class DistillConfig(RunBudget):
             upper half of the noise levels (sigma >= adversarial_sigma), against real photographs
             (export/adversarial.py: DiffAugment, lazy R1); 0 = plain ECT. Adversarial terms close most of
             the gap between a few-step student and its teacher (sCM+adv, DMD2, ADD).
-        adversarial_sigma: the noise level above which the student's output is judged.
+        adversarial_sigma: the noise level above which the student's output is judged (patch adversary).
+        adversary: what the adversarial term judges, and with what. "patch": the student's one-step
+            images from sigma >= adversarial_sigma, a patch discriminator (export/adversarial.py).
+            "teacher": ``adversarial_batch`` of the box's few-step samples from pure noise
+            (``adversarial_sigmas``, re-noise share ``adversarial_fresh``), differentiable through
+            every step, judged by heads on the frozen teacher's encoder features, conditioned on subject
+            and decay (export/feature_adversary.py, LADD); the term's weight is then ``adversarial``
+            times the ratio of the two terms' gradient norms at the student's last layer (VQGAN).
         guidance: autoguidance baked into the targets (Karras 2024, "Guiding a diffusion model with a bad
             version of itself"): 0 = plain ECT (x_r on the data's own path); w > 0 = the nearer point x_r
             is one Euler step of the guided teacher D_guide + (1 + w) (D_teacher - D_guide) from x_t,
@@ -82,8 +89,18 @@ class DistillConfig(RunBudget):
     dropout: float = 0.0
     adversarial: float = 0.0
     adversarial_sigma: float = 1.0
+    adversary: str = "patch"
+    adversarial_batch: int = 16
+    adversarial_sigmas: tuple = (80.0, 1.6)
+    adversarial_fresh: float = 0.0
     guidance: float = 0.0
     guide: str = ""
+
+    def __post_init__(self):
+        if self.adversary not in ("patch", "teacher"):
+            raise ValueError(f"adversary={self.adversary!r}: 'patch' or 'teacher'")
+        if not 0 <= self.adversarial_fresh <= 1:
+            raise ValueError(f"adversarial_fresh={self.adversarial_fresh}: a share, 0-1")
 
 
 def r_of_t(t: torch.Tensor, stage: int, k: float, q: float = 2.0) -> torch.Tensor:
@@ -116,11 +133,16 @@ class StudentObjective(Objective):
         self.budget = cfg.minutes * 60 if cfg.minutes > 0 else float("inf")
         self.state = None      # the loop's RunState, set by the loop: the stage follows it
         self.teacher, self.guide = teacher, guide     # frozen; both set when cfg.guidance > 0
-        self.adversary = None
-        if cfg.adversarial > 0:
+        self.adversary = self.feature_adversary = self.adv_weight = None
+        if cfg.adversarial > 0 and cfg.adversary == "patch":
             from .adversarial import Adversary
 
             self.adversary = Adversary(device=device)
+        elif cfg.adversarial > 0:
+            from .feature_adversary import FeatureAdversary
+
+            self.feature_adversary = FeatureAdversary(
+                denoiser_from_state(teacher_state, "ema", where="teacher"), device=device)
         self.last = {}
 
     def lr(self, step: int) -> float:
@@ -157,14 +179,34 @@ class StudentObjective(Objective):
             g = self.adversary.step(x0[judged], pred[judged], step, gen)
             self.last.update(gan=float(g.detach()), d=self.adversary.last_d)
             loss = loss + cfg.adversarial * g
+        if self.feature_adversary is not None:
+            loss = loss + self._sample_adversarial(net, loss, step, gen)
         return loss
 
+    def _sample_adversarial(self, net, ect, step, gen):
+        """The teacher-feature discriminator's term on the box's few-step samples (cfg.adversary)."""
+        from .feature_adversary import balanced_weight, few_step_samples
+
+        cfg, n = self.cfg, self.cfg.adversarial_batch
+        real, dec, subj = draw_batch(self.images, self.decay, n, gen, self.table)
+        fake = few_step_samples(net, real.shape, cfg.adversarial_sigmas, dec, subj, gen, cfg.adversarial_fresh)
+        g = self.feature_adversary.step(real, fake, dec, subj, gen)
+        if self.adv_weight is None or step % 8 == 0:
+            # Two more backward passes through both networks: measured every 8 steps, not each one.
+            self.adv_weight = float(balanced_weight(ect, g, self.model.net.head.weight))
+        w = self.adv_weight
+        self.last.update(gan=float(g.detach()), d=self.feature_adversary.last_d, w=float(w))
+        return cfg.adversarial * w * g
+
     def extra_state(self) -> dict:
-        return {} if self.adversary is None else {"adversary": self.adversary.state_dict()}
+        adv = self.adversary or self.feature_adversary
+        return {} if adv is None else {"adversary": adv.state_dict(), "adversary_weight": self.adv_weight}
 
     def load_extra_state(self, st: dict) -> None:
-        if self.adversary is not None and "adversary" in st:
-            self.adversary.load_state_dict(st["adversary"])
+        adv = self.adversary or self.feature_adversary
+        if adv is not None and "adversary" in st:
+            adv.load_state_dict(st["adversary"])
+            self.adv_weight = st.get("adversary_weight")
 
     def postfix(self, step: int) -> dict:
         return {"stage": self.stage(step), **{k: f"{v:.3f}" for k, v in self.last.items()}}
@@ -206,7 +248,10 @@ def distill(cache: str | Path, teacher_ckpt: str | Path, out: str | Path, cfg: D
     for m in model.modules():
         if isinstance(m, torch.nn.Dropout):
             m.p = cfg.dropout
-    _, _, device = dist_setup(cfg.device)
+    _, world, device = dist_setup(cfg.device)
+    if world > 1 and cfg.adversarial > 0 and cfg.adversary == "teacher":
+        # Two forwards of the wrapped network before one backward: DDP's reducer expects one.
+        raise ValueError("--adversary teacher runs in one process (not under torchrun)")
     names = teacher_state.get("subjects") or []
     lineage = {"init": None if init is None else str(init), "init_steps": init_steps, "teacher": str(teacher_ckpt)}
     if before:
