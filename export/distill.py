@@ -143,7 +143,7 @@ class StudentObjective(Objective):
 
             self.feature_adversary = FeatureAdversary(
                 denoiser_from_state(teacher_state, "ema", where="teacher"), device=device)
-        self.last = {}
+        self.last, self._sums, self._counts = {}, {}, {}
 
     def lr(self, step: int) -> float:
         return self.cfg.lr
@@ -173,11 +173,12 @@ class StudentObjective(Objective):
             target = torch.where(b(r) > 0, self.model(x_r, r.clamp(min=0.002), dec, subj).float(), x0)
         pred = net(x_t, t, dec, subj).float()
         loss = (pseudo_huber(pred - target, self.c) / (t - r)).mean()
-        self.last = {"ect": float(loss.detach())}
+        self.last = {}
+        self._keep(ect=float(loss.detach()))
         judged = t >= cfg.adversarial_sigma
         if self.adversary is not None and bool(judged.any()):
             g = self.adversary.step(x0[judged], pred[judged], step, gen)
-            self.last.update(gan=float(g.detach()), d=self.adversary.last_d)
+            self._keep(gan=float(g.detach()), d=self.adversary.last_d)
             loss = loss + cfg.adversarial * g
         if self.feature_adversary is not None:
             loss = loss + self._sample_adversarial(net, loss, step, gen)
@@ -195,7 +196,7 @@ class StudentObjective(Objective):
             # Two more backward passes through both networks: measured every 8 steps, not each one.
             self.adv_weight = float(balanced_weight(ect, g, self.model.net.head.weight))
         w = self.adv_weight
-        self.last.update(gan=float(g.detach()), d=self.feature_adversary.last_d, w=float(w))
+        self._keep(gan=float(g.detach()), d=self.feature_adversary.last_d, w=float(w))
         return cfg.adversarial * w * g
 
     def extra_state(self) -> dict:
@@ -210,6 +211,18 @@ class StudentObjective(Objective):
 
     def postfix(self, step: int) -> dict:
         return {"stage": self.stage(step), **{k: f"{v:.3f}" for k, v in self.last.items()}}
+
+    def _keep(self, **parts) -> None:
+        """The step's named loss parts: shown on the progress bar, averaged into stats.jsonl."""
+        self.last.update(parts)
+        for k, v in parts.items():
+            self._sums[k] = self._sums.get(k, 0.0) + v
+            self._counts[k] = self._counts.get(k, 0) + 1
+
+    def terms(self) -> dict:
+        out = {k: round(self._sums[k] / self._counts[k], 5) for k in self._sums}
+        self._sums, self._counts = {}, {}
+        return out
 
     def meta(self) -> dict:
         ts = self.teacher_state

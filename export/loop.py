@@ -125,6 +125,11 @@ class Objective:
     def postfix(self, step: int) -> dict:
         return {}
 
+    def terms(self) -> dict:
+        """Means of the loss's named parts (e.g. ECT's and a discriminator's) since the last call, for
+        stats.jsonl; {} where the loss is one term."""
+        return {}
+
     def extra_state(self) -> dict:
         """State of the objective's own (e.g. a discriminator and its optimiser), saved with the run."""
         return {}
@@ -445,7 +450,7 @@ def run(obj: Objective, out: str | Path, cfg: RunBudget, resume: bool = True, pr
                 next_snapshot += cfg.snapshot_every
             if now - last_stats > cfg.stats_every:
                 stats.write(step=rs.step, nimg=rs.nimg, elapsed=round(rs.elapsed, 1), loss=sum(window) / len(window),
-                            images_per_s=round(rate, 2), amp=rs.amp, lr=obj.lr(rs.step))
+                            images_per_s=round(rate, 2), amp=rs.amp, lr=obj.lr(rs.step), **obj.terms())
                 window, last_stats = [], now
             if cfg.probe_every and now - last_probe > cfg.probe_every and rank == 0:
                 t_probe = time.time()

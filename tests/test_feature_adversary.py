@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import pytest
 
@@ -85,7 +86,7 @@ def test_ect_with_the_teacher_feature_adversary_resumes_exactly(cache, tmp_path)
 
     def go(run, stop_at):
         cfg = DistillConfig(batch=4, steps=10, stop_at=stop_at, stages=2, adversarial=0.2, adversary="teacher",
-                            adversarial_batch=3, adversarial_sigmas=(80.0, 1.0), **FAST)
+                            adversarial_batch=3, adversarial_sigmas=(80.0, 1.0), stats_every=0, **FAST)
         return _load(distill(cache, teacher, run, cfg, progress=False))
 
     whole = go(tmp_path / "w", 0)
@@ -94,6 +95,8 @@ def test_ect_with_the_teacher_feature_adversary_resumes_exactly(cache, tmp_path)
     for key in ("model", "opt", "rng", "objective"):
         _same(whole[key], pieces[key], key)
     assert whole["objective"]["adversary_weight"] > 0
+    rows = [json.loads(line) for line in (tmp_path / "w" / "stats.jsonl").read_text().splitlines()]
+    assert len(rows) == 10 and all(set(r) >= {"ect", "gan", "d", "w"} and r["w"] > 0 for r in rows)
     plain = _load(distill(cache, teacher, tmp_path / "plain", DistillConfig(batch=4, steps=10, stages=2, **FAST),
                           progress=False))
     assert any(not torch.equal(whole["model"][k], plain["model"][k]) for k in plain["model"])   # the term acts
