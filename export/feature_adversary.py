@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .network import ResBlock, fourier
+from .schedule import consistency_steps
 
 
 class TeacherFeatureDiscriminator(nn.Module):
@@ -121,23 +122,10 @@ class FeatureAdversary:
 
 
 def few_step_samples(net, x_shape, sigmas, decay, subject, gen, fresh: float = 0.0) -> torch.Tensor:
-    """The box's multistep consistency sampling from pure noise, differentiable through every step
-    (sampler.sample's arithmetic: the re-noise blends fresh noise, share ``fresh``, with the noise the
-    step's input held)."""
-    dev = gen.device
-    eps = torch.randn(x_shape, generator=gen, device=dev)
-    b = x_shape[0]
-    x = eps * sigmas[0]
-    x0 = net(x, torch.full((b,), float(sigmas[0]), device=dev), decay, subject).float()
-    prev = float(sigmas[0])
-    for s in sigmas[1:]:
-        held = (x - x0) / prev
-        z = held if fresh == 0 else (fresh * torch.randn(x_shape, generator=gen, device=dev)
-                                     + (1 - fresh * fresh) ** 0.5 * held)
-        x = x0 + float(s) * z
-        x0 = net(x, torch.full((b,), float(s), device=dev), decay, subject).float()
-        prev = float(s)
-    return x0
+    """The box's multistep consistency sampling from pure noise drawn from ``gen``, differentiable
+    through every step."""
+    eps = torch.randn(x_shape, generator=gen, device=gen.device)
+    return consistency_steps(net, [float(s) for s in sigmas], eps, decay, gen, subject, fresh).float()
 
 
 def balanced_weight(loss_main: torch.Tensor, loss_adv: torch.Tensor, layer: torch.Tensor,

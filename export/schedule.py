@@ -55,14 +55,24 @@ def heun(denoise, sigmas, eps: torch.Tensor, decay: torch.Tensor, subject: torch
     return x
 
 
-@torch.no_grad()
-def consistency(denoise, sigmas, eps: torch.Tensor, decay: torch.Tensor, generator=None,
-                subject: torch.Tensor | None = None) -> torch.Tensor:
-    """Multistep consistency sampling: x0 = D(s0 * eps, s0); then x = x0 + s_i * eps_i with
-    fresh noise eps_i, x0 = D(x, s_i)."""
+def consistency_steps(denoise, sigmas, eps: torch.Tensor, decay: torch.Tensor, generator=None,
+                      subject: torch.Tensor | None = None, fresh: float = 1.0) -> torch.Tensor:
+    """Multistep consistency sampling: x0 = D(s0 * eps, s0); then x = x0 + s_i * z, x0 = D(x, s_i),
+    where z blends fresh noise (share ``fresh``; 1 = Song et al.'s sampler) with the noise the step's
+    input held, (x - x0) / s_(i-1) (CTM's gamma; the box's sampler.sample, manifest fresh_noise)."""
     b = eps.shape[0]
-    x0 = denoise(eps * sigmas[0], torch.full((b,), sigmas[0], device=eps.device), decay, subject)
+    x = eps * sigmas[0]
+    x0 = denoise(x, torch.full((b,), sigmas[0], device=eps.device), decay, subject)
+    prev = sigmas[0]
     for s in sigmas[1:]:
-        e = torch.randn(eps.shape, generator=generator, device=eps.device)
-        x0 = denoise(x0 + s * e, torch.full((b,), s, device=eps.device), decay, subject)
+        held = (x - x0) / prev
+        z = held if fresh == 0 else (
+            fresh * torch.randn(eps.shape, generator=generator, device=eps.device) + (1 - fresh * fresh) ** 0.5 * held)
+        x = x0 + s * z
+        x0 = denoise(x, torch.full((b,), s, device=eps.device), decay, subject)
+        prev = s
     return x0
+
+
+# Sampling for pictures and figures; `consistency_steps` itself keeps the graph (a loss on few-step samples).
+consistency = torch.no_grad()(consistency_steps)
