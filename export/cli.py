@@ -284,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=FROM_CONFIG)
     t.add_argument("--dropout", type=float, default=FROM_CONFIG, help="residual-block dropout (-1 = the preset's)")
     t.add_argument("--no-decay", action="store_true", help="unconditional model")
+    t.add_argument("--decay-jitter", action="store_true", default=FROM_CONFIG,
+                   help="draw each image's decay within its grade's cell, not the grade itself")
     t.add_argument("--no-subjects", action="store_true",
                    help="one model for all footage, drawn as it comes (default: conditioned on subjects, balanced)")
     t.set_defaults(fn=_train)
@@ -310,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--first-stage", type=int, default=FROM_CONFIG, help="gap stage to start in (1: gap t/2)")
     d.add_argument("--init", help="start from this student checkpoint's EMA weights, not the teacher's")
     d.add_argument("--dropout", type=float, default=FROM_CONFIG)
+    d.add_argument("--decay-jitter", action="store_true", default=FROM_CONFIG,
+                   help="draw each image's decay within its grade's cell, not the grade itself")
     d.set_defaults(fn=_distill)
 
     u = sub.add_parser("tune", help="choose the student's weights and 2/4-step sigmas on the validation half of the held-out split")

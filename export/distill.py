@@ -38,7 +38,7 @@ import torch
 
 from .footage import load_cache
 from .loop import Objective, RunBudget, dist_setup, run
-from .train import SubjectTable, decay_values, denoiser_from_state, draw_batch, load_checkpoint, subject_ids, to_tensor
+from .train import DecayDraw, SubjectTable, denoiser_from_state, draw_batch, load_checkpoint, subject_ids, to_tensor
 
 
 @dataclass(kw_only=True)
@@ -54,6 +54,8 @@ class DistillConfig(RunBudget):
         k: strength of the n(t) = 1 + k * sigmoid(-t) gap enlargement at small t.
         huber_c: pseudo-Huber constant per image, in units of sqrt(pixels) (iCT: 0.00054).
         dropout: dropout in the residual blocks during tuning (0 = off).
+        decay_jitter: each image's decay drawn within its label's cell (train.decay_cells), as the
+            teacher's TrainConfig.decay_jitter.
         adversarial: weight of a patch discriminator's term on the student's one-step images from the
             upper half of the noise levels (sigma >= adversarial_sigma), against real photographs
             (export/adversarial.py: DiffAugment, lazy R1); 0 = plain ECT. Adversarial terms close most of
@@ -87,6 +89,7 @@ class DistillConfig(RunBudget):
     k: float = 8.0
     huber_c: float = 0.00054
     dropout: float = 0.0
+    decay_jitter: bool = False
     adversarial: float = 0.0
     adversarial_sigma: float = 1.0
     adversary: str = "patch"
@@ -127,7 +130,7 @@ class StudentObjective(Objective):
             cfg, ds, model, teacher_state, names, lineage)
         self.batch = cfg.batch
         self.images = to_tensor(ds.images).to(device)  # on the device, noise drawn there: see draw_batch
-        self.decay = torch.from_numpy(decay_values(ds)).to(device)
+        self.decay = DecayDraw(ds, device, cfg.decay_jitter)
         self.table = SubjectTable(subject_ids(ds, names), device) if names else None
         self.c = cfg.huber_c * math.sqrt(self.images[0].numel())
         self.budget = cfg.minutes * 60 if cfg.minutes > 0 else float("inf")

@@ -33,6 +33,9 @@ class TrainConfig(RunBudget):
         decay_cond: condition on the decay value (frames with unknown decay get 0.5).
         subjects: condition on the subject (footage source), drawn balanced across subjects.
         dropout: dropout in the residual blocks (EDM's small-data setting: 0.1 and more).
+        decay_jitter: draw each image's decay within its label's cell (`decay_cells`) instead of the
+            label itself, so that decay is continuous for every subject: graded footage (tomatoes k/9,
+            bananas k/3) otherwise leaves the values between grades to whichever subject has them.
         net: overrides of the preset's UNetConfig fields.
     """
 
@@ -45,6 +48,7 @@ class TrainConfig(RunBudget):
     decay_cond: bool = True
     subjects: bool = True
     dropout: float = -1.0
+    decay_jitter: bool = False
     net: dict = field(default_factory=dict)
 
 
@@ -61,6 +65,41 @@ def decay_values(ds: Dataset) -> np.ndarray:
     d = ds.decay.astype(np.float32).copy()
     d[~np.isfinite(d)] = 0.5
     return d
+
+
+def decay_cells(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's decay cell (lo, hi): its label widened halfway to the next lower and next higher label
+    its subject (footage source) has, so a subject's cells tile the range of its labels. Graded footage
+    (tomatoes k/9) gets cells 1/9 wide; a time-lapse, whose labels are dense, barely moves; an image of
+    unknown decay keeps 0.5, what training feeds it (`decay_values`)."""
+    d = decay_values(ds)
+    lo, hi = d.copy(), d.copy()
+    known = np.isfinite(ds.decay)
+    for source in np.unique(ds.source):
+        mine = (ds.source == source) & known
+        labels = np.unique(d[mine])
+        if len(labels) < 2:
+            continue
+        mids = (labels[1:] + labels[:-1]) / 2
+        at = np.searchsorted(labels, d[mine])
+        lo[mine] = np.concatenate([[labels[0]], mids])[at]
+        hi[mine] = np.concatenate([mids, [labels[-1]]])[at]
+    return lo, hi
+
+
+class DecayDraw:
+    """What the training loop feeds as each drawn image's decay: its label, or with ``jitter`` a value
+    drawn uniformly within its `decay_cells` cell."""
+
+    def __init__(self, ds: Dataset, device, jitter: bool = False):
+        lo, hi = decay_cells(ds) if jitter else (decay_values(ds),) * 2
+        self.lo = torch.from_numpy(lo).to(device)
+        self.width = torch.from_numpy(hi - lo).to(device) if jitter else None
+
+    def __call__(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        if self.width is None:
+            return self.lo[idx]
+        return self.lo[idx] + self.width[idx] * torch.rand(len(idx), generator=gen, device=self.lo.device)
 
 
 def subject_names(ds: Dataset) -> list[str]:
@@ -96,10 +135,11 @@ class SubjectTable:
         return self.order[self.offsets[k] + within.clamp(max=self.counts[k] - 1)]
 
 
-def draw_batch(images: torch.Tensor, decay: torch.Tensor, batch: int, gen: torch.Generator,
+def draw_batch(images: torch.Tensor, decay: torch.Tensor | DecayDraw, batch: int, gen: torch.Generator,
                subjects: SubjectTable | None = None):
-    """A random batch of training images, half of them mirrored, their decay values and their
-    subjects (None for a network without subjects; with subjects the draw is balanced).
+    """A random batch of training images, half of them mirrored, their decay values (``decay``: one per
+    image, or a `DecayDraw`) and their subjects (None for a network without subjects; with subjects the
+    draw is balanced).
     The split lives on the training device and `gen` draws there: on a GPU a host-side draw and
     copy per step costs more than the step itself for a model this small."""
     device = images.device
@@ -110,7 +150,8 @@ def draw_batch(images: torch.Tensor, decay: torch.Tensor, batch: int, gen: torch
     x0 = images[idx]
     flip = torch.rand(batch, generator=gen, device=device) < 0.5
     subj = None if subjects is None else subjects.ids[idx].float()
-    return torch.where(flip[:, None, None, None], x0.flip(3), x0), decay[idx], subj
+    dec = decay(idx, gen) if isinstance(decay, DecayDraw) else decay[idx]
+    return torch.where(flip[:, None, None, None], x0.flip(3), x0), dec, subj
 
 
 def build_model(net_cfg: UNetConfig) -> EDMDenoiser:
@@ -185,7 +226,7 @@ class TeacherObjective(Objective):
         self.model = build_model(net_cfg)
         self.model.resolution = ds.images.shape[1]
         self.images = to_tensor(ds.images).to(device)
-        self.decay = torch.from_numpy(decay_values(ds)).to(device)
+        self.decay = DecayDraw(ds, device, cfg.decay_jitter)
         self.table = SubjectTable(subject_ids(ds, names), device) if net_cfg.subjects else None
 
     def lr(self, step: int) -> float:
