@@ -28,6 +28,38 @@ def _flat(prefix: str, sd: dict, dtype=None) -> dict:
             for k, v in sd.items()}
 
 
+def _pack(value, path: str, tensors: dict):
+    """A nested structure -> JSON, its tensors moved to ``tensors`` under their path (an objective's own
+    state: a discriminator, its optimiser, kept as they are). Non-string keys (an optimiser's parameter
+    indices) survive as pairs."""
+    if isinstance(value, torch.Tensor):
+        tensors[path] = value.contiguous()
+        return {"__tensor__": path}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) for k in value):
+            return {"__map__": {k: _pack(v, f"{path}/{k}", tensors) for k, v in value.items()}}
+        return {"__pairs__": [[k, _pack(v, f"{path}/{k}", tensors)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        return {"__list__": [_pack(v, f"{path}/{i}", tensors) for i, v in enumerate(value)]}
+    return value
+
+
+def _unpack(value, tensors: dict, where: str):
+    if not isinstance(value, dict):
+        return value
+    if "__tensor__" in value:
+        if value["__tensor__"] not in tensors:
+            raise StateError(f"{where}: tensor {value['__tensor__']!r} missing")
+        return tensors[value["__tensor__"]]
+    if "__map__" in value:
+        return {k: _unpack(v, tensors, where) for k, v in value["__map__"].items()}
+    if "__pairs__" in value:
+        return {k: _unpack(v, tensors, where) for k, v in value["__pairs__"]}
+    if "__list__" in value:
+        return [_unpack(v, tensors, where) for v in value["__list__"]]
+    return value
+
+
 def save(ckpt_path: Path, dest: Path) -> dict:
     """RUN/NAME.pt -> dest/NAME.safetensors + dest/NAME.json; returns the json part. Refuses (StateError)
     a state over MAX_BYTES, leaving any earlier one in place."""
@@ -48,14 +80,15 @@ def save(ckpt_path: Path, dest: Path) -> dict:
         opt_meta["steps"][str(idx)] = float(s["step"])
     for k, v in st["rng"].items():
         tensors[f"rng/{k}"] = v.contiguous()
+    objective = _pack(st.get("objective") or {}, "objective", tensors)
     size = sum(t.numel() * t.element_size() for t in tensors.values())
     if size > MAX_BYTES:
         raise StateError(f"{ckpt_path}: the state would be {size / 2**20:.1f} MiB, over the "
                          f"{MAX_BYTES // 2**20} MiB a repository version may carry")
     history = st["history"]
     thin = max(1, len(history) // 5000)
-    meta = {k: v for k, v in st.items() if k not in ("model", "ema", "emas", "opt", "rng", "history")}
-    meta.update(emas_stds=st["emas"]["stds"], opt=opt_meta, history=history[::thin], history_thinned_by=thin,
+    meta = {k: v for k, v in st.items() if k not in ("model", "ema", "emas", "opt", "rng", "history", "objective")}
+    meta.update(objective=objective, emas_stds=st["emas"]["stds"], opt=opt_meta, history=history[::thin], history_thinned_by=thin,
                 format=1, run={**st["run"], "history": history[::thin]})
     dest.mkdir(parents=True, exist_ok=True)
     write_atomic(dest / f"{name}.safetensors", save(tensors))
@@ -115,8 +148,14 @@ def restore(dest: Path, name: str, ckpt_path: Path) -> dict:
     opt_state = {int(idx): {"step": torch.tensor(step), "exp_avg": t[f"opt/{idx}/exp_avg"].float(),
                             "exp_avg_sq": t[f"opt/{idx}/exp_avg_sq"].float()}
                  for idx, step in meta["opt"]["steps"].items()}
-    rest = {k: v for k, v in meta.items() if k not in ("emas_stds", "opt", "history_thinned_by", "format")}
-    ckpt = {**rest, "model": model, "ema": {k: v.to(model[k].dtype) for k, v in emas[0].items()},
+    rest = {k: v for k, v in meta.items() if k not in ("emas_stds", "opt", "history_thinned_by", "format", "objective")}
+    objective = meta.get("objective") or {}
+    if "__map__" not in objective:
+        # States saved before 2026-12-05 wrote the objective's tensors into the JSON as their printed text:
+        # not restorable. The discriminator (the only such state) starts afresh; the networks do not.
+        objective = {"__map__": {}}
+    ckpt = {**rest, "objective": _unpack(objective, t, str(Path(dest) / f"{name}.json")),
+            "model": model, "ema": {k: v.to(model[k].dtype) for k, v in emas[0].items()},
             "emas": {"stds": meta["emas_stds"], "avgs": emas},
             "opt": {"state": opt_state, "param_groups": meta["opt"]["param_groups"]},
             "rng": group("rng")}

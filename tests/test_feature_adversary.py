@@ -115,3 +115,21 @@ def test_the_sigma_list_option_refuses_what_is_not_decreasing_levels(text):
     with pytest.raises(argparse.ArgumentTypeError, match="80|levels"):
         _sigma_list(text)
     assert _sigma_list("80,1.6") == (80.0, 1.6)
+
+
+def test_a_repository_state_keeps_the_discriminator_and_restores_it_exactly(cache, tmp_path):  # noqa: F811
+    from export import state
+
+    teacher = _teacher(cache, tmp_path / "t", 0, steps=4)
+    cfg = DistillConfig(batch=4, steps=3, stages=2, adversarial=0.2, adversary="teacher", adversarial_batch=2, **FAST)
+    ckpt = distill(cache, teacher, tmp_path / "s", cfg, progress=False)
+    state.save(ckpt, tmp_path / "repo")
+    assert "tensor(" not in (tmp_path / "repo" / "student.json").read_text()     # no tensor printed as text
+    state.restore(tmp_path / "repo", "student", tmp_path / "back" / "student.pt")
+    _same(_load(ckpt)["objective"], _load(tmp_path / "back" / "student.pt")["objective"], "objective")
+    # A state saved before the objective was packed (its tensors printed into the JSON) restores without it.
+    meta = json.loads((tmp_path / "repo" / "student.json").read_text())
+    meta["objective"] = {"adversary": {"heads": {"0.0.bias": "tensor([0.1, 0.2])"}}}
+    (tmp_path / "repo" / "student.json").write_text(json.dumps(meta))
+    state.restore(tmp_path / "repo", "student", tmp_path / "old" / "student.pt")
+    assert _load(tmp_path / "old" / "student.pt")["objective"] == {}
