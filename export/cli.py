@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -36,11 +37,16 @@ def _train(a):
 
 
 def _sigma_list(text: str) -> tuple:
+    """'80,1.6' -> (80.0, 1.6): decreasing noise levels in (0, 1000], each item checked by
+    valset.parse_numbers (which sorts, so the order is checked on the text as given)."""
+    from .valset import parse_numbers
+
     try:
-        sigmas = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: noise levels separated by commas, e.g. 80,1.6") from None
-    if not sigmas or any(not (0 < s <= 1000) for s in sigmas) or list(sigmas) != sorted(sigmas, reverse=True):
+        parse_numbers(text, "--adversarial-sigmas", math.ulp(0.0), 1000.0)   # ulp(0): the least float > 0
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: decreasing noise levels in (0, 1000] ({e})") from None
+    sigmas = tuple(float(v) for v in text.split(","))
+    if list(sigmas) != sorted(sigmas, reverse=True):
         raise argparse.ArgumentTypeError(f"{text!r}: decreasing noise levels in (0, 1000]")
     return sigmas
 

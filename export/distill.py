@@ -136,7 +136,8 @@ class StudentObjective(Objective):
         self.budget = cfg.minutes * 60 if cfg.minutes > 0 else float("inf")
         self.state = None      # the loop's RunState, set by the loop: the stage follows it
         self.teacher, self.guide = teacher, guide     # frozen; both set when cfg.guidance > 0
-        self.adversary = self.feature_adversary = self.adv_weight = None
+        # The discriminator of cfg.adversary ("patch": adversarial.Adversary; "teacher": FeatureAdversary).
+        self.adversary = self.adv_weight = None
         if cfg.adversarial > 0 and cfg.adversary == "patch":
             from .adversarial import Adversary
 
@@ -144,8 +145,8 @@ class StudentObjective(Objective):
         elif cfg.adversarial > 0:
             from .feature_adversary import FeatureAdversary
 
-            self.feature_adversary = FeatureAdversary(
-                denoiser_from_state(teacher_state, "ema", where="teacher"), device=device)
+            self.adversary = FeatureAdversary(denoiser_from_state(teacher_state, "ema", where="teacher"),
+                                              device=device)
         self.last, self._sums, self._counts = {}, {}, {}
 
     def lr(self, step: int) -> float:
@@ -179,11 +180,11 @@ class StudentObjective(Objective):
         self.last = {}
         self._keep(ect=float(loss.detach()))
         judged = t >= cfg.adversarial_sigma
-        if self.adversary is not None and bool(judged.any()):
+        if self.adversary is not None and cfg.adversary == "patch" and bool(judged.any()):
             g = self.adversary.step(x0[judged], pred[judged], step, gen)
             self._keep(gan=float(g.detach()), d=self.adversary.last_d)
             loss = loss + cfg.adversarial * g
-        if self.feature_adversary is not None:
+        if self.adversary is not None and cfg.adversary == "teacher":
             loss = loss + self._sample_adversarial(net, loss, step, gen)
         return loss
 
@@ -194,22 +195,21 @@ class StudentObjective(Objective):
         cfg, n = self.cfg, self.cfg.adversarial_batch
         real, dec, subj = draw_batch(self.images, self.decay, n, gen, self.table)
         fake = few_step_samples(net, real.shape, cfg.adversarial_sigmas, dec, subj, gen, cfg.adversarial_fresh)
-        g = self.feature_adversary.step(real, fake, dec, subj, gen)
+        g = self.adversary.step(real, fake, dec, subj, gen)
         if self.adv_weight is None or step % 8 == 0:
             # Two more backward passes through both networks: measured every 8 steps, not each one.
             self.adv_weight = float(balanced_weight(ect, g, self.model.net.head.weight))
-        w = self.adv_weight
-        self._keep(gan=float(g.detach()), d=self.feature_adversary.last_d, w=float(w))
-        return cfg.adversarial * w * g
+        self._keep(gan=float(g.detach()), d=self.adversary.last_d, w=self.adv_weight)
+        return cfg.adversarial * self.adv_weight * g
 
     def extra_state(self) -> dict:
-        adv = self.adversary or self.feature_adversary
-        return {} if adv is None else {"adversary": adv.state_dict(), "adversary_weight": self.adv_weight}
+        if self.adversary is None:
+            return {}
+        return {"adversary": self.adversary.state_dict(), "adversary_weight": self.adv_weight}
 
     def load_extra_state(self, st: dict) -> None:
-        adv = self.adversary or self.feature_adversary
-        if adv is not None and "adversary" in st:
-            adv.load_state_dict(st["adversary"])
+        if self.adversary is not None and "adversary" in st:
+            self.adversary.load_state_dict(st["adversary"])
             self.adv_weight = st.get("adversary_weight")
 
     def postfix(self, step: int) -> dict:

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .network import ResBlock, fourier
+from .network import ResBlock
 from .schedule import consistency_steps
 
 
@@ -50,30 +50,13 @@ class TeacherFeatureDiscriminator(nn.Module):
         return self
 
     def features(self, x, sigma, decay, subject) -> list[torch.Tensor]:
-        """The teacher UNet's forward up to its middle, returning each level's last map and the middle's.
-        Mirrors network.UNet.forward (one place to change if the UNet changes: the test compares the
-        middle map with a forward hook on the real network)."""
+        """The teacher UNet's encoder (network.UNet.embed and encode, its own forward's first half): each
+        level's last map (after its residual blocks, before any downsampling) and the middle's."""
         net = self.teacher.net
         _, _, c_in, c_noise = self.teacher.coeffs(sigma.reshape(-1).to(x.dtype))
-        e = net.cfg.emb
-        emb = net.emb_noise(fourier(c_noise * 250.0, e))
-        if net.emb_decay is not None:
-            emb = emb + net.emb_decay(fourier(decay.reshape(-1).to(x.dtype) * 1000.0, e))
-        if net.emb_subject is not None and subject is not None:
-            classes = torch.arange(net.cfg.subjects, device=x.device, dtype=x.dtype)
-            emb = emb + net.emb_subject((subject.reshape(-1, 1).to(x.dtype) == classes).to(x.dtype))
-        emb = net.emb_out(emb)
-        f = net.cfg.fold
-        h = F.silu(net.stem(c_in[:, None, None, None] * x))
-        h = net.inp(F.pixel_unshuffle(h, f) if f > 1 else h)
-        out = []
-        for blk in net.down:
-            for m in blk:
-                h = m(h, emb) if isinstance(m, ResBlock) else m(h)
-            if isinstance(blk[0], ResBlock):
-                out.append(h)
-        out.append(net.mid[2](net.mid[1](net.mid[0](h, emb)), emb))
-        return out
+        emb = net.embed(c_noise, decay.reshape(-1).to(x.dtype), subject)
+        hs, mid = net.encode(c_in[:, None, None, None] * x, emb)
+        return [hs[i + 1] for i, blk in enumerate(net.down) if isinstance(blk[0], ResBlock)] + [mid]
 
     def forward(self, x, sigma, decay, subject) -> torch.Tensor:
         maps = self.features(x, sigma, decay, subject)

@@ -176,7 +176,8 @@ class UNet(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, x, c_noise, decay, subject=None):
+    def embed(self, c_noise, decay, subject=None):
+        """The conditioning vector every block reads: noise level, decay and subject."""
         e = self.cfg.emb
         emb = self.emb_noise(fourier(c_noise * 250.0, e))  # c_noise ~ ln(sigma)/4 in [-2, 1]
         if self.emb_decay is not None:
@@ -184,9 +185,13 @@ class UNet(nn.Module):
         if self.emb_subject is not None and subject is not None:
             # The subject arrives as a float index (one scalar per image, like decay, so the box
             # feeds it the same way); one-hot in the graph, a plain Equal in ONNX.
-            classes = torch.arange(self.cfg.subjects, device=x.device, dtype=x.dtype)
-            emb = emb + self.emb_subject((subject.reshape(-1, 1).to(x.dtype) == classes).to(x.dtype))
-        emb = self.emb_out(emb)
+            classes = torch.arange(self.cfg.subjects, device=c_noise.device, dtype=c_noise.dtype)
+            emb = emb + self.emb_subject((subject.reshape(-1, 1).to(c_noise.dtype) == classes).to(c_noise.dtype))
+        return self.emb_out(emb)
+
+    def encode(self, x, emb):
+        """Stem, down path and middle: (the skip maps, the input's and each down block's, and the middle's
+        output). The teacher-feature discriminator reads these too (export/feature_adversary.py)."""
         f = self.cfg.fold
         h = F.silu(self.stem(x))
         h = self.inp(F.pixel_unshuffle(h, f) if f > 1 else h)
@@ -195,11 +200,15 @@ class UNet(nn.Module):
             for m in blk:
                 h = m(h, emb) if isinstance(m, ResBlock) else m(h)
             hs.append(h)
-        h = self.mid[2](self.mid[1](self.mid[0](h, emb)), emb)
+        return hs, self.mid[2](self.mid[1](self.mid[0](h, emb)), emb)
+
+    def forward(self, x, c_noise, decay, subject=None):
+        emb = self.embed(c_noise, decay, subject)
+        hs, h = self.encode(x, emb)
         for blk in self.up:
             h = torch.cat([h, hs.pop()], dim=1)
             for m in blk:
                 h = m(h, emb) if isinstance(m, ResBlock) else m(h)
         h = self.out(F.silu(self.out_norm(h)))
-        h = F.pixel_shuffle(h, f) if f > 1 else h
+        h = F.pixel_shuffle(h, self.cfg.fold) if self.cfg.fold > 1 else h
         return self.head(F.silu(h))

@@ -135,10 +135,9 @@ class SubjectTable:
         return self.order[self.offsets[k] + within.clamp(max=self.counts[k] - 1)]
 
 
-def draw_batch(images: torch.Tensor, decay: torch.Tensor | DecayDraw, batch: int, gen: torch.Generator,
+def draw_batch(images: torch.Tensor, decay: DecayDraw, batch: int, gen: torch.Generator,
                subjects: SubjectTable | None = None):
-    """A random batch of training images, half of them mirrored, their decay values (``decay``: one per
-    image, or a `DecayDraw`) and their subjects (None for a network without subjects; with subjects the
+    """A random batch of training images, half of them mirrored, their decay values (drawn by ``decay``) and their subjects (None for a network without subjects; with subjects the
     draw is balanced).
     The split lives on the training device and `gen` draws there: on a GPU a host-side draw and
     copy per step costs more than the step itself for a model this small."""
@@ -150,8 +149,7 @@ def draw_batch(images: torch.Tensor, decay: torch.Tensor | DecayDraw, batch: int
     x0 = images[idx]
     flip = torch.rand(batch, generator=gen, device=device) < 0.5
     subj = None if subjects is None else subjects.ids[idx].float()
-    dec = decay(idx, gen) if isinstance(decay, DecayDraw) else decay[idx]
-    return torch.where(flip[:, None, None, None], x0.flip(3), x0), dec, subj
+    return torch.where(flip[:, None, None, None], x0.flip(3), x0), decay(idx, gen), subj
 
 
 def build_model(net_cfg: UNetConfig) -> EDMDenoiser:
